@@ -1,0 +1,100 @@
+# sluice: every build, test, demo and benchmark entry point is here.
+#   make deps    apt-install build and test dependencies (Debian 12)
+#   make         build build/sluice, build/sluiced, BPF objects and test tools
+#   make test    deps, build, then every test suite
+BUILD   ?= build
+CC      ?= gcc
+CLANG   ?= clang
+BPFTOOL ?= bpftool
+ARCH    := $(shell uname -m | sed 's/x86_64/x86/;s/aarch64/arm64/')
+
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Iinclude -Iloader -I$(BUILD)
+SLUICE_CFLAGS := -D_GNU_SOURCE
+LDLIBS  := -lyaml -lbpf -lelf -lz -lcap -lm
+
+DEB_PACKAGES := build-essential clang llvm libbpf-dev bpftool libyaml-dev libcap-dev \
+	libelf-dev zlib1g-dev libclang-rt-14-dev iproute2 pkg-config
+
+BPF_SRCS  := $(wildcard bpf/*.bpf.c)
+BPF_OBJS  := $(patsubst bpf/%.bpf.c,$(BUILD)/%.bpf.o,$(BPF_SRCS))
+BPF_SKELS := $(patsubst bpf/%.bpf.c,$(BUILD)/%.skel.h,$(BPF_SRCS))
+LIB_SRCS  := $(filter-out loader/sluiced.c,$(wildcard loader/*.c))
+COMPILER_SRCS := loader/util.c loader/ytree.c loader/compile.c loader/plan.c
+LIB_OBJS  := $(patsubst loader/%.c,$(BUILD)/lib/%.o,$(LIB_SRCS))
+CLI_OBJS  := $(patsubst cli/%.c,$(BUILD)/cli/%.o,$(wildcard cli/*.c))
+TOOLS     := $(patsubst tests/tools/%.c,$(BUILD)/%,$(wildcard tests/tools/*.c))
+UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/*.c))
+HEADERS   := $(wildcard include/*.h loader/*.h cli/*.h)
+
+.PHONY: all deps test unit fuzz bench clean
+all: $(BUILD)/sluice $(if $(wildcard loader/sluiced.c),$(BUILD)/sluiced) $(TOOLS)
+
+# Installs only what is missing, so a warm machine pays one dpkg query.
+deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing:" $$missing; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(BUILD) $(BUILD)/lib $(BUILD)/cli $(BUILD)/tests:
+	mkdir -p $@
+
+$(BUILD)/vmlinux.h: | $(BUILD)
+	$(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/*.bpf.h) include/sluice_abi.h $(BUILD)/vmlinux.h
+	$(CLANG) -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Iinclude -I$(BUILD) -c $< -o $@.tmp.o
+	$(BPFTOOL) gen object $@ $@.tmp.o && rm -f $@.tmp.o
+
+$(BUILD)/%.skel.h: $(BUILD)/%.bpf.o
+	$(BPFTOOL) gen skeleton $< > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/lib/%.o: loader/%.c $(HEADERS) $(BPF_SKELS) | $(BUILD)/lib
+	$(CC) $(CFLAGS) $(SLUICE_CFLAGS) -c $< -o $@
+
+$(BUILD)/libsluice.a: $(LIB_OBJS)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/cli/%.o: cli/%.c $(HEADERS) | $(BUILD)/cli
+	$(CC) $(CFLAGS) $(SLUICE_CFLAGS) -Icli -c $< -o $@
+
+$(BUILD)/sluice: $(CLI_OBJS) $(BUILD)/libsluice.a
+	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/sluiced: loader/sluiced.c $(HEADERS) $(BPF_SKELS) $(BUILD)/libsluice.a
+	$(CC) $(CFLAGS) $(SLUICE_CFLAGS) $< $(BUILD)/libsluice.a -o $@ $(LDLIBS)
+
+# Test tools (backend server, load generator) are standalone programs.
+$(BUILD)/%: tests/tools/%.c | $(BUILD)
+	$(CC) $(CFLAGS) $< -o $@ -lpthread -lm
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libsluice.a | $(BUILD)/tests
+	$(CC) $(CFLAGS) $(SLUICE_CFLAGS) $< $(BUILD)/libsluice.a -o $@ $(LDLIBS)
+
+# Unit tests need no root: C test programs, then the CLI fixture tables.
+unit: all $(UNIT_BINS)
+	@bash tests/run-unit $(UNIT_BINS)
+
+# The YAML front end under libFuzzer, bounded; any crash fails.
+FUZZ_SECONDS ?= 60
+$(BUILD)/fuzz_yaml: tests/fuzz/fuzz_yaml.c $(COMPILER_SRCS) $(HEADERS) | $(BUILD)
+	$(CLANG) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+		-std=gnu11 -D_GNU_SOURCE -Iinclude -Iloader -I$(BUILD) tests/fuzz/fuzz_yaml.c $(COMPILER_SRCS) \
+		-o $@ $(LDLIBS)
+fuzz: $(BUILD)/fuzz_yaml
+	@mkdir -p $(BUILD)/fuzz-corpus
+	$(BUILD)/fuzz_yaml -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -timeout=10 -rss_limit_mb=2048 \
+		$(BUILD)/fuzz-corpus tests/fuzz/seeds
+
+test: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory fuzz
+
+bench: all
+	@bash bench/run
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: MIT */
+/* The sluice CLI: shared options, output mode and error reporting, as bpftool does it. */
+#ifndef SLUICE_CLI_MAIN_H
+#define SLUICE_CLI_MAIN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+enum exit_code {
+	EXIT_DONE = 0,
+	EXIT_INVALID = 1,      /* invalid input: nothing applied */
+	EXIT_USAGE = 2,
+	EXIT_UNREACHABLE = 3,  /* daemon unreachable or permission denied */
+};
+
+struct cli {
+	bool json;
+	bool verbose;
+	const char *socket;
+	const char *namespace;
+	const char *cluster_domain;
+	const char **files;     /* -f, in order */
+	size_t n_files;
+	int argc;               /* the command's own arguments */
+	char **argv;
+};
+
+extern struct cli cli;
+
+/* "Error: MESSAGE" on stderr, or {"error": ...} on stdout with -o json. */
+void p_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+int do_plan(void);
+int do_validate(void);
+int do_apply(void);
+int do_weight(void);
+int do_status(void);
+
+#endif

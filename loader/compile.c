@@ -1,0 +1,2061 @@
+// SPDX-License-Identifier: MIT
+/* Reads Kubernetes and Istio objects into compact records, then resolves them into a plan.
+ * Every field of a consumed kind is honoured or refused with an error naming it. */
+#include "compile.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ytree.h"
+
+/* ---- records read from the input ---- */
+
+struct kv {
+	const char *key, *val;
+};
+
+struct labels {
+	struct kv *v;
+	uint32_t n;
+};
+
+struct svc_port {
+	const char *name;
+	const char *app_protocol;
+	uint16_t port;
+	uint8_t proto;               /* IPPROTO_*; 0 for SCTP, refused when routed */
+	uint16_t target_num;         /* 0: use target_name, or port when both are unset */
+	const char *target_name;
+	struct mark at;
+};
+
+struct service {
+	const char *name, *ns, *key; /* key: "name.ns" */
+	struct mark at;
+	struct labels selector;
+	bool has_selector, publish_not_ready, headless, external_name, has_cluster_ip;
+	struct plan_addr vips[2];
+	size_t n_vips;
+	struct svc_port *ports;
+	uint32_t n_ports;
+	const char *unsupported;     /* first field whose value sluice cannot honour, when routed */
+	struct mark unsupported_at;
+	const struct vs *routed_by;
+};
+
+struct pod_port {
+	const char *name;
+	uint16_t port;
+	uint8_t proto;
+};
+
+struct pod {
+	const char *name, *ns;
+	struct mark at;
+	struct labels labels;
+	struct plan_addr ips[2];
+	size_t n_ips;
+	bool ready;
+	struct pod_port *ports;
+	uint32_t n_ports;
+};
+
+struct dest {
+	const char *host, *subset;   /* subset NULL when absent */
+	uint16_t port;               /* 0 when absent */
+	int64_t weight;              /* -1 when absent */
+	struct mark at, host_at, subset_at, port_at, weight_at;
+};
+
+struct match {
+	uint16_t port;               /* 0: any port */
+};
+
+struct route {
+	bool tcp;
+	uint32_t index;
+	struct match *matches;       /* none: every port */
+	uint32_t n_matches;
+	struct mark at, *match_at;
+	struct dest *dests;
+	uint32_t n_dests;
+	bool used;
+	bool port_missing;           /* a match port the Service lacks: reported already */
+};
+
+struct vs {
+	const char *name, *ns;
+	struct mark at;
+	const char **hosts;
+	struct mark *hosts_at;
+	uint32_t n_hosts;
+	struct route *http, *tcp;
+	uint32_t n_http, n_tcp;
+};
+
+struct subset {
+	const char *name;
+	struct labels labels;
+	struct mark at;
+};
+
+struct dr {
+	const char *name, *ns, *host;
+	struct mark at, host_at;
+	struct subset *subsets;
+	uint32_t n_subsets;
+	enum plan_lb lb;
+};
+
+/* ---- compile context ---- */
+
+struct cctx {
+	const struct compile_opts *o;
+	const char *default_ns;
+	const char *domain;
+	struct diags *d;
+	struct arena *keep;
+	const struct mark *file;
+	char path[512];
+	size_t path_len;
+	struct ptrvec services, pods, vss, drs;
+	struct strmap objects;       /* "Kind/ns/name" -> struct mark *, for duplicates */
+	struct compile_stats *st;
+};
+
+static struct mark node_mark(const struct cctx *c, const struct ynode *n)
+{
+	struct mark m = *c->file;
+	m.line = n->line;
+	m.col = n->col;
+	return m;
+}
+
+static void err(struct cctx *c, const struct ynode *n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void err(struct cctx *c, const struct ynode *n, const char *fmt, ...)
+{
+	struct mark m = node_mark(c, n);
+	va_list ap;
+	va_start(ap, fmt);
+	diag_verror(c->d, &m, fmt, ap);
+	va_end(ap);
+}
+
+static void err_at(struct cctx *c, const struct mark *m, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void err_at(struct cctx *c, const struct mark *m, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	diag_verror(c->d, m, fmt, ap);
+	va_end(ap);
+}
+
+/* The field path (spec.http[0].route) travels with the walk so errors can name the field. */
+static size_t push(struct cctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static size_t push(struct cctx *c, const char *fmt, ...)
+{
+	size_t old = c->path_len;
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(c->path + old, sizeof(c->path) - old, fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		c->path_len = old + (size_t)n < sizeof(c->path) ? old + (size_t)n : sizeof(c->path) - 1;
+	return old;
+}
+
+static void pop(struct cctx *c, size_t old)
+{
+	c->path_len = old;
+	c->path[old] = 0;
+}
+
+static size_t push_key(struct cctx *c, const char *key)
+{
+	return push(c, c->path_len ? ".%s" : "%s", key);
+}
+
+static const char *type_name(const struct ynode *n)
+{
+	if (ynode_is_null(n))
+		return "null";
+	return n->type == YN_MAP ? "a mapping" : n->type == YN_SEQ ? "a list" : "a scalar";
+}
+
+static bool want(struct cctx *c, const struct ynode *n, uint8_t type)
+{
+	if (n->type == type)
+		return true;
+	static const char *names[] = { [YN_SCALAR] = "a scalar", [YN_SEQ] = "a list", [YN_MAP] = "a mapping" };
+	err(c, n, "%s must be %s, got %s", c->path, names[type], type_name(n));
+	return false;
+}
+
+/* Edit distance, for "did you mean" on unknown fields. */
+static unsigned distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	if (la > 32 || lb > 32)
+		return 99;
+	unsigned row[33];
+	for (size_t j = 0; j <= lb; j++)
+		row[j] = (unsigned)j;
+	for (size_t i = 1; i <= la; i++) {
+		unsigned diag = row[0];
+		row[0] = (unsigned)i;
+		for (size_t j = 1; j <= lb; j++) {
+			unsigned up = row[j];
+			unsigned best = diag + (tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]));
+			if (row[j - 1] + 1 < best)
+				best = row[j - 1] + 1;
+			if (up + 1 < best)
+				best = up + 1;
+			row[j] = best;
+			diag = up;
+		}
+	}
+	return row[lb];
+}
+
+/* kubectl's strict validation: a field outside the schema is an error, with a suggestion. */
+static void check_fields(struct cctx *c, const struct ynode *m, const char *const *known)
+{
+	for (uint32_t i = 0; i < m->n; i++) {
+		const struct ynode *k = ymap_key(m, i);
+		if (k->type != YN_SCALAR)
+			continue;
+		bool found = false;
+		const char *close = NULL;
+		unsigned best = 3;
+		for (const char *const *f = known; *f; f++) {
+			if (!strcmp(*f, k->str)) {
+				found = true;
+				break;
+			}
+			unsigned dist = distance(*f, k->str);
+			if (dist < best) {
+				best = dist;
+				close = *f;
+			}
+		}
+		if (found)
+			continue;
+		if (close)
+			err(c, k, "unknown field \"%s%s%s\" (did you mean \"%s\"?)", c->path, c->path_len ? "." : "",
+			    k->str, close);
+		else
+			err(c, k, "unknown field \"%s%s%s\"", c->path, c->path_len ? "." : "", k->str);
+	}
+}
+
+static const char *keep_str(struct cctx *c, const struct ynode *n)
+{
+	return arena_strndup(c->keep, n->str, n->len);
+}
+
+/* A string field: a scalar that is not null. Returns NULL (after an error) otherwise. */
+static const char *get_str(struct cctx *c, const struct ynode *n)
+{
+	if (!want(c, n, YN_SCALAR))
+		return NULL;
+	if (ynode_is_null(n)) {
+		err(c, n, "%s must be a string, got null", c->path);
+		return NULL;
+	}
+	return keep_str(c, n);
+}
+
+static bool is_integer(const struct ynode *n)
+{
+	if (n->type != YN_SCALAR || !n->plain || !n->len)
+		return false;
+	const char *p = n->str;
+	if (*p == '-' || *p == '+')
+		p++;
+	if (!*p)
+		return false;
+	for (; *p; p++)
+		if (!isdigit((unsigned char)*p))
+			return false;
+	return true;
+}
+
+static bool get_int(struct cctx *c, const struct ynode *n, long long min, long long max, long long *out)
+{
+	if (!is_integer(n)) {
+		if (n->type == YN_SCALAR && !n->plain)
+			err(c, n, "%s must be an integer, got the string \"%s\"", c->path, n->str);
+		else if (n->type == YN_SCALAR)
+			err(c, n, "%s must be an integer, got \"%s\"", c->path, n->str);
+		else
+			err(c, n, "%s must be an integer, got %s", c->path, type_name(n));
+		return false;
+	}
+	errno = 0;
+	long long v = strtoll(n->str, NULL, 10);
+	if (errno || v < min || v > max) {
+		err(c, n, "%s must be an integer from %lld to %lld, got %s", c->path, min, max, n->str);
+		return false;
+	}
+	*out = v;
+	return true;
+}
+
+static bool get_port(struct cctx *c, const struct ynode *n, uint16_t *out)
+{
+	long long v;
+	if (!get_int(c, n, 1, 65535, &v))
+		return false;
+	*out = (uint16_t)v;
+	return true;
+}
+
+static bool get_bool(struct cctx *c, const struct ynode *n, bool *out)
+{
+	if (n->type == YN_SCALAR && n->plain && (!strcmp(n->str, "true") || !strcmp(n->str, "false"))) {
+		*out = n->str[0] == 't';
+		return true;
+	}
+	err(c, n, "%s must be true or false, got %s", c->path, n->type == YN_SCALAR ? n->str : type_name(n));
+	return false;
+}
+
+/* Label maps: string keys to scalar values, as Kubernetes stores them. */
+static void get_labels(struct cctx *c, const struct ynode *n, struct labels *out)
+{
+	if (ynode_is_null(n) || !want(c, n, YN_MAP))
+		return;
+	out->v = arena_alloc(c->keep, (n->n ? n->n : 1) * sizeof(*out->v));
+	for (uint32_t i = 0; i < n->n; i++) {
+		const struct ynode *k = ymap_key(n, i), *v = ymap_val(n, i);
+		if (k->type != YN_SCALAR)
+			continue;
+		size_t old = push_key(c, k->str);
+		if (v->type != YN_SCALAR || ynode_is_null(v)) {
+			err(c, v, "%s must be a string, got %s", c->path, type_name(v));
+		} else {
+			out->v[out->n].key = keep_str(c, k);
+			out->v[out->n].val = keep_str(c, v);
+			out->n++;
+		}
+		pop(c, old);
+	}
+}
+
+static bool parse_addr(const char *s, struct plan_addr *a)
+{
+	memset(a, 0, sizeof(*a));
+	if (inet_pton(AF_INET, s, a->addr) == 1) {
+		a->family = AF_INET;
+		return true;
+	}
+	if (inet_pton(AF_INET6, s, a->addr) == 1) {
+		a->family = AF_INET6;
+		return true;
+	}
+	return false;
+}
+
+/* ---- reading objects ---- */
+
+struct meta {
+	const char *name, *ns;
+	const struct ynode *labels;
+	bool deleting;
+	const struct ynode *node;
+};
+
+static bool read_meta(struct cctx *c, const struct ynode *obj, const char *kind, struct meta *m)
+{
+	memset(m, 0, sizeof(*m));
+	m->node = obj;
+	const struct ynode *md = ymap_get(obj, "metadata");
+	if (!md || ynode_is_null(md)) {
+		err(c, obj, "%s has no metadata.name", kind);
+		return false;
+	}
+	size_t old = push_key(c, "metadata");
+	bool ok = want(c, md, YN_MAP);
+	if (ok) {
+		const struct ynode *name = ymap_get(md, "name"), *ns = ymap_get(md, "namespace");
+		if (!name || ynode_is_null(name)) {
+			err(c, md, "%s has no metadata.name", kind);
+			ok = false;
+		} else {
+			size_t o2 = push_key(c, "name");
+			m->name = get_str(c, name);
+			pop(c, o2);
+			ok = m->name != NULL;
+		}
+		if (ns && !ynode_is_null(ns)) {
+			size_t o2 = push_key(c, "namespace");
+			m->ns = get_str(c, ns);
+			pop(c, o2);
+			if (!m->ns)
+				ok = false;
+			else if (c->o->namespace_forced && strcmp(m->ns, c->default_ns)) {
+				err(c, ns, "metadata.namespace \"%s\" does not match -n %s: drop -n or fix the namespace",
+				    m->ns, c->default_ns);
+				ok = false;
+			}
+		}
+		m->labels = ymap_get(md, "labels");
+		const struct ynode *del = ymap_get(md, "deletionTimestamp");
+		m->deleting = del && !ynode_is_null(del);
+	}
+	pop(c, old);
+	if (!m->ns)
+		m->ns = c->default_ns;
+	return ok;
+}
+
+/* Two objects of one kind, namespace and name in one input would make one of them win silently. */
+static bool unique_object(struct cctx *c, const char *kind, const struct meta *m)
+{
+	const char *key = arena_printf(c->keep, "%s/%s/%s", kind, m->ns, m->name);
+	const struct mark *first = strmap_get(&c->objects, key);
+	if (first) {
+		err(c, m->node, "duplicate %s %s/%s (first defined at %s:%u:%u)", kind, m->ns, m->name, first->file,
+		    first->line, first->col);
+		return false;
+	}
+	struct mark *at = arena_alloc(c->keep, sizeof(*at));
+	*at = node_mark(c, m->node);
+	strmap_put(&c->objects, key, at);
+	return true;
+}
+
+static const char *const service_fields[] = { "apiVersion", "kind", "metadata", "spec", "status", NULL };
+static const char *const service_spec_fields[] = {
+	"allocateLoadBalancerNodePorts", "clusterIP", "clusterIPs", "externalIPs", "externalName",
+	"externalTrafficPolicy", "healthCheckNodePort", "internalTrafficPolicy", "ipFamilies", "ipFamilyPolicy",
+	"loadBalancerClass", "loadBalancerIP", "loadBalancerSourceRanges", "ports", "publishNotReadyAddresses",
+	"selector", "sessionAffinity", "sessionAffinityConfig", "trafficDistribution", "type", NULL
+};
+static const char *const service_port_fields[] = { "appProtocol", "name", "nodePort", "port", "protocol",
+						   "targetPort", NULL };
+
+static uint8_t get_protocol(struct cctx *c, const struct ynode *n, bool *ok)
+{
+	const char *p = get_str(c, n);
+	if (!p) {
+		*ok = false;
+		return 0;
+	}
+	if (!strcmp(p, "TCP"))
+		return IPPROTO_TCP;
+	if (!strcmp(p, "UDP"))
+		return IPPROTO_UDP;
+	if (!strcmp(p, "SCTP"))
+		return 0;
+	err(c, n, "%s must be TCP, UDP or SCTP, got \"%s\"", c->path, p);
+	*ok = false;
+	return 0;
+}
+
+static void read_service_port(struct cctx *c, const struct ynode *n, struct svc_port *p)
+{
+	if (!want(c, n, YN_MAP))
+		return;
+	check_fields(c, n, service_port_fields);
+	p->at = node_mark(c, n);
+	p->proto = IPPROTO_TCP;
+	bool ok = true;
+	for (uint32_t i = 0; i < n->n; i++) {
+		const char *k = ymap_key(n, i)->str;
+		const struct ynode *v = ymap_val(n, i);
+		size_t old = push_key(c, k);
+		long long num;
+		if (!strcmp(k, "name"))
+			p->name = get_str(c, v);
+		else if (!strcmp(k, "port"))
+			ok = get_port(c, v, &p->port) && ok;
+		else if (!strcmp(k, "protocol"))
+			p->proto = get_protocol(c, v, &ok);
+		else if (!strcmp(k, "appProtocol"))
+			p->app_protocol = get_str(c, v);
+		else if (!strcmp(k, "nodePort"))
+			get_int(c, v, 0, 65535, &num); /* served by kube-proxy, not by the VIP path */
+		else if (!strcmp(k, "targetPort")) {
+			if (is_integer(v))
+				ok = get_port(c, v, &p->target_num) && ok;
+			else if (v->type == YN_SCALAR && !ynode_is_null(v) && !isdigit((unsigned char)v->str[0]))
+				p->target_name = keep_str(c, v);
+			else
+				err(c, v, "%s must be a port number or a container port name, got %s", c->path,
+				    v->type == YN_SCALAR ? v->str : type_name(v));
+		}
+		pop(c, old);
+	}
+	if (!p->port && ok && !ymap_get(n, "port"))
+		err(c, n, "%s.port is required", c->path);
+}
+
+static void read_service(struct cctx *c, const struct ynode *obj)
+{
+	struct meta m;
+	check_fields(c, obj, service_fields);
+	if (!read_meta(c, obj, "Service", &m) || !unique_object(c, "Service", &m))
+		return;
+	struct service *s = arena_alloc(c->keep, sizeof(*s));
+	s->name = m.name;
+	s->ns = m.ns;
+	s->key = arena_printf(c->keep, "%s.%s", m.name, m.ns);
+	s->at = node_mark(c, obj);
+	const struct ynode *spec = ymap_get(obj, "spec");
+	if (!spec || ynode_is_null(spec)) {
+		err(c, obj, "Service %s has no spec", s->key);
+		return;
+	}
+	size_t old = push_key(c, "spec");
+	if (!want(c, spec, YN_MAP)) {
+		pop(c, old);
+		return;
+	}
+	check_fields(c, spec, service_spec_fields);
+	for (uint32_t i = 0; i < spec->n; i++) {
+		const struct ynode *k = ymap_key(spec, i), *v = ymap_val(spec, i);
+		size_t o2 = push_key(c, k->str);
+		if (!strcmp(k->str, "selector")) {
+			get_labels(c, v, &s->selector);
+			s->has_selector = s->selector.n > 0;
+		} else if (!strcmp(k->str, "ports") && !ynode_is_null(v) && want(c, v, YN_SEQ)) {
+			s->ports = arena_alloc(c->keep, (v->n ? v->n : 1) * sizeof(*s->ports));
+			for (uint32_t j = 0; j < v->n; j++) {
+				size_t o3 = push(c, "[%u]", j);
+				read_service_port(c, v->items[j], &s->ports[s->n_ports]);
+				struct svc_port *p = &s->ports[s->n_ports];
+				for (uint32_t q = 0; p->port && q < s->n_ports; q++)
+					if (s->ports[q].port == p->port && s->ports[q].proto == p->proto)
+						err_at(c, &p->at, "duplicate port %u in Service %s", p->port, s->key);
+				s->n_ports++;
+				pop(c, o3);
+			}
+		} else if (!strcmp(k->str, "clusterIP") && !ynode_is_null(v)) {
+			const char *ip = get_str(c, v);
+			if (ip && !strcmp(ip, "None"))
+				s->headless = true;
+			else if (ip && !s->n_vips) {
+				if (!parse_addr(ip, &s->vips[0]))
+					err(c, v, "%s must be an IP address or None, got \"%s\"", c->path, ip);
+				else
+					s->n_vips = 1;
+			}
+			s->has_cluster_ip = true;
+		} else if (!strcmp(k->str, "clusterIPs") && !ynode_is_null(v) && want(c, v, YN_SEQ)) {
+			struct plan_addr vips[2];
+			size_t n = 0;
+			for (uint32_t j = 0; j < v->n; j++) {
+				size_t o3 = push(c, "[%u]", j);
+				const char *ip = get_str(c, v->items[j]);
+				struct plan_addr a;
+				if (ip && !strcmp(ip, "None"))
+					s->headless = true;
+				else if (ip && !parse_addr(ip, &a))
+					err(c, v->items[j], "%s must be an IP address, got \"%s\"", c->path, ip);
+				else if (ip && (n == 2 || (n == 1 && vips[0].family == a.family)))
+					err(c, v->items[j], "%s: a Service has at most one clusterIP per IP family",
+					    c->path);
+				else if (ip)
+					vips[n++] = a;
+				pop(c, o3);
+			}
+			/* clusterIPs is authoritative: clusterIP is its first entry */
+			if (n) {
+				memcpy(s->vips, vips, sizeof(vips));
+				s->n_vips = n;
+				s->has_cluster_ip = true;
+			}
+		} else if (!strcmp(k->str, "type")) {
+			const char *t = get_str(c, v);
+			if (t && !strcmp(t, "ExternalName"))
+				s->external_name = true;
+			else if (t && strcmp(t, "ClusterIP") && strcmp(t, "NodePort") && strcmp(t, "LoadBalancer"))
+				err(c, v, "%s must be ClusterIP, NodePort, LoadBalancer or ExternalName, got \"%s\"",
+				    c->path, t);
+		} else if (!strcmp(k->str, "publishNotReadyAddresses")) {
+			get_bool(c, v, &s->publish_not_ready);
+		} else if (!strcmp(k->str, "sessionAffinity")) {
+			const char *a = get_str(c, v);
+			if (a && strcmp(a, "None") && !s->unsupported) {
+				s->unsupported = "spec.sessionAffinity ClientIP is not supported: sluice splits "
+						 "connections by weight; remove sessionAffinity";
+				s->unsupported_at = node_mark(c, v);
+			}
+		} else if (!strcmp(k->str, "internalTrafficPolicy")) {
+			const char *a = get_str(c, v);
+			if (a && strcmp(a, "Cluster") && !s->unsupported) {
+				s->unsupported = "spec.internalTrafficPolicy Local is not supported: sluice does not "
+						 "know which pods are on this node; use Cluster";
+				s->unsupported_at = node_mark(c, v);
+			}
+		} else if (!strcmp(k->str, "trafficDistribution")) {
+			if (!s->unsupported) {
+				s->unsupported = "spec.trafficDistribution is not supported: sluice splits by the "
+						 "VirtualService's weights only; remove it";
+				s->unsupported_at = node_mark(c, v);
+			}
+		}
+		pop(c, o2);
+	}
+	pop(c, old);
+	ptrvec_push(&c->services, s);
+}
+
+static const char *const pod_fields[] = { "apiVersion", "kind", "metadata", "spec", "status", NULL };
+static const char *const pod_spec_fields[] = {
+	"activeDeadlineSeconds", "affinity", "automountServiceAccountToken", "containers", "dnsConfig",
+	"dnsPolicy", "enableServiceLinks", "ephemeralContainers", "hostAliases", "hostIPC", "hostNetwork",
+	"hostPID", "hostUsers", "hostname", "hostnameOverride", "imagePullSecrets", "initContainers", "nodeName",
+	"nodeSelector", "os", "overhead", "preemptionPolicy", "priority", "priorityClassName", "readinessGates",
+	"resourceClaims", "resources", "restartPolicy", "runtimeClassName", "schedulerName", "schedulingGates",
+	"securityContext", "serviceAccount", "serviceAccountName", "setHostnameAsFQDN", "shareProcessNamespace",
+	"subdomain", "terminationGracePeriodSeconds", "tolerations", "topologySpreadConstraints", "volumes", NULL
+};
+static const char *const container_fields[] = {
+	"args", "command", "env", "envFrom", "image", "imagePullPolicy", "lifecycle", "livenessProbe", "name",
+	"ports", "readinessProbe", "resizePolicy", "resources", "restartPolicy", "restartPolicyRules",
+	"securityContext", "startupProbe", "stdin", "stdinOnce", "terminationMessagePath",
+	"terminationMessagePolicy", "tty", "volumeDevices", "volumeMounts", "workingDir", NULL
+};
+static const char *const container_port_fields[] = { "containerPort", "hostIP", "hostPort", "name", "protocol",
+						      NULL };
+
+static void read_containers(struct cctx *c, const struct ynode *list, struct pod *p)
+{
+	if (ynode_is_null(list) || !want(c, list, YN_SEQ))
+		return;
+	for (uint32_t i = 0; i < list->n; i++) {
+		const struct ynode *ct = list->items[i];
+		size_t old = push(c, "[%u]", i);
+		if (want(c, ct, YN_MAP)) {
+			check_fields(c, ct, container_fields);
+			const struct ynode *ports = ymap_get(ct, "ports");
+			size_t o2 = push_key(c, "ports");
+			if (ports && !ynode_is_null(ports) && want(c, ports, YN_SEQ)) {
+				struct pod_port *np = arena_alloc(c->keep, (p->n_ports + ports->n + 1) * sizeof(*np));
+				if (p->n_ports)
+					memcpy(np, p->ports, p->n_ports * sizeof(*np));
+				p->ports = np;
+				for (uint32_t j = 0; j < ports->n; j++) {
+					const struct ynode *cp = ports->items[j];
+					size_t o3 = push(c, "[%u]", j);
+					if (want(c, cp, YN_MAP)) {
+						check_fields(c, cp, container_port_fields);
+						struct pod_port *pp = &p->ports[p->n_ports];
+						bool ok = true;
+						pp->proto = IPPROTO_TCP;
+						for (uint32_t q = 0; q < cp->n; q++) {
+							const char *k = ymap_key(cp, q)->str;
+							const struct ynode *v = ymap_val(cp, q);
+							size_t o4 = push_key(c, k);
+							if (!strcmp(k, "containerPort"))
+								ok = get_port(c, v, &pp->port) && ok;
+							else if (!strcmp(k, "name"))
+								pp->name = get_str(c, v);
+							else if (!strcmp(k, "protocol"))
+								pp->proto = get_protocol(c, v, &ok);
+							pop(c, o4);
+						}
+						if (ok && pp->port)
+							p->n_ports++;
+					}
+					pop(c, o3);
+				}
+			}
+			pop(c, o2);
+		}
+		pop(c, old);
+	}
+}
+
+static void read_pod_status(struct cctx *c, const struct ynode *st, struct pod *p)
+{
+	if (!st || ynode_is_null(st) || st->type != YN_MAP)
+		return;
+	const struct ynode *phase = ymap_get(st, "phase");
+	bool running = phase && phase->type == YN_SCALAR && !strcmp(phase->str, "Running");
+	bool ready = false;
+	const struct ynode *conds = ymap_get(st, "conditions");
+	for (uint32_t i = 0; conds && conds->type == YN_SEQ && i < conds->n; i++) {
+		const struct ynode *t = ymap_get(conds->items[i], "type"), *s = ymap_get(conds->items[i], "status");
+		if (t && s && t->type == YN_SCALAR && s->type == YN_SCALAR && !strcmp(t->str, "Ready"))
+			ready = !strcmp(s->str, "True") || !strcmp(s->str, "true");
+	}
+	p->ready = running && ready;
+	size_t old = push_key(c, "status");
+	const struct ynode *ips = ymap_get(st, "podIPs"), *ip = ymap_get(st, "podIP");
+	if (ips && ips->type == YN_SEQ && ips->n) {
+		size_t o2 = push_key(c, "podIPs");
+		for (uint32_t i = 0; i < ips->n; i++) {
+			size_t o3 = push(c, "[%u].ip", i);
+			const struct ynode *one = ymap_get(ips->items[i], "ip");
+			struct plan_addr a;
+			if (!one) {
+				err(c, ips->items[i], "%s is required", c->path);
+			} else if (one->type != YN_SCALAR || !parse_addr(one->str, &a)) {
+				err(c, one, "%s must be an IP address, got %s", c->path,
+				    one->type == YN_SCALAR ? one->str : type_name(one));
+			} else if (p->n_ips == 2 || (p->n_ips == 1 && p->ips[0].family == a.family)) {
+				err(c, one, "%s: a pod has at most one IP per family", c->path);
+			} else {
+				p->ips[p->n_ips++] = a;
+			}
+			pop(c, o3);
+		}
+		pop(c, o2);
+	} else if (ip && !ynode_is_null(ip)) {
+		size_t o2 = push_key(c, "podIP");
+		if (ip->type != YN_SCALAR || !parse_addr(ip->str, &p->ips[0]))
+			err(c, ip, "%s must be an IP address, got %s", c->path,
+			    ip->type == YN_SCALAR ? ip->str : type_name(ip));
+		else
+			p->n_ips = 1;
+		pop(c, o2);
+	}
+	pop(c, old);
+}
+
+static void read_pod(struct cctx *c, const struct ynode *obj)
+{
+	struct meta m;
+	check_fields(c, obj, pod_fields);
+	if (!read_meta(c, obj, "Pod", &m) || !unique_object(c, "Pod", &m))
+		return;
+	struct pod *p = arena_alloc(c->keep, sizeof(*p));
+	p->name = m.name;
+	p->ns = m.ns;
+	p->at = node_mark(c, obj);
+	size_t old = push(c, "metadata.labels");
+	get_labels(c, m.labels, &p->labels);
+	pop(c, old);
+	const struct ynode *spec = ymap_get(obj, "spec");
+	old = push_key(c, "spec");
+	if (spec && !ynode_is_null(spec) && want(c, spec, YN_MAP)) {
+		check_fields(c, spec, pod_spec_fields);
+		size_t o2 = push_key(c, "containers");
+		read_containers(c, ymap_get(spec, "containers"), p);
+		pop(c, o2);
+	}
+	pop(c, old);
+	read_pod_status(c, ymap_get(obj, "status"), p);
+	if (m.deleting)
+		p->ready = false; /* terminating pods leave endpoints, as in EndpointSlices */
+	ptrvec_push(&c->pods, p);
+}
+
+/* ---- Istio objects ---- */
+
+static const char *const istio_fields[] = { "apiVersion", "kind", "metadata", "spec", "status", NULL };
+static const char *const vs_spec_fields[] = { "exportTo", "gateways", "hosts", "http", "tcp", "tls", NULL };
+static const char *const http_route_fields[] = {
+	"corsPolicy", "delegate", "directResponse", "fault", "headers", "match", "mirror", "mirrorPercent",
+	"mirrorPercentage", "mirror_percent", "mirrors", "name", "redirect", "retries", "rewrite", "route",
+	"timeout", NULL
+};
+static const char *const http_match_fields[] = {
+	"authority", "gateways", "headers", "ignoreUriCase", "method", "name", "port", "queryParams", "scheme",
+	"sourceLabels", "sourceNamespace", "statPrefix", "uri", "withoutHeaders", NULL
+};
+static const char *const tcp_route_fields[] = { "match", "route", NULL };
+static const char *const tcp_match_fields[] = { "destinationSubnets", "gateways", "port", "sourceLabels",
+						"sourceNamespace", "sourceSubnet", NULL };
+static const char *const http_dest_fields[] = { "destination", "headers", "weight", NULL };
+static const char *const tcp_dest_fields[] = { "destination", "weight", NULL };
+static const char *const destination_fields[] = { "host", "port", "subset", NULL };
+static const char *const port_selector_fields[] = { "number", NULL };
+
+struct refusal {
+	const char *field;
+	const char *why;
+};
+
+/* What a connect-time data plane cannot do, and what to use instead. */
+#define L7 "sluice picks the backend at connect(), before any request byte exists"
+static const struct refusal http_route_refusals[] = {
+	{ "retries", "HTTP retries replay requests and need an L7 proxy: " L7 "; retry in the client" },
+	{ "timeout", "request timeouts need an L7 proxy: " L7 "; set the timeout in the client" },
+	{ "fault", "fault injection rewrites requests and needs an L7 proxy: " L7
+		   "; canary a faulty version by weight instead" },
+	{ "mirror", "mirroring copies requests and needs an L7 proxy: " L7 "; shift a small weight instead" },
+	{ "mirrors", "mirroring copies requests and needs an L7 proxy: " L7 "; shift a small weight instead" },
+	{ "mirrorPercentage", "mirroring copies requests and needs an L7 proxy: " L7
+			      "; shift a small weight instead" },
+	{ "mirrorPercent", "mirroring copies requests and needs an L7 proxy: " L7 "; shift a small weight instead" },
+	{ "mirror_percent", "mirroring copies requests and needs an L7 proxy: " L7
+			    "; shift a small weight instead" },
+	{ "rewrite", "URI and authority rewrites need an L7 proxy: " L7 "; remove rewrite" },
+	{ "redirect", "HTTP redirects need an L7 proxy: " L7 "; route by weight instead" },
+	{ "directResponse", "direct responses need an L7 proxy: " L7 "; route by weight instead" },
+	{ "headers", "header manipulation needs an L7 proxy: " L7 "; remove headers" },
+	{ "corsPolicy", "CORS needs an L7 proxy: " L7 "; handle CORS in the application" },
+	{ "delegate", "delegate VirtualServices are not supported: put the routes in this VirtualService" },
+	{ NULL, NULL },
+};
+static const struct refusal http_match_refusals[] = {
+	{ "headers", "matching on HTTP headers needs an L7 proxy: " L7
+		     "; split by weight, or run the client pinned to a subset" },
+	{ "withoutHeaders", "matching on HTTP headers needs an L7 proxy: " L7
+			    "; split by weight, or run the client pinned to a subset" },
+	{ "uri", "matching on the URI needs an L7 proxy: " L7 "; split by weight, or give the path its own Service" },
+	{ "scheme", "matching on the scheme needs an L7 proxy: " L7 "; match on port instead" },
+	{ "method", "matching on the HTTP method needs an L7 proxy: " L7 "; split by weight instead" },
+	{ "authority", "matching on the authority needs an L7 proxy: " L7 "; give each host its own Service" },
+	{ "queryParams", "matching on query parameters needs an L7 proxy: " L7 "; split by weight instead" },
+	{ "ignoreUriCase", "URI matching needs an L7 proxy: " L7 "; remove ignoreUriCase" },
+	{ "sourceLabels", "sourceLabels matches are not implemented yet; split by weight, or run the client "
+			  "pinned to a subset" },
+	{ "sourceNamespace", "sourceNamespace matches are not implemented yet; split by weight instead" },
+	{ "statPrefix", "statPrefix names Envoy statistics and has no meaning without a proxy; remove it" },
+	{ NULL, NULL },
+};
+static const struct refusal tcp_match_refusals[] = {
+	{ "destinationSubnets", "destinationSubnets matches are not implemented yet; match on port instead" },
+	{ "sourceLabels", "sourceLabels matches are not implemented yet; split by weight, or run the client "
+			  "pinned to a subset" },
+	{ "sourceNamespace", "sourceNamespace matches are not implemented yet; split by weight instead" },
+	{ "sourceSubnet", "sourceSubnet matches are not implemented yet; split by weight instead" },
+	{ NULL, NULL },
+};
+
+static void refuse_fields(struct cctx *c, const struct ynode *m, const struct refusal *r)
+{
+	for (uint32_t i = 0; i < m->n; i++) {
+		const struct ynode *k = ymap_key(m, i);
+		for (const struct refusal *x = r; x->field; x++)
+			if (k->type == YN_SCALAR && !strcmp(k->str, x->field))
+				err(c, k, "%s.%s: %s", c->path, x->field, x->why);
+	}
+}
+
+/* Only the mesh gateway is served by the socket data plane. */
+static void check_gateways(struct cctx *c, const struct ynode *g)
+{
+	if (ynode_is_null(g) || !want(c, g, YN_SEQ))
+		return;
+	for (uint32_t i = 0; i < g->n; i++) {
+		size_t old = push(c, "[%u]", i);
+		const char *name = get_str(c, g->items[i]);
+		if (name && strcmp(name, "mesh"))
+			err(c, g->items[i],
+			    "%s: gateway \"%s\" is not supported: sluice serves traffic from pods on the node "
+			    "(the \"mesh\" gateway) only; remove it or use \"mesh\"",
+			    c->path, name);
+		pop(c, old);
+	}
+}
+
+static void check_export_to(struct cctx *c, const struct ynode *e)
+{
+	if (ynode_is_null(e) || !want(c, e, YN_SEQ))
+		return;
+	for (uint32_t i = 0; i < e->n; i++) {
+		size_t old = push(c, "[%u]", i);
+		const char *v = get_str(c, e->items[i]);
+		if (v && strcmp(v, "*"))
+			err(c, e->items[i],
+			    "%s: exportTo \"%s\" is not supported: sluice applies rules to every namespace on the "
+			    "node; use \"*\" or remove exportTo",
+			    c->path, v);
+		pop(c, old);
+	}
+}
+
+static void read_destination(struct cctx *c, const struct ynode *rd, bool tcp, struct dest *d)
+{
+	d->weight = -1;
+	d->at = node_mark(c, rd);
+	check_fields(c, rd, tcp ? tcp_dest_fields : http_dest_fields);
+	if (!tcp)
+		refuse_fields(c, rd, (const struct refusal[]){
+			{ "headers", "header manipulation needs an L7 proxy: " L7 "; remove headers" }, { NULL, NULL } });
+	const struct ynode *w = ymap_get(rd, "weight");
+	if (w) {
+		size_t old = push_key(c, "weight");
+		long long v;
+		d->weight_at = node_mark(c, w);
+		if (is_integer(w) && w->str[0] == '-') {
+			err(c, w, "%s must not be negative, got %s: weights are relative shares from 0 up", c->path,
+			    w->str);
+			d->weight = -2;
+		} else if (get_int(c, w, 0, INT32_MAX, &v))
+			d->weight = v;
+		else
+			d->weight = -2; /* reported; keeps the route from a second error */
+		pop(c, old);
+	}
+	const struct ynode *dn = ymap_get(rd, "destination");
+	size_t old = push_key(c, "destination");
+	if (!dn || ynode_is_null(dn)) {
+		err(c, rd, "%s is required", c->path);
+	} else if (want(c, dn, YN_MAP)) {
+		check_fields(c, dn, destination_fields);
+		const struct ynode *h = ymap_get(dn, "host"), *s = ymap_get(dn, "subset"), *p = ymap_get(dn, "port");
+		if (!h) {
+			err(c, dn, "%s.host is required", c->path);
+		} else {
+			size_t o2 = push_key(c, "host");
+			d->host = get_str(c, h);
+			d->host_at = node_mark(c, h);
+			pop(c, o2);
+		}
+		if (s && !ynode_is_null(s)) {
+			size_t o2 = push_key(c, "subset");
+			d->subset = get_str(c, s);
+			d->subset_at = node_mark(c, s);
+			pop(c, o2);
+		}
+		if (p && !ynode_is_null(p)) {
+			size_t o2 = push_key(c, "port");
+			if (want(c, p, YN_MAP)) {
+				check_fields(c, p, port_selector_fields);
+				const struct ynode *num = ymap_get(p, "number");
+				size_t o3 = push_key(c, "number");
+				if (!num)
+					err(c, p, "%s is required", c->path);
+				else if (get_port(c, num, &d->port))
+					d->port_at = node_mark(c, num);
+				pop(c, o3);
+			}
+			pop(c, o2);
+		}
+	}
+	pop(c, old);
+}
+
+static void read_route(struct cctx *c, const struct ynode *r, bool tcp, uint32_t index, struct route *out)
+{
+	out->tcp = tcp;
+	out->index = index;
+	out->at = node_mark(c, r);
+	check_fields(c, r, tcp ? tcp_route_fields : http_route_fields);
+	if (!tcp)
+		refuse_fields(c, r, http_route_refusals);
+	const struct ynode *ms = ymap_get(r, "match");
+	size_t old = push_key(c, "match");
+	if (ms && !ynode_is_null(ms) && want(c, ms, YN_SEQ)) {
+		out->matches = arena_alloc(c->keep, (ms->n ? ms->n : 1) * sizeof(*out->matches));
+		out->match_at = arena_alloc(c->keep, (ms->n ? ms->n : 1) * sizeof(*out->match_at));
+		for (uint32_t i = 0; i < ms->n; i++) {
+			const struct ynode *m = ms->items[i];
+			size_t o2 = push(c, "[%u]", i);
+			if (want(c, m, YN_MAP)) {
+				check_fields(c, m, tcp ? tcp_match_fields : http_match_fields);
+				refuse_fields(c, m, tcp ? tcp_match_refusals : http_match_refusals);
+				struct match *mt = &out->matches[out->n_matches];
+				out->match_at[out->n_matches] = node_mark(c, m);
+				const struct ynode *port = ymap_get(m, "port"), *gw = ymap_get(m, "gateways");
+				if (port) {
+					size_t o3 = push_key(c, "port");
+					get_port(c, port, &mt->port);
+					out->match_at[out->n_matches] = node_mark(c, port);
+					pop(c, o3);
+				}
+				if (gw) {
+					size_t o3 = push_key(c, "gateways");
+					check_gateways(c, gw);
+					pop(c, o3);
+				}
+				const struct ynode *name = ymap_get(m, "name");
+				if (name) {
+					size_t o3 = push_key(c, "name");
+					get_str(c, name);
+					pop(c, o3);
+				}
+				out->n_matches++;
+			}
+			pop(c, o2);
+		}
+	}
+	pop(c, old);
+	const struct ynode *name = ymap_get(r, "name");
+	if (name) {
+		old = push_key(c, "name");
+		get_str(c, name);
+		pop(c, old);
+	}
+	const struct ynode *rs = ymap_get(r, "route");
+	old = push_key(c, "route");
+	if (!rs || ynode_is_null(rs)) {
+		if (tcp || !ymap_get(r, "redirect"))
+			err(c, r, "%s is required: list the destinations and their weights", c->path);
+	} else if (want(c, rs, YN_SEQ)) {
+		if (rs->n > PLAN_MAX_DESTINATIONS)
+			err(c, rs, "%s has %u destinations, more than the limit of %d", c->path, rs->n,
+			    PLAN_MAX_DESTINATIONS);
+		else if (!rs->n)
+			err(c, rs, "%s is empty: list at least one destination", c->path);
+		out->dests = arena_alloc(c->keep, (rs->n ? rs->n : 1) * sizeof(*out->dests));
+		for (uint32_t i = 0; i < rs->n && rs->n <= PLAN_MAX_DESTINATIONS; i++) {
+			size_t o2 = push(c, "[%u]", i);
+			if (want(c, rs->items[i], YN_MAP))
+				read_destination(c, rs->items[i], tcp, &out->dests[out->n_dests++]);
+			pop(c, o2);
+		}
+	}
+	pop(c, old);
+}
+
+static void read_routes(struct cctx *c, const struct ynode *list, bool tcp, struct route **out, uint32_t *n)
+{
+	if (ynode_is_null(list) || !want(c, list, YN_SEQ))
+		return;
+	*out = arena_alloc(c->keep, (list->n ? list->n : 1) * sizeof(**out));
+	for (uint32_t i = 0; i < list->n; i++) {
+		size_t old = push(c, "[%u]", i);
+		if (want(c, list->items[i], YN_MAP))
+			read_route(c, list->items[i], tcp, i, &(*out)[(*n)++]);
+		pop(c, old);
+	}
+}
+
+static void read_virtual_service(struct cctx *c, const struct ynode *obj)
+{
+	struct meta m;
+	check_fields(c, obj, istio_fields);
+	if (!read_meta(c, obj, "VirtualService", &m) || !unique_object(c, "VirtualService", &m))
+		return;
+	struct vs *v = arena_alloc(c->keep, sizeof(*v));
+	v->name = m.name;
+	v->ns = m.ns;
+	v->at = node_mark(c, obj);
+	const struct ynode *spec = ymap_get(obj, "spec");
+	if (!spec || ynode_is_null(spec)) {
+		err(c, obj, "VirtualService %s/%s has no spec", m.ns, m.name);
+		return;
+	}
+	size_t old = push_key(c, "spec");
+	if (!want(c, spec, YN_MAP)) {
+		pop(c, old);
+		return;
+	}
+	check_fields(c, spec, vs_spec_fields);
+	bool ok = true;
+	size_t errors = c->d->n;
+	for (uint32_t i = 0; i < spec->n; i++) {
+		const struct ynode *k = ymap_key(spec, i), *val = ymap_val(spec, i);
+		size_t o2 = push_key(c, k->str);
+		if (!strcmp(k->str, "hosts") && !ynode_is_null(val) && want(c, val, YN_SEQ)) {
+			v->hosts = arena_alloc(c->keep, (val->n ? val->n : 1) * sizeof(*v->hosts));
+			v->hosts_at = arena_alloc(c->keep, (val->n ? val->n : 1) * sizeof(*v->hosts_at));
+			for (uint32_t j = 0; j < val->n; j++) {
+				size_t o3 = push(c, "[%u]", j);
+				const char *h = get_str(c, val->items[j]);
+				if (h) {
+					v->hosts_at[v->n_hosts] = node_mark(c, val->items[j]);
+					v->hosts[v->n_hosts++] = h;
+				}
+				pop(c, o3);
+			}
+		} else if (!strcmp(k->str, "gateways")) {
+			check_gateways(c, val);
+		} else if (!strcmp(k->str, "exportTo")) {
+			check_export_to(c, val);
+		} else if (!strcmp(k->str, "http")) {
+			read_routes(c, val, false, &v->http, &v->n_http);
+		} else if (!strcmp(k->str, "tcp")) {
+			read_routes(c, val, true, &v->tcp, &v->n_tcp);
+		} else if (!strcmp(k->str, "tls") && !ynode_is_null(val)) {
+			err(c, k, "%s: tls routes match on the TLS SNI, which sluice cannot see at connect(); "
+				  "use tcp routes",
+			    c->path);
+		}
+		pop(c, o2);
+	}
+	if (!v->n_hosts && c->d->n == errors) {
+		err(c, spec, "spec.hosts is required: name the Service this VirtualService routes");
+		ok = false;
+	}
+	if (!v->n_http && !v->n_tcp && c->d->n == errors) {
+		err(c, spec, "VirtualService %s/%s has no http or tcp routes", m.ns, m.name);
+		ok = false;
+	}
+	pop(c, old);
+	if (ok)
+		ptrvec_push(&c->vss, v);
+}
+
+static const char *const dr_spec_fields[] = { "exportTo", "host", "subsets", "trafficPolicy", "workloadSelector",
+					      NULL };
+static const char *const subset_fields[] = { "labels", "name", "trafficPolicy", NULL };
+static const char *const traffic_policy_fields[] = { "connectionPool", "loadBalancer", "outlierDetection",
+						     "portLevelSettings", "proxyProtocol", "tls", "tunnel", NULL };
+static const char *const load_balancer_fields[] = { "consistentHash", "localityLbSetting", "simple",
+						    "warmupDurationSecs", NULL };
+
+static void read_traffic_policy(struct cctx *c, const struct ynode *tp, struct dr *d)
+{
+	if (ynode_is_null(tp) || !want(c, tp, YN_MAP))
+		return;
+	check_fields(c, tp, traffic_policy_fields);
+	for (uint32_t i = 0; i < tp->n; i++) {
+		const struct ynode *k = ymap_key(tp, i), *v = ymap_val(tp, i);
+		if (k->type != YN_SCALAR)
+			continue;
+		size_t old = push_key(c, k->str);
+		if (!strcmp(k->str, "loadBalancer")) {
+			if (!ynode_is_null(v) && want(c, v, YN_MAP)) {
+				check_fields(c, v, load_balancer_fields);
+				for (uint32_t j = 0; j < v->n; j++) {
+					const struct ynode *lk = ymap_key(v, j), *lv = ymap_val(v, j);
+					if (lk->type != YN_SCALAR)
+						continue;
+					size_t o2 = push_key(c, lk->str);
+					if (!strcmp(lk->str, "simple")) {
+						const char *s = get_str(c, lv);
+						if (s && !strcmp(s, "ROUND_ROBIN"))
+							d->lb = PLAN_LB_ROUND_ROBIN;
+						else if (s && !strcmp(s, "RANDOM"))
+							d->lb = PLAN_LB_RANDOM;
+						else if (s)
+							err(c, lv, "%s %s is not supported: use ROUND_ROBIN or RANDOM",
+							    c->path, s);
+					} else if (strcmp(lk->str, "consistentHash") && strcmp(lk->str, "localityLbSetting") &&
+						   strcmp(lk->str, "warmupDurationSecs")) {
+						/* unknown, already reported */
+					} else {
+						err(c, lk, "%s is not supported: sluice balances with simple "
+							   "ROUND_ROBIN or RANDOM",
+						    c->path);
+					}
+					pop(c, o2);
+				}
+			}
+		} else if (!strcmp(k->str, "connectionPool")) {
+			err(c, k, "%s is not implemented yet: remove it (connect timeout and keepalive are planned)",
+			    c->path);
+		} else if (!strcmp(k->str, "outlierDetection")) {
+			err(c, k, "%s needs request outcomes that sluice does not see; remove it", c->path);
+		} else if (!strcmp(k->str, "tls")) {
+			err(c, k, "%s: TLS origination needs a proxy; remove it", c->path);
+		} else if (!strcmp(k->str, "portLevelSettings")) {
+			err(c, k, "%s is not supported: set trafficPolicy for the whole host", c->path);
+		} else if (!strcmp(k->str, "proxyProtocol") || !strcmp(k->str, "tunnel")) {
+			err(c, k, "%s needs a proxy; remove it", c->path);
+		}
+		pop(c, old);
+	}
+}
+
+static void read_destination_rule(struct cctx *c, const struct ynode *obj)
+{
+	struct meta m;
+	check_fields(c, obj, istio_fields);
+	if (!read_meta(c, obj, "DestinationRule", &m) || !unique_object(c, "DestinationRule", &m))
+		return;
+	struct dr *d = arena_alloc(c->keep, sizeof(*d));
+	d->name = m.name;
+	d->ns = m.ns;
+	d->at = node_mark(c, obj);
+	const struct ynode *spec = ymap_get(obj, "spec");
+	if (!spec || ynode_is_null(spec)) {
+		err(c, obj, "DestinationRule %s/%s has no spec", m.ns, m.name);
+		return;
+	}
+	size_t old = push_key(c, "spec");
+	if (!want(c, spec, YN_MAP)) {
+		pop(c, old);
+		return;
+	}
+	check_fields(c, spec, dr_spec_fields);
+	for (uint32_t i = 0; i < spec->n; i++) {
+		const struct ynode *k = ymap_key(spec, i), *v = ymap_val(spec, i);
+		size_t o2 = push_key(c, k->str);
+		if (!strcmp(k->str, "host")) {
+			d->host = get_str(c, v);
+			d->host_at = node_mark(c, v);
+		} else if (!strcmp(k->str, "exportTo")) {
+			check_export_to(c, v);
+		} else if (!strcmp(k->str, "workloadSelector")) {
+			err(c, k, "%s is not supported: sluice applies a DestinationRule on every client; remove it",
+			    c->path);
+		} else if (!strcmp(k->str, "trafficPolicy")) {
+			read_traffic_policy(c, v, d);
+		} else if (!strcmp(k->str, "subsets") && !ynode_is_null(v) && want(c, v, YN_SEQ)) {
+			d->subsets = arena_alloc(c->keep, (v->n ? v->n : 1) * sizeof(*d->subsets));
+			for (uint32_t j = 0; j < v->n; j++) {
+				const struct ynode *s = v->items[j];
+				size_t o3 = push(c, "[%u]", j);
+				if (want(c, s, YN_MAP)) {
+					check_fields(c, s, subset_fields);
+					struct subset *sub = &d->subsets[d->n_subsets];
+					sub->at = node_mark(c, s);
+					const struct ynode *name = ymap_get(s, "name"), *tp = ymap_get(s, "trafficPolicy");
+					size_t o4 = push_key(c, "name");
+					if (!name)
+						err(c, s, "%s is required", c->path);
+					else
+						sub->name = get_str(c, name);
+					pop(c, o4);
+					o4 = push_key(c, "labels");
+					get_labels(c, ymap_get(s, "labels"), &sub->labels);
+					pop(c, o4);
+					if (tp)
+						err(c, ymap_get(s, "trafficPolicy") == tp ? s : tp,
+						    "%s.trafficPolicy is not supported per subset: set it for the whole "
+						    "host",
+						    c->path);
+					for (uint32_t q = 0; sub->name && q < d->n_subsets; q++)
+						if (d->subsets[q].name && !strcmp(d->subsets[q].name, sub->name))
+							err(c, name, "duplicate subset \"%s\" (first at line %u)", sub->name,
+							    d->subsets[q].at.line);
+					if (sub->name)
+						d->n_subsets++;
+				}
+				pop(c, o3);
+			}
+		}
+		pop(c, o2);
+	}
+	if (!ymap_get(spec, "host"))
+		err(c, spec, "spec.host is required: name the Service this DestinationRule applies to");
+	pop(c, old);
+	if (d->host)
+		ptrvec_push(&c->drs, d);
+}
+
+/* ---- documents ---- */
+
+static bool api_version_is(const char *v, const char *const *ok)
+{
+	for (; *ok; ok++)
+		if (!strcmp(v, *ok))
+			return true;
+	return false;
+}
+
+static void read_object(struct cctx *c, const struct ynode *obj, bool in_list);
+
+static void read_list(struct cctx *c, const struct ynode *obj)
+{
+	static const char *const list_fields[] = { "apiVersion", "items", "kind", "metadata", NULL };
+	check_fields(c, obj, list_fields);
+	const struct ynode *items = ymap_get(obj, "items");
+	size_t old = push_key(c, "items");
+	if (items && !ynode_is_null(items) && want(c, items, YN_SEQ)) {
+		for (uint32_t i = 0; i < items->n; i++) {
+			size_t o2 = push(c, "[%u]", i);
+			read_object(c, items->items[i], true);
+			pop(c, o2);
+		}
+	}
+	pop(c, old);
+}
+
+static void read_object(struct cctx *c, const struct ynode *obj, bool in_list)
+{
+	static const char *const v1[] = { "v1", NULL };
+	static const char *const istio[] = { "networking.istio.io/v1alpha3", "networking.istio.io/v1beta1",
+					     "networking.istio.io/v1", NULL };
+	if (obj->type != YN_MAP) {
+		err(c, obj, "%s must be a Kubernetes object (a mapping with apiVersion and kind), got %s",
+		    c->path_len ? c->path : "a document", type_name(obj));
+		return;
+	}
+	const struct ynode *kn = ymap_get(obj, "kind"), *av = ymap_get(obj, "apiVersion");
+	if (!kn || kn->type != YN_SCALAR || ynode_is_null(kn)) {
+		err(c, kn ? kn : obj, "%s%sobject has no kind", c->path, c->path_len ? ": " : "");
+		return;
+	}
+	if (!av || av->type != YN_SCALAR || ynode_is_null(av)) {
+		err(c, av ? av : obj, "%s%s%s has no apiVersion", c->path, c->path_len ? ": " : "", kn->str);
+		return;
+	}
+	const char *kind = kn->str, *api = av->str;
+	bool service = !strcmp(kind, "Service"), pod = !strcmp(kind, "Pod");
+	bool vs = !strcmp(kind, "VirtualService"), dr = !strcmp(kind, "DestinationRule");
+	bool list = !strcmp(kind, "List") || (strlen(kind) > 4 && !strcmp(kind + strlen(kind) - 4, "List"));
+	if (list && !strcmp(api, "v1") && !in_list) {
+		read_list(c, obj);
+		return;
+	}
+	if ((service || pod) && !api_version_is(api, v1)) {
+		err(c, av, "apiVersion \"%s\" is not served for kind %s: use v1", api, kind);
+		return;
+	}
+	if ((vs || dr) && !api_version_is(api, istio)) {
+		if (!strncmp(api, "networking.istio.io/", 20))
+			err(c, av,
+			    "apiVersion \"%s\" is not served for kind %s: use networking.istio.io/v1, v1beta1 or "
+			    "v1alpha3",
+			    api, kind);
+		else
+			vs = dr = false;
+	}
+	c->st->objects++;
+	if (service)
+		read_service(c, obj);
+	else if (pod)
+		read_pod(c, obj);
+	else if (vs)
+		read_virtual_service(c, obj);
+	else if (dr)
+		read_destination_rule(c, obj);
+	else {
+		c->st->skipped++;
+		if (c->o->skipped_log) {
+			const struct ynode *md = ymap_get(obj, "metadata");
+			const struct ynode *name = ymap_get(md, "name");
+			fprintf(c->o->skipped_log, "%s:%u:%u: skipped %s %s (%s): not a kind sluice reads\n", c->file->file,
+				obj->line, obj->col, kind, name && name->type == YN_SCALAR ? name->str : "(unnamed)", api);
+		}
+	}
+}
+
+static void on_document(void *ctx, const struct mark *file, struct ynode *root)
+{
+	struct cctx *c = ctx;
+	c->file = file;
+	pop(c, 0);
+	read_object(c, root, false);
+}
+
+/* ---- resolution ---- */
+
+struct index {
+	struct strmap services;      /* "name.ns" -> service */
+	struct strmap pods_by_label; /* "ns\x1key\x1value" -> struct ptrvec * of pods */
+	struct strmap dr_by_service; /* service key -> dr */
+	struct strmap pod_ips;       /* "ip" -> pod */
+	struct ptrvec vecs;          /* owned ptrvecs, for freeing */
+};
+
+/* Istio host forms: name, name.ns, name.ns.svc, name.ns.svc.DOMAIN. */
+static struct service *resolve_host(struct cctx *c, struct index *ix, const char *host, const char *ns)
+{
+	char buf[512];
+	const char *dot = strchr(host, '.');
+	if (!dot) {
+		snprintf(buf, sizeof(buf), "%s.%s", host, ns);
+		return strmap_get(&ix->services, buf);
+	}
+	const char *ns_start = dot + 1, *ns_end = strchr(ns_start, '.');
+	if (!ns_end)
+		return strmap_get(&ix->services, host);
+	const char *rest = ns_end + 1;
+	if (strcmp(rest, "svc")) {
+		size_t dl = strlen(c->domain);
+		if (strncmp(rest, "svc.", 4) || strcmp(rest + 4, c->domain) || !dl)
+			return NULL;
+	}
+	snprintf(buf, sizeof(buf), "%.*s", (int)(ns_end - host), host);
+	return strmap_get(&ix->services, buf);
+}
+
+static void host_error(struct cctx *c, struct index *ix, const struct mark *at, const char *host, const char *ns)
+{
+	if (strchr(host, '*')) {
+		err_at(c, at, "host \"%s\": wildcard hosts are not supported: name one Service", host);
+		return;
+	}
+	char known[256] = "";
+	size_t len = 0, shown = 0;
+	for (size_t i = 0; i < c->services.n && shown < 5; i++) {
+		const struct service *s = c->services.v[i];
+		if (strcmp(s->ns, ns))
+			continue;
+		int n = snprintf(known + len, sizeof(known) - len, "%s%s", shown ? ", " : "", s->name);
+		if (n < 0 || (size_t)n >= sizeof(known) - len)
+			break;
+		len += (size_t)n;
+		shown++;
+	}
+	(void)ix;
+	err_at(c, at, "host \"%s\" matches no Service in the input (namespace %s has: %s)", host, ns,
+	       shown ? known : "none");
+}
+
+static void index_build(struct cctx *c, struct index *ix)
+{
+	for (size_t i = 0; i < c->services.n; i++) {
+		struct service *s = c->services.v[i];
+		strmap_put(&ix->services, s->key, s);
+	}
+	char ipbuf[INET6_ADDRSTRLEN];
+	for (size_t i = 0; i < c->pods.n; i++) {
+		struct pod *p = c->pods.v[i];
+		for (uint32_t l = 0; l < p->labels.n; l++) {
+			char *key = arena_printf(c->keep, "%s\x01%s\x01%s", p->ns, p->labels.v[l].key, p->labels.v[l].val);
+			struct ptrvec *pv = strmap_get(&ix->pods_by_label, key);
+			if (!pv) {
+				pv = calloc(1, sizeof(*pv));
+				if (!pv)
+					abort();
+				strmap_put(&ix->pods_by_label, key, pv);
+				ptrvec_push(&ix->vecs, pv);
+			}
+			ptrvec_push(pv, p);
+		}
+		for (size_t a = 0; a < p->n_ips; a++) {
+			inet_ntop(p->ips[a].family, p->ips[a].addr, ipbuf, sizeof(ipbuf));
+			struct pod *other = strmap_get(&ix->pod_ips, ipbuf);
+			if (other && (p->ready || other->ready)) {
+				err_at(c, &p->at, "pod %s/%s has IP %s, already used by pod %s/%s (%s:%u)", p->ns, p->name,
+				       ipbuf, other->ns, other->name, other->at.file, other->at.line);
+				continue;
+			}
+			strmap_put(&ix->pod_ips, arena_strdup(c->keep, ipbuf), p);
+		}
+	}
+	for (size_t i = 0; i < c->drs.n; i++) {
+		struct dr *d = c->drs.v[i];
+		struct service *s = resolve_host(c, ix, d->host, d->ns);
+		if (!s) {
+			host_error(c, ix, &d->host_at, d->host, d->ns);
+			continue;
+		}
+		struct dr *first = strmap_get(&ix->dr_by_service, s->key);
+		if (first) {
+			err_at(c, &d->host_at,
+			       "DestinationRule %s/%s is the second one for host %s (first: %s/%s at %s:%u): merge their "
+			       "subsets",
+			       d->ns, d->name, s->key, first->ns, first->name, first->at.file, first->at.line);
+			continue;
+		}
+		strmap_put(&ix->dr_by_service, s->key, d);
+	}
+}
+
+static void index_free(struct index *ix)
+{
+	for (size_t i = 0; i < ix->vecs.n; i++) {
+		ptrvec_free(ix->vecs.v[i]);
+		free(ix->vecs.v[i]);
+	}
+	ptrvec_free(&ix->vecs);
+	strmap_free(&ix->services);
+	strmap_free(&ix->pods_by_label);
+	strmap_free(&ix->dr_by_service);
+	strmap_free(&ix->pod_ips);
+}
+
+/* A destination resolved against the Services and DestinationRules. */
+struct rdest {
+	struct service *svc;
+	const struct subset *subset;
+	const struct svc_port *port;
+	uint32_t weight;
+	bool ok;
+};
+
+static bool port_is_tcp_only(const struct svc_port *p)
+{
+	const char *n = p->app_protocol ? p->app_protocol : p->name;
+	return n && (!strcmp(n, "tcp") || !strncmp(n, "tcp-", 4));
+}
+
+static const char *port_list(struct cctx *c, const struct service *s)
+{
+	char *out = arena_strdup(c->keep, "");
+	for (uint32_t i = 0; i < s->n_ports; i++)
+		out = arena_printf(c->keep, "%s%s%u", out, i ? ", " : "", s->ports[i].port);
+	return s->n_ports ? out : "none";
+}
+
+static const char *subset_list(struct cctx *c, const struct dr *d)
+{
+	char *out = arena_strdup(c->keep, "");
+	for (uint32_t i = 0; d && i < d->n_subsets; i++)
+		out = arena_printf(c->keep, "%s%s%s", out, i ? ", " : "", d->subsets[i].name);
+	return d && d->n_subsets ? out : "none";
+}
+
+static bool resolve_dest(struct cctx *c, struct index *ix, const struct vs *v, const struct dest *d, struct rdest *r)
+{
+	memset(r, 0, sizeof(*r));
+	if (!d->host)
+		return false;
+	r->svc = resolve_host(c, ix, d->host, v->ns);
+	if (!r->svc) {
+		host_error(c, ix, &d->host_at, d->host, v->ns);
+		return false;
+	}
+	bool ok = true;
+	if (d->subset) {
+		const struct dr *dr = strmap_get(&ix->dr_by_service, r->svc->key);
+		for (uint32_t i = 0; dr && i < dr->n_subsets; i++)
+			if (!strcmp(dr->subsets[i].name, d->subset))
+				r->subset = &dr->subsets[i];
+		if (!r->subset) {
+			if (dr)
+				err_at(c, &d->subset_at,
+				       "subset \"%s\" is not defined by any DestinationRule for host %s (defined: %s)",
+				       d->subset, d->host, subset_list(c, dr));
+			else
+				err_at(c, &d->subset_at,
+				       "subset \"%s\" is not defined by any DestinationRule for host %s (no "
+				       "DestinationRule for that host)",
+				       d->subset, d->host);
+			ok = false;
+		}
+	}
+	if (d->port) {
+		for (uint32_t i = 0; i < r->svc->n_ports; i++)
+			if (r->svc->ports[i].port == d->port)
+				r->port = &r->svc->ports[i];
+		if (!r->port) {
+			err_at(c, &d->port_at, "port %u is not a port of Service %s (ports: %s)", d->port, r->svc->key,
+			       port_list(c, r->svc));
+			ok = false;
+		}
+	} else if (r->svc->n_ports == 1) {
+		r->port = &r->svc->ports[0];
+	} else if (r->svc->n_ports > 1) {
+		err_at(c, &d->at, "destination.port is required: Service %s has several ports (%s)", r->svc->key,
+		       port_list(c, r->svc));
+		ok = false;
+	} else {
+		err_at(c, &d->host_at, "Service %s has no ports", r->svc->key);
+		ok = false;
+	}
+	r->ok = ok;
+	return ok;
+}
+
+static bool labels_match(const struct labels *have, const struct labels *want)
+{
+	for (uint32_t i = 0; i < want->n; i++) {
+		bool found = false;
+		for (uint32_t j = 0; j < have->n && !found; j++)
+			found = !strcmp(have->v[j].key, want->v[i].key) && !strcmp(have->v[j].val, want->v[i].val);
+		if (!found)
+			return false;
+	}
+	return true;
+}
+
+static int endpoint_cmp(const void *pa, const void *pb)
+{
+	const struct plan_endpoint *a = pa, *b = pb;
+	if (a->addr.family != b->addr.family)
+		return a->addr.family < b->addr.family ? -1 : 1;
+	int r = memcmp(a->addr.addr, b->addr.addr, 16);
+	if (r)
+		return r;
+	return (a->port > b->port) - (a->port < b->port);
+}
+
+static bool has_family(const struct plan_service *ps, uint8_t family)
+{
+	for (size_t i = 0; i < ps->n_vips; i++)
+		if (ps->vips[i].family == family)
+			return true;
+	return false;
+}
+
+/* The ready pods a destination reaches: Service selector, subset labels, then targetPort. */
+static bool collect_endpoints(struct cctx *c, struct index *ix, const struct plan_service *ps, const struct rdest *r,
+			      const struct dest *d, struct plan_destination *pd)
+{
+	const struct service *s = r->svc;
+	struct labels want = { 0 };
+	want.v = arena_alloc(c->keep, (s->selector.n + (r->subset ? r->subset->labels.n : 0) + 1) * sizeof(*want.v));
+	for (uint32_t i = 0; i < s->selector.n; i++)
+		want.v[want.n++] = s->selector.v[i];
+	for (uint32_t i = 0; r->subset && i < r->subset->labels.n; i++)
+		want.v[want.n++] = r->subset->labels.v[i];
+	/* the rarest label narrows the candidates; every pod of them is then checked in full */
+	struct ptrvec *best = NULL;
+	char key[768];
+	for (uint32_t i = 0; i < want.n; i++) {
+		snprintf(key, sizeof(key), "%s\x01%s\x01%s", s->ns, want.v[i].key, want.v[i].val);
+		struct ptrvec *pv = strmap_get(&ix->pods_by_label, key);
+		if (!pv)
+			return true;
+		if (!best || pv->n < best->n)
+			best = pv;
+	}
+	if (!best)
+		return true;
+	size_t cap = 0;
+	for (size_t i = 0; i < best->n; i++) {
+		const struct pod *p = best->v[i];
+		if ((!p->ready && !s->publish_not_ready) || !labels_match(&p->labels, &want))
+			continue;
+		uint16_t port = r->port->target_num ? r->port->target_num : r->port->port;
+		if (r->port->target_name) {
+			port = 0;
+			for (uint32_t q = 0; q < p->n_ports && !port; q++)
+				if (p->ports[q].name && !strcmp(p->ports[q].name, r->port->target_name) &&
+				    p->ports[q].proto == r->port->proto)
+					port = p->ports[q].port;
+			if (!port)
+				continue; /* as Kubernetes: a pod without the named port is no endpoint */
+		}
+		for (size_t a = 0; a < p->n_ips; a++) {
+			if (!has_family(ps, p->ips[a].family))
+				continue;
+			if (pd->n_endpoints == cap) {
+				cap = cap ? cap * 2 : 8;
+				struct plan_endpoint *ne = arena_alloc(c->keep, cap * sizeof(*ne));
+				if (pd->n_endpoints)
+					memcpy(ne, pd->endpoints, pd->n_endpoints * sizeof(*ne));
+				pd->endpoints = ne;
+			}
+			pd->endpoints[pd->n_endpoints++] =
+				(struct plan_endpoint){ .addr = p->ips[a], .port = port, .pod = p->name };
+		}
+	}
+	if (pd->n_endpoints > PLAN_MAX_ENDPOINTS) {
+		err_at(c, d->subset ? &d->subset_at : &d->host_at,
+		       "subset \"%s\" of %s has %zu ready endpoints, more than the limit of %d: split the "
+		       "Deployment into more subsets",
+		       d->subset ? d->subset : "(all)", s->key, pd->n_endpoints, PLAN_MAX_ENDPOINTS);
+		return false;
+	}
+	if (pd->n_endpoints > 1)
+		qsort(pd->endpoints, pd->n_endpoints, sizeof(*pd->endpoints), endpoint_cmp);
+	return true;
+}
+
+static bool route_has_port(const struct route *r, uint16_t port)
+{
+	if (!r->n_matches)
+		return true;
+	for (uint32_t i = 0; i < r->n_matches; i++)
+		if (!r->matches[i].port || r->matches[i].port == port)
+			return true;
+	return false;
+}
+
+/* Istio's choice per port: the first route that matches it, http routes for HTTP ports. */
+static struct route *pick_route(struct vs *v, const struct svc_port *p)
+{
+	bool http = p->proto == IPPROTO_TCP && !port_is_tcp_only(p) && v->n_http;
+	struct route *list = http ? v->http : v->tcp;
+	uint32_t n = http ? v->n_http : v->n_tcp;
+	for (uint32_t i = 0; i < n; i++)
+		if (route_has_port(&list[i], p->port))
+			return &list[i];
+	return NULL;
+}
+
+static void check_route_ports(struct cctx *c, const struct service *s, struct route *list, uint32_t n)
+{
+	/* a route whose match ports are all missing is reported here, not again as unused */
+	for (uint32_t i = 0; i < n; i++) {
+		struct route *r = &list[i];
+		for (uint32_t m = 0; m < r->n_matches; m++) {
+			bool found = !r->matches[m].port;
+			for (uint32_t p = 0; p < s->n_ports && !found; p++)
+				found = s->ports[p].port == r->matches[m].port;
+			if (!found) {
+				err_at(c, &r->match_at[m], "match port %u is not a port of Service %s (ports: %s)",
+				       r->matches[m].port, s->key, port_list(c, s));
+				r->port_missing = true;
+			}
+		}
+	}
+}
+
+static int service_cmp(const void *pa, const void *pb)
+{
+	const struct plan_service *a = pa, *b = pb;
+	int r = strcmp(a->namespace, b->namespace);
+	if (!r)
+		r = strcmp(a->name, b->name);
+	if (!r)
+		r = (a->port > b->port) - (a->port < b->port);
+	if (!r)
+		r = (a->protocol > b->protocol) - (a->protocol < b->protocol);
+	return r;
+}
+
+static void build_plan(struct cctx *c, struct index *ix, struct plan *plan)
+{
+	struct ptrvec out = { 0 };
+	for (size_t vi = 0; vi < c->vss.n; vi++) {
+		struct vs *v = c->vss.v[vi];
+		/* destinations resolve once per VirtualService: their hosts are relative to its namespace */
+		struct route *lists[2] = { v->http, v->tcp };
+		uint32_t counts[2] = { v->n_http, v->n_tcp };
+		struct rdest *resolved[2];
+		bool valid = true, routed = false;
+		for (int l = 0; l < 2; l++) {
+			size_t total = 0;
+			for (uint32_t i = 0; i < counts[l]; i++)
+				total += lists[l][i].n_dests;
+			resolved[l] = arena_alloc(c->keep, (total + 1) * sizeof(struct rdest));
+			size_t k = 0;
+			for (uint32_t i = 0; i < counts[l]; i++) {
+				struct route *r = &lists[l][i];
+				uint64_t sum = 0;
+				bool route_ok = true;
+				for (uint32_t j = 0; j < r->n_dests; j++, k++) {
+					struct dest *d = &r->dests[j];
+					route_ok = resolve_dest(c, ix, v, d, &resolved[l][k]) && route_ok;
+					if (d->weight == -2)
+						route_ok = false;
+					sum += d->weight > 0 ? (uint64_t)d->weight : 0;
+					for (uint32_t q = 0; q < j && resolved[l][k].ok; q++) {
+						struct rdest *a = &resolved[l][k - j + q];
+						if (a->ok && a->svc == resolved[l][k].svc &&
+						    a->subset == resolved[l][k].subset && a->port == resolved[l][k].port) {
+							err_at(c, &d->at,
+							       "destination %s subset %s appears twice in this route (first "
+							       "at line %u): merge their weights",
+							       resolved[l][k].svc->key, d->subset ? d->subset : "(none)",
+							       r->dests[q].at.line);
+							route_ok = false;
+						}
+					}
+					if (resolved[l][k].ok && resolved[l][k].port->proto == 0) {
+						err_at(c, &d->at, "Service %s port %u is SCTP: sluice splits TCP and UDP only",
+						       resolved[l][k].svc->key, resolved[l][k].port->port);
+						route_ok = false;
+					}
+					resolved[l][k].weight = r->n_dests == 1 ? 100 : d->weight > 0 ? (uint32_t)d->weight : 0;
+				}
+				if (r->n_dests > 1 && sum == 0 && route_ok) {
+					err_at(c, &r->at,
+					       "the weights of the %u destinations of this route sum to 0: give at least one "
+					       "a positive weight",
+					       r->n_dests);
+					route_ok = false;
+				}
+				valid = valid && route_ok;
+			}
+		}
+		for (uint32_t h = 0; h < v->n_hosts; h++) {
+			const char *host = v->hosts[h];
+			struct service *s = resolve_host(c, ix, host, v->ns);
+			if (!s) {
+				host_error(c, ix, &v->hosts_at[h], host, v->ns);
+				continue;
+			}
+			if (s->routed_by) {
+				err_at(c, &v->hosts_at[h],
+				       "host %s is already routed by VirtualService %s/%s (%s:%u): one VirtualService per "
+				       "host, merge their routes",
+				       s->key, s->routed_by->ns, s->routed_by->name, s->routed_by->at.file,
+				       s->routed_by->at.line);
+				continue;
+			}
+			s->routed_by = v;
+			if (s->unsupported) {
+				err_at(c, &s->unsupported_at, "Service %s: %s", s->key, s->unsupported);
+				continue;
+			}
+			if (s->external_name || s->headless || !s->has_cluster_ip || !s->n_vips) {
+				err_at(c, &v->hosts_at[h],
+				       "Service %s has no cluster IP (%s): sluice rewrites connections to a VIP; use a "
+				       "ClusterIP Service as `kubectl get svc -o yaml` prints it",
+				       s->key,
+				       s->external_name ? "type ExternalName" : s->headless ? "headless" : "spec.clusterIP unset");
+				continue;
+			}
+			if (!s->has_selector) {
+				err_at(c, &s->at,
+				       "Service %s has no selector: sluice finds endpoints through the selector's pods",
+				       s->key);
+				continue;
+			}
+			routed = true;
+			check_route_ports(c, s, v->http, v->n_http);
+			check_route_ports(c, s, v->tcp, v->n_tcp);
+			for (uint32_t pi = 0; pi < s->n_ports; pi++) {
+				const struct svc_port *sp = &s->ports[pi];
+				struct route *r = pick_route(v, sp);
+				if (!r)
+					continue;
+				r->used = true;
+				if (!valid)
+					continue;
+				if (sp->proto == 0) {
+					err_at(c, &sp->at, "Service %s port %u is SCTP: sluice splits TCP and UDP only",
+					       s->key, sp->port);
+					continue;
+				}
+				if (out.n >= PLAN_MAX_SERVICES) {
+					err_at(c, &v->hosts_at[h], "more than %d service ports are routed: the limit of sluice",
+					       PLAN_MAX_SERVICES);
+					break;
+				}
+				struct plan_service *ps = arena_alloc(c->keep, sizeof(*ps));
+				ps->name = s->name;
+				ps->namespace = s->ns;
+				memcpy(ps->vips, s->vips, sizeof(ps->vips));
+				ps->n_vips = s->n_vips;
+				ps->port = sp->port;
+				ps->protocol = sp->proto;
+				const struct dr *dr = strmap_get(&ix->dr_by_service, s->key);
+				ps->lb = dr ? dr->lb : PLAN_LB_ROUND_ROBIN;
+				ps->destinations = arena_alloc(c->keep, r->n_dests * sizeof(*ps->destinations));
+				ps->n_destinations = r->n_dests;
+				const struct rdest *rd = resolved[r->tcp];
+				for (struct route *q = lists[r->tcp]; q < r; q++)
+					rd += q->n_dests;
+				uint64_t sum = 0;
+				for (uint32_t j = 0; j < r->n_dests; j++)
+					sum += rd[j].weight;
+				bool ok = true;
+				for (uint32_t j = 0; j < r->n_dests; j++) {
+					struct plan_destination *pd = &ps->destinations[j];
+					pd->host = rd[j].svc->key;
+					pd->subset = r->dests[j].subset ? r->dests[j].subset : "";
+					pd->weight = rd[j].weight;
+					pd->percent = sum ? 100.0 * rd[j].weight / (double)sum : 0;
+					if (rd[j].port->proto != sp->proto) {
+						err_at(c, &r->dests[j].at,
+						       "destination %s port %u is %s but Service %s port %u is %s",
+						       pd->host, rd[j].port->port,
+						       rd[j].port->proto == IPPROTO_UDP ? "UDP" : "TCP", s->key, sp->port,
+						       sp->proto == IPPROTO_UDP ? "UDP" : "TCP");
+						ok = false;
+						continue;
+					}
+					ok = collect_endpoints(c, ix, ps, &rd[j], &r->dests[j], pd) && ok;
+				}
+				if (ok)
+					ptrvec_push(&out, ps);
+			}
+		}
+		for (int l = 0; l < 2; l++) {
+			for (uint32_t i = 0; i < counts[l]; i++) {
+				struct route *r = &lists[l][i];
+				if (r->used || r->port_missing || !valid || !routed)
+					continue;
+				if (l == 0 && v->n_http)
+					err_at(c, &r->at,
+					       "spec.http[%u] is never used: an earlier route takes every port it matches, or "
+					       "the Service's ports are UDP or named tcp (use a tcp route)",
+					       r->index);
+				else
+					err_at(c, &r->at,
+					       "spec.tcp[%u] is never used: an earlier route takes every port it matches, or "
+					       "http routes serve the Service's TCP ports",
+					       r->index);
+			}
+		}
+	}
+	plan->n_services = out.n;
+	plan->services = arena_alloc(c->keep, (out.n ? out.n : 1) * sizeof(*plan->services));
+	for (size_t i = 0; i < out.n; i++)
+		plan->services[i] = *(struct plan_service *)out.v[i];
+	ptrvec_free(&out);
+	if (plan->n_services > 1)
+		qsort(plan->services, plan->n_services, sizeof(*plan->services), service_cmp);
+	for (size_t i = 0; i < plan->n_services; i++) {
+		c->st->destinations += plan->services[i].n_destinations;
+		for (size_t j = 0; j < plan->services[i].n_destinations; j++)
+			c->st->endpoints += plan->services[i].destinations[j].n_endpoints;
+	}
+	c->st->services = plan->n_services;
+}
+
+int compile_plan(const struct compile_opts *o, const struct compile_input *in, size_t n_in, struct plan *plan,
+		 struct diags *d, struct compile_stats *stats)
+{
+	struct compile_stats local;
+	struct arena *keep = calloc(1, sizeof(*keep));
+	if (!keep)
+		abort();
+	if (!stats)
+		stats = &local;
+	memset(stats, 0, sizeof(*stats));
+	memset(plan, 0, sizeof(*plan));
+	struct cctx c = {
+		.o = o,
+		.default_ns = o->namespace ? o->namespace : "default",
+		.domain = o->cluster_domain ? o->cluster_domain : "cluster.local",
+		.d = d,
+		.keep = keep,
+		.st = stats,
+	};
+	size_t errors_before = d->n;
+	struct mark *files = calloc(n_in ? n_in : 1, sizeof(*files));
+	if (!files)
+		abort();
+	for (size_t i = 0; i < n_in; i++) {
+		files[i] = (struct mark){ .file = in[i].name, .file_index = (uint32_t)i, .line = 1, .col = 1 };
+		size_t docs = yaml_each_document(in[i].buf, in[i].len, &files[i], d, on_document, &c);
+		if (!docs && d->n == errors_before)
+			diag_error(d, &files[i], "no objects in this file: it is empty or holds only comments");
+		errors_before = d->n;
+	}
+	stats->files = n_in;
+	if (!n_in) {
+		struct mark none = { .file = "sluice", .line = 1, .col = 1 };
+		diag_error(d, &none, "no input: give -f FILE, -f DIR or -f -");
+	}
+	struct index ix = { 0 };
+	index_build(&c, &ix);
+	build_plan(&c, &ix, plan);
+	index_free(&ix);
+	ptrvec_free(&c.services);
+	ptrvec_free(&c.pods);
+	ptrvec_free(&c.vss);
+	ptrvec_free(&c.drs);
+	strmap_free(&c.objects);
+	plan->arena = keep;
+	/* marks point into files[]; keep it as long as the diagnostics may be printed */
+	struct mark *kept = arena_alloc(keep, (n_in ? n_in : 1) * sizeof(*kept));
+	memcpy(kept, files, n_in * sizeof(*kept));
+	for (size_t i = 0; i < d->n; i++)
+		if (d->v[i].at.file_index < n_in && d->v[i].at.file == files[d->v[i].at.file_index].file)
+			d->v[i].at.file = in[d->v[i].at.file_index].name;
+	free(files);
+	diags_sort(d);
+	if (d->n) {
+		plan_free(plan);
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- reading files ---- */
+
+static void sources_add(struct sources *s, const char *name, unsigned char *buf, size_t len)
+{
+	if (s->n == s->cap) {
+		s->cap = s->cap ? s->cap * 2 : 8;
+		s->v = realloc(s->v, s->cap * sizeof(*s->v));
+		if (!s->v)
+			abort();
+	}
+	s->v[s->n++] = (struct compile_input){ .name = strdup(name), .buf = buf, .len = len };
+}
+
+static int read_fd(int fd, unsigned char **out, size_t *len)
+{
+	size_t cap = 65536, n = 0;
+	unsigned char *buf = malloc(cap);
+	if (!buf)
+		return -ENOMEM;
+	for (;;) {
+		if (n == cap) {
+			cap *= 2;
+			unsigned char *nb = realloc(buf, cap);
+			if (!nb) {
+				free(buf);
+				return -ENOMEM;
+			}
+			buf = nb;
+		}
+		ssize_t r = read(fd, buf + n, cap - n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			int e = errno;
+			free(buf);
+			return -e;
+		}
+		if (!r)
+			break;
+		n += (size_t)r;
+	}
+	*out = buf;
+	*len = n;
+	return 0;
+}
+
+static void path_error(struct diags *d, const char *path, const char *what)
+{
+	struct mark m = { .file = path, .file_index = UINT32_MAX, .line = 1, .col = 1 };
+	diag_error(d, &m, "%s", what);
+}
+
+static bool yaml_name(const char *name)
+{
+	const char *dot = strrchr(name, '.');
+	return dot && (!strcmp(dot, ".yaml") || !strcmp(dot, ".yml") || !strcmp(dot, ".json"));
+}
+
+static int name_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int read_path(struct sources *s, const char *path, bool explicit, struct diags *d, int depth)
+{
+	struct stat st;
+	if (stat(path, &st)) {
+		char msg[256];
+		snprintf(msg, sizeof(msg), "cannot read: %s", strerror(errno));
+		path_error(d, path, msg);
+		return -1;
+	}
+	if (S_ISDIR(st.st_mode)) {
+		if (depth > 32) {
+			path_error(d, path, "directories nest too deep (a symlink loop?)");
+			return -1;
+		}
+		DIR *dir = opendir(path);
+		if (!dir) {
+			char msg[256];
+			snprintf(msg, sizeof(msg), "cannot read directory: %s", strerror(errno));
+			path_error(d, path, msg);
+			return -1;
+		}
+		struct ptrvec names = { 0 };
+		struct dirent *e;
+		while ((e = readdir(dir)))
+			if (e->d_name[0] != '.')
+				ptrvec_push(&names, strdup(e->d_name));
+		closedir(dir);
+		qsort(names.v, names.n, sizeof(*names.v), name_cmp);
+		int rc = 0;
+		for (size_t i = 0; i < names.n; i++) {
+			char *child;
+			if (asprintf(&child, "%s%s%s", path, path[strlen(path) - 1] == '/' ? "" : "/",
+				     (char *)names.v[i]) < 0)
+				abort();
+			struct stat cst;
+			if (!stat(child, &cst) && (S_ISDIR(cst.st_mode) || yaml_name(child)))
+				rc |= read_path(s, child, false, d, depth + 1);
+			free(child);
+			free(names.v[i]);
+		}
+		ptrvec_free(&names);
+		return rc;
+	}
+	(void)explicit;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	unsigned char *buf;
+	size_t len;
+	int rc = fd < 0 ? -errno : read_fd(fd, &buf, &len);
+	if (fd >= 0)
+		close(fd);
+	if (rc) {
+		char msg[256];
+		snprintf(msg, sizeof(msg), "cannot read: %s", strerror(-rc));
+		path_error(d, path, msg);
+		return -1;
+	}
+	sources_add(s, path, buf, len);
+	return 0;
+}
+
+int sources_read(struct sources *s, const char *path, struct diags *d)
+{
+	if (!strcmp(path, "-")) {
+		unsigned char *buf;
+		size_t len;
+		int rc = read_fd(STDIN_FILENO, &buf, &len);
+		if (rc) {
+			path_error(d, "<stdin>", "cannot read standard input");
+			return -1;
+		}
+		sources_add(s, "<stdin>", buf, len);
+		return 0;
+	}
+	return read_path(s, path, true, d, 0);
+}
+
+void sources_free(struct sources *s)
+{
+	for (size_t i = 0; i < s->n; i++) {
+		free((void *)s->v[i].name);
+		free((void *)s->v[i].buf);
+	}
+	free(s->v);
+	memset(s, 0, sizeof(*s));
+}

@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: MIT */
+/* The rule compiler: Services, Pods, VirtualServices and DestinationRules into a plan. */
+#ifndef SLUICE_COMPILE_H
+#define SLUICE_COMPILE_H
+
+#include "plan.h"
+#include "util.h"
+
+struct compile_opts {
+	const char *namespace;       /* -n: namespace of objects that name none; NULL: "default" */
+	bool namespace_forced;       /* -n given: an object in another namespace is an error */
+	const char *cluster_domain;  /* NULL: "cluster.local" */
+	FILE *skipped_log;           /* non-NULL (-v): one line per skipped object */
+};
+
+/* One input file, already read. */
+struct compile_input {
+	const char *name;            /* as errors print it; "<stdin>" for -f - */
+	const unsigned char *buf;
+	size_t len;
+};
+
+struct compile_stats {
+	size_t files, objects, skipped;
+	size_t services, destinations, endpoints;
+};
+
+/* Fills plan, or reports every error in d. Returns 0 when the plan is valid. */
+int compile_plan(const struct compile_opts *o, const struct compile_input *in, size_t n_in,
+		 struct plan *plan, struct diags *d, struct compile_stats *stats);
+
+/* Inputs named like `kubectl apply -f`: files, directories read recursively
+ * (*.yaml, *.yml, *.json), or "-" for standard input. Unreadable paths are errors in d. */
+struct sources {
+	struct compile_input *v;
+	size_t n, cap;
+};
+
+int sources_read(struct sources *s, const char *path, struct diags *d);
+void sources_free(struct sources *s);
+
+#endif

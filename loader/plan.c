@@ -1,0 +1,131 @@
+// SPDX-License-Identifier: MIT
+#include "plan.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "plan_print.h"
+#include "util.h"
+
+void plan_free(struct plan *plan)
+{
+	if (plan->arena) {
+		arena_free(plan->arena);
+		free(plan->arena);
+	}
+	memset(plan, 0, sizeof(*plan));
+}
+
+void plan_addr_str(const struct plan_addr *a, char *buf, size_t len)
+{
+	if (!inet_ntop(a->family, a->addr, buf, (socklen_t)len))
+		snprintf(buf, len, "?");
+}
+
+void plan_endpoint_str(const struct plan_addr *a, uint16_t port, char *buf, size_t len)
+{
+	char ip[INET6_ADDRSTRLEN];
+	plan_addr_str(a, ip, sizeof(ip));
+	snprintf(buf, len, a->family == AF_INET6 ? "[%s]:%u" : "%s:%u", ip, port);
+}
+
+const char *plan_protocol_name(uint8_t protocol)
+{
+	return protocol == IPPROTO_UDP ? "UDP" : "TCP";
+}
+
+const char *plan_lb_name(enum plan_lb lb)
+{
+	return lb == PLAN_LB_RANDOM ? "RANDOM" : "ROUND_ROBIN";
+}
+
+/* Shares print with at most two decimals and no trailing zeros: 80, 33.33, 12.5. */
+void plan_percent_str(double percent, char *buf, size_t len)
+{
+	snprintf(buf, len, "%.2f", percent);
+	char *dot = strchr(buf, '.');
+	if (!dot)
+		return;
+	char *end = buf + strlen(buf) - 1;
+	while (end > dot && *end == '0')
+		*end-- = 0;
+	if (end == dot)
+		*end = 0;
+}
+
+void plan_print_text(const struct plan *plan, FILE *out)
+{
+	char buf[320], pct[32];
+	if (!plan->n_services)
+		fputs("no services routed\n", out);
+	for (size_t i = 0; i < plan->n_services; i++) {
+		const struct plan_service *s = &plan->services[i];
+		fprintf(out, "service %s.%s  vip", s->name, s->namespace);
+		for (size_t v = 0; v < s->n_vips; v++) {
+			plan_addr_str(&s->vips[v], buf, sizeof(buf));
+			fprintf(out, "%s%s", v ? "," : " ", buf);
+		}
+		fprintf(out, "  port %u/%s  lb %s\n", s->port, plan_protocol_name(s->protocol), plan_lb_name(s->lb));
+		for (size_t d = 0; d < s->n_destinations; d++) {
+			const struct plan_destination *pd = &s->destinations[d];
+			plan_percent_str(pd->percent, pct, sizeof(pct));
+			fprintf(out, "  subset %-8s weight %-4u share %5s%%  ", pd->subset[0] ? pd->subset : "(all)",
+				pd->weight, pct);
+			snprintf(buf, sizeof(buf), "%s.%s", s->name, s->namespace);
+			if (strcmp(pd->host, buf))
+				fprintf(out, "host %s  ", pd->host);
+			if (!pd->n_endpoints)
+				fputs("no ready endpoints: its share is refused", out);
+			for (size_t e = 0; e < pd->n_endpoints; e++) {
+				plan_endpoint_str(&pd->endpoints[e].addr, pd->endpoints[e].port, buf, sizeof(buf));
+				fprintf(out, "%s%s", e ? " " : "", buf);
+			}
+			fputc('\n', out);
+		}
+	}
+}
+
+void plan_print_service_json(const struct plan_service *s, FILE *out)
+{
+	char buf[64], pct[32];
+	fputs("{\"name\":", out);
+	json_string(out, s->name);
+	fputs(",\"namespace\":", out);
+	json_string(out, s->namespace);
+	fputs(",\"vips\":[", out);
+	for (size_t v = 0; v < s->n_vips; v++) {
+		plan_addr_str(&s->vips[v], buf, sizeof(buf));
+		fprintf(out, "%s\"%s\"", v ? "," : "", buf);
+	}
+	fprintf(out, "],\"port\":%u,\"protocol\":\"%s\",\"loadBalancer\":\"%s\",\"destinations\":[", s->port,
+		plan_protocol_name(s->protocol), plan_lb_name(s->lb));
+	for (size_t d = 0; d < s->n_destinations; d++) {
+		const struct plan_destination *pd = &s->destinations[d];
+		plan_percent_str(pd->percent, pct, sizeof(pct));
+		fputs(d ? ",{\"host\":" : "{\"host\":", out);
+		json_string(out, pd->host);
+		fputs(",\"subset\":", out);
+		json_string(out, pd->subset);
+		fprintf(out, ",\"weight\":%u,\"percent\":%s,\"endpoints\":[", pd->weight, pct);
+		for (size_t e = 0; e < pd->n_endpoints; e++) {
+			plan_endpoint_str(&pd->endpoints[e].addr, pd->endpoints[e].port, buf, sizeof(buf));
+			fprintf(out, "%s\"%s\"", e ? "," : "", buf);
+		}
+		fputs("]}", out);
+	}
+	fputs("]}", out);
+}
+
+void plan_print_json(const struct plan *plan, FILE *out)
+{
+	fputs("{\"services\":[", out);
+	for (size_t i = 0; i < plan->n_services; i++) {
+		if (i)
+			fputc(',', out);
+		plan_print_service_json(&plan->services[i], out);
+	}
+	fputs("]}\n", out);
+}

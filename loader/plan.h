@@ -1,0 +1,59 @@
+/* SPDX-License-Identifier: MIT */
+/* The routing plan: what the compiler produces from YAML and the map writer consumes. */
+#ifndef SLUICE_PLAN_H
+#define SLUICE_PLAN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define PLAN_MAX_DESTINATIONS 16    /* per route */
+#define PLAN_MAX_ENDPOINTS 256      /* per subset */
+#define PLAN_MAX_SERVICES 65536     /* (service, port) entries */
+
+enum plan_lb {
+	PLAN_LB_ROUND_ROBIN = 0,    /* Istio's default */
+	PLAN_LB_RANDOM = 1,
+};
+
+struct plan_addr {
+	uint8_t family;             /* AF_INET or AF_INET6 */
+	uint8_t addr[16];           /* IPv4 in the first 4 bytes, network order */
+};
+
+struct plan_endpoint {
+	struct plan_addr addr;
+	uint16_t port;              /* host order: the Service's targetPort resolved */
+	const char *pod;            /* pod name, for status */
+};
+
+struct plan_destination {
+	const char *host;           /* destination Service, "name.namespace" */
+	const char *subset;         /* "" when the route names no subset */
+	uint32_t weight;            /* as written; a lone destination's omitted weight is 100 */
+	double percent;             /* share of new connections, 0..100 */
+	struct plan_endpoint *endpoints;
+	size_t n_endpoints;         /* 0: the share is refused with ECONNREFUSED */
+};
+
+struct plan_service {
+	const char *name;
+	const char *namespace;
+	struct plan_addr vips[2];   /* clusterIPs: at most one per family */
+	size_t n_vips;
+	uint16_t port;              /* host order: the port clients dial on the VIP */
+	uint8_t protocol;           /* IPPROTO_TCP or IPPROTO_UDP */
+	enum plan_lb lb;
+	struct plan_destination *destinations;
+	size_t n_destinations;
+};
+
+/* Services are sorted by namespace, name, port. All memory belongs to the plan. */
+struct plan {
+	struct plan_service *services;
+	size_t n_services;
+	void *arena;                /* private */
+};
+
+void plan_free(struct plan *plan);
+
+#endif

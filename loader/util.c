@@ -1,0 +1,251 @@
+// SPDX-License-Identifier: MIT
+#include "util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define ARENA_BLOCK (256 * 1024)
+
+struct arena_block {
+	struct arena_block *next;
+	size_t size, used;
+	char data[];
+};
+
+static void oom(void)
+{
+	fputs("sluice: error: out of memory\n", stderr);
+	abort();
+}
+
+void *arena_alloc(struct arena *a, size_t size)
+{
+	size = (size + 15) & ~(size_t)15;
+	struct arena_block *b = a->head;
+	if (!b || b->size - b->used < size) {
+		size_t bs = size > ARENA_BLOCK / 4 ? size : ARENA_BLOCK;
+		b = malloc(sizeof(*b) + bs);
+		if (!b)
+			oom();
+		b->size = bs;
+		b->used = 0;
+		/* a large block goes behind the head so the head's free space is not lost */
+		if (bs != ARENA_BLOCK && a->head) {
+			b->next = a->head->next;
+			a->head->next = b;
+		} else {
+			b->next = a->head;
+			a->head = b;
+		}
+	}
+	void *p = b->data + b->used;
+	b->used += size;
+	a->used += size;
+	memset(p, 0, size);
+	return p;
+}
+
+char *arena_strndup(struct arena *a, const char *s, size_t len)
+{
+	char *p = arena_alloc(a, len + 1);
+	memcpy(p, s, len);
+	return p;
+}
+
+char *arena_strdup(struct arena *a, const char *s)
+{
+	return arena_strndup(a, s, strlen(s));
+}
+
+char *arena_printf(struct arena *a, const char *fmt, ...)
+{
+	va_list ap, ap2;
+	va_start(ap, fmt);
+	va_copy(ap2, ap);
+	int n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	char *p = arena_alloc(a, (size_t)n + 1);
+	vsnprintf(p, (size_t)n + 1, fmt, ap2);
+	va_end(ap2);
+	return p;
+}
+
+void arena_free(struct arena *a)
+{
+	struct arena_block *b = a->head;
+	while (b) {
+		struct arena_block *next = b->next;
+		free(b);
+		b = next;
+	}
+	a->head = NULL;
+	a->used = 0;
+}
+
+static uint64_t hash_str(const char *s)
+{
+	uint64_t h = 1469598103934665603ULL;
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+	return h;
+}
+
+static size_t strmap_slot(const struct strmap *m, const char *key)
+{
+	size_t mask = m->cap - 1, i = hash_str(key) & mask;
+	while (m->keys[i] && strcmp(m->keys[i], key))
+		i = (i + 1) & mask;
+	return i;
+}
+
+void *strmap_get(const struct strmap *m, const char *key)
+{
+	if (!m->cap)
+		return NULL;
+	size_t i = strmap_slot(m, key);
+	return m->keys[i] ? m->vals[i] : NULL;
+}
+
+static void strmap_grow(struct strmap *m)
+{
+	struct strmap n = { .cap = m->cap ? m->cap * 2 : 64 };
+	n.keys = calloc(n.cap, sizeof(*n.keys));
+	n.vals = calloc(n.cap, sizeof(*n.vals));
+	if (!n.keys || !n.vals)
+		oom();
+	for (size_t i = 0; i < m->cap; i++) {
+		if (!m->keys[i])
+			continue;
+		size_t j = strmap_slot(&n, m->keys[i]);
+		n.keys[j] = m->keys[i];
+		n.vals[j] = m->vals[i];
+		n.len++;
+	}
+	strmap_free(m);
+	*m = n;
+}
+
+void strmap_put(struct strmap *m, const char *key, void *val)
+{
+	if ((m->len + 1) * 2 > m->cap)
+		strmap_grow(m);
+	size_t i = strmap_slot(m, key);
+	if (!m->keys[i]) {
+		m->keys[i] = key;
+		m->len++;
+	}
+	m->vals[i] = val;
+}
+
+void strmap_free(struct strmap *m)
+{
+	free(m->keys);
+	free(m->vals);
+	memset(m, 0, sizeof(*m));
+}
+
+void ptrvec_push(struct ptrvec *pv, void *p)
+{
+	if (pv->n == pv->cap) {
+		pv->cap = pv->cap ? pv->cap * 2 : 8;
+		pv->v = realloc(pv->v, pv->cap * sizeof(*pv->v));
+		if (!pv->v)
+			oom();
+	}
+	pv->v[pv->n++] = p;
+}
+
+void ptrvec_free(struct ptrvec *pv)
+{
+	free(pv->v);
+	memset(pv, 0, sizeof(*pv));
+}
+
+void diag_verror(struct diags *d, const struct mark *at, const char *fmt, va_list ap)
+{
+	if (d->n == d->cap) {
+		d->cap = d->cap ? d->cap * 2 : 16;
+		d->v = realloc(d->v, d->cap * sizeof(*d->v));
+		if (!d->v)
+			oom();
+	}
+	struct diag *g = &d->v[d->n];
+	g->at = *at;
+	g->seq = d->n++;
+	if (vasprintf(&g->msg, fmt, ap) < 0)
+		oom();
+}
+
+void diag_error(struct diags *d, const struct mark *at, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	diag_verror(d, at, fmt, ap);
+	va_end(ap);
+}
+
+static int diag_cmp(const void *pa, const void *pb)
+{
+	const struct diag *a = pa, *b = pb;
+	if (a->at.file_index != b->at.file_index)
+		return a->at.file_index < b->at.file_index ? -1 : 1;
+	if (a->at.line != b->at.line)
+		return a->at.line < b->at.line ? -1 : 1;
+	if (a->at.col != b->at.col)
+		return a->at.col < b->at.col ? -1 : 1;
+	return a->seq < b->seq ? -1 : a->seq > b->seq;
+}
+
+void diags_sort(struct diags *d)
+{
+	if (d->n)
+		qsort(d->v, d->n, sizeof(*d->v), diag_cmp);
+}
+
+void diags_print(const struct diags *d, FILE *out)
+{
+	for (size_t i = 0; i < d->n; i++)
+		fprintf(out, "%s:%u:%u: error: %s\n", d->v[i].at.file, d->v[i].at.line, d->v[i].at.col,
+			d->v[i].msg);
+}
+
+void json_string(FILE *out, const char *s)
+{
+	fputc('"', out);
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		switch (*p) {
+		case '"': fputs("\\\"", out); break;
+		case '\\': fputs("\\\\", out); break;
+		case '\n': fputs("\\n", out); break;
+		case '\t': fputs("\\t", out); break;
+		case '\r': fputs("\\r", out); break;
+		default:
+			if (*p < 0x20)
+				fprintf(out, "\\u%04x", *p);
+			else
+				fputc(*p, out);
+		}
+	}
+	fputc('"', out);
+}
+
+void diags_print_json(const struct diags *d, FILE *out)
+{
+	fputs("{\"errors\":[", out);
+	for (size_t i = 0; i < d->n; i++) {
+		fputs(i ? ",{\"file\":" : "{\"file\":", out);
+		json_string(out, d->v[i].at.file);
+		fprintf(out, ",\"line\":%u,\"column\":%u,\"message\":", d->v[i].at.line, d->v[i].at.col);
+		json_string(out, d->v[i].msg);
+		fputc('}', out);
+	}
+	fputs("]}\n", out);
+}
+
+void diags_free(struct diags *d)
+{
+	for (size_t i = 0; i < d->n; i++)
+		free(d->v[i].msg);
+	free(d->v);
+	memset(d, 0, sizeof(*d));
+}

@@ -1,0 +1,73 @@
+/* SPDX-License-Identifier: MIT */
+/* Small building blocks of the compiler: arena, string map, diagnostics. */
+#ifndef SLUICE_UTIL_H
+#define SLUICE_UTIL_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* Bump allocator: a compile's objects die together, so nothing is freed one by one. */
+struct arena {
+	struct arena_block *head;
+	size_t used;            /* bytes handed out, for the memory figures */
+};
+
+void *arena_alloc(struct arena *a, size_t size);           /* zeroed; aborts on OOM */
+char *arena_strndup(struct arena *a, const char *s, size_t len);
+char *arena_strdup(struct arena *a, const char *s);
+char *arena_printf(struct arena *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void arena_free(struct arena *a);
+
+/* Open-addressing map from string to pointer; keys are not copied. */
+struct strmap {
+	const char **keys;
+	void **vals;
+	size_t cap, len;
+};
+
+void *strmap_get(const struct strmap *m, const char *key);
+void strmap_put(struct strmap *m, const char *key, void *val);   /* replaces */
+void strmap_free(struct strmap *m);
+
+/* Growable array of pointers. */
+struct ptrvec {
+	void **v;
+	size_t n, cap;
+};
+
+void ptrvec_push(struct ptrvec *pv, void *p);
+void ptrvec_free(struct ptrvec *pv);
+
+/* A place in an input file; line and col count from 1. */
+struct mark {
+	const char *file;
+	uint32_t file_index;    /* order of the file on the command line, for sorting */
+	uint32_t line, col;
+};
+
+struct diag {
+	struct mark at;
+	char *msg;
+	size_t seq;
+};
+
+/* Every error of a run, reported together, sorted by place. */
+struct diags {
+	struct diag *v;
+	size_t n, cap;
+};
+
+void diag_error(struct diags *d, const struct mark *at, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void diag_verror(struct diags *d, const struct mark *at, const char *fmt, va_list ap);
+void diags_sort(struct diags *d);
+void diags_print(const struct diags *d, FILE *out);            /* FILE:LINE:COL: error: MESSAGE */
+void diags_print_json(const struct diags *d, FILE *out);       /* {"errors":[...]} */
+void diags_free(struct diags *d);
+
+/* JSON string literal, escaped. */
+void json_string(FILE *out, const char *s);
+
+#endif

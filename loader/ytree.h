@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: MIT */
+/* YAML front end: libyaml events into a tree that remembers where every node was written. */
+#ifndef SLUICE_YTREE_H
+#define SLUICE_YTREE_H
+
+#include "util.h"
+
+enum ynode_type {
+	YN_SCALAR = 1,
+	YN_SEQ,
+	YN_MAP,
+};
+
+struct ynode {
+	uint8_t type;
+	bool plain;             /* an unquoted scalar: may be a number, a bool or null */
+	uint32_t line, col;     /* from 1 */
+	uint32_t n;             /* YN_SEQ: items; YN_MAP: key/value pairs */
+	const char *str;        /* YN_SCALAR: text, NUL-terminated */
+	size_t len;
+	struct ynode **items;   /* YN_SEQ: n items; YN_MAP: 2n nodes, key then value */
+};
+
+/* Aliases may share nodes; past this many nodes added by aliases a document is refused. */
+#define YAML_MAX_ALIAS_NODES 1000000
+
+/* Called once per non-empty document; the tree lives until fn returns. */
+typedef void (*ydoc_fn)(void *ctx, const struct mark *file, struct ynode *root);
+
+/* Parses every document of buf. Returns how many non-empty documents there were. */
+size_t yaml_each_document(const unsigned char *buf, size_t len, const struct mark *file,
+			  struct diags *d, ydoc_fn fn, void *ctx);
+
+static inline struct ynode *ymap_key(const struct ynode *m, uint32_t i) { return m->items[2 * i]; }
+static inline struct ynode *ymap_val(const struct ynode *m, uint32_t i) { return m->items[2 * i + 1]; }
+struct ynode *ymap_get(const struct ynode *m, const char *key);   /* NULL when absent */
+bool ynode_is_null(const struct ynode *n);                          /* ~, null, empty plain */
+
+#endif

@@ -121,7 +121,15 @@ void plan_print_service_json(const struct plan_service *s, FILE *out)
 
 void plan_print_json(const struct plan *plan, FILE *out)
 {
-	fputs("{\"services\":[", out);
+	plan_print_json_generation(plan, 0, out);
+}
+
+void plan_print_json_generation(const struct plan *plan, uint64_t generation, FILE *out)
+{
+	if (generation)
+		fprintf(out, "{\"generation\":%llu,\"services\":[", (unsigned long long)generation);
+	else
+		fputs("{\"services\":[", out);
 	for (size_t i = 0; i < plan->n_services; i++) {
 		if (i)
 			fputc(',', out);

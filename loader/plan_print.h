@@ -14,6 +14,7 @@ const char *plan_protocol_name(uint8_t protocol);
 const char *plan_lb_name(enum plan_lb lb);
 void plan_print_text(const struct plan *plan, FILE *out);
 void plan_print_json(const struct plan *plan, FILE *out);
+void plan_print_json_generation(const struct plan *plan, uint64_t generation, FILE *out);  /* sluiced's state */
 void plan_print_service_json(const struct plan_service *s, FILE *out);
 
 #endif

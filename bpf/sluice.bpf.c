@@ -1,0 +1,477 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * sluice socket-mode data plane: cgroup connect/sendmsg hooks rewrite a
+ * connection to a service VIP:port onto one endpoint of one destination
+ * (subset), chosen by weight; getpeername/recvmsg hooks show the VIP again.
+ *
+ * Consistency (DESIGN.md properties 1-3): every record lives twice, once per
+ * side of a double buffer. A program reads `active` once and uses only side
+ * `generation & 1`. The writer (loader/dataplane.c) edits only the other side,
+ * flips `active` with one 8-byte write, waits one RCU grace period (a
+ * map-in-map update from userspace calls synchronize_rcu()), and then replays
+ * the same edits on the side nobody reads any more. Per-connection work is a
+ * fixed number of lookups and loops bounded by SLUICE_MAX_DESTINATIONS.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "sluice_abi.h"
+
+#define ECONNREFUSED 111
+#define ENOENT 2
+
+char LICENSE[] SEC("license") = "GPL";
+
+/*
+ * active: ARRAY, 1 slot. The generation readers use; side = generation & 1.
+ * Written by userspace once per apply (that write is the switch: 2-4 us
+ * measured by bench/dp_switch.c with 1 and with 10,000 services loaded), read
+ * once per connection. Only the low bit decides
+ * the side, so even a torn 8-byte write could not mix two versions.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sluice_active);
+} active SEC(".maps");
+
+/*
+ * services: HASH {VIP, port, protocol, family, side} -> whole record (1168 B:
+ * weights, 1024-slot round-robin table, endpoint slot ranges). HASH and not
+ * ARRAY: keyed by VIP, and an update replaces the value whole. NO_PREALLOC:
+ * a replaced or deleted element is freed after an RCU grace period instead of
+ * going back to a free list where a concurrent update could reuse it at once;
+ * and memory follows the number of services (2 x 1.2 kB each) rather than
+ * max_entries. Written only on the inactive side by userspace; read by
+ * connect/sendmsg.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, SLUICE_MAX_SERVICE_RECORDS);
+	__type(key, struct sluice_service_key);
+	__type(value, struct sluice_service);
+} services SEC(".maps");
+
+/*
+ * endpoints: HASH {service id, revision, slot} -> address and port. Immutable
+ * once written: a changed service gets a fresh revision, so a reader still
+ * holding the previous record finds the previous endpoints; a revision is
+ * deleted only after a grace period and once no record on either side names
+ * it. NO_PREALLOC for memory (1M slots would preallocate ~100 MB). Written by
+ * userspace, read by connect/sendmsg.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, SLUICE_MAX_ENDPOINT_SLOTS);
+	__type(key, struct sluice_endpoint_key);
+	__type(value, struct sluice_endpoint);
+} endpoints SEC(".maps");
+
+/*
+ * counters: PERCPU_HASH {service id, endpoint address, port} -> connections
+ * made. Keyed by the endpoint itself, not its slot, so the count survives
+ * weight changes and re-applies that keep the endpoint. Per-CPU: no shared
+ * cache line on the connect path; userspace sums. Created and deleted only by
+ * userspace (BPF never inserts), so its presence also says "this endpoint is
+ * still part of this service" for sticky UDP flows.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, SLUICE_MAX_COUNTERS);
+	__type(key, struct sluice_counter_key);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+/*
+ * rr_state: ARRAY indexed by service id (17.8 MB for 131072 ids). Shared by
+ * all CPUs on purpose: one atomic fetch-add per connection makes round robin
+ * exact node-wide (of any 100 consecutive connections to an 80/20 service,
+ * exactly 80 go to v1). Zeroed by userspace when an id is (re)allocated.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SLUICE_MAX_SERVICE_IDS);
+	__type(key, __u32);
+	__type(value, struct sluice_rr_state);
+} rr_state SEC(".maps");
+
+/*
+ * sock_state: socket storage, the VIP and backend a connect() chose. Socket
+ * storage rather than an LRU keyed by socket cookie: it lives exactly as long
+ * as the socket (no eviction under pressure that would break getpeername of a
+ * long-lived connection, no stale entries), and needs no size. Written by
+ * connect, read by getpeername and recvmsg.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct sluice_sock);
+} sock_state SEC(".maps");
+
+/*
+ * udp_flows / udp_reverse: LRU_HASH keyed by socket cookie. An unconnected
+ * UDP socket may talk to many VIPs, so one socket-storage value is not enough;
+ * cookies are never reused, so entries of closed sockets are only dead weight
+ * that the LRU evicts. Forward: {cookie, VIP:port} -> backend (the flow's
+ * stickiness, as kube-proxy's conntrack gives). Reverse: {cookie,
+ * backend:port} -> VIP:port for recvmsg. Written by sendmsg, read by sendmsg
+ * and recvmsg.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, SLUICE_MAX_UDP_FLOWS);
+	__type(key, struct sluice_flow_key);
+	__type(value, struct sluice_flow);
+} udp_flows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, SLUICE_MAX_UDP_FLOWS);
+	__type(key, struct sluice_flow_key);
+	__type(value, struct sluice_flow);
+} udp_reverse SEC(".maps");
+
+/*
+ * rcu_barrier: ARRAY_OF_MAPS, never read by a program. A userspace update of
+ * any map-in-map calls synchronize_rcu() before returning
+ * (maybe_wait_bpf_programs() in kernel/bpf/syscall.c), and these programs run
+ * under rcu_read_lock: after that update no program still uses the side the
+ * switch left. Measured 2-35 ms per call (median ~15 ms) on the 6.18 test
+ * machine: it bounds how often applies can follow each other, not how fast
+ * one takes effect (the switch already happened).
+ */
+struct rcu_barrier_inner {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__array(values, struct rcu_barrier_inner);
+} rcu_barrier SEC(".maps");
+
+/* A destination address of a hook, v4-mapped IPv6 folded into IPv4. */
+struct peer {
+	struct sluice_addr addr;
+	__be16 port;
+	__u8 family;
+};
+
+static __always_inline void read_peer(const struct bpf_sock_addr *ctx, bool v6, struct peer *p)
+{
+	__builtin_memset(p, 0, sizeof(*p));
+	p->port = (__be16)ctx->user_port;
+	if (!v6) {
+		p->family = SLUICE_AF_INET;
+		p->addr.words[0] = ctx->user_ip4;
+		return;
+	}
+	__u32 w0 = ctx->user_ip6[0], w1 = ctx->user_ip6[1];
+	__u32 w2 = ctx->user_ip6[2], w3 = ctx->user_ip6[3];
+	if (w0 == 0 && w1 == 0 && w2 == bpf_htonl(0xffff)) {
+		p->family = SLUICE_AF_INET;     /* ::ffff:a.b.c.d: an IPv4 service dialed from a dual-stack socket */
+		p->addr.words[0] = w3;
+		return;
+	}
+	p->family = SLUICE_AF_INET6;
+	p->addr.words[0] = w0;
+	p->addr.words[1] = w1;
+	p->addr.words[2] = w2;
+	p->addr.words[3] = w3;
+}
+
+static __always_inline void write_peer(struct bpf_sock_addr *ctx, bool v6, const struct sluice_addr *a,
+				       __u8 family, __be16 port)
+{
+	ctx->user_port = (__u32)port;
+	if (!v6) {
+		ctx->user_ip4 = a->words[0];
+	} else if (family == SLUICE_AF_INET) {
+		ctx->user_ip6[0] = 0;
+		ctx->user_ip6[1] = 0;
+		ctx->user_ip6[2] = bpf_htonl(0xffff);
+		ctx->user_ip6[3] = a->words[0];
+	} else {
+		ctx->user_ip6[0] = a->words[0];
+		ctx->user_ip6[1] = a->words[1];
+		ctx->user_ip6[2] = a->words[2];
+		ctx->user_ip6[3] = a->words[3];
+	}
+}
+
+static __always_inline bool addr_eq(const struct sluice_addr *a, const struct sluice_addr *b)
+{
+	return a->words[0] == b->words[0] && a->words[1] == b->words[1] &&
+	       a->words[2] == b->words[2] && a->words[3] == b->words[3];
+}
+
+static __always_inline const struct sluice_service *lookup_service(const struct peer *p, __u8 protocol)
+{
+	struct sluice_service_key key;
+	__u32 zero = 0;
+
+	const struct sluice_active *act = bpf_map_lookup_elem(&active, &zero);
+	if (!act)
+		return NULL;
+	__builtin_memset(&key, 0, sizeof(key));
+	key.vip = p->addr;
+	key.port = p->port;
+	key.protocol = protocol;
+	key.family = p->family;
+	key.side = *(volatile const __u64 *)&act->generation & 1;   /* read once */
+	return bpf_map_lookup_elem(&services, &key);
+}
+
+static __always_inline void count_connection(__u32 service_id, const struct sluice_endpoint *ep)
+{
+	struct sluice_counter_key key;
+
+	__builtin_memset(&key, 0, sizeof(key));
+	key.service_id = service_id;
+	key.addr = ep->addr;
+	key.port = ep->port;
+	key.family = ep->family;
+	__u64 *n = bpf_map_lookup_elem(&counters, &key);
+	if (n)
+		__sync_fetch_and_add(n, 1);   /* per-CPU, but a preempted task on this CPU may race */
+}
+
+/*
+ * Picks a destination by weight, then an endpoint in it. Returns the endpoint,
+ * or NULL with *err = -ECONNREFUSED (the share has no endpoint) or -ENOENT
+ * (inconsistent record: let the connection through untouched).
+ */
+static __always_inline const struct sluice_endpoint *pick_endpoint(const struct sluice_service *svc, int *err)
+{
+	struct sluice_endpoint_key key;
+	struct sluice_rr_state *rr = NULL;
+	__u32 d = SLUICE_MAX_DESTINATIONS, k, n;
+	__u32 id = svc->id;
+
+	*err = -ENOENT;
+	if (svc->lb == SLUICE_LB_ROUND_ROBIN) {
+		rr = bpf_map_lookup_elem(&rr_state, &id);
+		if (!rr || !svc->rr_slots)
+			return NULL;
+		__u64 slot = __sync_fetch_and_add(&rr->next_slot, 1) % svc->rr_slots;
+		d = svc->rr_table[slot & (SLUICE_RR_SLOTS - 1)];
+	} else {
+		__u32 r = ((__u64)bpf_get_prandom_u32() * svc->total_weight) >> 32;
+		for (__u32 i = 0; i < SLUICE_MAX_DESTINATIONS; i++) {
+			if (i < svc->n_destinations && r < svc->destinations[i].cum_weight) {
+				d = i;
+				break;
+			}
+		}
+	}
+	if (d >= SLUICE_MAX_DESTINATIONS)
+		return NULL;
+	n = svc->destinations[d].n_endpoints;
+	if (n == 0) {
+		*err = -ECONNREFUSED;
+		return NULL;
+	}
+	if (rr)
+		k = __sync_fetch_and_add(&rr->next_endpoint[d], 1) % n;
+	else
+		k = ((__u64)bpf_get_prandom_u32() * n) >> 32;
+
+	__builtin_memset(&key, 0, sizeof(key));
+	key.service_id = id;
+	key.revision = svc->revision;
+	key.slot = svc->destinations[d].first_slot + k;
+	const struct sluice_endpoint *ep = bpf_map_lookup_elem(&endpoints, &key);
+	if (ep)
+		*err = 0;
+	return ep;
+}
+
+/*
+ * Returning 0 denies the call; the kernel reports -EPERM unless the program set
+ * another error. On 6.18 connect() (blocking or not) and sendto() then fail at
+ * once with ECONNREFUSED, what a client of a pod-less Service would see.
+ */
+static __always_inline int refuse(void)
+{
+	bpf_set_retval(-ECONNREFUSED);
+	return 0;
+}
+
+static __always_inline int do_connect(struct bpf_sock_addr *ctx, bool v6)
+{
+	const struct sluice_endpoint *ep;
+	struct sluice_sock *ss;
+	struct peer p;
+	int err;
+
+	if (ctx->protocol != IPPROTO_TCP && ctx->protocol != IPPROTO_UDP)
+		return 1;
+	read_peer(ctx, v6, &p);
+	const struct sluice_service *svc = lookup_service(&p, ctx->protocol);
+
+	ss = bpf_sk_storage_get(&sock_state, ctx->sk, 0, svc ? BPF_SK_STORAGE_GET_F_CREATE : 0);
+	if (ss)
+		ss->family = 0;   /* a socket connected again (UDP) forgets its previous VIP */
+	if (!svc)
+		return 1;
+	ep = pick_endpoint(svc, &err);
+	if (err == -ECONNREFUSED)
+		return refuse();
+	if (!ep || (ep->family != p.family))
+		return 1;
+	count_connection(svc->id, ep);
+	if (ss) {
+		ss->vip = p.addr;
+		ss->vip_port = p.port;
+		ss->backend = ep->addr;
+		ss->backend_port = ep->port;
+		ss->family = p.family;
+	}
+	write_peer(ctx, v6, &ep->addr, ep->family, ep->port);
+	return 1;
+}
+
+/* Unconnected UDP: one backend per (socket, VIP:port), chosen at the first datagram. */
+static __always_inline int do_sendmsg(struct bpf_sock_addr *ctx, bool v6)
+{
+	struct sluice_flow_key fkey, rkey;
+	struct sluice_flow fwd, rev;
+	struct sluice_counter_key ckey;
+	struct peer p;
+	int err;
+
+	read_peer(ctx, v6, &p);
+	const struct sluice_service *svc = lookup_service(&p, IPPROTO_UDP);
+	if (!svc)
+		return 1;
+
+	__builtin_memset(&fkey, 0, sizeof(fkey));
+	fkey.cookie = bpf_get_socket_cookie(ctx);
+	fkey.addr = p.addr;
+	fkey.port = p.port;
+	fkey.family = p.family;
+	struct sluice_flow *flow = bpf_map_lookup_elem(&udp_flows, &fkey);
+	if (flow && flow->service_id == svc->id) {
+		/* Keep the flow's backend while the service still has it (its counter exists). */
+		__builtin_memset(&ckey, 0, sizeof(ckey));
+		ckey.service_id = svc->id;
+		ckey.addr = flow->addr;
+		ckey.port = flow->port;
+		ckey.family = flow->family;
+		if (bpf_map_lookup_elem(&counters, &ckey)) {
+			write_peer(ctx, v6, &flow->addr, flow->family, flow->port);
+			return 1;
+		}
+	}
+
+	const struct sluice_endpoint *ep = pick_endpoint(svc, &err);
+	if (err == -ECONNREFUSED)
+		return refuse();
+	if (!ep || ep->family != p.family)
+		return 1;
+	count_connection(svc->id, ep);
+
+	__builtin_memset(&fwd, 0, sizeof(fwd));
+	fwd.addr = ep->addr;
+	fwd.port = ep->port;
+	fwd.family = ep->family;
+	fwd.service_id = svc->id;
+	bpf_map_update_elem(&udp_flows, &fkey, &fwd, BPF_ANY);
+
+	__builtin_memset(&rkey, 0, sizeof(rkey));
+	rkey.cookie = fkey.cookie;
+	rkey.addr = ep->addr;
+	rkey.port = ep->port;
+	rkey.family = ep->family;
+	__builtin_memset(&rev, 0, sizeof(rev));
+	rev.addr = p.addr;
+	rev.port = p.port;
+	rev.family = p.family;
+	rev.service_id = svc->id;
+	bpf_map_update_elem(&udp_reverse, &rkey, &rev, BPF_ANY);
+
+	write_peer(ctx, v6, &ep->addr, ep->family, ep->port);
+	return 1;
+}
+
+/* getpeername and recvmsg: a backend address this socket was sent to reads as its VIP. */
+static __always_inline int do_reverse(struct bpf_sock_addr *ctx, bool v6, bool udp_flows_too)
+{
+	struct sluice_flow_key rkey;
+	struct peer p;
+
+	read_peer(ctx, v6, &p);
+	struct sluice_sock *ss = bpf_sk_storage_get(&sock_state, ctx->sk, 0, 0);
+	if (ss && ss->family == p.family && ss->backend_port == p.port && addr_eq(&ss->backend, &p.addr)) {
+		write_peer(ctx, v6, &ss->vip, ss->family, ss->vip_port);
+		return 1;
+	}
+	if (!udp_flows_too)
+		return 1;
+	__builtin_memset(&rkey, 0, sizeof(rkey));
+	rkey.cookie = bpf_get_socket_cookie(ctx);
+	rkey.addr = p.addr;
+	rkey.port = p.port;
+	rkey.family = p.family;
+	const struct sluice_flow *rev = bpf_map_lookup_elem(&udp_reverse, &rkey);
+	if (rev)
+		write_peer(ctx, v6, &rev->addr, rev->family, rev->port);
+	return 1;
+}
+
+SEC("cgroup/connect4")
+int sluice_connect4(struct bpf_sock_addr *ctx)
+{
+	return do_connect(ctx, false);
+}
+
+SEC("cgroup/connect6")
+int sluice_connect6(struct bpf_sock_addr *ctx)
+{
+	return do_connect(ctx, true);
+}
+
+SEC("cgroup/sendmsg4")
+int sluice_sendmsg4(struct bpf_sock_addr *ctx)
+{
+	return do_sendmsg(ctx, false);
+}
+
+SEC("cgroup/sendmsg6")
+int sluice_sendmsg6(struct bpf_sock_addr *ctx)
+{
+	return do_sendmsg(ctx, true);
+}
+
+SEC("cgroup/recvmsg4")
+int sluice_recvmsg4(struct bpf_sock_addr *ctx)
+{
+	return do_reverse(ctx, false, true);
+}
+
+SEC("cgroup/recvmsg6")
+int sluice_recvmsg6(struct bpf_sock_addr *ctx)
+{
+	return do_reverse(ctx, true, true);
+}
+
+SEC("cgroup/getpeername4")
+int sluice_getpeername4(struct bpf_sock_addr *ctx)
+{
+	return do_reverse(ctx, false, false);
+}
+
+SEC("cgroup/getpeername6")
+int sluice_getpeername6(struct bpf_sock_addr *ctx)
+{
+	return do_reverse(ctx, true, false);
+}

@@ -1,0 +1,1397 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The map writer of the socket-mode data plane (bpf/sluice.bpf.c).
+ *
+ * Every service record exists twice, once per side of a double buffer; the
+ * programs read `active` once per connection and use side generation & 1.
+ * apply() works like this:
+ *   1. diff the plan against the bookkeeping: added, changed, removed, same;
+ *   2. on the inactive side only: write the new endpoint revisions, then the
+ *      added and changed records, delete the removed ones;
+ *   3. flip `active` (one 8-byte map write: the switch, for every service);
+ *   4. wait one RCU grace period (update of the map-in-map `rcu_barrier`):
+ *      no program still reads the side the switch left;
+ *   5. replay the same record edits on that side, so both sides are equal;
+ *   6. delete endpoint revisions and counters nothing references any more.
+ * Map writes are proportional to the change, never to the number of services.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <linux/magic.h>
+#include <netinet/in.h>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "sluice_abi.h"
+#include "dataplane.h"
+#include "sluice.skel.h"
+
+_Static_assert(SLUICE_AF_INET == AF_INET && SLUICE_AF_INET6 == AF_INET6, "address family numbers");
+_Static_assert(SLUICE_LB_ROUND_ROBIN == PLAN_LB_ROUND_ROBIN && SLUICE_LB_RANDOM == PLAN_LB_RANDOM, "lb modes");
+_Static_assert(SLUICE_MAX_DESTINATIONS == PLAN_MAX_DESTINATIONS, "destinations per service");
+_Static_assert(SLUICE_MAX_ENDPOINTS == PLAN_MAX_ENDPOINTS, "endpoints per destination");
+
+#define DEFAULT_BPFFS "/sys/fs/bpf"
+#define RANDOM_WEIGHT_LIMIT (1u << 31)   /* total of the reduced weights RANDOM draws against */
+
+/* One service record as the bookkeeping knows it: what a side of `services` holds for one VIP. */
+struct svc_state {
+	struct sluice_service_key key;  /* side 0 */
+	uint32_t id, revision;
+	uint8_t lb, n_destinations;
+	uint32_t weights[SLUICE_MAX_DESTINATIONS];     /* reduced by gcd: 80/20 and 4/1 are the same routing */
+	uint16_t n_endpoints[SLUICE_MAX_DESTINATIONS];
+	uint32_t n_slots;
+	struct sluice_endpoint *slots;  /* destination 0's endpoints, then destination 1's, ... */
+	uint64_t stamp;                 /* the apply that last saw this service in its plan */
+	size_t pos;                     /* index in dataplane.svcs */
+};
+
+/* Open addressing over svc_state pointers, keyed by the record key. */
+struct svc_index {
+	struct svc_state **tab;
+	size_t cap;
+};
+
+struct dataplane {
+	struct sluice_bpf *skel;
+	struct bpf_link *links[16];
+	size_t n_links;
+	int fd_active, fd_services, fd_endpoints, fd_counters, fd_rr_state, fd_barrier, fd_barrier_inner;
+	uint64_t generation;
+	uint32_t next_revision;
+	struct svc_state **svcs;        /* current routing: equal to both sides of `services` */
+	size_t n_svcs;
+	struct svc_index index;
+	struct svc_state **by_id;       /* SLUICE_MAX_SERVICE_IDS entries */
+	uint32_t id_hint;
+	uint64_t stamp;                 /* apply counter, for the diff */
+	uint64_t slots_in_use;          /* endpoint slots of all current revisions */
+	bool sides_differ;              /* a failed write left the inactive side stale: resync before use */
+	int ncpus;
+};
+
+static void errorf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void errorf(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	fputs("sluiced: error: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
+}
+
+static int libbpf_quiet(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	return 0;
+}
+
+static int libbpf_verbose(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	return vfprintf(stderr, fmt, ap);
+}
+
+/* ---- the bookkeeping index ---- */
+
+static uint64_t key_hash(const struct sluice_service_key *k)
+{
+	uint64_t w[3], h = 0;
+
+	_Static_assert(sizeof(*k) == sizeof(w), "key is three words");
+	memcpy(w, k, sizeof(w));
+	for (size_t i = 0; i < 3; i++) {
+		h = (h ^ w[i]) * 0x9e3779b97f4a7c15ull;
+		h ^= h >> 29;
+	}
+	h *= 0xbf58476d1ce4e5b9ull;   /* splitmix64's finaliser: every key bit reaches the low bits */
+	return h ^ (h >> 31);
+}
+
+static bool key_eq(const struct sluice_service_key *a, const struct sluice_service_key *b)
+{
+	return memcmp(a, b, sizeof(*a)) == 0;
+}
+
+static int index_build(struct svc_index *ix, struct svc_state **v, size_t n)
+{
+	size_t cap = 16;
+
+	while (cap < 2 * n)
+		cap *= 2;
+	ix->tab = calloc(cap, sizeof(*ix->tab));
+	if (!ix->tab)
+		return -ENOMEM;
+	ix->cap = cap;
+	for (size_t i = 0; i < n; i++) {
+		size_t j = key_hash(&v[i]->key) & (cap - 1);
+		while (ix->tab[j]) {
+			if (key_eq(&ix->tab[j]->key, &v[i]->key))
+				return -EEXIST;
+			j = (j + 1) & (cap - 1);
+		}
+		ix->tab[j] = v[i];
+	}
+	return 0;
+}
+
+static struct svc_state *index_get(const struct svc_index *ix, const struct sluice_service_key *k)
+{
+	if (!ix->cap)
+		return NULL;
+	for (size_t j = key_hash(k) & (ix->cap - 1); ix->tab[j]; j = (j + 1) & (ix->cap - 1))
+		if (key_eq(&ix->tab[j]->key, k))
+			return ix->tab[j];
+	return NULL;
+}
+
+/* Points the index entry of s's key at s (a changed service replacing its previous state). */
+static void index_replace(struct svc_index *ix, struct svc_state *s)
+{
+	for (size_t j = key_hash(&s->key) & (ix->cap - 1); ix->tab[j]; j = (j + 1) & (ix->cap - 1))
+		if (key_eq(&ix->tab[j]->key, &s->key)) {
+			ix->tab[j] = s;
+			return;
+		}
+}
+
+static void svc_free(struct svc_state *s)
+{
+	if (s) {
+		free(s->slots);
+		free(s);
+	}
+}
+
+/* ---- weights and the round-robin table ---- */
+
+static uint32_t gcd32(uint32_t a, uint32_t b)
+{
+	while (b) {
+		uint32_t t = a % b;
+		a = b;
+		b = t;
+	}
+	return a;
+}
+
+/* Scales w[] to sum exactly to target, by largest remainder (ties to the earlier destination). */
+static void scale_largest_remainder(const uint32_t *w, size_t n, uint64_t sum, uint32_t target, uint32_t *out)
+{
+	uint64_t rem[SLUICE_MAX_DESTINATIONS];
+	uint64_t given = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		out[i] = (uint32_t)((uint64_t)w[i] * target / sum);
+		rem[i] = (uint64_t)w[i] * target % sum;
+		given += out[i];
+	}
+	while (given < target) {
+		size_t best = 0;
+		for (size_t i = 1; i < n; i++)
+			if (rem[i] > rem[best])
+				best = i;
+		out[best]++;
+		rem[best] = 0;
+		given++;
+	}
+}
+
+/*
+ * Istio's weights to the reduced weights a record holds: a lone destination
+ * gets everything; otherwise divide by the gcd (80/20 -> 4/1) and, only if the
+ * total exceeds 2^31, scale by largest remainder. -EINVAL if all are zero.
+ */
+static int reduce_weights(const uint32_t *in, size_t n, uint32_t *out)
+{
+	uint64_t sum = 0;
+	uint32_t g = 0;
+
+	if (n == 1) {
+		out[0] = 1;
+		return 0;
+	}
+	for (size_t i = 0; i < n; i++) {
+		g = gcd32(g, in[i]);
+		sum += in[i];
+	}
+	if (sum == 0)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++)
+		out[i] = in[i] / g;
+	sum /= g;
+	if (sum > RANDOM_WEIGHT_LIMIT) {
+		uint32_t tmp[SLUICE_MAX_DESTINATIONS];
+		memcpy(tmp, out, n * sizeof(*out));
+		scale_largest_remainder(tmp, n, sum, RANDOM_WEIGHT_LIMIT, out);
+	}
+	return 0;
+}
+
+/*
+ * Smooth weighted round robin (nginx): each destination gains its weight, the
+ * richest is picked and pays the total. Over one table of length sum(w) every
+ * destination appears exactly w times, spread out (4/1 -> 0 0 1 0 0). If the
+ * reduced weights add up to more than SLUICE_RR_SLOTS they are first scaled to
+ * SLUICE_RR_SLOTS by largest remainder: exact to 1/1024, a weight under 1/1024
+ * of the total may round to no slot.
+ */
+static uint16_t build_rr_table(const uint32_t *w, size_t n, uint8_t *table)
+{
+	uint32_t ws[SLUICE_MAX_DESTINATIONS];
+	int64_t current[SLUICE_MAX_DESTINATIONS] = { 0 };
+	uint64_t sum = 0;
+
+	for (size_t i = 0; i < n; i++)
+		sum += w[i];
+	if (sum > SLUICE_RR_SLOTS) {
+		scale_largest_remainder(w, n, sum, SLUICE_RR_SLOTS, ws);
+		sum = SLUICE_RR_SLOTS;
+	} else {
+		memcpy(ws, w, n * sizeof(*w));
+	}
+	for (uint64_t s = 0; s < sum; s++) {
+		size_t best = n;
+		for (size_t i = 0; i < n; i++) {
+			if (!ws[i])
+				continue;
+			current[i] += ws[i];
+			if (best == n || current[i] > current[best])
+				best = i;
+		}
+		current[best] -= (int64_t)sum;
+		table[s] = (uint8_t)best;
+	}
+	return (uint16_t)sum;
+}
+
+static void build_record(const struct svc_state *s, struct sluice_service *r)
+{
+	uint32_t cum = 0;
+	uint16_t slot = 0;
+
+	memset(r, 0, sizeof(*r));
+	r->id = s->id;
+	r->revision = s->revision;
+	r->lb = s->lb;
+	r->n_destinations = s->n_destinations;
+	for (size_t i = 0; i < s->n_destinations; i++) {
+		cum += s->weights[i];
+		r->destinations[i].cum_weight = cum;
+		r->destinations[i].first_slot = slot;
+		r->destinations[i].n_endpoints = s->n_endpoints[i];
+		slot += s->n_endpoints[i];
+	}
+	r->total_weight = cum;
+	if (s->lb == SLUICE_LB_ROUND_ROBIN)
+		r->rr_slots = build_rr_table(s->weights, s->n_destinations, r->rr_table);
+}
+
+/* ---- plan -> bookkeeping ---- */
+
+static const char *addr_str(uint8_t family, const void *addr, char *buf, size_t len)
+{
+	if (!inet_ntop(family, addr, buf, len))
+		snprintf(buf, len, "(family %u)", family);
+	return buf;
+}
+
+static int make_key(const struct plan_addr *vip, uint16_t port, uint8_t protocol, struct sluice_service_key *k)
+{
+	memset(k, 0, sizeof(*k));
+	if (vip->family != AF_INET && vip->family != AF_INET6)
+		return -EINVAL;
+	memcpy(k->vip.bytes, vip->addr, vip->family == AF_INET ? 4 : 16);
+	k->family = vip->family;
+	k->port = htons(port);
+	k->protocol = protocol;
+	return 0;
+}
+
+static bool svc_same_routing(const struct svc_state *a, const struct svc_state *b)
+{
+	return a->lb == b->lb && a->n_destinations == b->n_destinations &&
+	       memcmp(a->weights, b->weights, sizeof(a->weights)) == 0 &&
+	       memcmp(a->n_endpoints, b->n_endpoints, sizeof(a->n_endpoints)) == 0 &&
+	       a->n_slots == b->n_slots &&
+	       memcmp(a->slots, b->slots, a->n_slots * sizeof(*a->slots)) == 0;
+}
+
+/*
+ * Fills s (whose slots buffer holds SLUICE_MAX_DESTINATIONS * SLUICE_MAX_ENDPOINTS)
+ * with the record of one VIP of the service: the endpoints of the VIP's family.
+ */
+static int svc_fill(const struct plan_service *ps, const struct plan_addr *vip, struct svc_state *s)
+{
+	char a[INET6_ADDRSTRLEN];
+	const char *name = ps->name ? ps->name : "?";
+	const char *ns = ps->namespace ? ps->namespace : "?";
+	uint32_t raw[SLUICE_MAX_DESTINATIONS];
+	struct sluice_endpoint *slots = s->slots;
+
+	memset(s, 0, sizeof(*s));
+	s->slots = slots;
+	if (ps->protocol != IPPROTO_TCP && ps->protocol != IPPROTO_UDP) {
+		errorf("service %s/%s: protocol %u is not tcp or udp; hint: the compiler should have rejected it",
+		       ns, name, ps->protocol);
+		return -EINVAL;
+	}
+	if (ps->port == 0 || ps->n_destinations == 0 || ps->n_destinations > SLUICE_MAX_DESTINATIONS) {
+		errorf("service %s/%s port %u: %zu destinations (allowed 1..%d) or port 0",
+		       ns, name, ps->port, ps->n_destinations, SLUICE_MAX_DESTINATIONS);
+		return -EINVAL;
+	}
+	if (ps->lb != PLAN_LB_ROUND_ROBIN && ps->lb != PLAN_LB_RANDOM) {
+		errorf("service %s/%s: unknown load-balancing mode %d", ns, name, (int)ps->lb);
+		return -EINVAL;
+	}
+	if (make_key(vip, ps->port, ps->protocol, &s->key)) {
+		errorf("service %s/%s: VIP of address family %u; hint: only AF_INET and AF_INET6", ns, name,
+		       vip->family);
+		return -EINVAL;
+	}
+	s->lb = (uint8_t)ps->lb;
+	s->n_destinations = (uint8_t)ps->n_destinations;
+	for (size_t d = 0; d < ps->n_destinations; d++)
+		raw[d] = ps->destinations[d].weight;
+	if (reduce_weights(raw, ps->n_destinations, s->weights)) {
+		errorf("service %s/%s: the weights of its %zu destinations sum to 0; hint: give at least one a weight",
+		       ns, name, ps->n_destinations);
+		return -EINVAL;
+	}
+	for (size_t d = 0; d < ps->n_destinations; d++) {
+		const struct plan_destination *pd = &ps->destinations[d];
+		if (pd->n_endpoints > SLUICE_MAX_ENDPOINTS) {
+			errorf("service %s/%s destination %zu: %zu endpoints, at most %d", ns, name, d,
+			       pd->n_endpoints, SLUICE_MAX_ENDPOINTS);
+			return -EINVAL;
+		}
+		for (size_t e = 0; e < pd->n_endpoints; e++) {
+			const struct plan_endpoint *pe = &pd->endpoints[e];
+			if (pe->addr.family != vip->family)
+				continue;   /* a dual-stack pod: its other address serves the other VIP */
+			if (pe->port == 0) {
+				errorf("service %s/%s: endpoint %s has port 0", ns, name,
+				       addr_str(pe->addr.family, pe->addr.addr, a, sizeof(a)));
+				return -EINVAL;
+			}
+			struct sluice_endpoint *ep = &s->slots[s->n_slots++];
+			memset(ep, 0, sizeof(*ep));
+			memcpy(ep->addr.bytes, pe->addr.addr, pe->addr.family == AF_INET ? 4 : 16);
+			ep->port = htons(pe->port);
+			ep->family = pe->addr.family;
+			s->n_endpoints[d]++;
+		}
+	}
+	return 0;
+}
+
+static struct svc_state *svc_dup(const struct svc_state *from)
+{
+	struct svc_state *s = malloc(sizeof(*s));
+
+	if (!s)
+		return NULL;
+	*s = *from;
+	s->slots = malloc((from->n_slots ? from->n_slots : 1) * sizeof(*s->slots));
+	if (!s->slots) {
+		free(s);
+		return NULL;
+	}
+	memcpy(s->slots, from->slots, from->n_slots * sizeof(*s->slots));
+	return s;
+}
+
+static void svcs_free(struct svc_state **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		svc_free(v[i]);
+	free(v);
+}
+
+/* ---- map writes ---- */
+
+static int write_endpoints(struct dataplane *dp, const struct svc_state *s)
+{
+	struct sluice_endpoint_key k;
+
+	for (uint32_t i = 0; i < s->n_slots; i++) {
+		memset(&k, 0, sizeof(k));
+		k.service_id = s->id;
+		k.revision = s->revision;
+		k.slot = i;
+		if (bpf_map_update_elem(dp->fd_endpoints, &k, &s->slots[i], BPF_ANY))
+			return -errno;
+	}
+	return 0;
+}
+
+static void delete_endpoints(struct dataplane *dp, uint32_t id, uint32_t revision, uint32_t n_slots)
+{
+	struct sluice_endpoint_key k;
+
+	for (uint32_t i = 0; i < n_slots; i++) {
+		memset(&k, 0, sizeof(k));
+		k.service_id = id;
+		k.revision = revision;
+		k.slot = i;
+		bpf_map_delete_elem(dp->fd_endpoints, &k);
+	}
+}
+
+static void counter_key(uint32_t id, const struct sluice_endpoint *ep, struct sluice_counter_key *k)
+{
+	memset(k, 0, sizeof(*k));
+	k->service_id = id;
+	k->addr = ep->addr;
+	k->port = ep->port;
+	k->family = ep->family;
+}
+
+/* Counters are created by userspace only; an existing one is kept (that is the point). */
+static int create_counters(struct dataplane *dp, const struct svc_state *s)
+{
+	struct sluice_counter_key k;
+	uint64_t *zero = calloc(dp->ncpus, sizeof(uint64_t));
+	int err = 0;
+
+	if (!zero)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < s->n_slots && !err; i++) {
+		counter_key(s->id, &s->slots[i], &k);
+		if (bpf_map_update_elem(dp->fd_counters, &k, zero, BPF_NOEXIST) && errno != EEXIST)
+			err = -errno;
+	}
+	free(zero);
+	return err;
+}
+
+static bool has_endpoint(const struct svc_state *s, const struct sluice_endpoint *ep)
+{
+	for (uint32_t i = 0; i < s->n_slots; i++)
+		if (memcmp(&s->slots[i], ep, sizeof(*ep)) == 0)
+			return true;
+	return false;
+}
+
+/* Deletes the counters of old's endpoints that next (NULL: removed service) does not keep. */
+static void delete_counters(struct dataplane *dp, const struct svc_state *old, const struct svc_state *next)
+{
+	struct sluice_counter_key k;
+
+	for (uint32_t i = 0; i < old->n_slots; i++) {
+		if (next && has_endpoint(next, &old->slots[i]))
+			continue;
+		counter_key(old->id, &old->slots[i], &k);
+		bpf_map_delete_elem(dp->fd_counters, &k);
+	}
+}
+
+static int write_record(struct dataplane *dp, const struct svc_state *s, unsigned side)
+{
+	struct sluice_service_key k = s->key;
+	struct sluice_service *r = malloc(sizeof(*r));
+	int err = 0;
+
+	if (!r)
+		return -ENOMEM;
+	build_record(s, r);
+	k.side = side;
+	if (bpf_map_update_elem(dp->fd_services, &k, r, BPF_ANY))
+		err = -errno;
+	free(r);
+	return err;
+}
+
+static int delete_record(struct dataplane *dp, const struct svc_state *s, unsigned side)
+{
+	struct sluice_service_key k = s->key;
+
+	k.side = side;
+	if (bpf_map_delete_elem(dp->fd_services, &k) && errno != ENOENT)
+		return -errno;
+	return 0;
+}
+
+static int set_generation(struct dataplane *dp, uint64_t generation)
+{
+	struct sluice_active a = { .generation = generation };
+	uint32_t zero = 0;
+
+	if (bpf_map_update_elem(dp->fd_active, &zero, &a, BPF_ANY))
+		return -errno;
+	return 0;
+}
+
+/* One RCU grace period: every program that started before this call has finished. */
+static int wait_for_readers(struct dataplane *dp)
+{
+	uint32_t zero = 0;
+
+	if (bpf_map_update_elem(dp->fd_barrier, &zero, &dp->fd_barrier_inner, BPF_ANY))
+		return -errno;
+	return 0;
+}
+
+static int alloc_id(struct dataplane *dp, uint32_t *id)
+{
+	for (uint32_t n = 0; n < SLUICE_MAX_SERVICE_IDS; n++) {
+		uint32_t i = (dp->id_hint + n) % SLUICE_MAX_SERVICE_IDS;
+		if (!dp->by_id[i]) {
+			*id = i;
+			dp->id_hint = i + 1;
+			return 0;
+		}
+	}
+	return -ENOSPC;
+}
+
+/* Every key of a map, for the rare full passes (adopt, resync). */
+static int map_keys(int fd, size_t key_size, void **out, size_t *n_out)
+{
+	size_t n = 0, cap = 256;
+	char *keys = malloc(cap * key_size), *p;
+	int err;
+
+	for (;;) {
+		if (!keys)
+			return -ENOMEM;
+		if (n == cap) {
+			p = realloc(keys, 2 * cap * key_size);
+			if (!p) {
+				free(keys);
+				return -ENOMEM;
+			}
+			keys = p;
+			cap *= 2;
+		}
+		if (bpf_map_get_next_key(fd, n ? keys + (n - 1) * key_size : NULL, keys + n * key_size))
+			break;
+		n++;
+	}
+	if (errno != ENOENT) {
+		err = -errno;
+		free(keys);
+		return err;
+	}
+	*out = keys;
+	*n_out = n;
+	return 0;
+}
+
+/*
+ * Makes the inactive side equal to the bookkeeping and deletes records,
+ * endpoint revisions and counters nothing references: after an adopt, or after
+ * a write that failed half-way. O(size of the maps); never on the normal path.
+ */
+static int resync(struct dataplane *dp)
+{
+	unsigned inactive = (dp->generation + 1) & 1;
+	struct sluice_service *cur = malloc(sizeof(*cur)), *want = malloc(sizeof(*want));
+	struct sluice_service_key *skeys = NULL;
+	struct sluice_endpoint_key *ekeys = NULL;
+	struct sluice_counter_key *ckeys = NULL;
+	size_t n;
+	int err = wait_for_readers(dp);   /* a crashed or failed apply may have flipped just before */
+
+	if (!err && (!cur || !want))
+		err = -ENOMEM;
+	for (size_t i = 0; i < dp->n_svcs && !err; i++) {
+		struct sluice_service_key k = dp->svcs[i]->key;
+		k.side = inactive;
+		build_record(dp->svcs[i], want);
+		if (bpf_map_lookup_elem(dp->fd_services, &k, cur) == 0 && memcmp(cur, want, sizeof(*cur)) == 0)
+			continue;
+		if (bpf_map_update_elem(dp->fd_services, &k, want, BPF_ANY))
+			err = -errno;
+	}
+
+	if (!err && !(err = map_keys(dp->fd_services, sizeof(*skeys), (void **)&skeys, &n))) {
+		for (size_t i = 0; i < n; i++) {
+			struct sluice_service_key k = skeys[i];
+			k.side = 0;
+			if (!index_get(&dp->index, &k))
+				bpf_map_delete_elem(dp->fd_services, &skeys[i]);
+		}
+	}
+	if (!err && !(err = map_keys(dp->fd_endpoints, sizeof(*ekeys), (void **)&ekeys, &n))) {
+		for (size_t i = 0; i < n; i++) {
+			const struct sluice_endpoint_key *k = &ekeys[i];
+			struct svc_state *s = k->service_id < SLUICE_MAX_SERVICE_IDS ? dp->by_id[k->service_id] : NULL;
+			if (!s || s->revision != k->revision || k->slot >= s->n_slots)
+				bpf_map_delete_elem(dp->fd_endpoints, k);
+		}
+	}
+	if (!err && !(err = map_keys(dp->fd_counters, sizeof(*ckeys), (void **)&ckeys, &n))) {
+		for (size_t i = 0; i < n; i++) {
+			const struct sluice_counter_key *k = &ckeys[i];
+			struct svc_state *s = k->service_id < SLUICE_MAX_SERVICE_IDS ? dp->by_id[k->service_id] : NULL;
+			struct sluice_endpoint ep;
+			memset(&ep, 0, sizeof(ep));
+			ep.addr = k->addr;
+			ep.port = k->port;
+			ep.family = k->family;
+			if (!s || !has_endpoint(s, &ep))
+				bpf_map_delete_elem(dp->fd_counters, k);
+		}
+	}
+	if (err)
+		errorf("resynchronising the data plane maps failed: %s; hint: check memory, or reinstall with 'sluice uninstall'",
+		       strerror(-err));
+	else
+		dp->sides_differ = false;
+	free(cur);
+	free(want);
+	free(skeys);
+	free(ekeys);
+	free(ckeys);
+	return err;
+}
+
+enum change { SAME, ADDED, CHANGED };
+
+int dataplane_apply(struct dataplane *dp, const struct plan *plan, uint64_t *generation, struct dataplane_stats *stats)
+{
+	struct dataplane_stats st = { 0 };
+	uint64_t t0 = now_ns(), t1, slots_new = 0, slots_freed = 0;
+	struct svc_state scratch = { 0 };
+	struct svc_state **next = NULL, **old_of = NULL, **removed = NULL;
+	enum change *what = NULL;
+	struct svc_index nix = { 0 };
+	size_t n_next = 0, cap = 0, n_removed = 0, n_seen = 0, ids_needed = 0, cursor = 0;
+	unsigned side_new, side_old;
+	bool same_keys;
+	int err = 0;
+
+	if (!dp || !plan)
+		return -EINVAL;
+	if (dp->sides_differ && (err = resync(dp)))
+		return err;
+	for (size_t i = 0; i < plan->n_services; i++) {
+		const struct plan_service *ps = &plan->services[i];
+		if (ps->n_vips > 2) {
+			errorf("service %s/%s: %zu VIPs, at most one per family", ps->namespace, ps->name, ps->n_vips);
+			return -EINVAL;
+		}
+		cap += ps->n_vips;
+	}
+	scratch.slots = malloc(SLUICE_MAX_DESTINATIONS * SLUICE_MAX_ENDPOINTS * sizeof(*scratch.slots));
+	next = calloc(cap ? cap : 1, sizeof(*next));
+	old_of = calloc(cap ? cap : 1, sizeof(*old_of));
+	what = calloc(cap ? cap : 1, sizeof(*what));
+	if (!scratch.slots || !next || !old_of || !what) {
+		err = -ENOMEM;
+		goto out;
+	}
+
+	/* 1. Diff, in a scratch record: only added and changed services are copied. */
+	dp->stamp++;
+	for (size_t i = 0; i < plan->n_services; i++) {
+		const struct plan_service *ps = &plan->services[i];
+		for (size_t j = 0; j < ps->n_vips; j++) {
+			struct svc_state *old;
+			if ((err = svc_fill(ps, &ps->vips[j], &scratch)))
+				goto out;
+			/* Plans come sorted, so the next service is usually the one after the last match. */
+			if (cursor < dp->n_svcs && key_eq(&dp->svcs[cursor]->key, &scratch.key))
+				old = dp->svcs[cursor];
+			else
+				old = index_get(&dp->index, &scratch.key);
+			cursor = old ? old->pos + 1 : cursor;
+			if (old && old->stamp == dp->stamp) {
+				err = -EEXIST;
+				goto out;
+			}
+			if (old) {
+				old->stamp = dp->stamp;
+				n_seen++;
+			}
+			if (old && svc_same_routing(old, &scratch)) {
+				next[n_next] = old;
+				what[n_next++] = SAME;
+				st.services_unchanged++;
+				continue;
+			}
+			if (!(next[n_next] = svc_dup(&scratch))) {
+				err = -ENOMEM;
+				goto out;
+			}
+			old_of[n_next] = old;
+			what[n_next++] = old ? CHANGED : ADDED;
+			ids_needed += !old;
+			slots_new += scratch.n_slots;
+			slots_freed += old ? old->n_slots : 0;
+		}
+	}
+	if (n_seen < dp->n_svcs) {
+		removed = calloc(dp->n_svcs - n_seen, sizeof(*removed));
+		if (!removed) {
+			err = -ENOMEM;
+			goto out;
+		}
+		for (size_t i = 0; i < dp->n_svcs; i++)
+			if (dp->svcs[i]->stamp != dp->stamp) {
+				removed[n_removed++] = dp->svcs[i];
+				slots_freed += dp->svcs[i]->n_slots;
+			}
+	}
+	st.services_removed = n_removed;
+	if (n_removed == 0 && st.services_unchanged == n_next)
+		goto done;   /* nothing changed: no switch */
+	same_keys = ids_needed == 0 && n_removed == 0;
+	if (!same_keys && (err = index_build(&nix, next, n_next)))
+		goto out;
+	if (ids_needed > SLUICE_MAX_SERVICE_IDS - dp->n_svcs + n_removed) {
+		errorf("the plan needs %zu new service ids, %zu are free (limit %d VIP/port entries); hint: split the cluster",
+		       ids_needed, SLUICE_MAX_SERVICE_IDS - dp->n_svcs, SLUICE_MAX_SERVICE_IDS);
+		err = -ENOSPC;
+		goto out;
+	}
+	if (dp->slots_in_use + slots_new > SLUICE_MAX_ENDPOINT_SLOTS) {
+		errorf("the plan needs %llu endpoint slots while %llu are in use (limit %d); hint: apply it in smaller steps",
+		       (unsigned long long)slots_new, (unsigned long long)dp->slots_in_use, SLUICE_MAX_ENDPOINT_SLOTS);
+		err = -ENOSPC;
+		goto out;
+	}
+
+	/* 2. The inactive side: endpoints and counters first, then the records that name them. */
+	side_new = (dp->generation + 1) & 1;
+	side_old = dp->generation & 1;
+	for (size_t i = 0; i < n_next; i++) {
+		struct svc_state *s = next[i];
+		if (what[i] == SAME)
+			continue;
+		if (what[i] == ADDED) {
+			struct sluice_rr_state zero_rr = { 0 };
+			if ((err = alloc_id(dp, &s->id)))
+				goto write_failed;
+			dp->by_id[s->id] = s;   /* reserved; released on failure */
+			if (bpf_map_update_elem(dp->fd_rr_state, &s->id, &zero_rr, BPF_ANY)) {
+				err = -errno;
+				goto write_failed;
+			}
+		} else {
+			s->id = old_of[i]->id;
+		}
+		s->revision = dp->next_revision++;
+		if ((err = write_endpoints(dp, s)) || (err = create_counters(dp, s)) ||
+		    (err = write_record(dp, s, side_new)))
+			goto write_failed;
+		st.services_written++;
+		st.endpoints_written += s->n_slots;
+	}
+	for (size_t i = 0; i < n_removed; i++)
+		if ((err = delete_record(dp, removed[i], side_new)))
+			goto write_failed;
+
+	/* 3. The switch. */
+	t1 = now_ns();
+	err = set_generation(dp, dp->generation + 1);
+	st.flip_ns = now_ns() - t1;
+	if (err)
+		goto write_failed;
+	dp->generation++;
+
+	/* 4. Programs that read the old side finish. */
+	t1 = now_ns();
+	err = wait_for_readers(dp);
+	st.drain_ns = now_ns() - t1;
+	if (err) {
+		/* Without the grace period the old side may still be read: leave it, and the old revisions, alone. */
+		errorf("waiting for readers of the previous generation failed: %s; the switch is done, "
+		       "old entries stay until the next apply", strerror(-err));
+		dp->sides_differ = true;
+		goto commit;
+	}
+
+	/* 5. Replay on the side nobody reads now. */
+	for (size_t i = 0; i < n_next && !err; i++)
+		if (what[i] != SAME)
+			err = write_record(dp, next[i], side_old);
+	for (size_t i = 0; i < n_removed && !err; i++)
+		err = delete_record(dp, removed[i], side_old);
+	if (err) {
+		errorf("equalising the previous side failed: %s; the switch is done, the next apply resynchronises",
+		       strerror(-err));
+		dp->sides_differ = true;
+		goto commit;
+	}
+
+	/* 6. Nothing references the previous revisions now. */
+	for (size_t i = 0; i < n_next; i++) {
+		if (what[i] != CHANGED)
+			continue;
+		delete_endpoints(dp, old_of[i]->id, old_of[i]->revision, old_of[i]->n_slots);
+		delete_counters(dp, old_of[i], next[i]);
+	}
+	for (size_t i = 0; i < n_removed; i++) {
+		delete_endpoints(dp, removed[i]->id, removed[i]->revision, removed[i]->n_slots);
+		delete_counters(dp, removed[i], NULL);
+	}
+
+commit:
+	/* The bookkeeping becomes `next`; unchanged services keep their objects. */
+	for (size_t i = 0; i < n_removed; i++) {
+		dp->by_id[removed[i]->id] = NULL;
+		svc_free(removed[i]);
+	}
+	for (size_t i = 0; i < n_next; i++) {
+		if (what[i] == SAME)
+			continue;
+		dp->by_id[next[i]->id] = next[i];
+		if (same_keys) {
+			next[i]->pos = i;
+			index_replace(&dp->index, next[i]);
+		}
+		svc_free(old_of[i]);
+		what[i] = SAME;   /* owned by the bookkeeping now */
+	}
+	if (!same_keys) {
+		free(dp->index.tab);
+		dp->index = nix;
+		nix.tab = NULL;
+		for (size_t i = 0; i < n_next; i++)
+			next[i]->pos = i;
+	}
+	free(dp->svcs);
+	dp->svcs = next;
+	dp->n_svcs = n_next;
+	dp->slots_in_use = dp->slots_in_use + slots_new - slots_freed;
+	next = NULL;
+	err = 0;
+	goto done;
+
+write_failed:
+	errorf("writing the routing maps failed: %s; nothing was switched, the previous routing stays; hint: %s",
+	       strerror(-err), err == -E2BIG || err == -ENOMEM || err == -ENOSPC
+				   ? "a map is full or memory is short, apply fewer services"
+				   : "rerun with --verbose");
+	for (size_t i = 0; i < n_next; i++)
+		if (what[i] == ADDED && dp->by_id[next[i]->id] == next[i])
+			dp->by_id[next[i]->id] = NULL;
+	dp->sides_differ = true;
+	resync(dp);   /* the inactive side back to the bookkeeping, new revisions and counters deleted */
+	goto out;
+
+done:
+	st.total_ns = now_ns() - t0;
+	if (stats)
+		*stats = st;
+	if (generation)
+		*generation = dp->generation;
+out:
+	if (err == -EEXIST)
+		errorf("the plan routes one VIP, port and protocol twice; hint: the compiler should have merged them");
+	for (size_t i = 0; next && i < n_next; i++)
+		if (what[i] != SAME)
+			svc_free(next[i]);
+	free(next);
+	free(nix.tab);
+	free(scratch.slots);
+	free(what);
+	free(old_of);
+	free(removed);
+	return err == -EEXIST ? -EINVAL : err;
+}
+
+/* ---- install, adopt, uninstall ---- */
+
+static bool path_exists(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0;
+}
+
+static int join(char *buf, const char *dir, const char *a, const char *b)
+{
+	int n = b ? snprintf(buf, PATH_MAX, "%s/%s/%s", dir, a, b) : snprintf(buf, PATH_MAX, "%s/%s", dir, a);
+
+	return n < 0 || n >= PATH_MAX ? -ENAMETOOLONG : 0;
+}
+
+/* The directory must be on a bpf filesystem; mounts one at /sys/fs/bpf if nothing is mounted there. */
+static int prepare_bpffs(const char *dir)
+{
+	char up[PATH_MAX], path[PATH_MAX];
+	struct statfs fs;
+	char *slash;
+
+	if (!dir || dir[0] != '/' || strlen(dir) >= sizeof(up)) {
+		errorf("bpffs directory '%s' is not an absolute path; hint: e.g. /sys/fs/bpf/sluice", dir ? dir : "");
+		return -EINVAL;
+	}
+	/* The nearest existing ancestor decides which filesystem the pins land on. */
+	strcpy(up, dir);
+	while (statfs(up, &fs) != 0) {
+		slash = strrchr(up, '/');
+		if (!slash || slash == up) {
+			strcpy(up, "/");
+			if (statfs(up, &fs) != 0)
+				return -errno;
+			break;
+		}
+		*slash = '\0';
+	}
+	if (fs.f_type != BPF_FS_MAGIC) {
+		if (strcmp(up, DEFAULT_BPFFS) != 0 || mount("bpf", DEFAULT_BPFFS, "bpf", 0, "mode=0700")) {
+			errorf("%s is not on a bpf filesystem (nearest existing directory %s); hint: mount -t bpf bpf %s",
+			       dir, up, DEFAULT_BPFFS);
+			return -ENOTSUP;
+		}
+	}
+	/* mkdir -p of the directories between the existing ancestor and dir. */
+	strcpy(path, dir);
+	for (char *p = strchr(path + strlen(up), '/'); p; p = strchr(p + 1, '/')) {
+		if (p == path)
+			continue;
+		*p = '\0';
+		if (mkdir(path, 0700) && errno != EEXIST) {
+			int err = -errno;
+			errorf("cannot create %s: %s", path, strerror(errno));
+			return err;
+		}
+		*p = '/';
+	}
+	const char *subs[] = { "", SLUICE_PIN_MAPS, SLUICE_PIN_PROGS, SLUICE_PIN_LINKS };
+	for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
+		if (i == 0)
+			snprintf(path, sizeof(path), "%s", dir);
+		else if (join(path, dir, subs[i], NULL))
+			return -ENAMETOOLONG;
+		if (mkdir(path, 0700) && errno != EEXIST) {
+			int err = -errno;
+			errorf("cannot create %s: %s; hint: is %s on a bpf filesystem?", path, strerror(errno), dir);
+			return err;
+		}
+	}
+	return 0;
+}
+
+/* Opens the cgroup v2 directory; refuses the hierarchy's root unless allowed. */
+static int open_cgroup(const struct dataplane_opts *o, int *fd_out, uint64_t *id_out)
+{
+	const char *cg = o->cgroup_path;
+	struct statfs fs;
+	struct stat st, mst;
+	char line[PATH_MAX + 256], mnt[PATH_MAX], type[64], first_mnt[PATH_MAX] = "";
+	bool root = false;
+	FILE *f;
+	int fd;
+
+	if (!cg || !*cg) {
+		errorf("no cgroup given; hint: pass the cgroup v2 directory whose processes sluice should serve");
+		return -EINVAL;
+	}
+	fd = open(cg, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0) {
+		int err = -errno;
+		errorf("cannot open cgroup %s: %s; hint: create it under the cgroup v2 mount (see /proc/mounts)",
+		       cg, strerror(errno));
+		return err;
+	}
+	f = fopen("/proc/mounts", "re");
+	while (f && fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%*s %4095s %63s", mnt, type) != 2 || strcmp(type, "cgroup2") != 0)
+			continue;
+		if (!first_mnt[0])
+			snprintf(first_mnt, sizeof(first_mnt), "%s", mnt);
+		if (stat(mnt, &mst) == 0 && fstat(fd, &st) == 0 && st.st_dev == mst.st_dev && st.st_ino == mst.st_ino)
+			root = true;
+	}
+	if (f)
+		fclose(f);
+	if (fstatfs(fd, &fs) || fs.f_type != CGROUP2_SUPER_MAGIC || fstat(fd, &st)) {
+		errorf("%s is not a cgroup v2 directory; hint: cgroup v2 is mounted at %s", cg,
+		       first_mnt[0] ? first_mnt : "(nowhere: mount -t cgroup2 none /sys/fs/cgroup)");
+		close(fd);
+		return -ENOTDIR;
+	}
+	if (root && !o->allow_cgroup_root) {
+		errorf("refusing to attach to %s, the root of the cgroup v2 hierarchy: every process on the machine "
+		       "would be redirected; hint: pass a child cgroup, or allow the root explicitly", cg);
+		close(fd);
+		return -EPERM;
+	}
+	*fd_out = fd;
+	*id_out = st.st_ino;   /* on cgroup v2 the inode number is the cgroup id */
+	return 0;
+}
+
+/* Attaches each program with a pinned link, or swaps the program inside an existing pinned link. */
+static int attach_programs(struct dataplane *dp, const char *dir, int cg_fd, uint64_t cg_id)
+{
+	struct bpf_program *prog;
+	char path[PATH_MAX];
+	int err;
+
+	bpf_object__for_each_program(prog, dp->skel->obj) {
+		const char *name = bpf_program__name(prog);
+		struct bpf_link *link;
+
+		if (dp->n_links == sizeof(dp->links) / sizeof(dp->links[0]))
+			return -E2BIG;
+		if ((err = join(path, dir, SLUICE_PIN_LINKS, name)))
+			return err;
+		if (path_exists(path)) {
+			struct bpf_link_info info;
+			__u32 len = sizeof(info);
+
+			link = bpf_link__open(path);
+			if (!link) {
+				err = -errno;
+				errorf("cannot open pinned link %s: %s; hint: sluice uninstall, then start again", path,
+				       strerror(-err));
+				return err;
+			}
+			dp->links[dp->n_links++] = link;
+			memset(&info, 0, sizeof(info));
+			if (bpf_obj_get_info_by_fd(bpf_link__fd(link), &info, &len) == 0 &&
+			    info.type == BPF_LINK_TYPE_CGROUP && info.cgroup.cgroup_id != cg_id) {
+				errorf("the data plane under %s serves cgroup id %llu, not the requested one (id %llu); "
+				       "hint: use the same cgroup, or uninstall first", dir,
+				       (unsigned long long)info.cgroup.cgroup_id, (unsigned long long)cg_id);
+				return -EEXIST;
+			}
+			/* Atomic: the hook never runs without a program. */
+			if ((err = bpf_link__update_program(link, prog))) {
+				errorf("cannot swap the new %s program into %s: %s", name, path, strerror(-err));
+				return err;
+			}
+		} else {
+			link = bpf_program__attach_cgroup(prog, cg_fd);
+			if (!link) {
+				err = -errno;
+				errorf("cannot attach %s to the cgroup: %s; hint: the kernel needs cgroup BPF links (5.7+)",
+				       name, strerror(-err));
+				return err;
+			}
+			dp->links[dp->n_links++] = link;
+			if ((err = bpf_link__pin(link, path))) {
+				errorf("cannot pin %s: %s", path, strerror(-err));
+				return err;
+			}
+		}
+		if ((err = join(path, dir, SLUICE_PIN_PROGS, name)))
+			return err;
+		unlink(path);
+		if ((err = bpf_program__pin(prog, path))) {
+			errorf("cannot pin %s: %s", path, strerror(-err));
+			return err;
+		}
+	}
+	return 0;
+}
+
+/* Rebuilds the bookkeeping from the maps alone: the active side is the truth. */
+static int rebuild(struct dataplane *dp)
+{
+	struct sluice_service_key *keys = NULL;
+	struct sluice_endpoint_key *ekeys = NULL;
+	struct sluice_service *r = malloc(sizeof(*r));
+	struct sluice_active act;
+	uint32_t zero = 0, max_rev = 0;
+	size_t n = 0, ne = 0;
+	int err;
+
+	if (!r)
+		return -ENOMEM;
+	if (bpf_map_lookup_elem(dp->fd_active, &zero, &act)) {
+		err = -errno;
+		goto out;
+	}
+	dp->generation = act.generation;
+	if ((err = map_keys(dp->fd_services, sizeof(*keys), (void **)&keys, &n)))
+		goto out;
+	dp->svcs = calloc(n ? n : 1, sizeof(*dp->svcs));
+	if (!dp->svcs) {
+		err = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct svc_state *s;
+		uint32_t prev = 0;
+
+		if (bpf_map_lookup_elem(dp->fd_services, &keys[i], r))
+			continue;
+		if (r->revision > max_rev)
+			max_rev = r->revision;
+		if (keys[i].side != (dp->generation & 1))
+			continue;
+		if (r->id >= SLUICE_MAX_SERVICE_IDS || dp->by_id[r->id] ||
+		    r->n_destinations == 0 || r->n_destinations > SLUICE_MAX_DESTINATIONS) {
+			err = -EUCLEAN;
+			goto out;
+		}
+		s = calloc(1, sizeof(*s));
+		if (!s) {
+			err = -ENOMEM;
+			goto out;
+		}
+		s->pos = dp->n_svcs;
+		dp->svcs[dp->n_svcs++] = s;
+		s->key = keys[i];
+		s->key.side = 0;
+		s->id = r->id;
+		s->revision = r->revision;
+		s->lb = r->lb;
+		s->n_destinations = r->n_destinations;
+		for (size_t d = 0; d < r->n_destinations; d++) {
+			s->weights[d] = r->destinations[d].cum_weight - prev;
+			prev = r->destinations[d].cum_weight;
+			s->n_endpoints[d] = r->destinations[d].n_endpoints;
+			s->n_slots += r->destinations[d].n_endpoints;
+		}
+		dp->slots_in_use += s->n_slots;
+		dp->by_id[s->id] = s;
+		s->slots = calloc(s->n_slots ? s->n_slots : 1, sizeof(*s->slots));
+		if (!s->slots) {
+			err = -ENOMEM;
+			goto out;
+		}
+		for (uint32_t slot = 0; slot < s->n_slots; slot++) {
+			struct sluice_endpoint_key k;
+			memset(&k, 0, sizeof(k));
+			k.service_id = s->id;
+			k.revision = s->revision;
+			k.slot = slot;
+			if (bpf_map_lookup_elem(dp->fd_endpoints, &k, &s->slots[slot])) {
+				err = -EUCLEAN;
+				goto out;
+			}
+		}
+	}
+	if ((err = map_keys(dp->fd_endpoints, sizeof(*ekeys), (void **)&ekeys, &ne)))
+		goto out;
+	for (size_t i = 0; i < ne; i++)
+		if (ekeys[i].revision > max_rev)
+			max_rev = ekeys[i].revision;
+	dp->next_revision = max_rev + 1;
+	if ((err = index_build(&dp->index, dp->svcs, dp->n_svcs)))
+		goto out;
+	err = resync(dp);
+out:
+	if (err == -EUCLEAN)
+		errorf("the pinned maps hold an inconsistent routing table; hint: sluice uninstall, then apply again");
+	else if (err)
+		errorf("cannot read the pinned maps back: %s", strerror(-err));
+	free(r);
+	free(keys);
+	free(ekeys);
+	return err;
+}
+
+int dataplane_open(const struct dataplane_opts *o, struct dataplane **out)
+{
+	struct dataplane *dp = NULL;
+	struct bpf_map *map;
+	char path[PATH_MAX];
+	bool adopt = false;
+	uint64_t cg_id = 0;
+	int cg_fd = -1, err;
+
+	if (!o || !out)
+		return -EINVAL;
+	*out = NULL;
+	libbpf_set_print(o->verbose ? libbpf_verbose : libbpf_quiet);
+	if ((err = open_cgroup(o, &cg_fd, &cg_id)))
+		return err;
+	if ((err = prepare_bpffs(o->bpffs_dir)) || (err = join(path, o->bpffs_dir, SLUICE_PIN_MAPS, "active")))
+		goto cleanup;
+	adopt = path_exists(path);
+
+	dp = calloc(1, sizeof(*dp));
+	if (!dp || !(dp->by_id = calloc(SLUICE_MAX_SERVICE_IDS, sizeof(*dp->by_id)))) {
+		err = -ENOMEM;
+		goto cleanup;
+	}
+	dp->fd_barrier_inner = -1;
+	dp->ncpus = libbpf_num_possible_cpus();
+	if (dp->ncpus <= 0) {
+		err = dp->ncpus ? dp->ncpus : -EINVAL;
+		goto cleanup;
+	}
+	dp->skel = sluice_bpf__open();
+	if (!dp->skel) {
+		err = -errno;
+		errorf("cannot open the BPF object: %s", strerror(-err));
+		goto cleanup;
+	}
+	/* Pinned maps are reused (adopt); missing ones are created and pinned by the load. */
+	bpf_object__for_each_map(map, dp->skel->obj) {
+		if (bpf_map__is_internal(map))
+			continue;
+		if ((err = join(path, o->bpffs_dir, SLUICE_PIN_MAPS, bpf_map__name(map))) ||
+		    (err = bpf_map__set_pin_path(map, path)))
+			goto cleanup;
+	}
+	if ((err = sluice_bpf__load(dp->skel))) {
+		if (adopt)
+			errorf("the maps pinned under %s do not fit this build of the data plane: %s; "
+			       "hint: sluice uninstall, then start again (counters restart)", o->bpffs_dir, strerror(-err));
+		else
+			errorf("loading the BPF data plane failed: %s; hint: rerun with --verbose for the verifier log",
+			       strerror(-err));
+		goto cleanup;
+	}
+	dp->fd_active = bpf_map__fd(dp->skel->maps.active);
+	dp->fd_services = bpf_map__fd(dp->skel->maps.services);
+	dp->fd_endpoints = bpf_map__fd(dp->skel->maps.endpoints);
+	dp->fd_counters = bpf_map__fd(dp->skel->maps.counters);
+	dp->fd_rr_state = bpf_map__fd(dp->skel->maps.rr_state);
+	dp->fd_barrier = bpf_map__fd(dp->skel->maps.rcu_barrier);
+	dp->fd_barrier_inner = bpf_map_create(BPF_MAP_TYPE_ARRAY, "sluice_rcu_in", sizeof(__u32), sizeof(__u32), 1, NULL);
+	if (dp->fd_barrier_inner < 0) {
+		err = -errno;
+		errorf("cannot create the grace-period map: %s", strerror(-err));
+		goto cleanup;
+	}
+	if ((err = attach_programs(dp, o->bpffs_dir, cg_fd, cg_id)))
+		goto cleanup;
+	if (adopt && (err = rebuild(dp)))
+		goto cleanup;
+	*out = dp;
+	dp = NULL;
+cleanup:
+	if (cg_fd >= 0)
+		close(cg_fd);
+	dataplane_close(dp);
+	if (err && !adopt && err != -EPERM && err != -EINVAL)
+		dataplane_uninstall(o);   /* a first install that failed half-way leaves nothing behind */
+	return err;
+}
+
+uint64_t dataplane_generation(struct dataplane *dp)
+{
+	return dp ? dp->generation : 0;
+}
+
+int dataplane_endpoint_connections(struct dataplane *dp, const struct plan_service *svc,
+				   const struct plan_endpoint *ep, uint64_t *count)
+{
+	struct sluice_service_key k;
+	struct sluice_counter_key ck;
+	struct sluice_endpoint e;
+	struct svc_state *s = NULL;
+	uint64_t *v;
+	int err = -ENOENT;
+
+	if (!dp || !svc || !ep || !count)
+		return -EINVAL;
+	for (size_t i = 0; i < svc->n_vips && i < 2 && !s; i++)
+		if (svc->vips[i].family == ep->addr.family && make_key(&svc->vips[i], svc->port, svc->protocol, &k) == 0)
+			s = index_get(&dp->index, &k);
+	if (!s)
+		return -ENOENT;
+	memset(&e, 0, sizeof(e));
+	memcpy(e.addr.bytes, ep->addr.addr, ep->addr.family == AF_INET ? 4 : 16);
+	e.port = htons(ep->port);
+	e.family = ep->addr.family;
+	counter_key(s->id, &e, &ck);
+	v = calloc(dp->ncpus, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	if (bpf_map_lookup_elem(dp->fd_counters, &ck, v) == 0) {
+		*count = 0;
+		for (int i = 0; i < dp->ncpus; i++)
+			*count += v[i];
+		err = 0;
+	}
+	free(v);
+	return err;
+}
+
+void dataplane_close(struct dataplane *dp)
+{
+	if (!dp)
+		return;
+	for (size_t i = 0; i < dp->n_links; i++) {
+		bpf_link__disconnect(dp->links[i]);   /* pinned: stays attached after we let go */
+		bpf_link__destroy(dp->links[i]);
+	}
+	sluice_bpf__destroy(dp->skel);
+	if (dp->fd_barrier_inner >= 0)
+		close(dp->fd_barrier_inner);
+	svcs_free(dp->svcs, dp->n_svcs);
+	free(dp->index.tab);
+	free(dp->by_id);
+	free(dp);
+}
+
+/* Removes every entry of one pin subdirectory, detaching links first; then the directory. */
+static int remove_pins(const char *dir, const char *sub, bool links)
+{
+	char path[PATH_MAX], entry[PATH_MAX];
+	struct dirent *de;
+	DIR *d;
+	int err = 0;
+
+	if ((err = join(path, dir, sub, NULL)))
+		return err;
+	d = opendir(path);
+	if (!d)
+		return errno == ENOENT ? 0 : -errno;
+	while ((de = readdir(d))) {
+		if (de->d_name[0] == '.' || join(entry, path, de->d_name, NULL))
+			continue;
+		if (links) {
+			int fd = bpf_obj_get(entry);
+			if (fd >= 0) {
+				bpf_link_detach(fd);   /* detach now, even if another process holds the link */
+				close(fd);
+			}
+		}
+		if (unlink(entry) && !err)
+			err = -errno;
+	}
+	closedir(d);
+	if (rmdir(path) && !err)
+		err = -errno;
+	return err;
+}
+
+int dataplane_uninstall(const struct dataplane_opts *o)
+{
+	int err;
+
+	if (!o || !o->bpffs_dir || o->bpffs_dir[0] != '/')
+		return -EINVAL;
+	if (!path_exists(o->bpffs_dir))
+		return 0;
+	/* Links first: once they are gone no hook runs, and the maps can go. */
+	if ((err = remove_pins(o->bpffs_dir, SLUICE_PIN_LINKS, true)) ||
+	    (err = remove_pins(o->bpffs_dir, SLUICE_PIN_PROGS, false)) ||
+	    (err = remove_pins(o->bpffs_dir, SLUICE_PIN_MAPS, false))) {
+		errorf("cannot remove the pins under %s: %s", o->bpffs_dir, strerror(-err));
+		return err;
+	}
+	if (rmdir(o->bpffs_dir)) {
+		err = -errno;
+		errorf("cannot remove %s: %s; hint: something else is pinned there", o->bpffs_dir, strerror(errno));
+		return err;
+	}
+	return 0;
+}

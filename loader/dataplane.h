@@ -1,0 +1,64 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The socket-mode data plane: loads bpf/sluice.bpf.c, attaches it to a cgroup
+ * with BPF links, pins everything under a bpffs directory, and writes routing
+ * plans into its maps with one atomic generation switch per apply.
+ */
+#ifndef SLUICE_DATAPLANE_H
+#define SLUICE_DATAPLANE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "plan.h"
+
+struct dataplane;
+
+struct dataplane_opts {
+	const char *bpffs_dir;      /* e.g. /sys/fs/bpf/sluice; created, bpffs mounted if needed */
+	const char *cgroup_path;    /* cgroup v2 directory whose processes are served */
+	bool allow_cgroup_root;     /* the root of the cgroup v2 hierarchy (the whole node) is refused unless set */
+	bool verbose;               /* libbpf's messages and the verifier log on stderr */
+};
+
+struct dataplane_stats {
+	uint32_t services_written;  /* records added or changed (per VIP) */
+	uint32_t services_removed;
+	uint32_t services_unchanged;
+	uint32_t endpoints_written; /* endpoint slots of new revisions */
+	uint64_t flip_ns;           /* the switch itself: one write to `active` */
+	uint64_t drain_ns;          /* waiting for programs still reading the old side (synchronize_rcu) */
+	uint64_t total_ns;          /* the whole apply, from plan to both sides equal */
+};
+
+/*
+ * Opens the data plane. If pins exist under bpffs_dir they are adopted: maps
+ * are reused (counters and round-robin state survive), the pinned links stay
+ * attached and get the freshly loaded programs swapped in atomically, and the
+ * bookkeeping is rebuilt from the maps alone. Otherwise loads, attaches to
+ * cgroup_path and pins programs, maps and links. Returns 0 or -errno, having
+ * printed one "sluiced: error: ..." line.
+ */
+int dataplane_open(const struct dataplane_opts *o, struct dataplane **out);
+
+/*
+ * Makes the maps equal to the plan: services added, changed and removed become
+ * visible together at one generation switch. An apply that changes nothing
+ * writes nothing and keeps the generation. *generation and *stats may be NULL.
+ */
+int dataplane_apply(struct dataplane *dp, const struct plan *plan, uint64_t *generation,
+		    struct dataplane_stats *stats);
+
+/* Connections made to ep for svc (the VIP of ep's family), summed over CPUs. -ENOENT if not routed. */
+int dataplane_endpoint_connections(struct dataplane *dp, const struct plan_service *svc,
+				   const struct plan_endpoint *ep, uint64_t *count);
+
+uint64_t dataplane_generation(struct dataplane *dp);
+
+/* Frees the handle; pins and links stay: the data plane keeps serving. NULL is fine. */
+void dataplane_close(struct dataplane *dp);
+
+/* Detaches the links and removes every pin under bpffs_dir. 0 if nothing was installed. */
+int dataplane_uninstall(const struct dataplane_opts *o);
+
+#endif

@@ -1,0 +1,730 @@
+// SPDX-License-Identifier: MIT
+/* sluiced: the only writer of the data plane's maps. Loads or adopts the pinned
+ * BPF objects, restores the saved plan, drops capabilities, then serves the CLI's
+ * requests one at a time over a unix socket, each change one generation. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/capability.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "compile.h"
+#include "dataplane.h"
+#include "plan_load.h"
+#include "plan_print.h"
+#include "proto.h"
+
+#define EXIT_INVALID 1
+#define EXIT_USAGE 2
+
+struct daemon {
+	const char *cgroup, *bpffs, *socket_path, *state_dir;
+	bool cgroup_given, verbose, uninstall;
+	struct dataplane *dp;
+	struct plan plan;            /* what the maps hold now */
+	uint64_t generation;
+	int listen_fd;
+};
+
+static volatile sig_atomic_t stopping;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	stopping = 1;
+}
+
+static void log_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void log_msg(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fputs("sluiced: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+}
+
+/* The cgroup v2 mount, as /proc/mounts lists it: the node's root cgroup. */
+static char *cgroup2_root(void)
+{
+	FILE *f = fopen("/proc/mounts", "r");
+	char dev[256], dir[PATH_MAX], type[64];
+	char *found = NULL;
+	if (!f)
+		return NULL;
+	while (!found && fscanf(f, "%255s %4095s %63s %*[^\n]", dev, dir, type) == 3)
+		if (!strcmp(type, "cgroup2"))
+			found = strdup(dir);
+	fclose(f);
+	return found;
+}
+
+static int mkdir_p(const char *path, mode_t mode)
+{
+	char buf[PATH_MAX];
+	snprintf(buf, sizeof(buf), "%s", path);
+	for (char *p = buf + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = 0;
+		if (mkdir(buf, mode) && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(buf, mode) && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+static char *state_file(const struct daemon *dm)
+{
+	char *p;
+	if (asprintf(&p, "%s/plan.json", dm->state_dir) < 0)
+		abort();
+	return p;
+}
+
+/* Written to a temporary file and renamed, so a crash leaves the old state or the new. */
+static int save_state(struct daemon *dm)
+{
+	char *path = state_file(dm), *tmp;
+	if (asprintf(&tmp, "%s.tmp", path) < 0)
+		abort();
+	int rc = 0;
+	FILE *f = fopen(tmp, "w");
+	if (!f) {
+		rc = -errno;
+	} else {
+		plan_print_json_generation(&dm->plan, dm->generation, f);
+		if (fflush(f) || fsync(fileno(f)))
+			rc = -errno;
+		if (fclose(f) && !rc)
+			rc = -errno;
+		if (!rc && rename(tmp, path))
+			rc = -errno;
+	}
+	if (rc)
+		log_msg("error: cannot save state to %s: %s", path, strerror(-rc));
+	free(path);
+	free(tmp);
+	return rc;
+}
+
+static int read_file(const char *path, unsigned char **buf, size_t *len)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return -errno;
+	size_t cap = 1 << 16, n = 0;
+	unsigned char *b = malloc(cap);
+	size_t r;
+	while (b && (r = fread(b + n, 1, cap - n, f)) > 0) {
+		n += r;
+		if (n == cap)
+			b = realloc(b, cap *= 2);
+	}
+	fclose(f);
+	if (!b)
+		return -ENOMEM;
+	*buf = b;
+	*len = n;
+	return 0;
+}
+
+/* After a reboot bpffs is empty but the state directory is not: serve the last plan again. */
+static int restore_state(struct daemon *dm)
+{
+	char *path = state_file(dm);
+	unsigned char *buf = NULL;
+	size_t len = 0;
+	int rc = read_file(path, &buf, &len);
+	if (rc == -ENOENT) {
+		free(path);
+		return 0;
+	}
+	if (rc) {
+		log_msg("error: cannot read %s: %s", path, strerror(-rc));
+		free(path);
+		return rc;
+	}
+	struct diags d = { 0 };
+	struct plan plan;
+	uint64_t saved_gen = 0;
+	rc = plan_load_json(buf, len, path, &plan, &saved_gen, &d);
+	free(buf);
+	if (rc) {
+		diags_print(&d, stderr);
+		log_msg("error: the saved plan in %s is unreadable; move it away to start empty", path);
+		diags_free(&d);
+		free(path);
+		return -EINVAL;
+	}
+	diags_free(&d);
+	struct dataplane_stats st;
+	rc = dataplane_apply(dm->dp, &plan, &dm->generation, &st);
+	if (rc) {
+		plan_free(&plan);
+		free(path);
+		return rc;
+	}
+	plan_free(&dm->plan);
+	dm->plan = plan;
+	log_msg("restored %zu services from %s (saved at generation %llu), now generation %llu", plan.n_services, path,
+		(unsigned long long)saved_gen, (unsigned long long)dm->generation);
+	free(path);
+	return 0;
+}
+
+/* Only what serving needs stays: map reads and writes through fds already open. */
+static int drop_capabilities(void)
+{
+	cap_t caps = cap_init();     /* empty set */
+	if (!caps)
+		return -errno;
+	int rc = cap_set_proc(caps) ? -errno : 0;
+	cap_free(caps);
+	if (!rc)
+		prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+	return rc;
+}
+
+static int listen_socket(struct daemon *dm)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	if (strlen(dm->socket_path) >= sizeof(sa.sun_path)) {
+		log_msg("error: socket path %s is too long", dm->socket_path);
+		return -ENAMETOOLONG;
+	}
+	strcpy(sa.sun_path, dm->socket_path);
+	char dir[PATH_MAX];
+	snprintf(dir, sizeof(dir), "%s", dm->socket_path);
+	char *slash = strrchr(dir, '/');
+	if (slash && slash != dir) {
+		*slash = 0;
+		mkdir_p(dir, 0700);
+	}
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	unlink(dm->socket_path);
+	mode_t old = umask(0177);    /* the socket is born 0600: only root may steer the data plane */
+	int rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	umask(old);
+	if (rc || chmod(dm->socket_path, 0600) || listen(fd, 16)) {
+		rc = -errno;
+		log_msg("error: cannot listen on %s: %s", dm->socket_path, strerror(-rc));
+		close(fd);
+		return rc;
+	}
+	dm->listen_fd = fd;
+	return 0;
+}
+
+/* ---- requests ---- */
+
+struct reply {
+	FILE *out, *err;
+	char *out_buf, *err_buf;
+	size_t out_len, err_len;
+	int code;
+	bool json;
+};
+
+static void reply_error(struct reply *r, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void reply_error(struct reply *r, int code, const char *fmt, ...)
+{
+	char *msg;
+	va_list ap;
+	va_start(ap, fmt);
+	if (vasprintf(&msg, fmt, ap) < 0)
+		abort();
+	va_end(ap);
+	if (r->json) {
+		fputs("{\"error\":", r->out);
+		json_string(r->out, msg);
+		fputs("}\n", r->out);
+	} else {
+		fprintf(r->err, "Error: %s\n", msg);
+	}
+	free(msg);
+	r->code = code;
+}
+
+static const char *default_namespace(const struct msg *req)
+{
+	const char *ns = msg_get(req, "namespace", NULL);
+	return ns ? ns : "default";
+}
+
+static void print_changes(struct reply *r, const struct dataplane_stats *st)
+{
+	if (r->json)
+		return;
+	fprintf(r->out, "%u service records written, %u removed, %u unchanged; switch %.1f us, apply %.1f ms\n",
+		st->services_written, st->services_removed, st->services_unchanged, st->flip_ns / 1e3,
+		st->total_ns / 1e6);
+}
+
+static void do_apply(struct daemon *dm, const struct msg *req, struct reply *r)
+{
+	struct sources src = { 0 };
+	for (size_t i = 0; i + 1 < req->n; i++) {
+		if (strcmp(req->f[i].tag, "file") || strcmp(req->f[i + 1].tag, "data"))
+			continue;
+		struct compile_input in = { .name = strdup(req->f[i].data), .len = req->f[i + 1].len };
+		unsigned char *copy = malloc(in.len + 1);
+		memcpy(copy, req->f[i + 1].data, in.len);
+		in.buf = copy;
+		if (src.n == src.cap) {
+			src.cap = src.cap ? src.cap * 2 : 8;
+			src.v = realloc(src.v, src.cap * sizeof(*src.v));
+		}
+		src.v[src.n++] = in;
+	}
+	struct compile_opts o = {
+		.namespace = msg_get(req, "namespace", NULL),
+		.namespace_forced = msg_get(req, "namespace", NULL) != NULL,
+		.cluster_domain = msg_get(req, "domain", NULL),
+	};
+	struct diags d = { 0 };
+	struct plan plan;
+	struct compile_stats cst;
+	if (compile_plan(&o, src.v, src.n, &plan, &d, &cst)) {
+		if (r->json)
+			diags_print_json(&d, r->out);
+		else {
+			diags_print(&d, r->err);
+			fprintf(r->err, "%zu error%s: nothing applied\n", d.n, d.n == 1 ? "" : "s");
+		}
+		r->code = EXIT_INVALID;
+		goto out;
+	}
+	struct dataplane_stats st;
+	uint64_t gen;
+	int rc = dataplane_apply(dm->dp, &plan, &gen, &st);
+	if (rc) {
+		reply_error(r, EXIT_INVALID, "the data plane refused the plan (%s): nothing applied; see sluiced's log",
+			    strerror(-rc));
+		plan_free(&plan);
+		goto out;
+	}
+	plan_free(&dm->plan);
+	dm->plan = plan;
+	dm->generation = gen;
+	save_state(dm);
+	if (r->json)
+		fprintf(r->out, "{\"generation\":%llu,\"services\":%zu,\"written\":%u,\"removed\":%u}\n",
+			(unsigned long long)gen, plan.n_services, st.services_written, st.services_removed);
+	else {
+		fprintf(r->out, "generation %llu: %zu service%s routed\n", (unsigned long long)gen, plan.n_services,
+			plan.n_services == 1 ? "" : "s");
+		print_changes(r, &st);
+	}
+	log_msg("apply: generation %llu, %zu services, %u written, %u removed, switch %llu ns",
+		(unsigned long long)gen, plan.n_services, st.services_written, st.services_removed,
+		(unsigned long long)st.flip_ns);
+out:
+	diags_free(&d);
+	sources_free(&src);
+}
+
+/* SERVICE or SERVICE.NAMESPACE */
+static bool service_matches(const struct plan_service *s, const char *want, const char *ns)
+{
+	const char *dot = strchr(want, '.');
+	if (dot)
+		return strlen(s->name) == (size_t)(dot - want) && !strncmp(s->name, want, (size_t)(dot - want)) &&
+		       !strcmp(s->namespace, dot + 1);
+	return !strcmp(s->name, want) && !strcmp(s->namespace, ns);
+}
+
+static void do_weight(struct daemon *dm, const struct msg *req, struct reply *r)
+{
+	const char *svc = NULL, *ns = default_namespace(req);
+	struct { const char *subset; uint32_t weight; bool used; } want[PLAN_MAX_DESTINATIONS];
+	size_t n_want = 0;
+	for (size_t i = 0; i < req->n; i++) {
+		if (strcmp(req->f[i].tag, "arg"))
+			continue;
+		const char *a = req->f[i].data;
+		if (!svc) {
+			svc = a;
+			continue;
+		}
+		const char *eq = strchr(a, '=');
+		char *end;
+		long long w = eq ? strtoll(eq + 1, &end, 10) : -1;
+		if (!eq || eq == a || !eq[1] || *end || w < 0 || w > INT32_MAX) {
+			reply_error(r, EXIT_USAGE, "\"%s\" is not SUBSET=WEIGHT with a weight from 0 to %d; e.g. v1=80 v2=20",
+				    a, INT32_MAX);
+			return;
+		}
+		if (n_want == PLAN_MAX_DESTINATIONS) {
+			reply_error(r, EXIT_INVALID, "more than %d subsets given", PLAN_MAX_DESTINATIONS);
+			return;
+		}
+		for (size_t j = 0; j < n_want; j++)
+			if (strlen(want[j].subset) == (size_t)(eq - a) && !strncmp(want[j].subset, a, (size_t)(eq - a))) {
+				reply_error(r, EXIT_USAGE, "subset \"%.*s\" is given twice", (int)(eq - a), a);
+				return;
+			}
+		want[n_want].subset = strndup(a, (size_t)(eq - a));
+		want[n_want].weight = (uint32_t)w;
+		want[n_want++].used = false;
+	}
+	if (!svc || !n_want) {
+		reply_error(r, EXIT_USAGE, "usage: sluice weight SERVICE[.NAMESPACE] SUBSET=WEIGHT...");
+		return;
+	}
+	/* every route of the service must name exactly the given subsets; check all before changing any */
+	size_t matched = 0;
+	for (size_t i = 0; i < dm->plan.n_services; i++) {
+		struct plan_service *s = &dm->plan.services[i];
+		if (!service_matches(s, svc, ns))
+			continue;
+		matched++;
+		char have[512] = "";
+		size_t len = 0;
+		bool ok = s->n_destinations == n_want;
+		for (size_t d = 0; d < s->n_destinations; d++) {
+			len += (size_t)snprintf(have + len, sizeof(have) > len ? sizeof(have) - len : 0, "%s%s",
+						d ? ", " : "", s->destinations[d].subset[0] ? s->destinations[d].subset : "(none)");
+			bool found = false;
+			for (size_t j = 0; j < n_want; j++)
+				if (!strcmp(want[j].subset, s->destinations[d].subset))
+					found = want[j].used = true;
+			ok = ok && found;
+		}
+		if (!ok) {
+			reply_error(r, EXIT_INVALID,
+				    "service %s.%s port %u routes to subsets %s: give a weight for each of them, and "
+				    "add other subsets to the VirtualService with 'sluice apply'",
+				    s->name, s->namespace, s->port, have);
+			goto out;
+		}
+	}
+	if (!matched) {
+		reply_error(r, EXIT_INVALID, "no routed service %s%s%s; 'sluice status' lists them", svc,
+			    strchr(svc, '.') ? "" : " in namespace ", strchr(svc, '.') ? "" : ns);
+		goto out;
+	}
+	uint64_t sum = 0;
+	for (size_t j = 0; j < n_want; j++)
+		sum += want[j].weight;
+	if (n_want > 1 && !sum) {
+		reply_error(r, EXIT_INVALID, "the weights sum to 0: give at least one subset a positive weight");
+		goto out;
+	}
+	/* keep the old weights: a refused apply restores them */
+	struct { uint32_t weight; double percent; } *old = calloc(dm->plan.n_services * PLAN_MAX_DESTINATIONS, sizeof(*old));
+	for (size_t i = 0; i < dm->plan.n_services; i++) {
+		struct plan_service *s = &dm->plan.services[i];
+		if (!service_matches(s, svc, ns))
+			continue;
+		for (size_t d = 0; d < s->n_destinations; d++) {
+			struct plan_destination *pd = &s->destinations[d];
+			old[i * PLAN_MAX_DESTINATIONS + d].weight = pd->weight;
+			old[i * PLAN_MAX_DESTINATIONS + d].percent = pd->percent;
+			for (size_t j = 0; j < n_want; j++)
+				if (!strcmp(want[j].subset, pd->subset))
+					pd->weight = s->n_destinations == 1 ? 100 : want[j].weight;
+			pd->percent = s->n_destinations == 1 ? 100 : 100.0 * pd->weight / (double)sum;
+		}
+	}
+	struct dataplane_stats st;
+	uint64_t gen;
+	int rc = dataplane_apply(dm->dp, &dm->plan, &gen, &st);
+	bool first = true;
+	if (r->json)
+		fputs("{", r->out);
+	for (size_t i = 0; i < dm->plan.n_services; i++) {
+		struct plan_service *s = &dm->plan.services[i];
+		if (!service_matches(s, svc, ns))
+			continue;
+		for (size_t d = 0; d < s->n_destinations; d++) {
+			struct plan_destination *pd = &s->destinations[d];
+			typeof(*old) *o = &old[i * PLAN_MAX_DESTINATIONS + d];
+			if (rc) {
+				pd->weight = o->weight;
+				pd->percent = o->percent;
+				continue;
+			}
+			char a[32], b[32];
+			plan_percent_str(o->percent, a, sizeof(a));
+			plan_percent_str(pd->percent, b, sizeof(b));
+			if (r->json) {
+				fprintf(r->out, "%s", first ? "\"changes\":[" : ",");
+				fputs("{\"service\":", r->out);
+				json_string(r->out, s->name);
+				fputs(",\"namespace\":", r->out);
+				json_string(r->out, s->namespace);
+				fprintf(r->out, ",\"port\":%u,\"subset\":", s->port);
+				json_string(r->out, pd->subset);
+				fprintf(r->out, ",\"old_weight\":%u,\"weight\":%u,\"old_percent\":%s,\"percent\":%s}",
+					o->weight, pd->weight, a, b);
+			} else {
+				if (!d)
+					fprintf(r->out, "%s.%s port %u/%s\n", s->name, s->namespace, s->port,
+						plan_protocol_name(s->protocol));
+				fprintf(r->out, "  %-8s weight %4u -> %-4u share %6s%% -> %s%%\n", pd->subset, o->weight,
+					pd->weight, a, b);
+			}
+			first = false;
+		}
+	}
+	free(old);
+	if (rc) {
+		if (r->json)
+			fputs("\"error\":\"the data plane refused the change\"}\n", r->out);
+		reply_error(r, EXIT_INVALID, "the data plane refused the change (%s): weights unchanged", strerror(-rc));
+		goto out;
+	}
+	dm->generation = gen;
+	save_state(dm);
+	if (r->json)
+		fprintf(r->out, "],\"generation\":%llu,\"switch_ns\":%llu}\n", (unsigned long long)gen,
+			(unsigned long long)st.flip_ns);
+	else
+		fprintf(r->out, "generation %llu\n", (unsigned long long)gen);
+	log_msg("weight %s: generation %llu, switch %llu ns, apply %llu ns", svc, (unsigned long long)gen,
+		(unsigned long long)st.flip_ns, (unsigned long long)st.total_ns);
+out:
+	for (size_t j = 0; j < n_want; j++)
+		free((void *)want[j].subset);
+}
+
+static void do_status(struct daemon *dm, const struct msg *req, struct reply *r)
+{
+	const char *svc = NULL, *ns = default_namespace(req);
+	for (size_t i = 0; i < req->n; i++)
+		if (!strcmp(req->f[i].tag, "arg")) {
+			if (svc) {
+				reply_error(r, EXIT_USAGE, "usage: sluice status [SERVICE[.NAMESPACE]]");
+				return;
+			}
+			svc = req->f[i].data;
+		}
+	char buf[80], pct[32];
+	size_t shown = 0;
+	if (r->json)
+		fprintf(r->out, "{\"generation\":%llu,\"services\":[", (unsigned long long)dm->generation);
+	else
+		fprintf(r->out, "generation %llu\n", (unsigned long long)dm->generation);
+	for (size_t i = 0; i < dm->plan.n_services; i++) {
+		const struct plan_service *s = &dm->plan.services[i];
+		if (svc && !service_matches(s, svc, ns))
+			continue;
+		if (r->json) {
+			fprintf(r->out, "%s{\"name\":", shown ? "," : "");
+			json_string(r->out, s->name);
+			fputs(",\"namespace\":", r->out);
+			json_string(r->out, s->namespace);
+			fputs(",\"vips\":[", r->out);
+			for (size_t v = 0; v < s->n_vips; v++) {
+				plan_addr_str(&s->vips[v], buf, sizeof(buf));
+				fprintf(r->out, "%s\"%s\"", v ? "," : "", buf);
+			}
+			fprintf(r->out, "],\"port\":%u,\"protocol\":\"%s\",\"loadBalancer\":\"%s\",\"destinations\":[",
+				s->port, plan_protocol_name(s->protocol), plan_lb_name(s->lb));
+		} else {
+			fprintf(r->out, "service %s.%s  vip", s->name, s->namespace);
+			for (size_t v = 0; v < s->n_vips; v++) {
+				plan_addr_str(&s->vips[v], buf, sizeof(buf));
+				fprintf(r->out, "%s%s", v ? "," : " ", buf);
+			}
+			fprintf(r->out, "  port %u/%s  lb %s\n", s->port, plan_protocol_name(s->protocol),
+				plan_lb_name(s->lb));
+		}
+		for (size_t d = 0; d < s->n_destinations; d++) {
+			const struct plan_destination *pd = &s->destinations[d];
+			plan_percent_str(pd->percent, pct, sizeof(pct));
+			if (r->json) {
+				fprintf(r->out, "%s{\"subset\":", d ? "," : "");
+				json_string(r->out, pd->subset);
+				fprintf(r->out, ",\"weight\":%u,\"percent\":%s,\"endpoints\":[", pd->weight, pct);
+			} else {
+				fprintf(r->out, "  subset %-8s weight %-4u share %5s%%%s\n",
+					pd->subset[0] ? pd->subset : "(all)", pd->weight, pct,
+					pd->n_endpoints ? "" : "  no ready endpoints: its share is refused");
+			}
+			for (size_t e = 0; e < pd->n_endpoints; e++) {
+				uint64_t count = 0;
+				dataplane_endpoint_connections(dm->dp, s, &pd->endpoints[e], &count);
+				plan_endpoint_str(&pd->endpoints[e].addr, pd->endpoints[e].port, buf, sizeof(buf));
+				if (r->json)
+					fprintf(r->out, "%s{\"address\":\"%s\",\"connections\":%llu}", e ? "," : "", buf,
+						(unsigned long long)count);
+				else
+					fprintf(r->out, "    %-40s connections %llu\n", buf, (unsigned long long)count);
+			}
+			if (r->json)
+				fputs("]}", r->out);
+		}
+		if (r->json)
+			fputs("]}", r->out);
+		shown++;
+	}
+	if (r->json)
+		fputs("]}\n", r->out);
+	if (svc && !shown) {
+		if (r->json) {
+			/* the JSON above is complete; the error goes to stderr in this one case */
+			fprintf(r->err, "Error: no routed service %s\n", svc);
+			r->code = EXIT_INVALID;
+		} else {
+			reply_error(r, EXIT_INVALID, "no routed service %s; 'sluice status' lists them", svc);
+		}
+	}
+}
+
+static void serve_one(struct daemon *dm, int fd)
+{
+	struct msg req = { 0 }, resp = { 0 };
+	struct reply r = { 0 };
+	struct timeval tv = { .tv_sec = 30 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (msg_recv(fd, &req)) {
+		msg_free(&req);
+		return;
+	}
+	r.out = open_memstream(&r.out_buf, &r.out_len);
+	r.err = open_memstream(&r.err_buf, &r.err_len);
+	r.json = msg_get(&req, "json", NULL) != NULL;
+	const char *cmd = msg_get(&req, "cmd", NULL);
+	if (cmd && !strcmp(cmd, "apply"))
+		do_apply(dm, &req, &r);
+	else if (cmd && !strcmp(cmd, "weight"))
+		do_weight(dm, &req, &r);
+	else if (cmd && !strcmp(cmd, "status"))
+		do_status(dm, &req, &r);
+	else
+		reply_error(&r, EXIT_USAGE, "sluiced does not know the command \"%s\"; is sluice newer than sluiced?",
+			    cmd ? cmd : "");
+	fclose(r.out);
+	fclose(r.err);
+	char code[16];
+	snprintf(code, sizeof(code), "%d", r.code);
+	msg_add_str(&resp, "code", code);
+	msg_add(&resp, "out", r.out_buf, r.out_len);
+	msg_add(&resp, "err", r.err_buf, r.err_len);
+	msg_send(fd, &resp);
+	free(r.out_buf);
+	free(r.err_buf);
+	msg_free(&req);
+	msg_free(&resp);
+}
+
+static void usage(FILE *out)
+{
+	fputs("Usage: sluiced [--cgroup PATH] [--bpffs DIR] [--socket PATH] [--state-dir DIR] [-v]\n"
+	      "       sluiced --uninstall [--bpffs DIR] [--socket PATH]\n"
+	      "Defaults: --cgroup the cgroup v2 root from /proc/mounts, --bpffs /sys/fs/bpf/sluice,\n"
+	      "--socket /run/sluice/sluice.sock, --state-dir /var/lib/sluice.\n",
+	      out);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option options[] = {
+		{ "cgroup", required_argument, NULL, 'c' },    { "bpffs", required_argument, NULL, 'b' },
+		{ "socket", required_argument, NULL, 's' },    { "state-dir", required_argument, NULL, 'd' },
+		{ "uninstall", no_argument, NULL, 'u' },        { "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },             { NULL, 0, NULL, 0 },
+	};
+	struct daemon dm = {
+		.bpffs = "/sys/fs/bpf/sluice",
+		.socket_path = "/run/sluice/sluice.sock",
+		.state_dir = "/var/lib/sluice",
+		.listen_fd = -1,
+	};
+	int c, rc = 1;
+	while ((c = getopt_long(argc, argv, "vh", options, NULL)) != -1) {
+		switch (c) {
+		case 'c': dm.cgroup = optarg; dm.cgroup_given = true; break;
+		case 'b': dm.bpffs = optarg; break;
+		case 's': dm.socket_path = optarg; break;
+		case 'd': dm.state_dir = optarg; break;
+		case 'u': dm.uninstall = true; break;
+		case 'v': dm.verbose = true; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return EXIT_USAGE;
+		}
+	}
+	if (optind < argc) {
+		log_msg("error: unexpected argument \"%s\"", argv[optind]);
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	struct dataplane_opts o = { .bpffs_dir = dm.bpffs, .verbose = dm.verbose };
+	if (dm.uninstall) {
+		rc = dataplane_uninstall(&o);
+		unlink(dm.socket_path);
+		if (!rc)
+			log_msg("uninstalled: links detached, %s removed; saved rules kept in %s", dm.bpffs, dm.state_dir);
+		return rc ? 1 : 0;
+	}
+	if (!dm.cgroup) {
+		dm.cgroup = cgroup2_root();
+		if (!dm.cgroup) {
+			log_msg("error: no cgroup2 mount in /proc/mounts; mount cgroup v2 or pass --cgroup");
+			return 1;
+		}
+	}
+	o.cgroup_path = dm.cgroup;
+	/* the whole node is the default, as a DaemonSet serves every pod; tests pass their own cgroup */
+	o.allow_cgroup_root = !dm.cgroup_given;
+	signal(SIGPIPE, SIG_IGN);
+	struct sigaction sa = { .sa_handler = on_signal };
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+
+	if (mkdir_p(dm.state_dir, 0700)) {
+		log_msg("error: cannot create state directory %s: %s", dm.state_dir, strerror(errno));
+		return 1;
+	}
+	if (dataplane_open(&o, &dm.dp))
+		goto cleanup;
+	dm.generation = dataplane_generation(dm.dp);
+	if (restore_state(&dm))
+		goto cleanup;
+	if (listen_socket(&dm))
+		goto cleanup;
+	if (drop_capabilities()) {
+		log_msg("error: cannot drop capabilities: %s", strerror(errno));
+		goto cleanup;
+	}
+	log_msg("serving cgroup %s, pins in %s, socket %s, generation %llu", dm.cgroup, dm.bpffs, dm.socket_path,
+		(unsigned long long)dm.generation);
+	while (!stopping) {
+		struct pollfd p = { .fd = dm.listen_fd, .events = POLLIN };
+		if (poll(&p, 1, 1000) <= 0)
+			continue;
+		int fd = accept4(dm.listen_fd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd < 0)
+			continue;
+		serve_one(&dm, fd);
+		close(fd);
+	}
+	log_msg("stopping; the data plane keeps serving from its pins");
+	rc = 0;
+cleanup:
+	if (dm.listen_fd >= 0) {
+		close(dm.listen_fd);
+		unlink(dm.socket_path);
+	}
+	dataplane_close(dm.dp);
+	plan_free(&dm.plan);
+	return rc;
+}

@@ -1,0 +1,292 @@
+# shellcheck shell=bash
+# The mini-cluster: a "node" network namespace routing between "pod" namespaces the way
+# Calico and kindnet do (/32 pods, default route via 169.254.1.1), each pod's processes in
+# their own cgroup under a cgroup this cluster made, and sluiced attached to that cgroup only.
+# Source it, then: cluster_up; pod_add ...; svc_add ...; cluster_objects FILE; ...; cluster_down.
+# Every cluster lives under its own prefix, so a crashed run never blocks the next one.
+
+SLUICE_TOP=${SLUICE_TOP:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+SLUICE_BUILD=${SLUICE_BUILD:-$SLUICE_TOP/build}
+CLUSTER_RUN=/run/sluice-test        # one directory per live cluster: its prefix, pid and state
+
+cluster_log() { [ -n "${CLUSTER_QUIET:-}" ] || echo "cluster: $*" >&2; }
+cluster_die() { echo "cluster: error: $*" >&2; return 1; }
+
+cgroup2_mount() { awk '$3 == "cgroup2" { print $2; exit }' /proc/mounts; }
+
+# Removes what a cluster made, whatever state it reached; safe to call twice.
+cluster_teardown_dir() {
+	local dir=$1 p ns cg bpffs
+	[ -d "$dir" ] || return 0
+	p=$(cat "$dir/prefix" 2>/dev/null) || return 0
+	cg=$(cat "$dir/cgroup" 2>/dev/null || true)
+	bpffs=$(cat "$dir/bpffs" 2>/dev/null || true)
+	if [ -f "$dir/sluiced.pid" ]; then
+		kill "$(cat "$dir/sluiced.pid")" 2>/dev/null || true
+	fi
+	# processes first, so nothing holds the namespaces or the cgroups
+	if [ -n "$cg" ] && [ -d "$cg" ]; then
+		find "$cg" -name cgroup.kill 2>/dev/null | while read -r k; do echo 1 > "$k" 2>/dev/null || true; done
+		for _ in $(seq 50); do
+			[ -z "$(find "$cg" -name cgroup.procs -exec cat {} + 2>/dev/null)" ] && break
+			sleep 0.1
+		done
+	fi
+	if [ -n "$bpffs" ] && [ -d "$bpffs" ] && [ -x "$SLUICE_BUILD/sluiced" ]; then
+		"$SLUICE_BUILD/sluiced" --uninstall --bpffs "$bpffs" --socket "$dir/sluice.sock" >/dev/null 2>&1 || true
+	fi
+	[ -n "$bpffs" ] && rm -rf "$bpffs" 2>/dev/null
+	for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^$p-" || true); do
+		ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
+		ip netns delete "$ns" 2>/dev/null || true
+	done
+	if [ -n "$cg" ] && [ -d "$cg" ]; then
+		find "$cg" -depth -type d -exec rmdir {} \; 2>/dev/null || true
+	fi
+	# bpffs goes back to unmounted if a cluster mounted it and nothing else lives there now
+	if [ -e "$dir/mounted-bpffs" ] && [ -z "$(ls -d "$CLUSTER_RUN"/*/ 2>/dev/null | grep -v "^$dir/")" ] &&
+		[ -z "$(find /sys/fs/bpf -mindepth 1 -maxdepth 1 ! -name '*.debug' 2>/dev/null)" ]; then
+		umount /sys/fs/bpf 2>/dev/null || true
+	fi
+	rm -rf "$dir"
+}
+
+# Clusters whose owner died (a killed run) are removed before a new one starts.
+cluster_gc() {
+	local dir pid
+	for dir in "$CLUSTER_RUN"/*/; do
+		[ -d "$dir" ] || continue
+		pid=$(cat "$dir/owner" 2>/dev/null || echo 0)
+		if [ "$pid" = 0 ] || ! kill -0 "$pid" 2>/dev/null; then
+			cluster_log "removing leftovers of a dead run: $(cat "$dir/prefix" 2>/dev/null)"
+			cluster_teardown_dir "${dir%/}"
+		fi
+	done
+}
+
+# cluster_up [PREFIX]: node namespace, cgroup, bpffs dir. Sets CLUSTER_* variables.
+cluster_up() {
+	local cgroot
+	cluster_gc
+	CLUSTER_PREFIX=${1:-sl$(printf '%04x' $((RANDOM % 65536)))}
+	CLUSTER_DIR=$CLUSTER_RUN/$CLUSTER_PREFIX
+	[ -e "$CLUSTER_DIR" ] && { cluster_die "cluster $CLUSTER_PREFIX exists"; return 1; }
+	mkdir -p "$CLUSTER_DIR"
+	echo "$CLUSTER_PREFIX" > "$CLUSTER_DIR/prefix"
+	echo "${CLUSTER_OWNER:-$$}" > "$CLUSTER_DIR/owner"
+	cgroot=$(cgroup2_mount)
+	[ -n "$cgroot" ] || { cluster_die "no cgroup2 mount in /proc/mounts"; return 1; }
+	CLUSTER_CGROUP=$cgroot/sluice-test-$CLUSTER_PREFIX
+	echo "$CLUSTER_CGROUP" > "$CLUSTER_DIR/cgroup"
+	mkdir -p "$CLUSTER_CGROUP"
+	if ! grep -q ' /sys/fs/bpf bpf ' /proc/mounts; then
+		mount -t bpf bpf /sys/fs/bpf
+		touch "$CLUSTER_DIR/mounted-bpffs"
+	fi
+	CLUSTER_BPFFS=/sys/fs/bpf/sluice-test-$CLUSTER_PREFIX
+	echo "$CLUSTER_BPFFS" > "$CLUSTER_DIR/bpffs"
+	CLUSTER_NODE=$CLUSTER_PREFIX-node
+	CLUSTER_SOCKET=$CLUSTER_DIR/sluice.sock
+	CLUSTER_STATE=$CLUSTER_DIR/state
+	CLUSTER_OBJECTS=$CLUSTER_DIR/objects
+	mkdir -p "$CLUSTER_OBJECTS"
+	CLUSTER_PODS=0
+	export SLUICE_SOCKET=$CLUSTER_SOCKET
+	ip netns add "$CLUSTER_NODE"
+	ip -n "$CLUSTER_NODE" link set lo up
+	ip netns exec "$CLUSTER_NODE" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
+	cluster_log "up: prefix $CLUSTER_PREFIX, cgroup $CLUSTER_CGROUP"
+}
+
+cluster_down() {
+	[ -n "${CLUSTER_DIR:-}" ] || return 0
+	cluster_teardown_dir "$CLUSTER_DIR"
+	cluster_log "down: $CLUSTER_PREFIX"
+	CLUSTER_DIR=
+}
+
+# sluiced on this cluster's cgroup, with its own pins, socket and state.
+sluiced_start() {
+	rm -f "$CLUSTER_SOCKET"    # a killed sluiced leaves its socket behind
+	"$SLUICE_BUILD/sluiced" --cgroup "$CLUSTER_CGROUP" --bpffs "$CLUSTER_BPFFS" --socket "$CLUSTER_SOCKET" \
+		--state-dir "$CLUSTER_STATE" "$@" 2>>"$CLUSTER_DIR/sluiced.log" &
+	echo $! > "$CLUSTER_DIR/sluiced.pid"
+	disown $!    # teardown kills it; no job-control noise
+	for _ in $(seq 100); do
+		[ -S "$CLUSTER_SOCKET" ] && return 0
+		kill -0 "$(cat "$CLUSTER_DIR/sluiced.pid")" 2>/dev/null || break
+		sleep 0.05
+	done
+	cat "$CLUSTER_DIR/sluiced.log" >&2
+	cluster_die "sluiced did not start"
+}
+
+sluiced_stop() {
+	local sig=${1:-TERM} pid
+	pid=$(cat "$CLUSTER_DIR/sluiced.pid" 2>/dev/null) || return 0
+	kill -"$sig" "$pid" 2>/dev/null || true
+	while [ -e "/proc/$pid" ] && ! grep -q '^State:.*Z' "/proc/$pid/status" 2>/dev/null; do sleep 0.02; done
+	rm -f "$CLUSTER_DIR/sluiced.pid"
+}
+
+sluice() { "$SLUICE_BUILD/sluice" --socket "$CLUSTER_SOCKET" "$@"; }
+
+# pod_add NAME NAMESPACE LABELS IPV4 [IPV6]
+#   LABELS: app=purchase-history,version=v1. The pod is Running and Ready.
+pod_add() {
+	local name=$1 kns=$2 labels=$3 ip4=$4 ip6=${5:-} idx ns veth
+	CLUSTER_PODS=$((CLUSTER_PODS + 1))
+	idx=$CLUSTER_PODS
+	ns=$CLUSTER_PREFIX-$name
+	veth=${CLUSTER_PREFIX}p$idx
+	ip netns add "$ns"
+	ip -n "$ns" link set lo up
+	ip link add "$veth" netns "$CLUSTER_NODE" type veth peer name eth0 netns "$ns"
+	ip -n "$CLUSTER_NODE" link set "$veth" up
+	ip -n "$CLUSTER_NODE" addr add 169.254.1.1/32 dev "$veth"
+	ip -n "$ns" link set eth0 up
+	ip -n "$ns" addr add "$ip4/32" dev eth0
+	ip -n "$ns" route add 169.254.1.1 dev eth0 scope link
+	ip -n "$ns" route add default via 169.254.1.1 dev eth0
+	ip -n "$CLUSTER_NODE" route add "$ip4/32" dev "$veth"
+	if [ -n "$ip6" ]; then
+		ip netns exec "$ns" sysctl -qw net.ipv6.conf.eth0.accept_dad=0
+		ip netns exec "$CLUSTER_NODE" sysctl -qw "net.ipv6.conf.$veth.accept_dad=0"
+		ip -n "$CLUSTER_NODE" addr add fe80::1/64 dev "$veth"
+		ip -n "$ns" addr add "$ip6/128" dev eth0 nodad
+		ip -n "$ns" route add default via fe80::1 dev eth0
+		ip -n "$CLUSTER_NODE" route add "$ip6/128" dev "$veth"
+	fi
+	mkdir -p "$CLUSTER_CGROUP/$name"
+	printf '%s\n' "$name" "$kns" "$labels" "$ip4" "$ip6" "true" > "$CLUSTER_DIR/pod.$name"
+}
+
+# pod_ready NAME true|false: the Ready condition written into the Pod objects.
+pod_ready() { sed -i "6s/.*/$2/" "$CLUSTER_DIR/pod.$1"; }
+
+# pod_run NAME CMD...: in the pod's cgroup and network namespace, in the background; prints the pid.
+# The cgroup comes first: `ip netns exec` remounts /sys, which hides the cgroup mount.
+pod_run() {
+	local name=$1; shift
+	bash -c 'echo $$ > "$1/cgroup.procs"; ns=$2; shift 2; exec ip netns exec "$ns" "$@"' _ \
+		"$CLUSTER_CGROUP/$name" "$CLUSTER_PREFIX-$name" "$@" &
+	echo $!
+	disown $!
+}
+
+# pod_exec NAME CMD...: the same in the foreground.
+pod_exec() {
+	local name=$1; shift
+	bash -c 'echo $$ > "$1/cgroup.procs"; ns=$2; shift 2; exec ip netns exec "$ns" "$@"' _ \
+		"$CLUSTER_CGROUP/$name" "$CLUSTER_PREFIX-$name" "$@"
+}
+
+# backend_start NAME VERSION MESSAGE [fakesvc listener options]: the labs' fake-service in pod NAME.
+backend_start() {
+	local pod=$1 version=$2 message=$3 ready=$CLUSTER_DIR/ready.$1
+	shift 3
+	rm -f "$ready"
+	pod_run "$pod" "$SLUICE_BUILD/fakesvc" --name "$pod" --version "$version" --message "$message" \
+		--ready-file "$ready" "$@" > "$CLUSTER_DIR/backend.$pod.pid"
+	for _ in $(seq 100); do [ -e "$ready" ] && return 0; sleep 0.02; done
+	cluster_die "backend $pod did not start"
+}
+
+# svc_add NAME NAMESPACE VIP[,VIP6] SELECTOR PORT[/PROTO][:TARGET]...   (SELECTOR: app=x)
+svc_add() {
+	local name=$1 kns=$2 vips=$3 selector=$4
+	shift 4
+	printf '%s\n' "$name" "$kns" "$vips" "$selector" "$*" > "$CLUSTER_DIR/svc.$name"
+}
+
+yaml_labels() { # a=b,c=d -> YAML map lines at indent $2
+	local IFS=, kv
+	for kv in $1; do printf '%*s%s: %s\n' "$2" '' "${kv%%=*}" "${kv#*=}"; done
+}
+
+# cluster_objects FILE: the Services and Pods as `kubectl get svc,pods -o yaml` prints them.
+cluster_objects() {
+	local out=$1 f name kns labels ip4 ip6 ready ports vips selector spec vip port proto target pname n
+	{
+		echo "apiVersion: v1"
+		echo "kind: List"
+		echo "metadata:"
+		echo "  resourceVersion: \"\""
+		echo "items:"
+		for f in "$CLUSTER_DIR"/svc.*; do
+			[ -e "$f" ] || continue
+			{ read -r name; read -r kns; read -r vips; read -r selector; read -r ports; } < "$f"
+			echo "- apiVersion: v1"
+			echo "  kind: Service"
+			echo "  metadata:"
+			echo "    name: $name"
+			echo "    namespace: $kns"
+			echo "    labels:"
+			yaml_labels "$selector" 6
+			echo "  spec:"
+			echo "    type: ClusterIP"
+			echo "    clusterIP: ${vips%%,*}"
+			echo "    clusterIPs:"
+			for vip in ${vips//,/ }; do echo "    - $vip"; done
+			echo "    ipFamilies:"
+			for vip in ${vips//,/ }; do case $vip in *:*) echo "    - IPv6";; *) echo "    - IPv4";; esac; done
+			echo "    ipFamilyPolicy: $([ "${vips#*,}" != "$vips" ] && echo RequireDualStack || echo SingleStack)"
+			echo "    sessionAffinity: None"
+			echo "    selector:"
+			yaml_labels "$selector" 6
+			echo "    ports:"
+			n=0
+			for spec in $ports; do
+				port=${spec%%[/:]*}; proto=TCP; target=$port
+				case $spec in */udp*|*/UDP*) proto=UDP;; esac
+				case $spec in *:*) target=${spec##*:};; esac
+				pname=$(echo "$proto" | tr 'A-Z' 'a-z')-$port; [ $n = 0 ] && [ "$proto" = TCP ] && pname=http
+				n=$((n + 1))
+				echo "    - name: $pname"
+				echo "      port: $port"
+				echo "      protocol: $proto"
+				echo "      targetPort: $target"
+			done
+			echo "  status:"
+			echo "    loadBalancer: {}"
+		done
+		for f in "$CLUSTER_DIR"/pod.*; do
+			[ -e "$f" ] || continue
+			{ read -r name; read -r kns; read -r labels; read -r ip4; read -r ip6; read -r ready; } < "$f"
+			echo "- apiVersion: v1"
+			echo "  kind: Pod"
+			echo "  metadata:"
+			echo "    name: $name"
+			echo "    namespace: $kns"
+			echo "    labels:"
+			yaml_labels "$labels" 6
+			echo "  spec:"
+			echo "    containers:"
+			echo "    - name: ${name%-v*}"
+			echo "      image: sluice/fakesvc:latest"
+			echo "      ports:"
+			echo "      - containerPort: 8080"
+			echo "        name: http"
+			echo "        protocol: TCP"
+			echo "    nodeName: $CLUSTER_PREFIX-node"
+			echo "    restartPolicy: Always"
+			echo "  status:"
+			echo "    phase: Running"
+			echo "    conditions:"
+			echo "    - type: Ready"
+			echo "      status: \"$( [ "$ready" = true ] && echo True || echo False)\""
+			echo "    - type: ContainersReady"
+			echo "      status: \"$( [ "$ready" = true ] && echo True || echo False)\""
+			echo "    podIP: $ip4"
+			echo "    podIPs:"
+			echo "    - ip: $ip4"
+			[ -n "$ip6" ] && echo "    - ip: $ip6"
+		done
+	} > "$out"
+}
+
+# loadgen_in POD ARGS...: the load generator inside a pod (namespace and cgroup).
+loadgen_in() {
+	local pod=$1; shift
+	"$SLUICE_BUILD/loadgen" --netns "$CLUSTER_PREFIX-$pod" --cgroup "$CLUSTER_CGROUP/$pod" "$@"
+}

@@ -1,0 +1,30 @@
+# shellcheck shell=bash
+# Assertions for end-to-end tests: each check prints "ok NAME" or "FAIL NAME: expected ..., got ...";
+# tests/e2e/run counts them. A test script sources this and tests/cluster/cluster.sh.
+. "$(dirname "${BASH_SOURCE[0]}")/../cluster/cluster.sh"
+
+E2E_FAILED=0
+ok() { echo "ok $1"; }
+fail() { echo "FAIL $1: $2"; E2E_FAILED=$((E2E_FAILED + 1)); }
+
+# check NAME EXPECTED ACTUAL
+check() { if [ "$2" = "$3" ]; then ok "$1"; else fail "$1" "expected '$2', got '$3'"; fi; }
+
+# check_range NAME LOW HIGH ACTUAL (inclusive)
+check_range() {
+	if [ "$4" -ge "$2" ] && [ "$4" -le "$3" ]; then ok "$1 ($4 in [$2, $3])"; else fail "$1" "expected $2..$3, got $4"; fi
+}
+
+# jqr JSON FILTER: one value from a JSON text, "null" when absent.
+jqr() { printf '%s' "$1" | jq -r "$2"; }
+
+e2e_cleanup() { cluster_down; }
+
+# e2e_begin: cluster up with teardown on any exit, failure included.
+e2e_begin() {
+	trap e2e_cleanup EXIT
+	trap 'exit 130' INT TERM
+	cluster_up
+}
+
+e2e_end() { [ "$E2E_FAILED" = 0 ]; }

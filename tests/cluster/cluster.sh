@@ -148,6 +148,9 @@ pod_add() {
 	ip -n "$ns" addr add "$ip4/32" dev eth0
 	ip -n "$ns" route add 169.254.1.1 dev eth0 scope link
 	ip -n "$ns" route add default via 169.254.1.1 dev eth0
+	# a VIP nobody translated fails at once instead of timing out on rate-limited ICMP
+	ip -n "$ns" route add unreachable 198.19.0.0/16
+	ip -n "$ns" -6 route add unreachable 2001:db8:19::/48 2>/dev/null || true
 	ip -n "$CLUSTER_NODE" route add "$ip4/32" dev "$veth"
 	if [ -n "$ip6" ]; then
 		ip netns exec "$ns" sysctl -qw net.ipv6.conf.eth0.accept_dad=0

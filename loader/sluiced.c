@@ -96,6 +96,16 @@ static char *state_file(const struct daemon *dm)
 	return p;
 }
 
+static char *journal_file(const struct daemon *dm)
+{
+	char *p;
+	if (asprintf(&p, "%s/weights.log", dm->state_dir) < 0)
+		abort();
+	return p;
+}
+
+static void replay_journal(struct daemon *dm, struct plan *plan);
+
 /* Written to a temporary file and renamed, so a crash leaves the old state or the new. */
 static int save_state(struct daemon *dm)
 {
@@ -114,6 +124,11 @@ static int save_state(struct daemon *dm)
 			rc = -errno;
 		if (!rc && rename(tmp, path))
 			rc = -errno;
+	}
+	if (!rc) {
+		char *journal = journal_file(dm);
+		unlink(journal);   /* the full plan now holds every weight change */
+		free(journal);
 	}
 	if (rc)
 		log_msg("error: cannot save state to %s: %s", path, strerror(-rc));
@@ -172,6 +187,7 @@ static int restore_state(struct daemon *dm)
 		return -EINVAL;
 	}
 	diags_free(&d);
+	replay_journal(dm, &plan);
 	struct dataplane_stats st;
 	rc = dataplane_apply(dm->dp, &plan, &dm->generation, &st);
 	if (rc) {
@@ -181,6 +197,7 @@ static int restore_state(struct daemon *dm)
 	}
 	plan_free(&dm->plan);
 	dm->plan = plan;
+	save_state(dm);
 	log_msg("restored %zu services from %s (saved at generation %llu), now generation %llu", plan.n_services, path,
 		(unsigned long long)saved_gen, (unsigned long long)dm->generation);
 	free(path);
@@ -190,6 +207,10 @@ static int restore_state(struct daemon *dm)
 /* Only what serving needs stays: map reads and writes through fds already open. */
 static int drop_capabilities(void)
 {
+	/* the bounding set first: emptying it needs CAP_SETPCAP, which goes next */
+	for (cap_value_t c = 0; c <= CAP_LAST_CAP; c++)
+		if (CAP_IS_SUPPORTED(c) && cap_drop_bound(c) && errno != EINVAL)
+			return -errno;
 	cap_t caps = cap_init();     /* empty set */
 	if (!caps)
 		return -errno;
@@ -350,135 +371,228 @@ static bool service_matches(const struct plan_service *s, const char *want, cons
 	return !strcmp(s->name, want) && !strcmp(s->namespace, ns);
 }
 
-static void do_weight(struct daemon *dm, const struct msg *req, struct reply *r)
+/* A weight change: one service (all its ports), every subset of its routes named. */
+struct weights {
+	char svc[256], ns[256];
+	size_t n;
+	struct {
+		char subset[64];
+		uint32_t weight;
+	} w[PLAN_MAX_DESTINATIONS];
+};
+
+/* Parses SUBSET=WEIGHT words; NULL or an error message for the user. */
+static const char *parse_weights(struct weights *wt, char **words, size_t n_words, const char *svc, const char *ns,
+				 char *msg, size_t len)
 {
-	const char *svc = NULL, *ns = default_namespace(req);
-	struct { const char *subset; uint32_t weight; bool used; } want[PLAN_MAX_DESTINATIONS];
-	size_t n_want = 0;
-	for (size_t i = 0; i < req->n; i++) {
-		if (strcmp(req->f[i].tag, "arg"))
-			continue;
-		const char *a = req->f[i].data;
-		if (!svc) {
-			svc = a;
-			continue;
-		}
-		const char *eq = strchr(a, '=');
+	const char *dot = strchr(svc, '.');
+	memset(wt, 0, sizeof(*wt));
+	snprintf(wt->svc, sizeof(wt->svc), "%.*s", dot ? (int)(dot - svc) : (int)strlen(svc), svc);
+	snprintf(wt->ns, sizeof(wt->ns), "%s", dot ? dot + 1 : ns);
+	for (size_t i = 0; i < n_words; i++) {
+		const char *a = words[i], *eq = strchr(a, '=');
 		char *end;
 		long long w = eq ? strtoll(eq + 1, &end, 10) : -1;
-		if (!eq || eq == a || !eq[1] || *end || w < 0 || w > INT32_MAX) {
-			reply_error(r, EXIT_USAGE, "\"%s\" is not SUBSET=WEIGHT with a weight from 0 to %d; e.g. v1=80 v2=20",
-				    a, INT32_MAX);
-			return;
+		if (!eq || eq == a || eq - a >= 64 || !eq[1] || *end || w < 0 || w > INT32_MAX) {
+			snprintf(msg, len, "\"%s\" is not SUBSET=WEIGHT with a weight from 0 to %d; e.g. v1=80 v2=20", a,
+				 INT32_MAX);
+			return msg;
 		}
-		if (n_want == PLAN_MAX_DESTINATIONS) {
-			reply_error(r, EXIT_INVALID, "more than %d subsets given", PLAN_MAX_DESTINATIONS);
-			return;
+		if (wt->n == PLAN_MAX_DESTINATIONS) {
+			snprintf(msg, len, "more than %d subsets given", PLAN_MAX_DESTINATIONS);
+			return msg;
 		}
-		for (size_t j = 0; j < n_want; j++)
-			if (strlen(want[j].subset) == (size_t)(eq - a) && !strncmp(want[j].subset, a, (size_t)(eq - a))) {
-				reply_error(r, EXIT_USAGE, "subset \"%.*s\" is given twice", (int)(eq - a), a);
-				return;
+		for (size_t j = 0; j < wt->n; j++)
+			if (strlen(wt->w[j].subset) == (size_t)(eq - a) && !strncmp(wt->w[j].subset, a, (size_t)(eq - a))) {
+				snprintf(msg, len, "subset \"%.*s\" is given twice", (int)(eq - a), a);
+				return msg;
 			}
-		want[n_want].subset = strndup(a, (size_t)(eq - a));
-		want[n_want].weight = (uint32_t)w;
-		want[n_want++].used = false;
+		snprintf(wt->w[wt->n].subset, sizeof(wt->w[wt->n].subset), "%.*s", (int)(eq - a), a);
+		wt->w[wt->n++].weight = (uint32_t)w;
 	}
-	if (!svc || !n_want) {
-		reply_error(r, EXIT_USAGE, "usage: sluice weight SERVICE[.NAMESPACE] SUBSET=WEIGHT...");
-		return;
-	}
-	/* every route of the service must name exactly the given subsets; check all before changing any */
+	return NULL;
+}
+
+static bool service_is(const struct plan_service *s, const struct weights *wt)
+{
+	return !strcmp(s->name, wt->svc) && !strcmp(s->namespace, wt->ns);
+}
+
+/* Checks every route of the service first, then sets all weights: all or nothing. */
+static const char *set_weights(struct plan *plan, const struct weights *wt, char *msg, size_t len)
+{
 	size_t matched = 0;
-	for (size_t i = 0; i < dm->plan.n_services; i++) {
-		struct plan_service *s = &dm->plan.services[i];
-		if (!service_matches(s, svc, ns))
+	uint64_t sum = 0;
+	for (size_t j = 0; j < wt->n; j++)
+		sum += wt->w[j].weight;
+	for (size_t i = 0; i < plan->n_services; i++) {
+		const struct plan_service *s = &plan->services[i];
+		if (!service_is(s, wt))
 			continue;
 		matched++;
+		bool ok = s->n_destinations == wt->n;
 		char have[512] = "";
-		size_t len = 0;
-		bool ok = s->n_destinations == n_want;
+		size_t used = 0;
 		for (size_t d = 0; d < s->n_destinations; d++) {
-			len += (size_t)snprintf(have + len, sizeof(have) > len ? sizeof(have) - len : 0, "%s%s",
-						d ? ", " : "", s->destinations[d].subset[0] ? s->destinations[d].subset : "(none)");
+			const char *sub = s->destinations[d].subset;
+			int n = snprintf(have + used, sizeof(have) - used, "%s%s", d ? ", " : "", sub[0] ? sub : "(none)");
+			used = n > 0 && used + (size_t)n < sizeof(have) ? used + (size_t)n : used;
 			bool found = false;
-			for (size_t j = 0; j < n_want; j++)
-				if (!strcmp(want[j].subset, s->destinations[d].subset))
-					found = want[j].used = true;
+			for (size_t j = 0; j < wt->n; j++)
+				found = found || !strcmp(wt->w[j].subset, sub);
 			ok = ok && found;
 		}
 		if (!ok) {
-			reply_error(r, EXIT_INVALID,
-				    "service %s.%s port %u routes to subsets %s: give a weight for each of them, and "
-				    "add other subsets to the VirtualService with 'sluice apply'",
-				    s->name, s->namespace, s->port, have);
-			goto out;
+			snprintf(msg, len,
+				 "service %s.%s port %u routes to subsets %s: give a weight for each of them, and add "
+				 "other subsets to the VirtualService with 'sluice apply'",
+				 s->name, s->namespace, s->port, have);
+			return msg;
 		}
 	}
 	if (!matched) {
-		reply_error(r, EXIT_INVALID, "no routed service %s%s%s; 'sluice status' lists them", svc,
-			    strchr(svc, '.') ? "" : " in namespace ", strchr(svc, '.') ? "" : ns);
-		goto out;
+		snprintf(msg, len, "no routed service %s.%s; 'sluice status' lists them", wt->svc, wt->ns);
+		return msg;
 	}
-	uint64_t sum = 0;
-	for (size_t j = 0; j < n_want; j++)
-		sum += want[j].weight;
-	if (n_want > 1 && !sum) {
-		reply_error(r, EXIT_INVALID, "the weights sum to 0: give at least one subset a positive weight");
-		goto out;
+	if (wt->n > 1 && !sum) {
+		snprintf(msg, len, "the weights sum to 0: give at least one subset a positive weight");
+		return msg;
 	}
-	/* keep the old weights: a refused apply restores them */
-	struct { uint32_t weight; double percent; } *old = calloc(dm->plan.n_services * PLAN_MAX_DESTINATIONS, sizeof(*old));
-	for (size_t i = 0; i < dm->plan.n_services; i++) {
-		struct plan_service *s = &dm->plan.services[i];
-		if (!service_matches(s, svc, ns))
+	for (size_t i = 0; i < plan->n_services; i++) {
+		struct plan_service *s = &plan->services[i];
+		if (!service_is(s, wt))
 			continue;
 		for (size_t d = 0; d < s->n_destinations; d++) {
 			struct plan_destination *pd = &s->destinations[d];
-			old[i * PLAN_MAX_DESTINATIONS + d].weight = pd->weight;
-			old[i * PLAN_MAX_DESTINATIONS + d].percent = pd->percent;
-			for (size_t j = 0; j < n_want; j++)
-				if (!strcmp(want[j].subset, pd->subset))
-					pd->weight = s->n_destinations == 1 ? 100 : want[j].weight;
+			for (size_t j = 0; j < wt->n; j++)
+				if (!strcmp(wt->w[j].subset, pd->subset))
+					pd->weight = s->n_destinations == 1 ? 100 : wt->w[j].weight;
 			pd->percent = s->n_destinations == 1 ? 100 : 100.0 * pd->weight / (double)sum;
 		}
+	}
+	return NULL;
+}
+
+/* A weight change is one appended line, so its cost does not grow with the plan; apply compacts. */
+static int journal_weights(struct daemon *dm, const struct weights *wt)
+{
+	char *path = journal_file(dm);
+	int rc = 0, fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		rc = -errno;
+	} else {
+		char line[2048];
+		size_t len = (size_t)snprintf(line, sizeof(line), "%s %s", wt->svc, wt->ns);
+		for (size_t j = 0; j < wt->n && len < sizeof(line); j++)
+			len += (size_t)snprintf(line + len, sizeof(line) - len, " %s=%u", wt->w[j].subset, wt->w[j].weight);
+		if (len < sizeof(line) - 1)
+			line[len++] = '\n';
+		if (write(fd, line, len) != (ssize_t)len || fsync(fd))
+			rc = -errno ? -errno : -EIO;
+		close(fd);
+	}
+	if (rc)
+		log_msg("error: cannot append to %s: %s", path, strerror(-rc));
+	free(path);
+	return rc;
+}
+
+/* The plan as saved, then the weight changes made since. */
+static void replay_journal(struct daemon *dm, struct plan *plan)
+{
+	char *path = journal_file(dm), line[2048], msg[512];
+	FILE *f = fopen(path, "r");
+	size_t n = 0;
+	while (f && fgets(line, sizeof(line), f)) {
+		char *words[PLAN_MAX_DESTINATIONS + 2], *save = NULL;
+		size_t nw = 0;
+		for (char *t = strtok_r(line, " \n", &save); t && nw < PLAN_MAX_DESTINATIONS + 2; t = strtok_r(NULL, " \n", &save))
+			words[nw++] = t;
+		struct weights wt;
+		const char *err = nw < 3 ? "short line" : parse_weights(&wt, words + 2, nw - 2, words[0], words[1], msg, sizeof(msg));
+		if (!err) {
+			snprintf(wt.ns, sizeof(wt.ns), "%s", words[1]);
+			err = set_weights(plan, &wt, msg, sizeof(msg));
+		}
+		if (err)
+			log_msg("%s: skipping a weight change that no longer applies: %s", path, err);
+		n++;
+	}
+	if (f)
+		fclose(f);
+	if (n)
+		log_msg("replayed %zu weight changes from %s", n, path);
+	free(path);
+}
+
+static void do_weight(struct daemon *dm, const struct msg *req, struct reply *r)
+{
+	char *words[PLAN_MAX_DESTINATIONS + 1], msg[768];
+	size_t n_words = 0;
+	const char *svc = NULL;
+	for (size_t i = 0; i < req->n; i++) {
+		if (strcmp(req->f[i].tag, "arg"))
+			continue;
+		if (!svc)
+			svc = req->f[i].data;
+		else if (n_words <= PLAN_MAX_DESTINATIONS)
+			words[n_words++] = req->f[i].data;
+	}
+	if (!svc || !n_words) {
+		reply_error(r, EXIT_USAGE, "usage: sluice weight SERVICE[.NAMESPACE] SUBSET=WEIGHT...");
+		return;
+	}
+	struct weights wt;
+	if (parse_weights(&wt, words, n_words, svc, default_namespace(req), msg, sizeof(msg))) {
+		reply_error(r, EXIT_USAGE, "%s", msg);
+		return;
+	}
+	/* the old weights, to print beside the new and to restore if the data plane refuses */
+	size_t n_old = 0;
+	struct plan_destination *old = calloc(dm->plan.n_services * PLAN_MAX_DESTINATIONS + 1, sizeof(*old));
+	for (size_t i = 0; i < dm->plan.n_services; i++)
+		if (service_is(&dm->plan.services[i], &wt))
+			for (size_t d = 0; d < dm->plan.services[i].n_destinations; d++)
+				old[n_old++] = dm->plan.services[i].destinations[d];
+	if (set_weights(&dm->plan, &wt, msg, sizeof(msg))) {
+		reply_error(r, EXIT_INVALID, "%s", msg);
+		free(old);
+		return;
 	}
 	struct dataplane_stats st;
 	uint64_t gen;
 	int rc = dataplane_apply(dm->dp, &dm->plan, &gen, &st);
+	size_t k = 0;
 	bool first = true;
-	if (r->json)
-		fputs("{", r->out);
+	if (r->json && !rc)
+		fputs("{\"changes\":[", r->out);
 	for (size_t i = 0; i < dm->plan.n_services; i++) {
 		struct plan_service *s = &dm->plan.services[i];
-		if (!service_matches(s, svc, ns))
+		if (!service_is(s, &wt))
 			continue;
-		for (size_t d = 0; d < s->n_destinations; d++) {
+		for (size_t d = 0; d < s->n_destinations; d++, k++) {
 			struct plan_destination *pd = &s->destinations[d];
-			typeof(*old) *o = &old[i * PLAN_MAX_DESTINATIONS + d];
+			char a[32], b[32];
 			if (rc) {
-				pd->weight = o->weight;
-				pd->percent = o->percent;
+				*pd = old[k];
 				continue;
 			}
-			char a[32], b[32];
-			plan_percent_str(o->percent, a, sizeof(a));
+			plan_percent_str(old[k].percent, a, sizeof(a));
 			plan_percent_str(pd->percent, b, sizeof(b));
 			if (r->json) {
-				fprintf(r->out, "%s", first ? "\"changes\":[" : ",");
-				fputs("{\"service\":", r->out);
+				fputs(first ? "{\"service\":" : ",{\"service\":", r->out);
 				json_string(r->out, s->name);
 				fputs(",\"namespace\":", r->out);
 				json_string(r->out, s->namespace);
 				fprintf(r->out, ",\"port\":%u,\"subset\":", s->port);
 				json_string(r->out, pd->subset);
 				fprintf(r->out, ",\"old_weight\":%u,\"weight\":%u,\"old_percent\":%s,\"percent\":%s}",
-					o->weight, pd->weight, a, b);
+					old[k].weight, pd->weight, a, b);
 			} else {
 				if (!d)
 					fprintf(r->out, "%s.%s port %u/%s\n", s->name, s->namespace, s->port,
 						plan_protocol_name(s->protocol));
-				fprintf(r->out, "  %-8s weight %4u -> %-4u share %6s%% -> %s%%\n", pd->subset, o->weight,
+				fprintf(r->out, "  %-8s weight %4u -> %-4u share %6s%% -> %s%%\n", pd->subset, old[k].weight,
 					pd->weight, a, b);
 			}
 			first = false;
@@ -486,23 +600,18 @@ static void do_weight(struct daemon *dm, const struct msg *req, struct reply *r)
 	}
 	free(old);
 	if (rc) {
-		if (r->json)
-			fputs("\"error\":\"the data plane refused the change\"}\n", r->out);
 		reply_error(r, EXIT_INVALID, "the data plane refused the change (%s): weights unchanged", strerror(-rc));
-		goto out;
+		return;
 	}
 	dm->generation = gen;
-	save_state(dm);
+	journal_weights(dm, &wt);
 	if (r->json)
 		fprintf(r->out, "],\"generation\":%llu,\"switch_ns\":%llu}\n", (unsigned long long)gen,
 			(unsigned long long)st.flip_ns);
 	else
 		fprintf(r->out, "generation %llu\n", (unsigned long long)gen);
-	log_msg("weight %s: generation %llu, switch %llu ns, apply %llu ns", svc, (unsigned long long)gen,
+	log_msg("weight %s.%s: generation %llu, switch %llu ns, apply %llu ns", wt.svc, wt.ns, (unsigned long long)gen,
 		(unsigned long long)st.flip_ns, (unsigned long long)st.total_ns);
-out:
-	for (size_t j = 0; j < n_want; j++)
-		free((void *)want[j].subset);
 }
 
 static void do_status(struct daemon *dm, const struct msg *req, struct reply *r)
@@ -629,7 +738,7 @@ static void serve_one(struct daemon *dm, int fd)
 static void usage(FILE *out)
 {
 	fputs("Usage: sluiced [--cgroup PATH] [--bpffs DIR] [--socket PATH] [--state-dir DIR] [-v]\n"
-	      "       sluiced --uninstall [--bpffs DIR] [--socket PATH]\n"
+	      "       sluiced --uninstall [--bpffs DIR] [--socket PATH] [--state-dir DIR]\n"
 	      "Defaults: --cgroup the cgroup v2 root from /proc/mounts, --bpffs /sys/fs/bpf/sluice,\n"
 	      "--socket /run/sluice/sluice.sock, --state-dir /var/lib/sluice.\n",
 	      out);

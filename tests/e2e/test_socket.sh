@@ -167,4 +167,19 @@ if [ "$c_after" -gt "$c_before" ]; then ok "restart keeps counters ($c_before ->
 out=$(lg --target $VIP:8080 -n 100)
 check "after restart: 50/50 round robin" "50 50" "$(jqr "$out" '"\(.versions.v1) \(.versions.v2)"')"
 
+# 10. A node reboot: pins gone, the state directory kept. sluiced restores the last plan,
+#     weight changes included, and the data plane serves it again.
+sluice weight purchase-history.$NS v1=30 v2=70 >/dev/null
+sluiced_stop TERM
+"$SLUICE_BUILD/sluiced" --uninstall --bpffs "$CLUSTER_BPFFS" --socket "$CLUSTER_SOCKET" --state-dir "$CLUSTER_STATE"
+check "uninstall leaves no program on the cgroup" "" "$(bpftool cgroup show "$CLUSTER_CGROUP")"
+out=$(lg --target $VIP:8080 -n 5 --timeout 500)
+check "uninstalled: the VIP is no longer translated" 5 "$(jqr "$out" '.failed')"
+sluiced_start || exit 1
+st=$(sluice status -o json)
+check "reboot: weights restored on every port" "30/70 30/70 30/70" \
+	"$(jqr "$st" '[.services[] | "\(.destinations[0].weight)/\(.destinations[1].weight)"] | join(" ")')"
+out=$(lg --target $VIP:8080 -n 100)
+check "reboot: the restored plan serves 30/70" "30 70" "$(jqr "$out" '"\(.versions.v1) \(.versions.v2)"')"
+
 e2e_end

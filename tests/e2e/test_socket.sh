@@ -167,7 +167,23 @@ if [ "$c_after" -gt "$c_before" ]; then ok "restart keeps counters ($c_before ->
 out=$(lg --target $VIP:8080 -n 100)
 check "after restart: 50/50 round robin" "50 50" "$(jqr "$out" '"\(.versions.v1) \(.versions.v2)"')"
 
-# 10. A node reboot: pins gone, the state directory kept. sluiced restores the last plan,
+# 10. CLI errors a user relies on: exit status and the one-line message.
+msg=$(sluice weight purchase-history.$NS v1=100 2>&1); rc=$?
+check "weight naming one of two subsets: exit 1" 1 "$rc"
+check "weight naming one of two subsets: message" "Error: service purchase-history.$NS port 8080 routes to subsets v1, v2: give a weight for each of them, and add other subsets to the VirtualService with 'sluice apply'" "$msg"
+msg=$(sluice weight nosuch v1=1 2>&1); rc=$?
+check "weight on an unknown service: exit 1 and message" "1 Error: no routed service nosuch.default; 'sluice status' lists them" "$rc $msg"
+msg=$(sluice weight purchase-history.$NS v1=eighty v2=20 2>&1); rc=$?
+check "weight with a bad value: exit 2 and message" "2 Error: \"v1=eighty\" is not SUBSET=WEIGHT with a weight from 0 to 2147483647; e.g. v1=80 v2=20" "$rc $msg"
+install -m 755 "$SLUICE_BUILD/sluice" "$D/sluice-as-nobody"   # the checkout may not be readable by nobody
+msg=$(setpriv --reuid=65534 --regid=65534 --clear-groups "$D/sluice-as-nobody" --socket "$CLUSTER_SOCKET" status 2>&1); rc=$?
+check "status as an unprivileged user: exit 3, permission denied" "3 Error: permission denied on $CLUSTER_SOCKET: run sluice as root (the socket is mode 0600)" "$rc $msg"
+msg=$("$SLUICE_BUILD/sluice" --socket "$CLUSTER_DIR/nothing.sock" status 2>&1); rc=$?
+check "status with no daemon: exit 3 and a hint" "3 Error: cannot reach sluiced at $CLUSTER_DIR/nothing.sock (No such file or directory): start sluiced, or point --socket or SLUICE_SOCKET at its socket" "$rc $msg"
+msg=$(SLUICE_SOCKET=$CLUSTER_DIR/nothing.sock "$SLUICE_BUILD/sluice" status 2>&1); rc=$?
+check "SLUICE_SOCKET is honoured" 3 "$rc"
+
+# 11. A node reboot: pins gone, the state directory kept. sluiced restores the last plan,
 #     weight changes included, and the data plane serves it again.
 sluice weight purchase-history.$NS v1=30 v2=70 >/dev/null
 sluiced_stop TERM

@@ -14,7 +14,8 @@ SLUICE_CFLAGS := -D_GNU_SOURCE
 LDLIBS  := -lyaml -lbpf -lelf -lz -lcap -lm
 
 DEB_PACKAGES := build-essential clang llvm libbpf-dev bpftool libyaml-dev libcap-dev \
-	libelf-dev zlib1g-dev libclang-rt-14-dev iproute2 pkg-config
+	libelf-dev zlib1g-dev libclang-rt-14-dev iproute2 pkg-config jq \
+	iptables nftables conntrack haproxy socat gnuplot-nox
 
 BPF_SRCS  := $(wildcard bpf/*.bpf.c)
 BPF_OBJS  := $(patsubst bpf/%.bpf.c,$(BUILD)/%.bpf.o,$(BPF_SRCS))
@@ -27,7 +28,7 @@ TOOLS     := $(patsubst tests/tools/%.c,$(BUILD)/%,$(wildcard tests/tools/*.c))
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/*.c))
 HEADERS   := $(wildcard include/*.h loader/*.h cli/*.h)
 
-.PHONY: all deps test unit fuzz bench clean
+.PHONY: all deps test unit fuzz bench clean demo
 all: $(BUILD)/sluice $(if $(wildcard loader/sluiced.c),$(BUILD)/sluiced) $(TOOLS)
 
 # Installs only what is missing, so a warm machine pays one dpkg query.
@@ -73,27 +74,46 @@ $(BUILD)/%: tests/tools/%.c | $(BUILD)
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libsluice.a | $(BUILD)/tests
 	$(CC) $(CFLAGS) $(SLUICE_CFLAGS) $< $(BUILD)/libsluice.a -o $@ $(LDLIBS)
 
-# Unit tests need no root: C test programs, then the CLI fixture tables.
-unit: all $(UNIT_BINS)
-	@bash tests/run-unit $(UNIT_BINS)
+# Unit tests need no root: C test programs, then the CLI fixture tables (tests/run-unit says how
+# to add a case).
+unit: $(BUILD)/sluice $(UNIT_BINS)
+	@SLUICE=$(BUILD)/sluice bash tests/run-unit $(UNIT_BINS)
 
-# The YAML front end under libFuzzer, bounded; any crash fails.
+# The YAML front end under libFuzzer, bounded; any crash, leak or sanitizer report fails, and
+# leaves the input that caused it as $(BUILD)/fuzz-crash-* (replay: $(BUILD)/fuzz_yaml FILE).
 FUZZ_SECONDS ?= 60
 $(BUILD)/fuzz_yaml: tests/fuzz/fuzz_yaml.c $(COMPILER_SRCS) $(HEADERS) | $(BUILD)
 	$(CLANG) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-		-std=gnu11 -D_GNU_SOURCE -Iinclude -Iloader -I$(BUILD) tests/fuzz/fuzz_yaml.c $(COMPILER_SRCS) \
-		-o $@ $(LDLIBS)
+		-std=gnu11 -Wall -Wextra -Wno-unused-parameter -D_GNU_SOURCE -Iinclude -Iloader -I$(BUILD) \
+		tests/fuzz/fuzz_yaml.c $(COMPILER_SRCS) -o $@ -lyaml -lm
 fuzz: $(BUILD)/fuzz_yaml
 	@mkdir -p $(BUILD)/fuzz-corpus
 	$(BUILD)/fuzz_yaml -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -timeout=10 -rss_limit_mb=2048 \
-		$(BUILD)/fuzz-corpus tests/fuzz/seeds
+		-print_final_stats=1 -artifact_prefix=$(BUILD)/fuzz- $(BUILD)/fuzz-corpus tests/fuzz/seeds
 
+# The Istio lab's rollout on the mini-cluster, in under a minute (root).
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@bash tests/cluster/demo.sh
+
+# Every suite: unit (no root), fuzz, BPF data plane, end-to-end on the mini-cluster.
 test: deps
 	@$(MAKE) --no-print-directory all
-	@$(MAKE) --no-print-directory unit
-	@$(MAKE) --no-print-directory fuzz
+	@bash tests/run-all
 
-bench: all
+# Benchmarks print figures; none fails for being slow.
+.PHONY: bench-plan
+$(BUILD)/plan-time: bench/plan-time.c | $(BUILD)
+	$(CC) $(CFLAGS) $< -o $@
+bench-plan: $(BUILD)/sluice $(BUILD)/plan-time
+	@BUILD=$(BUILD) bash bench/plan-bench
+
+# Side by side with kube-proxy's iptables and nftables layouts and an HAProxy sidecar:
+# bench/results/RESULTS.md, results.json, chart.png (about 10 minutes; BENCH_QUICK=1 for less).
+$(BUILD)/bench-probe: bench/probe.c | $(BUILD)
+	$(CC) $(CFLAGS) $< -o $@
+bench: deps
+	@$(MAKE) --no-print-directory all bench-plan $(BUILD)/bench-probe
 	@bash bench/run
 
 clean:

@@ -49,6 +49,7 @@ struct service {
 	const char *unsupported;     /* first field whose value sluice cannot honour, when routed */
 	struct mark unsupported_at;
 	const struct vs *routed_by;
+	const char *routed_at_host;  /* the host as routed_by writes it */
 };
 
 struct pod_port {
@@ -64,6 +65,8 @@ struct pod {
 	struct plan_addr ips[2];
 	size_t n_ips;
 	bool ready;
+	bool terminated;             /* Succeeded or Failed: its IP is released for other pods */
+	bool deleting;               /* metadata.deletionTimestamp: leaving, never an endpoint */
 	struct pod_port *ports;
 	uint32_t n_ports;
 };
@@ -99,6 +102,7 @@ struct vs {
 	uint32_t n_hosts;
 	struct route *http, *tcp;
 	uint32_t n_http, n_tcp;
+	bool read_errors;            /* a refused match may hide which routes serve which ports */
 };
 
 struct subset {
@@ -178,9 +182,34 @@ static void pop(struct cctx *c, size_t old)
 	c->path[old] = 0;
 }
 
+/* push() without printf: paths are built for every field read, so this is on the hot path. */
+static size_t push_str(struct cctx *c, const char *sep, const char *s)
+{
+	size_t old = c->path_len, room = sizeof(c->path) - 1 - old;
+	size_t ls = strlen(sep), lk = strlen(s);
+	if (ls + lk > room)
+		return push(c, "%s%s", sep, s);
+	memcpy(c->path + old, sep, ls);
+	memcpy(c->path + old + ls, s, lk + 1);
+	c->path_len = old + ls + lk;
+	return old;
+}
+
 static size_t push_key(struct cctx *c, const char *key)
 {
-	return push(c, c->path_len ? ".%s" : "%s", key);
+	return push_str(c, c->path_len ? "." : "", key);
+}
+
+static size_t push_index(struct cctx *c, uint32_t i)
+{
+	char buf[16], *p = buf + sizeof(buf);
+	*--p = 0;
+	*--p = ']';
+	do
+		*--p = (char)('0' + i % 10);
+	while (i /= 10);
+	*--p = '[';
+	return push_str(c, "", p);
 }
 
 static const char *type_name(const struct ynode *n)
@@ -233,27 +262,41 @@ static void check_fields(struct cctx *c, const struct ynode *m, const char *cons
 		if (k->type != YN_SCALAR)
 			continue;
 		bool found = false;
+		for (const char *const *f = known; *f && !found; f++)
+			found = (*f)[0] == k->str[0] && !strcmp(*f, k->str);
+		if (found)
+			continue;
+		/* the edit distances only for a field that is unknown: they cost far more than strcmp */
 		const char *close = NULL;
 		unsigned best = 3;
 		for (const char *const *f = known; *f; f++) {
-			if (!strcmp(*f, k->str)) {
-				found = true;
-				break;
-			}
 			unsigned dist = distance(*f, k->str);
 			if (dist < best) {
 				best = dist;
 				close = *f;
 			}
 		}
-		if (found)
-			continue;
 		if (close)
 			err(c, k, "unknown field \"%s%s%s\" (did you mean \"%s\"?)", c->path, c->path_len ? "." : "",
 			    k->str, close);
 		else
 			err(c, k, "unknown field \"%s%s%s\"", c->path, c->path_len ? "." : "", k->str);
 	}
+}
+
+/* "x SEP y [SEP z]" in the arena, without printf: index keys are made per object and label. */
+static char *join(struct arena *a, char sep, const char *x, const char *y, const char *z)
+{
+	size_t lx = strlen(x), ly = strlen(y), lz = z ? strlen(z) + 1 : 0;
+	char *out = arena_alloc(a, lx + ly + lz + 2);
+	memcpy(out, x, lx);
+	out[lx] = sep;
+	memcpy(out + lx + 1, y, ly);
+	if (z) {
+		out[lx + 1 + ly] = sep;
+		memcpy(out + lx + 2 + ly, z, lz - 1);
+	}
+	return out;
 }
 
 static const char *keep_str(struct cctx *c, const struct ynode *n)
@@ -293,7 +336,7 @@ static bool get_int(struct cctx *c, const struct ynode *n, long long min, long l
 	if (!is_integer(n)) {
 		if (n->type == YN_SCALAR && !n->plain)
 			err(c, n, "%s must be an integer, got the string \"%s\"", c->path, n->str);
-		else if (n->type == YN_SCALAR)
+		else if (n->type == YN_SCALAR && !ynode_is_null(n))
 			err(c, n, "%s must be an integer, got \"%s\"", c->path, n->str);
 		else
 			err(c, n, "%s must be an integer, got %s", c->path, type_name(n));
@@ -420,7 +463,7 @@ static bool read_meta(struct cctx *c, const struct ynode *obj, const char *kind,
 /* Two objects of one kind, namespace and name in one input would make one of them win silently. */
 static bool unique_object(struct cctx *c, const char *kind, const struct meta *m)
 {
-	const char *key = arena_printf(c->keep, "%s/%s/%s", kind, m->ns, m->name);
+	const char *key = join(c->keep, '/', kind, m->ns, m->name);
 	const struct mark *first = strmap_get(&c->objects, key);
 	if (first) {
 		err(c, m->node, "duplicate %s %s/%s (first defined at %s:%u:%u)", kind, m->ns, m->name, first->file,
@@ -461,10 +504,11 @@ static uint8_t get_protocol(struct cctx *c, const struct ynode *n, bool *ok)
 	return 0;
 }
 
-static void read_service_port(struct cctx *c, const struct ynode *n, struct svc_port *p)
+/* Returns whether p is a port to route: a mapping with a port number (errors are reported). */
+static bool read_service_port(struct cctx *c, const struct ynode *n, struct svc_port *p)
 {
 	if (!want(c, n, YN_MAP))
-		return;
+		return false;
 	check_fields(c, n, service_port_fields);
 	p->at = node_mark(c, n);
 	p->proto = IPPROTO_TCP;
@@ -497,6 +541,7 @@ static void read_service_port(struct cctx *c, const struct ynode *n, struct svc_
 	}
 	if (!p->port && ok && !ymap_get(n, "port"))
 		err(c, n, "%s.port is required", c->path);
+	return p->port != 0;
 }
 
 static void read_service(struct cctx *c, const struct ynode *obj)
@@ -508,7 +553,7 @@ static void read_service(struct cctx *c, const struct ynode *obj)
 	struct service *s = arena_alloc(c->keep, sizeof(*s));
 	s->name = m.name;
 	s->ns = m.ns;
-	s->key = arena_printf(c->keep, "%s.%s", m.name, m.ns);
+	s->key = join(c->keep, '.', m.name, m.ns, NULL);
 	s->at = node_mark(c, obj);
 	const struct ynode *spec = ymap_get(obj, "spec");
 	if (!spec || ynode_is_null(spec)) {
@@ -530,13 +575,16 @@ static void read_service(struct cctx *c, const struct ynode *obj)
 		} else if (!strcmp(k->str, "ports") && !ynode_is_null(v) && want(c, v, YN_SEQ)) {
 			s->ports = arena_alloc(c->keep, (v->n ? v->n : 1) * sizeof(*s->ports));
 			for (uint32_t j = 0; j < v->n; j++) {
-				size_t o3 = push(c, "[%u]", j);
-				read_service_port(c, v->items[j], &s->ports[s->n_ports]);
+				size_t o3 = push_index(c, j);
 				struct svc_port *p = &s->ports[s->n_ports];
-				for (uint32_t q = 0; p->port && q < s->n_ports; q++)
-					if (s->ports[q].port == p->port && s->ports[q].proto == p->proto)
-						err_at(c, &p->at, "duplicate port %u in Service %s", p->port, s->key);
-				s->n_ports++;
+				if (read_service_port(c, v->items[j], p)) {
+					for (uint32_t q = 0; q < s->n_ports; q++)
+						if (s->ports[q].port == p->port && s->ports[q].proto == p->proto)
+							err_at(c, &p->at, "duplicate port %u in Service %s", p->port, s->key);
+					s->n_ports++;
+				} else {
+					memset(p, 0, sizeof(*p));
+				}
 				pop(c, o3);
 			}
 		} else if (!strcmp(k->str, "clusterIP") && !ynode_is_null(v)) {
@@ -554,7 +602,7 @@ static void read_service(struct cctx *c, const struct ynode *obj)
 			struct plan_addr vips[2];
 			size_t n = 0;
 			for (uint32_t j = 0; j < v->n; j++) {
-				size_t o3 = push(c, "[%u]", j);
+				size_t o3 = push_index(c, j);
 				const char *ip = get_str(c, v->items[j]);
 				struct plan_addr a;
 				if (ip && !strcmp(ip, "None"))
@@ -635,7 +683,7 @@ static void read_containers(struct cctx *c, const struct ynode *list, struct pod
 		return;
 	for (uint32_t i = 0; i < list->n; i++) {
 		const struct ynode *ct = list->items[i];
-		size_t old = push(c, "[%u]", i);
+		size_t old = push_index(c, i);
 		if (want(c, ct, YN_MAP)) {
 			check_fields(c, ct, container_fields);
 			const struct ynode *ports = ymap_get(ct, "ports");
@@ -647,7 +695,7 @@ static void read_containers(struct cctx *c, const struct ynode *list, struct pod
 				p->ports = np;
 				for (uint32_t j = 0; j < ports->n; j++) {
 					const struct ynode *cp = ports->items[j];
-					size_t o3 = push(c, "[%u]", j);
+					size_t o3 = push_index(c, j);
 					if (want(c, cp, YN_MAP)) {
 						check_fields(c, cp, container_port_fields);
 						struct pod_port *pp = &p->ports[p->n_ports];
@@ -683,6 +731,8 @@ static void read_pod_status(struct cctx *c, const struct ynode *st, struct pod *
 		return;
 	const struct ynode *phase = ymap_get(st, "phase");
 	bool running = phase && phase->type == YN_SCALAR && !strcmp(phase->str, "Running");
+	p->terminated = phase && phase->type == YN_SCALAR &&
+			(!strcmp(phase->str, "Succeeded") || !strcmp(phase->str, "Failed"));
 	bool ready = false;
 	const struct ynode *conds = ymap_get(st, "conditions");
 	for (uint32_t i = 0; conds && conds->type == YN_SEQ && i < conds->n; i++) {
@@ -747,8 +797,7 @@ static void read_pod(struct cctx *c, const struct ynode *obj)
 	}
 	pop(c, old);
 	read_pod_status(c, ymap_get(obj, "status"), p);
-	if (m.deleting)
-		p->ready = false; /* terminating pods leave endpoints, as in EndpointSlices */
+	p->deleting = m.deleting;
 	ptrvec_push(&c->pods, p);
 }
 
@@ -842,7 +891,7 @@ static void check_gateways(struct cctx *c, const struct ynode *g)
 	if (ynode_is_null(g) || !want(c, g, YN_SEQ))
 		return;
 	for (uint32_t i = 0; i < g->n; i++) {
-		size_t old = push(c, "[%u]", i);
+		size_t old = push_index(c, i);
 		const char *name = get_str(c, g->items[i]);
 		if (name && strcmp(name, "mesh"))
 			err(c, g->items[i],
@@ -858,7 +907,7 @@ static void check_export_to(struct cctx *c, const struct ynode *e)
 	if (ynode_is_null(e) || !want(c, e, YN_SEQ))
 		return;
 	for (uint32_t i = 0; i < e->n; i++) {
-		size_t old = push(c, "[%u]", i);
+		size_t old = push_index(c, i);
 		const char *v = get_str(c, e->items[i]);
 		if (v && strcmp(v, "*"))
 			err(c, e->items[i],
@@ -946,7 +995,7 @@ static void read_route(struct cctx *c, const struct ynode *r, bool tcp, uint32_t
 		out->match_at = arena_alloc(c->keep, (ms->n ? ms->n : 1) * sizeof(*out->match_at));
 		for (uint32_t i = 0; i < ms->n; i++) {
 			const struct ynode *m = ms->items[i];
-			size_t o2 = push(c, "[%u]", i);
+			size_t o2 = push_index(c, i);
 			if (want(c, m, YN_MAP)) {
 				check_fields(c, m, tcp ? tcp_match_fields : http_match_fields);
 				refuse_fields(c, m, tcp ? tcp_match_refusals : http_match_refusals);
@@ -995,7 +1044,7 @@ static void read_route(struct cctx *c, const struct ynode *r, bool tcp, uint32_t
 			err(c, rs, "%s is empty: list at least one destination", c->path);
 		out->dests = arena_alloc(c->keep, (rs->n ? rs->n : 1) * sizeof(*out->dests));
 		for (uint32_t i = 0; i < rs->n && rs->n <= PLAN_MAX_DESTINATIONS; i++) {
-			size_t o2 = push(c, "[%u]", i);
+			size_t o2 = push_index(c, i);
 			if (want(c, rs->items[i], YN_MAP))
 				read_destination(c, rs->items[i], tcp, &out->dests[out->n_dests++]);
 			pop(c, o2);
@@ -1010,7 +1059,7 @@ static void read_routes(struct cctx *c, const struct ynode *list, bool tcp, stru
 		return;
 	*out = arena_alloc(c->keep, (list->n ? list->n : 1) * sizeof(**out));
 	for (uint32_t i = 0; i < list->n; i++) {
-		size_t old = push(c, "[%u]", i);
+		size_t old = push_index(c, i);
 		if (want(c, list->items[i], YN_MAP))
 			read_route(c, list->items[i], tcp, i, &(*out)[(*n)++]);
 		pop(c, old);
@@ -1047,7 +1096,7 @@ static void read_virtual_service(struct cctx *c, const struct ynode *obj)
 			v->hosts = arena_alloc(c->keep, (val->n ? val->n : 1) * sizeof(*v->hosts));
 			v->hosts_at = arena_alloc(c->keep, (val->n ? val->n : 1) * sizeof(*v->hosts_at));
 			for (uint32_t j = 0; j < val->n; j++) {
-				size_t o3 = push(c, "[%u]", j);
+				size_t o3 = push_index(c, j);
 				const char *h = get_str(c, val->items[j]);
 				if (h) {
 					v->hosts_at[v->n_hosts] = node_mark(c, val->items[j]);
@@ -1079,6 +1128,7 @@ static void read_virtual_service(struct cctx *c, const struct ynode *obj)
 		ok = false;
 	}
 	pop(c, old);
+	v->read_errors = c->d->n != errors;
 	if (ok)
 		ptrvec_push(&c->vss, v);
 }
@@ -1183,7 +1233,7 @@ static void read_destination_rule(struct cctx *c, const struct ynode *obj)
 			d->subsets = arena_alloc(c->keep, (v->n ? v->n : 1) * sizeof(*d->subsets));
 			for (uint32_t j = 0; j < v->n; j++) {
 				const struct ynode *s = v->items[j];
-				size_t o3 = push(c, "[%u]", j);
+				size_t o3 = push_index(c, j);
 				if (want(c, s, YN_MAP)) {
 					check_fields(c, s, subset_fields);
 					struct subset *sub = &d->subsets[d->n_subsets];
@@ -1198,11 +1248,12 @@ static void read_destination_rule(struct cctx *c, const struct ynode *obj)
 					o4 = push_key(c, "labels");
 					get_labels(c, ymap_get(s, "labels"), &sub->labels);
 					pop(c, o4);
-					if (tp)
-						err(c, ymap_get(s, "trafficPolicy") == tp ? s : tp,
-						    "%s.trafficPolicy is not supported per subset: set it for the whole "
-						    "host",
-						    c->path);
+					for (uint32_t q = 0; tp && q < s->n; q++)
+						if (ymap_val(s, q) == tp)
+							err(c, ymap_key(s, q),
+							    "%s.trafficPolicy is not supported per subset: set it for the "
+							    "whole host",
+							    c->path);
 					for (uint32_t q = 0; sub->name && q < d->n_subsets; q++)
 						if (d->subsets[q].name && !strcmp(d->subsets[q].name, sub->name))
 							err(c, name, "duplicate subset \"%s\" (first at line %u)", sub->name,
@@ -1242,7 +1293,7 @@ static void read_list(struct cctx *c, const struct ynode *obj)
 	size_t old = push_key(c, "items");
 	if (items && !ynode_is_null(items) && want(c, items, YN_SEQ)) {
 		for (uint32_t i = 0; i < items->n; i++) {
-			size_t o2 = push(c, "[%u]", i);
+			size_t o2 = push_index(c, i);
 			read_object(c, items->items[i], true);
 			pop(c, o2);
 		}
@@ -1277,18 +1328,22 @@ static void read_object(struct cctx *c, const struct ynode *obj, bool in_list)
 		read_list(c, obj);
 		return;
 	}
+	/* a Service of another API group (Knative's serving.knative.dev) is another kind */
+	if ((service || pod) && strchr(api, '/'))
+		service = pod = false;
 	if ((service || pod) && !api_version_is(api, v1)) {
 		err(c, av, "apiVersion \"%s\" is not served for kind %s: use v1", api, kind);
 		return;
 	}
 	if ((vs || dr) && !api_version_is(api, istio)) {
-		if (!strncmp(api, "networking.istio.io/", 20))
+		if (!strncmp(api, "networking.istio.io/", 20)) {
 			err(c, av,
 			    "apiVersion \"%s\" is not served for kind %s: use networking.istio.io/v1, v1beta1 or "
 			    "v1alpha3",
 			    api, kind);
-		else
-			vs = dr = false;
+			return;
+		}
+		vs = dr = false;
 	}
 	c->st->objects++;
 	if (service)
@@ -1356,6 +1411,13 @@ static void host_error(struct cctx *c, struct index *ix, const struct mark *at, 
 		err_at(c, at, "host \"%s\": wildcard hosts are not supported: name one Service", host);
 		return;
 	}
+	/* name.ns.svc.DOMAIN under another domain: say which flag makes it resolve */
+	const char *dot = strchr(host, '.'), *rest = dot ? strchr(dot + 1, '.') : NULL;
+	if (rest && !strncmp(rest, ".svc.", 5) && strcmp(rest + 5, c->domain)) {
+		err_at(c, at, "host \"%s\" is not in the cluster domain %s: set --cluster-domain %s", host, c->domain,
+		       rest + 5);
+		return;
+	}
 	char known[256] = "";
 	size_t len = 0, shown = 0;
 	for (size_t i = 0; i < c->services.n && shown < 5; i++) {
@@ -1375,15 +1437,27 @@ static void host_error(struct cctx *c, struct index *ix, const struct mark *at, 
 
 static void index_build(struct cctx *c, struct index *ix)
 {
+	char ipbuf[INET6_ADDRSTRLEN];
+	struct strmap vips = { 0 };
 	for (size_t i = 0; i < c->services.n; i++) {
 		struct service *s = c->services.v[i];
 		strmap_put(&ix->services, s->key, s);
+		/* one VIP, two Services: which one a connection reaches would depend on write order */
+		for (size_t a = 0; a < s->n_vips; a++) {
+			inet_ntop(s->vips[a].family, s->vips[a].addr, ipbuf, sizeof(ipbuf));
+			const struct service *other = strmap_get(&vips, ipbuf);
+			if (other)
+				err_at(c, &s->at, "Service %s has cluster IP %s, already used by Service %s (%s:%u)", s->key,
+				       ipbuf, other->key, other->at.file, other->at.line);
+			else
+				strmap_put(&vips, arena_strdup(c->keep, ipbuf), s);
+		}
 	}
-	char ipbuf[INET6_ADDRSTRLEN];
+	strmap_free(&vips);
 	for (size_t i = 0; i < c->pods.n; i++) {
 		struct pod *p = c->pods.v[i];
 		for (uint32_t l = 0; l < p->labels.n; l++) {
-			char *key = arena_printf(c->keep, "%s\x01%s\x01%s", p->ns, p->labels.v[l].key, p->labels.v[l].val);
+			char *key = join(c->keep, '\x01', p->ns, p->labels.v[l].key, p->labels.v[l].val);
 			struct ptrvec *pv = strmap_get(&ix->pods_by_label, key);
 			if (!pv) {
 				pv = calloc(1, sizeof(*pv));
@@ -1397,12 +1471,13 @@ static void index_build(struct cctx *c, struct index *ix)
 		for (size_t a = 0; a < p->n_ips; a++) {
 			inet_ntop(p->ips[a].family, p->ips[a].addr, ipbuf, sizeof(ipbuf));
 			struct pod *other = strmap_get(&ix->pod_ips, ipbuf);
-			if (other && (p->ready || other->ready)) {
+			if (other && !p->terminated && !other->terminated) {
 				err_at(c, &p->at, "pod %s/%s has IP %s, already used by pod %s/%s (%s:%u)", p->ns, p->name,
 				       ipbuf, other->ns, other->name, other->at.file, other->at.line);
 				continue;
 			}
-			strmap_put(&ix->pod_ips, arena_strdup(c->keep, ipbuf), p);
+			if (!other || other->terminated)
+				strmap_put(&ix->pod_ips, arena_strdup(c->keep, ipbuf), p);
 		}
 	}
 	for (size_t i = 0; i < c->drs.n; i++) {
@@ -1578,7 +1653,9 @@ static bool collect_endpoints(struct cctx *c, struct index *ix, const struct pla
 	size_t cap = 0;
 	for (size_t i = 0; i < best->n; i++) {
 		const struct pod *p = best->v[i];
-		if ((!p->ready && !s->publish_not_ready) || !labels_match(&p->labels, &want))
+		/* publishNotReadyAddresses waives readiness only: a leaving or finished pod takes no connection */
+		if (p->terminated || p->deleting || (!p->ready && !s->publish_not_ready) ||
+		    !labels_match(&p->labels, &want))
 			continue;
 		uint16_t port = r->port->target_num ? r->port->target_num : r->port->port;
 		if (r->port->target_name) {
@@ -1638,22 +1715,43 @@ static struct route *pick_route(struct vs *v, const struct svc_port *p)
 	return NULL;
 }
 
-static void check_route_ports(struct cctx *c, const struct service *s, struct route *list, uint32_t n)
+/* A match port that none of the VirtualService's Services has can never match. One that only some
+ * of them have is a route for those. */
+static void check_route_ports(struct cctx *c, const struct ptrvec *services, struct route *list, uint32_t n)
 {
 	/* a route whose match ports are all missing is reported here, not again as unused */
 	for (uint32_t i = 0; i < n; i++) {
 		struct route *r = &list[i];
 		for (uint32_t m = 0; m < r->n_matches; m++) {
 			bool found = !r->matches[m].port;
-			for (uint32_t p = 0; p < s->n_ports && !found; p++)
-				found = s->ports[p].port == r->matches[m].port;
-			if (!found) {
+			for (size_t si = 0; si < services->n && !found; si++) {
+				const struct service *s = services->v[si];
+				for (uint32_t p = 0; p < s->n_ports && !found; p++)
+					found = s->ports[p].port == r->matches[m].port;
+			}
+			if (found)
+				continue;
+			const struct service *s = services->v[0];
+			if (services->n == 1)
 				err_at(c, &r->match_at[m], "match port %u is not a port of Service %s (ports: %s)",
 				       r->matches[m].port, s->key, port_list(c, s));
-				r->port_missing = true;
-			}
+			else
+				err_at(c, &r->match_at[m],
+				       "match port %u is not a port of any Service of this VirtualService (%s ports: %s; "
+				       "and %zu more)",
+				       r->matches[m].port, s->key, port_list(c, s), services->n - 1);
+			r->port_missing = true;
 		}
 	}
+}
+
+/* One port number may be both TCP and UDP (DNS): each plan entry takes the port of its protocol. */
+static const struct svc_port *dest_port(const struct rdest *r, const struct svc_port *sp)
+{
+	for (uint32_t i = 0; r->port->proto != sp->proto && i < r->svc->n_ports; i++)
+		if (r->svc->ports[i].port == r->port->port && r->svc->ports[i].proto == sp->proto)
+			return &r->svc->ports[i];
+	return r->port;
 }
 
 static int service_cmp(const void *pa, const void *pb)
@@ -1672,13 +1770,15 @@ static int service_cmp(const void *pa, const void *pb)
 static void build_plan(struct cctx *c, struct index *ix, struct plan *plan)
 {
 	struct ptrvec out = { 0 };
+	bool over_limit = false;
 	for (size_t vi = 0; vi < c->vss.n; vi++) {
 		struct vs *v = c->vss.v[vi];
 		/* destinations resolve once per VirtualService: their hosts are relative to its namespace */
 		struct route *lists[2] = { v->http, v->tcp };
 		uint32_t counts[2] = { v->n_http, v->n_tcp };
 		struct rdest *resolved[2];
-		bool valid = true, routed = false;
+		bool valid = true;
+		struct ptrvec routed = { 0 };  /* the Services of the hosts this VirtualService routes */
 		for (int l = 0; l < 2; l++) {
 			size_t total = 0;
 			for (uint32_t i = 0; i < counts[l]; i++)
@@ -1731,6 +1831,11 @@ static void build_plan(struct cctx *c, struct index *ix, struct plan *plan)
 				host_error(c, ix, &v->hosts_at[h], host, v->ns);
 				continue;
 			}
+			if (s->routed_by == v) {
+				err_at(c, &v->hosts_at[h], "host %s is listed twice in spec.hosts (as %s and %s)",
+				       s->key, s->routed_at_host, v->hosts[h]);
+				continue;
+			}
 			if (s->routed_by) {
 				err_at(c, &v->hosts_at[h],
 				       "host %s is already routed by VirtualService %s/%s (%s:%u): one VirtualService per "
@@ -1740,6 +1845,7 @@ static void build_plan(struct cctx *c, struct index *ix, struct plan *plan)
 				continue;
 			}
 			s->routed_by = v;
+			s->routed_at_host = host;
 			if (s->unsupported) {
 				err_at(c, &s->unsupported_at, "Service %s: %s", s->key, s->unsupported);
 				continue;
@@ -1758,9 +1864,7 @@ static void build_plan(struct cctx *c, struct index *ix, struct plan *plan)
 				       s->key);
 				continue;
 			}
-			routed = true;
-			check_route_ports(c, s, v->http, v->n_http);
-			check_route_ports(c, s, v->tcp, v->n_tcp);
+			ptrvec_push(&routed, s);
 			for (uint32_t pi = 0; pi < s->n_ports; pi++) {
 				const struct svc_port *sp = &s->ports[pi];
 				struct route *r = pick_route(v, sp);
@@ -1775,8 +1879,11 @@ static void build_plan(struct cctx *c, struct index *ix, struct plan *plan)
 					continue;
 				}
 				if (out.n >= PLAN_MAX_SERVICES) {
-					err_at(c, &v->hosts_at[h], "more than %d service ports are routed: the limit of sluice",
-					       PLAN_MAX_SERVICES);
+					if (!over_limit)
+						err_at(c, &v->hosts_at[h],
+						       "more than %d service ports are routed: the limit of sluice",
+						       PLAN_MAX_SERVICES);
+					over_limit = true;
 					break;
 				}
 				struct plan_service *ps = arena_alloc(c->keep, sizeof(*ps));
@@ -1799,29 +1906,34 @@ static void build_plan(struct cctx *c, struct index *ix, struct plan *plan)
 				bool ok = true;
 				for (uint32_t j = 0; j < r->n_dests; j++) {
 					struct plan_destination *pd = &ps->destinations[j];
+					struct rdest one = rd[j];
+					one.port = dest_port(&rd[j], sp);
 					pd->host = rd[j].svc->key;
 					pd->subset = r->dests[j].subset ? r->dests[j].subset : "";
 					pd->weight = rd[j].weight;
 					pd->percent = sum ? 100.0 * rd[j].weight / (double)sum : 0;
-					if (rd[j].port->proto != sp->proto) {
+					if (one.port->proto != sp->proto) {
 						err_at(c, &r->dests[j].at,
 						       "destination %s port %u is %s but Service %s port %u is %s",
-						       pd->host, rd[j].port->port,
-						       rd[j].port->proto == IPPROTO_UDP ? "UDP" : "TCP", s->key, sp->port,
-						       sp->proto == IPPROTO_UDP ? "UDP" : "TCP");
+						       pd->host, one.port->port, one.port->proto == IPPROTO_UDP ? "UDP" : "TCP",
+						       s->key, sp->port, sp->proto == IPPROTO_UDP ? "UDP" : "TCP");
 						ok = false;
 						continue;
 					}
-					ok = collect_endpoints(c, ix, ps, &rd[j], &r->dests[j], pd) && ok;
+					ok = collect_endpoints(c, ix, ps, &one, &r->dests[j], pd) && ok;
 				}
 				if (ok)
 					ptrvec_push(&out, ps);
 			}
 		}
+		if (routed.n) {
+			check_route_ports(c, &routed, v->http, v->n_http);
+			check_route_ports(c, &routed, v->tcp, v->n_tcp);
+		}
 		for (int l = 0; l < 2; l++) {
 			for (uint32_t i = 0; i < counts[l]; i++) {
 				struct route *r = &lists[l][i];
-				if (r->used || r->port_missing || !valid || !routed)
+				if (r->used || r->port_missing || !valid || !routed.n || v->read_errors)
 					continue;
 				if (l == 0 && v->n_http)
 					err_at(c, &r->at,
@@ -1835,6 +1947,14 @@ static void build_plan(struct cctx *c, struct index *ix, struct plan *plan)
 					       r->index);
 			}
 		}
+		ptrvec_free(&routed);
+	}
+	/* -v: a Service without a VirtualService stays kube-proxy's; say so rather than leave it unsaid */
+	for (size_t i = 0; c->o->skipped_log && i < c->services.n; i++) {
+		const struct service *s = c->services.v[i];
+		if (!s->routed_by)
+			fprintf(c->o->skipped_log, "%s:%u:%u: skipped Service %s: no VirtualService routes it, "
+				"kube-proxy serves it\n", s->at.file, s->at.line, s->at.col, s->key);
 	}
 	plan->n_services = out.n;
 	plan->services = arena_alloc(c->keep, (out.n ? out.n : 1) * sizeof(*plan->services));
@@ -1896,13 +2016,7 @@ int compile_plan(const struct compile_opts *o, const struct compile_input *in, s
 	ptrvec_free(&c.drs);
 	strmap_free(&c.objects);
 	plan->arena = keep;
-	/* marks point into files[]; keep it as long as the diagnostics may be printed */
-	struct mark *kept = arena_alloc(keep, (n_in ? n_in : 1) * sizeof(*kept));
-	memcpy(kept, files, n_in * sizeof(*kept));
-	for (size_t i = 0; i < d->n; i++)
-		if (d->v[i].at.file_index < n_in && d->v[i].at.file == files[d->v[i].at.file_index].file)
-			d->v[i].at.file = in[d->v[i].at.file_index].name;
-	free(files);
+	free(files);  /* marks copied into diagnostics name in[].name, which outlives them */
 	diags_sort(d);
 	if (d->n) {
 		plan_free(plan);
@@ -1995,6 +2109,7 @@ static int read_path(struct sources *s, const char *path, bool explicit, struct 
 			path_error(d, path, msg);
 			return -1;
 		}
+		size_t files_before = s->n;
 		struct ptrvec names = { 0 };
 		struct dirent *e;
 		while ((e = readdir(dir)))
@@ -2015,9 +2130,12 @@ static int read_path(struct sources *s, const char *path, bool explicit, struct 
 			free(names.v[i]);
 		}
 		ptrvec_free(&names);
+		if (explicit && !rc && s->n == files_before) {
+			path_error(d, path, "no .yaml, .yml or .json file in this directory");
+			return -1;
+		}
 		return rc;
 	}
-	(void)explicit;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	unsigned char *buf;
 	size_t len;

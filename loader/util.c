@@ -70,6 +70,25 @@ char *arena_printf(struct arena *a, const char *fmt, ...)
 	return p;
 }
 
+void arena_reset(struct arena *a)
+{
+	struct arena_block *keep = a->head;
+	if (keep && keep->size != ARENA_BLOCK)
+		keep = NULL;
+	for (struct arena_block *b = a->head; b;) {
+		struct arena_block *next = b->next;
+		if (b != keep)
+			free(b);
+		b = next;
+	}
+	a->head = keep;
+	if (keep) {
+		keep->next = NULL;
+		keep->used = 0;
+	}
+	a->used = 0;
+}
+
 void arena_free(struct arena *a)
 {
 	struct arena_block *b = a->head;
@@ -90,10 +109,11 @@ static uint64_t hash_str(const char *s)
 	return h;
 }
 
-static size_t strmap_slot(const struct strmap *m, const char *key)
+/* Each slot keeps its key's hash, so a probe past another key costs no strcmp (and no cache miss). */
+static size_t strmap_slot(const struct strmap *m, const char *key, uint32_t h)
 {
-	size_t mask = m->cap - 1, i = hash_str(key) & mask;
-	while (m->keys[i] && strcmp(m->keys[i], key))
+	size_t mask = m->cap - 1, i = h & mask;
+	while (m->keys[i] && (m->hashes[i] != h || strcmp(m->keys[i], key)))
 		i = (i + 1) & mask;
 	return i;
 }
@@ -102,7 +122,7 @@ void *strmap_get(const struct strmap *m, const char *key)
 {
 	if (!m->cap)
 		return NULL;
-	size_t i = strmap_slot(m, key);
+	size_t i = strmap_slot(m, key, (uint32_t)hash_str(key));
 	return m->keys[i] ? m->vals[i] : NULL;
 }
 
@@ -111,14 +131,16 @@ static void strmap_grow(struct strmap *m)
 	struct strmap n = { .cap = m->cap ? m->cap * 2 : 64 };
 	n.keys = calloc(n.cap, sizeof(*n.keys));
 	n.vals = calloc(n.cap, sizeof(*n.vals));
-	if (!n.keys || !n.vals)
+	n.hashes = calloc(n.cap, sizeof(*n.hashes));
+	if (!n.keys || !n.vals || !n.hashes)
 		oom();
 	for (size_t i = 0; i < m->cap; i++) {
 		if (!m->keys[i])
 			continue;
-		size_t j = strmap_slot(&n, m->keys[i]);
+		size_t j = strmap_slot(&n, m->keys[i], m->hashes[i]);
 		n.keys[j] = m->keys[i];
 		n.vals[j] = m->vals[i];
+		n.hashes[j] = m->hashes[i];
 		n.len++;
 	}
 	strmap_free(m);
@@ -129,9 +151,11 @@ void strmap_put(struct strmap *m, const char *key, void *val)
 {
 	if ((m->len + 1) * 2 > m->cap)
 		strmap_grow(m);
-	size_t i = strmap_slot(m, key);
+	uint32_t h = (uint32_t)hash_str(key);
+	size_t i = strmap_slot(m, key, h);
 	if (!m->keys[i]) {
 		m->keys[i] = key;
+		m->hashes[i] = h;
 		m->len++;
 	}
 	m->vals[i] = val;
@@ -141,6 +165,7 @@ void strmap_free(struct strmap *m)
 {
 	free(m->keys);
 	free(m->vals);
+	free(m->hashes);
 	memset(m, 0, sizeof(*m));
 }
 
@@ -196,10 +221,29 @@ static int diag_cmp(const void *pa, const void *pb)
 	return a->seq < b->seq ? -1 : a->seq > b->seq;
 }
 
+static bool same_place(const struct diag *a, const struct diag *b)
+{
+	return a->at.file_index == b->at.file_index && a->at.line == b->at.line && a->at.col == b->at.col &&
+	       !strcmp(a->at.file, b->at.file);
+}
+
+/* Sorts by place and drops repeats: one object checked once per port it serves says a thing once. */
 void diags_sort(struct diags *d)
 {
-	if (d->n)
-		qsort(d->v, d->n, sizeof(*d->v), diag_cmp);
+	if (!d->n)
+		return;
+	qsort(d->v, d->n, sizeof(*d->v), diag_cmp);
+	size_t kept = 0;
+	for (size_t i = 0; i < d->n; i++) {
+		bool repeat = false;
+		for (size_t j = kept; j-- > 0 && same_place(&d->v[j], &d->v[i]) && !repeat;)
+			repeat = !strcmp(d->v[j].msg, d->v[i].msg);
+		if (repeat)
+			free(d->v[i].msg);
+		else
+			d->v[kept++] = d->v[i];
+	}
+	d->n = kept;
 }
 
 void diags_print(const struct diags *d, FILE *out)

@@ -19,12 +19,14 @@ void *arena_alloc(struct arena *a, size_t size);           /* zeroed; aborts on 
 char *arena_strndup(struct arena *a, const char *s, size_t len);
 char *arena_strdup(struct arena *a, const char *s);
 char *arena_printf(struct arena *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void arena_reset(struct arena *a);                         /* frees all but one block, for reuse */
 void arena_free(struct arena *a);
 
 /* Open-addressing map from string to pointer; keys are not copied. */
 struct strmap {
 	const char **keys;
 	void **vals;
+	uint32_t *hashes;
 	size_t cap, len;
 };
 

@@ -8,13 +8,14 @@
 struct frame {
 	struct ynode *node;
 	struct ptrvec kids;
-	char *anchor;
+	char *anchor;                /* in the document's arena */
 };
 
 struct builder {
 	struct arena arena;          /* one document's nodes */
 	struct strmap anchors;
-	struct ptrvec stack;         /* struct frame * */
+	struct ptrvec stack;         /* struct frame *, reused from document to document */
+	size_t depth;                /* frames of stack in use */
 	struct ynode *root;
 	size_t alias_nodes;
 	bool failed;
@@ -66,11 +67,11 @@ static size_t subtree_size(const struct ynode *n, size_t budget)
 
 static void attach(struct builder *b, struct ynode *n)
 {
-	if (!b->stack.n) {
+	if (!b->depth) {
 		b->root = n;
 		return;
 	}
-	struct frame *f = b->stack.v[b->stack.n - 1];
+	struct frame *f = b->stack.v[b->depth - 1];
 	ptrvec_push(&f->kids, n);
 }
 
@@ -89,36 +90,52 @@ static void remember_anchor(struct builder *b, const yaml_char_t *anchor, struct
 		strmap_put(&b->anchors, arena_strdup(&b->arena, (const char *)anchor), n);
 }
 
-/* Keys must be unique scalars: a repeated key would silently override the first. */
+/* Keys must be unique scalars: a repeated key would silently override the first. Each offending
+ * pair is reported and dropped, so readers see every key once. */
 static void check_mapping(struct builder *b, struct ynode *m)
 {
+	struct strmap seen = { 0 };
+	bool use_map = m->n > 16;  /* the linear scan is quadratic in the keys of a mapping */
+	uint32_t kept = 0;
 	for (uint32_t i = 0; i < m->n; i++) {
 		struct ynode *k = ymap_key(m, i);
+		struct mark w = at(b, k->line, k->col);
 		if (k->type != YN_SCALAR) {
-			struct mark w = at(b, k->line, k->col);
+			/* readers take keys as strings: a document with another key is not read at all */
 			diag_error(b->d, &w, "mapping keys must be plain strings");
+			b->failed = true;
 			continue;
 		}
 		if (k->plain && !strcmp(k->str, "<<")) {
-			struct mark w = at(b, k->line, k->col);
 			diag_error(b->d, &w, "YAML merge keys (<<) are not supported: write the fields out");
 			continue;
 		}
-		for (uint32_t j = 0; j < i; j++) {
-			struct ynode *p = ymap_key(m, j);
-			if (p->type == YN_SCALAR && !strcmp(p->str, k->str)) {
-				struct mark w = at(b, k->line, k->col);
-				diag_error(b->d, &w, "duplicate key \"%s\" (first at line %u column %u)", k->str,
-					   p->line, p->col);
-				break;
-			}
+		const struct ynode *first = NULL;
+		if (use_map) {
+			first = strmap_get(&seen, k->str);
+			if (!first)
+				strmap_put(&seen, k->str, k);
+		} else {
+			for (uint32_t j = 0; j < kept && !first; j++)
+				if (!strcmp(ymap_key(m, j)->str, k->str))
+					first = ymap_key(m, j);
 		}
+		if (first) {
+			diag_error(b->d, &w, "duplicate key \"%s\" (first at line %u column %u)", k->str, first->line,
+				   first->col);
+			continue;
+		}
+		m->items[2 * kept] = k;
+		m->items[2 * kept + 1] = ymap_val(m, i);
+		kept++;
 	}
+	m->n = kept;
+	strmap_free(&seen);
 }
 
 static void close_frame(struct builder *b)
 {
-	struct frame *f = b->stack.v[--b->stack.n];
+	struct frame *f = b->stack.v[--b->depth];
 	struct ynode *n = f->node;
 	size_t count = f->kids.n;
 	n->items = arena_alloc(&b->arena, (count ? count : 1) * sizeof(*n->items));
@@ -128,33 +145,40 @@ static void close_frame(struct builder *b)
 	if (n->type == YN_MAP)
 		check_mapping(b, n);
 	if (f->anchor)
-		remember_anchor(b, (const yaml_char_t *)f->anchor, n);
-	ptrvec_free(&f->kids);
-	free(f->anchor);
-	free(f);
+		strmap_put(&b->anchors, f->anchor, n);
 	attach(b, n);
 }
 
+/* Frames and their child lists are kept for the next collection: no malloc per collection. */
 static void open_frame(struct builder *b, uint8_t type, const yaml_event_t *ev, const yaml_char_t *anchor)
 {
-	struct frame *f = calloc(1, sizeof(*f));
-	if (!f)
-		abort();
+	if (b->depth == b->stack.n) {
+		struct frame *f = calloc(1, sizeof(*f));
+		if (!f)
+			abort();
+		ptrvec_push(&b->stack, f);
+	}
+	struct frame *f = b->stack.v[b->depth++];
+	f->kids.n = 0;
 	f->node = new_node(b, type, &ev->start_mark);
-	f->anchor = anchor ? strdup((const char *)anchor) : NULL;
-	ptrvec_push(&b->stack, f);
+	f->anchor = anchor ? arena_strdup(&b->arena, (const char *)anchor) : NULL;
+}
+
+static void free_frames(struct builder *b)
+{
+	for (size_t i = 0; i < b->stack.n; i++) {
+		struct frame *f = b->stack.v[i];
+		ptrvec_free(&f->kids);
+		free(f);
+	}
+	ptrvec_free(&b->stack);
 }
 
 static void reset_document(struct builder *b)
 {
-	while (b->stack.n) {
-		struct frame *f = b->stack.v[--b->stack.n];
-		ptrvec_free(&f->kids);
-		free(f->anchor);
-		free(f);
-	}
+	b->depth = 0;
 	strmap_free(&b->anchors);
-	arena_free(&b->arena);
+	arena_reset(&b->arena);
 	b->root = NULL;
 	b->alias_nodes = 0;
 }
@@ -171,6 +195,11 @@ static void handle_event(struct builder *b, yaml_event_t *ev)
 		if (ev->data.scalar.tag && !ev->data.scalar.plain_implicit && !ev->data.scalar.quoted_implicit) {
 			struct mark w = at(b, n->line, n->col);
 			diag_error(b->d, &w, "YAML tags (%s) are not supported", (const char *)ev->data.scalar.tag);
+		}
+		/* an escaped \0 would cut the string short everywhere it is compared or printed */
+		if (memchr(n->str, 0, n->len)) {
+			struct mark w = at(b, n->line, n->col);
+			diag_error(b->d, &w, "a NUL character (\\0) in a string is not supported");
 		}
 		remember_anchor(b, ev->data.scalar.anchor, n);
 		attach(b, n);
@@ -290,6 +319,8 @@ size_t yaml_each_document(const unsigned char *buf, size_t len, const struct mar
 			break;
 	}
 	reset_document(&b);
+	arena_free(&b.arena);
+	free_frames(&b);
 	yaml_parser_delete(&parser);
 	return docs;
 }

@@ -1,0 +1,35 @@
+// SPDX-License-Identifier: MIT
+/* libFuzzer target for the YAML front end: one input file through the whole compiler and both
+ * printers. Any crash, leak or sanitizer report is a bug. */
+#include <stdint.h>
+#include <stdio.h>
+
+#include "compile.h"
+#include "plan_print.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static FILE *null_out;
+	if (!null_out)
+		null_out = fopen("/dev/null", "w");
+	/* -v always (its listing reads names too); -n on inputs of odd length, so both paths run */
+	struct compile_opts o = { .skipped_log = null_out };
+	if (size & 1) {
+		o.namespace = "default";
+		o.namespace_forced = true;
+	}
+	struct compile_input in = { .name = "fuzz.yaml", .buf = data, .len = size };
+	struct plan plan;
+	struct diags d = { 0 };
+	struct compile_stats st;
+	if (compile_plan(&o, &in, 1, &plan, &d, &st) == 0) {
+		plan_print_text(&plan, null_out);
+		plan_print_json(&plan, null_out);
+		plan_free(&plan);
+	} else {
+		diags_print(&d, null_out);
+		diags_print_json(&d, null_out);
+	}
+	diags_free(&d);
+	return 0;
+}

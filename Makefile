@@ -88,8 +88,12 @@ $(BUILD)/fuzz_yaml: tests/fuzz/fuzz_yaml.c $(COMPILER_SRCS) $(HEADERS) | $(BUILD
 		tests/fuzz/fuzz_yaml.c $(COMPILER_SRCS) -o $@ -lyaml -lm
 fuzz: $(BUILD)/fuzz_yaml
 	@mkdir -p $(BUILD)/fuzz-corpus
-	$(BUILD)/fuzz_yaml -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -timeout=10 -rss_limit_mb=2048 \
-		-print_final_stats=1 -artifact_prefix=$(BUILD)/fuzz- $(BUILD)/fuzz-corpus tests/fuzz/seeds
+	@echo "fuzz: $(BUILD)/fuzz_yaml for $(FUZZ_SECONDS) s, log in $(BUILD)/fuzz.log"
+	@if $(BUILD)/fuzz_yaml -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -timeout=10 -rss_limit_mb=2048 \
+		-print_final_stats=1 -artifact_prefix=$(BUILD)/fuzz- $(BUILD)/fuzz-corpus tests/fuzz/seeds \
+		> $(BUILD)/fuzz.log 2>&1; then \
+		grep -E '^stat::(number_of_executed_units|peak_rss_mb)' $(BUILD)/fuzz.log; echo "fuzz: no crash, leak or sanitizer report"; \
+	else tail -60 $(BUILD)/fuzz.log; echo "fuzz: FAILED, the input is in $(BUILD)/fuzz-*"; exit 1; fi
 
 # The Istio lab's rollout on the mini-cluster, in under a minute (root).
 demo: deps

@@ -19,7 +19,11 @@ run() { printf '$ %s\n' "$*"; "$@"; }
 # traffic WEIGHTS: REQUESTS requests from the client pod, a bar per version beside its weight.
 traffic() {
 	local out total v count pct weight bar
-	out=$(loadgen_in client --target $VIP:8080 -n "$REQUESTS" -c 4 -o json)
+	# in the background and waited for, so Ctrl-C runs the teardown at once (bash defers traps
+	# while a foreground child runs)
+	loadgen_in client --target $VIP:8080 -n "$REQUESTS" -c 4 -o json > "$CLUSTER_DIR/traffic.json" &
+	wait $!
+	out=$(cat "$CLUSTER_DIR/traffic.json")
 	total=$(jq -r '.ok + .failed' <<<"$out")
 	printf '%s requests to purchase-history (%s:8080) from the client pod:\n' "$total" "$VIP"
 	for v in v1 v2; do

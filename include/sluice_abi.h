@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The ABI between the BPF data plane (bpf/sluice.bpf.c) and the map writer
- * (loader/dataplane.c): map keys, values, limits and pin names. One header,
+ * The ABI between the BPF data plane (bpf/sluice.bpf.c socket mode,
+ * bpf/sluice_tc.bpf.c TC mode) and the map writer (loader/dataplane.c): map
+ * keys, values, limits and pin names. One header,
  * included from both sides; only fixed-width types and explicit padding, and a
  * size assertion on every struct, so a key built on one side matches the other
  * byte for byte (uninitialised padding would make lookups miss).
@@ -45,6 +46,8 @@
 #define SLUICE_PIN_MAPS "maps"
 #define SLUICE_PIN_PROGS "progs"
 #define SLUICE_PIN_LINKS "links"
+/* TC links are pinned per interface: links/sluice_tc_ingress@eth0, links/sluice_tc_egress@eth0. */
+#define SLUICE_PIN_TC_PREFIX "sluice_tc_"
 
 /* An address as both sides store it: IPv4 in the first 4 bytes, the rest zero. */
 struct sluice_addr {
@@ -156,5 +159,58 @@ struct sluice_flow {
 	__u32 service_id;
 };
 SLUICE_ASSERT_SIZE(struct sluice_flow, 24);
+
+/* ---- TC mode (bpf/sluice_tc.bpf.c): per-packet translation with a conntrack ---- */
+
+#define SLUICE_TC_FLOWS_DEFAULT 65536          /* flows the conntrack holds (two entries each) */
+#define SLUICE_TC_TCP_TIMEOUT_S (24 * 3600)    /* an idle open TCP flow; kube-proxy's established timeout */
+#define SLUICE_TC_CLOSING_TIMEOUT_S 10         /* an idle TCP flow after FIN or RST */
+#define SLUICE_TC_UDP_TIMEOUT_S 60             /* an idle UDP flow */
+
+#define SLUICE_CT_FORWARD 0        /* client -> service address (VIP or gateway address) */
+#define SLUICE_CT_REVERSE 1        /* endpoint -> client */
+
+/* Key of `tc_flows`: one packet's 5-tuple as it appears on the wire in that direction. */
+struct sluice_ct_key {
+	struct sluice_addr src;
+	struct sluice_addr dst;
+	__be16 sport;
+	__be16 dport;
+	__u8 protocol;             /* IPPROTO_TCP or IPPROTO_UDP */
+	__u8 family;               /* SLUICE_AF_INET or SLUICE_AF_INET6 */
+	__u8 direction;            /* SLUICE_CT_FORWARD or SLUICE_CT_REVERSE */
+	__u8 pad;
+};
+SLUICE_ASSERT_SIZE(struct sluice_ct_key, 40);
+
+#define SLUICE_CT_CLOSING 1        /* a FIN or RST was seen: the flow ages in SLUICE_TC_CLOSING_TIMEOUT_S;
+                                      a SYN with a new sequence number opens a new flow on its ports */
+
+/* Value of `tc_flows`: where this direction's packets are rewritten to. */
+struct sluice_ct {
+	struct sluice_addr addr;   /* forward: the endpoint (new destination); reverse: the service address (new source) */
+	__be16 port;
+	__u8 flags;                /* SLUICE_CT_* */
+	__u8 pad;
+	__u32 service_id;          /* the service key the flow was routed by */
+	__be32 syn_seq;            /* forward, TCP: the opening SYN's sequence number (a retransmission repeats it) */
+	__u32 pad2;
+	__u64 last_seen;           /* bpf_ktime_get_coarse_ns() of a recent packet, refreshed at most once a second */
+};
+SLUICE_ASSERT_SIZE(struct sluice_ct, 40);
+
+/* Indexes of `tc_stats` (PERCPU_ARRAY of __u64): what the TC programs did with packets. */
+enum sluice_tc_stat {
+	SLUICE_TC_NEW_FLOWS,       /* flows routed to an endpoint */
+	SLUICE_TC_FORWARD,         /* packets rewritten client -> endpoint */
+	SLUICE_TC_REPLIES,         /* packets rewritten endpoint -> client */
+	SLUICE_TC_ICMP,            /* ICMP errors about a translated flow, rewritten */
+	SLUICE_TC_REFUSED,         /* empty share: answered with TCP RST or ICMP port unreachable */
+	SLUICE_TC_UNKNOWN_FLOW,    /* TCP non-SYN to a service with no flow entry: answered with RST */
+	SLUICE_TC_FRAGMENTS,       /* IP fragments (and IPv6 extension headers): passed untranslated */
+	SLUICE_TC_MALFORMED,       /* truncated or inconsistent headers: passed untranslated */
+	SLUICE_TC_ERRORS,          /* a rewrite helper failed: packet dropped rather than half-rewritten */
+	SLUICE_TC_STATS,
+};
 
 #endif

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The map writer of the socket-mode data plane (bpf/sluice.bpf.c).
+ * The map writer of the data plane: socket mode (bpf/sluice.bpf.c) and TC mode
+ * (bpf/sluice_tc.bpf.c) read the same routing maps.
  *
  * Every service record exists twice, once per side of a double buffer; the
  * programs read `active` once per connection and use side generation & 1.
@@ -14,6 +15,13 @@
  *   5. replay the same record edits on that side, so both sides are equal;
  *   6. delete endpoint revisions and counters nothing references any more.
  * Map writes are proportional to the change, never to the number of services.
+ *
+ * Two BPF objects, one set of maps: the socket object is loaded first and pins
+ * its maps; the TC object declares the same routing maps (bpf/sluice.bpf.h) and
+ * libbpf reuses them through those pins, so one apply and one switch serve
+ * both modes. Two objects rather than one because a skeleton loads all of its
+ * programs: socket mode alone (no --tc) then loads no packet program, and the
+ * TC programs attach to interfaces with their own link pins.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -23,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -31,6 +40,8 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <linux/magic.h>
+#include <net/if.h>
+#include <net/if_arp.h>
 #include <netinet/in.h>
 
 #include <bpf/bpf.h>
@@ -39,6 +50,7 @@
 #include "sluice_abi.h"
 #include "dataplane.h"
 #include "sluice.skel.h"
+#include "sluice_tc.skel.h"
 
 _Static_assert(SLUICE_AF_INET == AF_INET && SLUICE_AF_INET6 == AF_INET6, "address family numbers");
 _Static_assert(SLUICE_LB_ROUND_ROBIN == PLAN_LB_ROUND_ROBIN && SLUICE_LB_RANDOM == PLAN_LB_RANDOM, "lb modes");
@@ -47,6 +59,11 @@ _Static_assert(SLUICE_MAX_ENDPOINTS == PLAN_MAX_ENDPOINTS, "endpoints per destin
 
 #define DEFAULT_BPFFS "/sys/fs/bpf"
 #define RANDOM_WEIGHT_LIMIT (1u << 31)   /* total of the reduced weights RANDOM draws against */
+
+/* tcx (6.6+): libbpf 1.1 and the 6.1 UAPI headers of Debian 12 predate them; the kernel's numbers. */
+#define TCX_INGRESS 46              /* BPF_TCX_INGRESS */
+#define TCX_EGRESS 47               /* BPF_TCX_EGRESS */
+#define LINK_TYPE_TCX 11            /* BPF_LINK_TYPE_TCX */
 
 /* One service record as the bookkeeping knows it: what a side of `services` holds for one VIP. */
 struct svc_state {
@@ -71,6 +88,9 @@ struct dataplane {
 	struct sluice_bpf *skel;
 	struct bpf_link *links[16];
 	size_t n_links;
+	struct sluice_tc_bpf *tc_skel;  /* NULL: no TC mode */
+	int tc_links[2 * DATAPLANE_MAX_TC_IFACES];   /* pinned tcx links: they stay attached after close */
+	size_t n_tc_links;
 	int fd_active, fd_services, fd_endpoints, fd_counters, fd_rr_state, fd_barrier, fd_barrier_inner;
 	uint64_t generation;
 	uint32_t next_revision;
@@ -341,10 +361,30 @@ static bool svc_same_routing(const struct svc_state *a, const struct svc_state *
 }
 
 /*
- * Fills s (whose slots buffer holds SLUICE_MAX_DESTINATIONS * SLUICE_MAX_ENDPOINTS)
- * with the record of one VIP of the service: the endpoints of the VIP's family.
+ * A plan service's addresses, each one record: its VIPs on its port, then its
+ * gateway addresses on the gateway port.
  */
-static int svc_fill(const struct plan_service *ps, const struct plan_addr *vip, struct svc_state *s)
+static size_t svc_n_addrs(const struct plan_service *ps)
+{
+	return ps->n_vips + ps->n_gateway_addrs;
+}
+
+static const struct plan_addr *svc_addr(const struct plan_service *ps, size_t j, uint16_t *port)
+{
+	if (j < ps->n_vips) {
+		*port = ps->port;
+		return &ps->vips[j];
+	}
+	*port = ps->gateway_port;
+	return &ps->gateway_addrs[j - ps->n_vips];
+}
+
+/*
+ * Fills s (whose slots buffer holds SLUICE_MAX_DESTINATIONS * SLUICE_MAX_ENDPOINTS)
+ * with the record of one address of the service (a VIP or a gateway address)
+ * on port: the endpoints of the address's family.
+ */
+static int svc_fill(const struct plan_service *ps, const struct plan_addr *vip, uint16_t port, struct svc_state *s)
 {
 	char a[INET6_ADDRSTRLEN];
 	const char *name = ps->name ? ps->name : "?";
@@ -359,16 +399,16 @@ static int svc_fill(const struct plan_service *ps, const struct plan_addr *vip, 
 		       ns, name, ps->protocol);
 		return -EINVAL;
 	}
-	if (ps->port == 0 || ps->n_destinations == 0 || ps->n_destinations > SLUICE_MAX_DESTINATIONS) {
+	if (port == 0 || ps->n_destinations == 0 || ps->n_destinations > SLUICE_MAX_DESTINATIONS) {
 		errorf("service %s/%s port %u: %zu destinations (allowed 1..%d) or port 0",
-		       ns, name, ps->port, ps->n_destinations, SLUICE_MAX_DESTINATIONS);
+		       ns, name, port, ps->n_destinations, SLUICE_MAX_DESTINATIONS);
 		return -EINVAL;
 	}
 	if (ps->lb != PLAN_LB_ROUND_ROBIN && ps->lb != PLAN_LB_RANDOM) {
 		errorf("service %s/%s: unknown load-balancing mode %d", ns, name, (int)ps->lb);
 		return -EINVAL;
 	}
-	if (make_key(vip, ps->port, ps->protocol, &s->key)) {
+	if (make_key(vip, port, ps->protocol, &s->key)) {
 		errorf("service %s/%s: VIP of address family %u; hint: only AF_INET and AF_INET6", ns, name,
 		       vip->family);
 		return -EINVAL;
@@ -696,7 +736,12 @@ int dataplane_apply(struct dataplane *dp, const struct plan *plan, uint64_t *gen
 			errorf("service %s/%s: %zu VIPs, at most one per family", ps->namespace, ps->name, ps->n_vips);
 			return -EINVAL;
 		}
-		cap += ps->n_vips;
+		if (ps->n_gateway_addrs > PLAN_MAX_GATEWAY_ADDRS) {
+			errorf("service %s/%s: %zu gateway addresses, at most %d", ps->namespace, ps->name,
+			       ps->n_gateway_addrs, PLAN_MAX_GATEWAY_ADDRS);
+			return -EINVAL;
+		}
+		cap += svc_n_addrs(ps);
 	}
 	scratch.slots = malloc(SLUICE_MAX_DESTINATIONS * SLUICE_MAX_ENDPOINTS * sizeof(*scratch.slots));
 	next = calloc(cap ? cap : 1, sizeof(*next));
@@ -711,9 +756,11 @@ int dataplane_apply(struct dataplane *dp, const struct plan *plan, uint64_t *gen
 	dp->stamp++;
 	for (size_t i = 0; i < plan->n_services; i++) {
 		const struct plan_service *ps = &plan->services[i];
-		for (size_t j = 0; j < ps->n_vips; j++) {
+		for (size_t j = 0; j < svc_n_addrs(ps); j++) {
 			struct svc_state *old;
-			if ((err = svc_fill(ps, &ps->vips[j], &scratch)))
+			uint16_t port;
+			const struct plan_addr *addr = svc_addr(ps, j, &port);
+			if ((err = svc_fill(ps, addr, port, &scratch)))
 				goto out;
 			/* Plans come sorted, so the next service is usually the one after the last match. */
 			if (cursor < dp->n_svcs && key_eq(&dp->svcs[cursor]->key, &scratch.key))
@@ -904,7 +951,8 @@ done:
 		*generation = dp->generation;
 out:
 	if (err == -EEXIST)
-		errorf("the plan routes one VIP, port and protocol twice; hint: the compiler should have merged them");
+		errorf("the plan routes one address (VIP or gateway address), port and protocol twice; "
+		       "hint: the compiler should have merged them");
 	for (size_t i = 0; next && i < n_next; i++)
 		if (what[i] != SAME)
 			svc_free(next[i]);
@@ -1106,6 +1154,275 @@ static int attach_programs(struct dataplane *dp, const char *dir, int cg_fd, uin
 	return 0;
 }
 
+/* ---- TC mode ---- */
+
+static void tc_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void tc_note(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	fputs("sluiced: tc: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+}
+
+/* The index of an Ethernet-like interface of this network namespace. */
+static int tc_ifindex(const char *ifname, int *ifindex)
+{
+	struct ifreq ifr;
+	unsigned int idx;
+	int sk, err = 0;
+
+	if (!ifname || !*ifname || strlen(ifname) >= IFNAMSIZ || strpbrk(ifname, "/@ ")) {
+		errorf("'%s' is not an interface name; hint: --tc IFACE[,IFACE...], e.g. --tc eth0", ifname ? ifname : "");
+		return -EINVAL;
+	}
+	idx = if_nametoindex(ifname);
+	if (!idx) {
+		errorf("no interface %s in sluiced's network namespace; hint: 'ip link' lists them", ifname);
+		return -ENODEV;
+	}
+	memset(&ifr, 0, sizeof(ifr));
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", ifname);
+	sk = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (sk < 0 || ioctl(sk, SIOCGIFHWADDR, &ifr))
+		err = -errno;
+	if (sk >= 0)
+		close(sk);
+	if (err) {
+		errorf("cannot read the link type of %s: %s", ifname, strerror(-err));
+		return err;
+	}
+	if (ifr.ifr_hwaddr.sa_family != ARPHRD_ETHER) {
+		errorf("interface %s is not Ethernet-like (link type %u): the TC programs read an Ethernet header; "
+		       "hint: attach to the node's uplink or to the pods' veths", ifname, ifr.ifr_hwaddr.sa_family);
+		return -EOPNOTSUPP;
+	}
+	*ifindex = (int)idx;
+	return 0;
+}
+
+static bool tc_iface_wanted(const struct dataplane_opts *o, const char *pin_name)
+{
+	const char *at = strchr(pin_name, '@');
+
+	for (size_t i = 0; at && i < o->n_tc_ifaces; i++)
+		if (!strcmp(at + 1, o->tc_ifaces[i]))
+			return true;
+	return false;
+}
+
+/* Detaches and unpins the TC links of interfaces not wanted (all of them when keep_wanted is false). */
+static void tc_prune_links(const struct dataplane_opts *o, bool keep_wanted)
+{
+	char dir[PATH_MAX], path[PATH_MAX];
+	struct dirent *de;
+	DIR *d;
+
+	if (join(dir, o->bpffs_dir, SLUICE_PIN_LINKS, NULL) || !(d = opendir(dir)))
+		return;
+	while ((de = readdir(d))) {
+		if (strncmp(de->d_name, SLUICE_PIN_TC_PREFIX, strlen(SLUICE_PIN_TC_PREFIX)) ||
+		    (keep_wanted && tc_iface_wanted(o, de->d_name)) || join(path, dir, de->d_name, NULL))
+			continue;
+		int fd = bpf_obj_get(path);
+		if (fd >= 0) {
+			bpf_link_detach(fd);
+			close(fd);
+		}
+		unlink(path);
+		tc_note("detached %s: the interface is not in --tc", de->d_name);
+	}
+	closedir(d);
+}
+
+/* TC mode off: its links, programs and own maps (the flow table) go; the shared maps stay. */
+static void tc_remove(struct dataplane *dp, const struct dataplane_opts *o)
+{
+	char path[PATH_MAX];
+	struct sluice_tc_bpf *tc;
+	struct bpf_program *prog;
+	struct bpf_map *map;
+
+	tc_prune_links(o, false);
+	tc = sluice_tc_bpf__open();
+	if (!tc)
+		return;
+	bpf_object__for_each_program(prog, tc->obj)
+		if (!join(path, o->bpffs_dir, SLUICE_PIN_PROGS, bpf_program__name(prog)))
+			unlink(path);
+	bpf_object__for_each_map(map, tc->obj)
+		if (!bpf_map__is_internal(map) && !bpf_object__find_map_by_name(dp->skel->obj, bpf_map__name(map)) &&
+		    !join(path, o->bpffs_dir, SLUICE_PIN_MAPS, bpf_map__name(map)))
+			unlink(path);
+	sluice_tc_bpf__destroy(tc);
+}
+
+/* Attaches prog to one side of an interface with a pinned tcx link, or swaps it into the link already there. */
+static int tc_attach_one(struct dataplane *dp, const char *dir, const char *ifname, int ifindex,
+			 struct bpf_program *prog, int attach_type)
+{
+	char name[128], path[PATH_MAX];
+	int fd, err;
+
+	snprintf(name, sizeof(name), "%s@%s", bpf_program__name(prog), ifname);
+	if ((err = join(path, dir, SLUICE_PIN_LINKS, name)))
+		return err;
+	fd = bpf_obj_get(path);
+	if (fd >= 0) {
+		struct bpf_link_info info;
+		__u32 len = sizeof(info);
+
+		memset(&info, 0, sizeof(info));
+		/* info.xdp.ifindex: tcx's ifindex sits at the same place, and the 6.1 headers have no tcx member */
+		if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0 && info.type == LINK_TYPE_TCX &&
+		    (int)info.xdp.ifindex == ifindex) {
+			/* Atomic: the hook never runs without a program. */
+			if (bpf_link_update(fd, bpf_program__fd(prog), NULL)) {
+				err = -errno;
+				errorf("cannot swap the new %s program into %s: %s", bpf_program__name(prog), path,
+				       strerror(-err));
+				close(fd);
+				return err;
+			}
+			dp->tc_links[dp->n_tc_links++] = fd;
+			return 0;
+		}
+		/* The interface was deleted (its link is defunct) or recreated under the same name. */
+		bpf_link_detach(fd);
+		close(fd);
+		unlink(path);
+	}
+	fd = bpf_link_create(bpf_program__fd(prog), ifindex, attach_type, NULL);
+	if (fd < 0) {
+		err = -errno;
+		errorf("cannot attach %s to %s: %s; hint: TC mode needs tcx links (Linux 6.6+)", bpf_program__name(prog),
+		       ifname, strerror(-err));
+		return err;
+	}
+	dp->tc_links[dp->n_tc_links++] = fd;
+	if (bpf_obj_pin(fd, path)) {
+		err = -errno;
+		errorf("cannot pin %s: %s", path, strerror(-err));
+		return err;
+	}
+	return 0;
+}
+
+/* The TC options, checked before anything is created: interfaces exist, are Ethernet-like, once each. */
+static int tc_check(const struct dataplane_opts *o, int ifindex[DATAPLANE_MAX_TC_IFACES])
+{
+	int err;
+
+	if (o->n_tc_ifaces > DATAPLANE_MAX_TC_IFACES) {
+		errorf("%zu interfaces for TC mode, at most %d", o->n_tc_ifaces, DATAPLANE_MAX_TC_IFACES);
+		return -E2BIG;
+	}
+	if (o->n_tc_ifaces && !o->tc_ifaces)
+		return -EINVAL;
+	for (size_t i = 0; i < o->n_tc_ifaces; i++) {
+		if ((err = tc_ifindex(o->tc_ifaces[i], &ifindex[i])))
+			return err;
+		for (size_t j = 0; j < i; j++)
+			if (ifindex[j] == ifindex[i]) {
+				errorf("interface %s is given twice to --tc", o->tc_ifaces[i]);
+				return -EINVAL;
+			}
+	}
+	if (o->tc_flows > (1u << 26)) {
+		errorf("a flow table of %u flows is too large (at most %u); hint: the default is %d", o->tc_flows,
+		       1u << 26, SLUICE_TC_FLOWS_DEFAULT);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/*
+ * Loads the TC object over the shared maps' pins, attaches it to the wanted
+ * interfaces and detaches it from the others; with no interface (and no
+ * tc_load) removes TC mode. Called after the socket object pinned its maps.
+ */
+static int tc_open(struct dataplane *dp, const struct dataplane_opts *o)
+{
+	int ifindex[DATAPLANE_MAX_TC_IFACES];
+	char path[PATH_MAX];
+	struct bpf_program *prog;
+	struct bpf_map *map;
+	uint64_t entries;
+	bool adopt = false;
+	int err;
+
+	if (!o->n_tc_ifaces && !o->tc_load) {
+		tc_remove(dp, o);
+		return 0;
+	}
+	if ((err = tc_check(o, ifindex)))
+		return err;
+	entries = 2ull * (o->tc_flows ? o->tc_flows : SLUICE_TC_FLOWS_DEFAULT);
+	dp->tc_skel = sluice_tc_bpf__open();
+	if (!dp->tc_skel) {
+		err = -errno;
+		errorf("cannot open the TC BPF object: %s", strerror(-err));
+		return err;
+	}
+	bpf_object__for_each_map(map, dp->tc_skel->obj) {
+		if (bpf_map__is_internal(map))
+			continue;
+		if ((err = join(path, o->bpffs_dir, SLUICE_PIN_MAPS, bpf_map__name(map))) ||
+		    (err = bpf_map__set_pin_path(map, path)))
+			return err;
+	}
+	/* A pinned flow table keeps its size: replacing it would drop every flow in progress. */
+	if (!join(path, o->bpffs_dir, SLUICE_PIN_MAPS, bpf_map__name(dp->tc_skel->maps.tc_flows))) {
+		int fd = bpf_obj_get(path);
+		adopt = fd >= 0;
+		if (fd >= 0) {
+			struct bpf_map_info info;
+			__u32 len = sizeof(info);
+			memset(&info, 0, sizeof(info));
+			if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0 && info.max_entries != entries) {
+				if (o->tc_flows)
+					tc_note("the pinned flow table holds %u flows, kept; --tc-flows %u takes effect "
+						"after sluiced --uninstall", info.max_entries / 2, o->tc_flows);
+				entries = info.max_entries;
+			}
+			close(fd);
+		}
+	}
+	if ((err = bpf_map__set_max_entries(dp->tc_skel->maps.tc_flows, (__u32)entries)))
+		return err;
+	if ((err = sluice_tc_bpf__load(dp->tc_skel))) {
+		if (adopt)
+			errorf("the TC maps pinned under %s do not fit this build of the data plane: %s; "
+			       "hint: sluiced --uninstall, then start again (flows in progress are reset)", o->bpffs_dir,
+			       strerror(-err));
+		else
+			errorf("loading the TC data plane failed: %s; hint: rerun with --verbose for the verifier log",
+			       strerror(-err));
+		return err;
+	}
+	bpf_object__for_each_program(prog, dp->tc_skel->obj) {
+		if ((err = join(path, o->bpffs_dir, SLUICE_PIN_PROGS, bpf_program__name(prog))))
+			return err;
+		unlink(path);
+		if ((err = bpf_program__pin(prog, path))) {
+			errorf("cannot pin %s: %s", path, strerror(-err));
+			return err;
+		}
+	}
+	for (size_t i = 0; i < o->n_tc_ifaces; i++) {
+		if ((err = tc_attach_one(dp, o->bpffs_dir, o->tc_ifaces[i], ifindex[i],
+					 dp->tc_skel->progs.sluice_tc_ingress, TCX_INGRESS)) ||
+		    (err = tc_attach_one(dp, o->bpffs_dir, o->tc_ifaces[i], ifindex[i],
+					 dp->tc_skel->progs.sluice_tc_egress, TCX_EGRESS)))
+			return err;
+	}
+	tc_prune_links(o, true);
+	return 0;
+}
+
 /* Rebuilds the bookkeeping from the maps alone: the active side is the truth. */
 static int rebuild(struct dataplane *dp)
 {
@@ -1217,7 +1534,8 @@ int dataplane_open(const struct dataplane_opts *o, struct dataplane **out)
 		return -EINVAL;
 	*out = NULL;
 	libbpf_set_print(o->verbose ? libbpf_verbose : libbpf_quiet);
-	if ((err = open_cgroup(o, &cg_fd, &cg_id)))
+	int tc_ifindexes[DATAPLANE_MAX_TC_IFACES];
+	if ((err = tc_check(o, tc_ifindexes)) || (err = open_cgroup(o, &cg_fd, &cg_id)))
 		return err;
 	if ((err = prepare_bpffs(o->bpffs_dir)) || (err = join(path, o->bpffs_dir, SLUICE_PIN_MAPS, "active")))
 		goto cleanup;
@@ -1269,7 +1587,7 @@ int dataplane_open(const struct dataplane_opts *o, struct dataplane **out)
 		errorf("cannot create the grace-period map: %s", strerror(-err));
 		goto cleanup;
 	}
-	if ((err = attach_programs(dp, o->bpffs_dir, cg_fd, cg_id)))
+	if ((err = attach_programs(dp, o->bpffs_dir, cg_fd, cg_id)) || (err = tc_open(dp, o)))
 		goto cleanup;
 	if (adopt && (err = rebuild(dp)))
 		goto cleanup;
@@ -1295,32 +1613,37 @@ int dataplane_endpoint_connections(struct dataplane *dp, const struct plan_servi
 	struct sluice_service_key k;
 	struct sluice_counter_key ck;
 	struct sluice_endpoint e;
-	struct svc_state *s = NULL;
-	uint64_t *v;
+	uint64_t *v, sum = 0;
 	int err = -ENOENT;
 
 	if (!dp || !svc || !ep || !count)
 		return -EINVAL;
-	for (size_t i = 0; i < svc->n_vips && i < 2 && !s; i++)
-		if (svc->vips[i].family == ep->addr.family && make_key(&svc->vips[i], svc->port, svc->protocol, &k) == 0)
-			s = index_get(&dp->index, &k);
-	if (!s)
-		return -ENOENT;
+	if (svc->n_vips > 2 || svc->n_gateway_addrs > PLAN_MAX_GATEWAY_ADDRS)
+		return -EINVAL;
 	memset(&e, 0, sizeof(e));
 	memcpy(e.addr.bytes, ep->addr.addr, ep->addr.family == AF_INET ? 4 : 16);
 	e.port = htons(ep->port);
 	e.family = ep->addr.family;
-	counter_key(s->id, &e, &ck);
 	v = calloc(dp->ncpus, sizeof(*v));
 	if (!v)
 		return -ENOMEM;
-	if (bpf_map_lookup_elem(dp->fd_counters, &ck, v) == 0) {
-		*count = 0;
-		for (int i = 0; i < dp->ncpus; i++)
-			*count += v[i];
-		err = 0;
+	for (size_t j = 0; j < svc_n_addrs(svc); j++) {
+		uint16_t port;
+		const struct plan_addr *addr = svc_addr(svc, j, &port);
+		struct svc_state *s;
+		if (addr->family != ep->addr.family || make_key(addr, port, svc->protocol, &k) ||
+		    !(s = index_get(&dp->index, &k)))
+			continue;
+		counter_key(s->id, &e, &ck);
+		if (bpf_map_lookup_elem(dp->fd_counters, &ck, v) == 0) {
+			for (int i = 0; i < dp->ncpus; i++)
+				sum += v[i];
+			err = 0;
+		}
 	}
 	free(v);
+	if (!err)
+		*count = sum;
 	return err;
 }
 
@@ -1332,6 +1655,9 @@ void dataplane_close(struct dataplane *dp)
 		bpf_link__disconnect(dp->links[i]);   /* pinned: stays attached after we let go */
 		bpf_link__destroy(dp->links[i]);
 	}
+	for (size_t i = 0; i < dp->n_tc_links; i++)
+		close(dp->tc_links[i]);     /* pinned: stays attached */
+	sluice_tc_bpf__destroy(dp->tc_skel);
 	sluice_bpf__destroy(dp->skel);
 	if (dp->fd_barrier_inner >= 0)
 		close(dp->fd_barrier_inner);

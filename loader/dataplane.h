@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The socket-mode data plane: loads bpf/sluice.bpf.c, attaches it to a cgroup
- * with BPF links, pins everything under a bpffs directory, and writes routing
- * plans into its maps with one atomic generation switch per apply.
+ * The data plane: loads bpf/sluice.bpf.c (socket mode) and attaches it to a
+ * cgroup, and optionally bpf/sluice_tc.bpf.c (TC mode) on network interfaces,
+ * all with BPF links; pins everything under a bpffs directory, and writes
+ * routing plans into the shared maps with one atomic generation switch per
+ * apply.
  */
 #ifndef SLUICE_DATAPLANE_H
 #define SLUICE_DATAPLANE_H
@@ -19,7 +21,20 @@ struct dataplane_opts {
 	const char *cgroup_path;    /* cgroup v2 directory whose processes are served */
 	bool allow_cgroup_root;     /* the root of the cgroup v2 hierarchy (the whole node) is refused unless set */
 	bool verbose;               /* libbpf's messages and the verifier log on stderr */
+	/*
+	 * TC mode: interfaces (in the caller's network namespace, Ethernet-like)
+	 * whose ingress and egress get the TC programs through pinned tcx links.
+	 * The list is the wanted state: an adopted data plane is attached to the
+	 * interfaces missing, detached from those no longer listed, and TC mode
+	 * is removed altogether when the list is empty (unless tc_load).
+	 */
+	const char *const *tc_ifaces;
+	size_t n_tc_ifaces;
+	uint32_t tc_flows;          /* flows the TC conntrack holds; 0: SLUICE_TC_FLOWS_DEFAULT. A pinned table keeps its size */
+	bool tc_load;               /* load and pin the TC programs even with no interface (BPF_PROG_TEST_RUN) */
 };
+
+#define DATAPLANE_MAX_TC_IFACES 32
 
 struct dataplane_stats {
 	uint32_t services_written;  /* records added or changed (per VIP) */
@@ -49,7 +64,10 @@ int dataplane_open(const struct dataplane_opts *o, struct dataplane **out);
 int dataplane_apply(struct dataplane *dp, const struct plan *plan, uint64_t *generation,
 		    struct dataplane_stats *stats);
 
-/* Connections made to ep for svc (the VIP of ep's family), summed over CPUs. -ENOENT if not routed. */
+/*
+ * Connections (socket mode) and flows (TC mode) made to ep for svc, on its VIP
+ * and gateway addresses of ep's family, summed over CPUs. -ENOENT if not routed.
+ */
 int dataplane_endpoint_connections(struct dataplane *dp, const struct plan_service *svc,
 				   const struct plan_endpoint *ep, uint64_t *count);
 

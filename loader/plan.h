@@ -9,6 +9,7 @@
 #define PLAN_MAX_DESTINATIONS 16    /* per route */
 #define PLAN_MAX_ENDPOINTS 256      /* per subset */
 #define PLAN_MAX_SERVICES 65536     /* (service, port) entries */
+#define PLAN_MAX_GATEWAY_ADDRS 4    /* per (service, port) entry */
 
 enum plan_lb {
 	PLAN_LB_ROUND_ROBIN = 0,    /* Istio's default */
@@ -45,6 +46,17 @@ struct plan_service {
 	enum plan_lb lb;
 	struct plan_destination *destinations;
 	size_t n_destinations;
+	/*
+	 * Ingress: the same routing is also reachable on each (gateway address,
+	 * gateway_port), e.g. an Istio Gateway's address and server port. Served by
+	 * TC mode (sluiced --tc) and socket mode alike. n_vips may be 0: a route
+	 * bound to a Gateway and not to `mesh` has only these. Each (address, port,
+	 * protocol) is one data plane key: it may appear once in a plan.
+	 */
+	struct plan_addr gateway_addrs[PLAN_MAX_GATEWAY_ADDRS];
+	size_t n_gateway_addrs;
+	uint16_t gateway_port;      /* host order: the Gateway server's port number */
+	const char *gateway;        /* "namespace/name" of the Gateway, for status; NULL if none */
 };
 
 /* Services are sorted by namespace, name, port. All memory belongs to the plan. */

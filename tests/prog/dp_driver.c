@@ -15,7 +15,10 @@
  *   dp_driver generation --bpffs DIR --cgroup CG
  *   dp_driver uninstall --bpffs DIR
  *
- *   SERVICE := --service VIP:PORT/tcp|udp=rr|random DEST...
+ * Every command that opens the data plane also takes --tc IFACE[,IFACE...],
+ * --tc-flows N and --tc-load (TC mode, see dataplane_opts).
+ *
+ *   SERVICE := --service VIP:PORT/tcp|udp=rr|random DEST... [--gateway ADDR[,ADDR]:PORT]
  *   VIP     := A.B.C.D | [IPV6]      (several VIPs: VIP,VIP)
  *   DEST    := NAME:WEIGHT@EP,EP,...  (NAME:WEIGHT@ alone: a subset with no endpoint)
  *   EP      := A.B.C.D:PORT | [IPV6]:PORT
@@ -129,6 +132,7 @@ static const char *parse_service(char **argv, int argc, int i, struct plan_servi
 
 struct args {
 	struct dataplane_opts o;
+	const char *tc_ifaces[DATAPLANE_MAX_TC_IFACES + 1];
 	long times;
 	struct plan plans[2];   /* [1]: after --alt */
 };
@@ -146,6 +150,31 @@ static void parse_args(int argc, char **argv, struct args *a)
 			a->o.cgroup_path = argv[++i];
 		} else if (strcmp(argv[i], "--verbose") == 0) {
 			a->o.verbose = true;
+		} else if (strcmp(argv[i], "--tc") == 0 && i + 1 < argc) {
+			char *save = NULL, *list = strdup(argv[++i]);
+			for (char *t = strtok_r(list, ",", &save); t && a->o.n_tc_ifaces <= DATAPLANE_MAX_TC_IFACES;
+			     t = strtok_r(NULL, ",", &save))
+				a->tc_ifaces[a->o.n_tc_ifaces++] = t;
+			a->o.tc_ifaces = a->tc_ifaces;
+		} else if (strcmp(argv[i], "--tc-flows") == 0 && i + 1 < argc) {
+			a->o.tc_flows = (uint32_t)strtoul(argv[++i], NULL, 10);
+		} else if (strcmp(argv[i], "--tc-load") == 0) {
+			a->o.tc_load = true;
+		} else if (strcmp(argv[i], "--gateway") == 0 && i + 1 < argc) {
+			struct plan *p = &a->plans[which];
+			if (!p->n_services)
+				die("--gateway '%s' before any --service", argv[i + 1]);
+			struct plan_service *svc = &p->services[p->n_services - 1];
+			const char *g = argv[++i];
+			do {
+				if (svc->n_gateway_addrs == PLAN_MAX_GATEWAY_ADDRS)
+					die("too many gateway addresses in '%s'", argv[i]);
+				g = parse_addr(g, &svc->gateway_addrs[svc->n_gateway_addrs++], NULL);
+			} while (*g == ',' && g++);
+			if (*g != ':')
+				die("missing :PORT in gateway '%s'", argv[i]);
+			svc->gateway_port = (uint16_t)strtoul(g + 1, NULL, 10);
+			svc->gateway = "test/gateway";
 		} else if (strcmp(argv[i], "--times") == 0 && i + 1 < argc) {
 			a->times = strtol(argv[++i], NULL, 10);
 		} else if (strcmp(argv[i], "--alt") == 0) {

@@ -1,0 +1,182 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * What both data planes share: the routing maps the map writer
+ * (loader/dataplane.c) fills, and the per-connection choice of an endpoint.
+ * bpf/sluice.bpf.c (socket mode, at connect) and bpf/sluice_tc.bpf.c (TC
+ * mode, at a flow's first packet) include it; the loader loads the socket
+ * object first and the TC object reuses these maps through their pins, so both
+ * read one copy of every record and advance one round-robin state per service.
+ */
+#ifndef SLUICE_BPF_H
+#define SLUICE_BPF_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "sluice_abi.h"
+
+#define ECONNREFUSED 111
+#define ENOENT 2
+
+/*
+ * active: ARRAY, 1 slot. The generation readers use; side = generation & 1.
+ * Written by userspace once per apply (that write is the switch: 2-4 us
+ * measured by bench/dp_switch.c with 1 and with 10,000 services loaded), read
+ * once per connection. Only the low bit decides
+ * the side, so even a torn 8-byte write could not mix two versions.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sluice_active);
+} active SEC(".maps");
+
+/*
+ * services: HASH {VIP, port, protocol, family, side} -> whole record (1168 B:
+ * weights, 1024-slot round-robin table, endpoint slot ranges). HASH and not
+ * ARRAY: keyed by VIP, and an update replaces the value whole. NO_PREALLOC:
+ * a replaced or deleted element is freed after an RCU grace period instead of
+ * going back to a free list where a concurrent update could reuse it at once;
+ * and memory follows the number of services (2 x 1.2 kB each) rather than
+ * max_entries. Written only on the inactive side by userspace; read by
+ * connect/sendmsg and by the TC programs at a flow's first packet.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, SLUICE_MAX_SERVICE_RECORDS);
+	__type(key, struct sluice_service_key);
+	__type(value, struct sluice_service);
+} services SEC(".maps");
+
+/*
+ * endpoints: HASH {service id, revision, slot} -> address and port. Immutable
+ * once written: a changed service gets a fresh revision, so a reader still
+ * holding the previous record finds the previous endpoints; a revision is
+ * deleted only after a grace period and once no record on either side names
+ * it. NO_PREALLOC for memory (1M slots would preallocate ~100 MB). Written by
+ * userspace, read by connect/sendmsg and TC.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, SLUICE_MAX_ENDPOINT_SLOTS);
+	__type(key, struct sluice_endpoint_key);
+	__type(value, struct sluice_endpoint);
+} endpoints SEC(".maps");
+
+/*
+ * counters: PERCPU_HASH {service id, endpoint address, port} -> connections
+ * (socket mode) and flows (TC mode) made. Keyed by the endpoint itself, not
+ * its slot, so the count survives weight changes and re-applies that keep the
+ * endpoint. Per-CPU: no shared cache line on the connect path; userspace sums.
+ * Created and deleted only by userspace (BPF never inserts), so its presence
+ * also says "this endpoint is still part of this service" for sticky UDP
+ * flows (socket and TC mode).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, SLUICE_MAX_COUNTERS);
+	__type(key, struct sluice_counter_key);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+/*
+ * rr_state: ARRAY indexed by service id (17.8 MB for 131072 ids). Shared by
+ * all CPUs on purpose: one atomic fetch-add per connection makes round robin
+ * exact node-wide (of any 100 consecutive connections to an 80/20 service,
+ * exactly 80 go to v1). Zeroed by userspace when an id is (re)allocated.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SLUICE_MAX_SERVICE_IDS);
+	__type(key, __u32);
+	__type(value, struct sluice_rr_state);
+} rr_state SEC(".maps");
+
+/* The record of service key {addr, port, protocol, family} on the side `active` names. */
+static __always_inline const struct sluice_service *lookup_service(const struct sluice_addr *addr, __be16 port,
+								    __u8 protocol, __u8 family)
+{
+	struct sluice_service_key key;
+	__u32 zero = 0;
+
+	const struct sluice_active *act = bpf_map_lookup_elem(&active, &zero);
+	if (!act)
+		return NULL;
+	__builtin_memset(&key, 0, sizeof(key));
+	key.vip = *addr;
+	key.port = port;
+	key.protocol = protocol;
+	key.family = family;
+	key.side = *(volatile const __u64 *)&act->generation & 1;   /* read once */
+	return bpf_map_lookup_elem(&services, &key);
+}
+
+static __always_inline void count_connection(__u32 service_id, const struct sluice_endpoint *ep)
+{
+	struct sluice_counter_key key;
+
+	__builtin_memset(&key, 0, sizeof(key));
+	key.service_id = service_id;
+	key.addr = ep->addr;
+	key.port = ep->port;
+	key.family = ep->family;
+	__u64 *n = bpf_map_lookup_elem(&counters, &key);
+	if (n)
+		__sync_fetch_and_add(n, 1);   /* per-CPU, but a preempted task on this CPU may race */
+}
+
+/*
+ * Picks a destination by weight, then an endpoint in it. Returns the endpoint,
+ * or NULL with *err = -ECONNREFUSED (the share has no endpoint) or -ENOENT
+ * (inconsistent record: let the connection through untouched).
+ */
+static __always_inline const struct sluice_endpoint *pick_endpoint(const struct sluice_service *svc, int *err)
+{
+	struct sluice_endpoint_key key;
+	struct sluice_rr_state *rr = NULL;
+	__u32 d = SLUICE_MAX_DESTINATIONS, k, n;
+	__u32 id = svc->id;
+
+	*err = -ENOENT;
+	if (svc->lb == SLUICE_LB_ROUND_ROBIN) {
+		rr = bpf_map_lookup_elem(&rr_state, &id);
+		if (!rr || !svc->rr_slots)
+			return NULL;
+		__u64 slot = __sync_fetch_and_add(&rr->next_slot, 1) % svc->rr_slots;
+		d = svc->rr_table[slot & (SLUICE_RR_SLOTS - 1)];
+	} else {
+		__u32 r = ((__u64)bpf_get_prandom_u32() * svc->total_weight) >> 32;
+		for (__u32 i = 0; i < SLUICE_MAX_DESTINATIONS; i++) {
+			if (i < svc->n_destinations && r < svc->destinations[i].cum_weight) {
+				d = i;
+				break;
+			}
+		}
+	}
+	if (d >= SLUICE_MAX_DESTINATIONS)
+		return NULL;
+	n = svc->destinations[d].n_endpoints;
+	if (n == 0) {
+		*err = -ECONNREFUSED;
+		return NULL;
+	}
+	if (rr)
+		k = __sync_fetch_and_add(&rr->next_endpoint[d], 1) % n;
+	else
+		k = ((__u64)bpf_get_prandom_u32() * n) >> 32;
+
+	__builtin_memset(&key, 0, sizeof(key));
+	key.service_id = id;
+	key.revision = svc->revision;
+	key.slot = svc->destinations[d].first_slot + k;
+	const struct sluice_endpoint *ep = bpf_map_lookup_elem(&endpoints, &key);
+	if (ep)
+		*err = 0;
+	return ep;
+}
+
+#endif

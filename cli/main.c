@@ -36,6 +36,7 @@ static const struct option options[] = {
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "socket", required_argument, NULL, 'S' },
 	{ "cluster-domain", required_argument, NULL, 'D' },
+	{ "gateway-address", required_argument, NULL, 'G' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -72,6 +73,8 @@ static void usage(FILE *out)
 	      "  -v, --verbose           also list the objects skipped (kinds sluice does not read)\n"
 	      "      --socket PATH       sluiced's socket (default: $SLUICE_SOCKET or /run/sluice/sluice.sock)\n"
 	      "      --cluster-domain D  cluster domain of service hosts (default: cluster.local)\n"
+	      "      --gateway-address IP  plan, validate: where Gateways without spec.addresses are served\n"
+	      "                          (apply uses sluiced's --gateway-address)\n"
 	      "\nExit status: 0 done, 1 invalid input (nothing applied), 2 usage, 3 daemon unreachable or\n"
 	      "permission denied.\n",
 	      out);
@@ -120,6 +123,9 @@ int main(int argc, char **argv)
 			break;
 		case 'D':
 			cli.cluster_domain = optarg;
+			break;
+		case 'G':
+			cli.gateway_address = optarg;
 			break;
 		case 'h':
 			usage(stdout);

@@ -19,6 +19,7 @@ struct cli {
 	const char *socket;
 	const char *namespace;
 	const char *cluster_domain;
+	const char *gateway_address;
 	const char **files;     /* -f, in order */
 	size_t n_files;
 	int argc;               /* the command's own arguments */

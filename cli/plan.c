@@ -16,6 +16,7 @@ int cli_compile(struct plan *plan, struct compile_stats *st, struct sources *src
 		.namespace_forced = cli.namespace != NULL,
 		.cluster_domain = cli.cluster_domain,
 		.skipped_log = cli.verbose ? stderr : NULL,
+		.gateway_address = cli.gateway_address,
 	};
 	if (!cli.n_files) {
 		p_err("no input: give -f FILE, -f DIR or -f - (standard input)");

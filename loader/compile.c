@@ -100,6 +100,10 @@ struct vs {
 	const char **hosts;
 	struct mark *hosts_at;
 	uint32_t n_hosts;
+	bool mesh;                   /* routes pods' connections: no `gateways`, or "mesh" among them */
+	const char **gateways;       /* Gateway names, "name" or "namespace/name" */
+	struct mark *gateways_at;
+	uint32_t n_gateways;
 	struct route *http, *tcp;
 	uint32_t n_http, n_tcp;
 	bool read_errors;            /* a refused match may hide which routes serve which ports */
@@ -109,6 +113,24 @@ struct subset {
 	const char *name;
 	struct labels labels;
 	struct mark at;
+};
+
+/* An Istio Gateway: its servers become (gateway address, port) entries served by TC mode. */
+struct gw_server {
+	uint16_t port;
+	bool http;                   /* HTTP, HTTP2, GRPC: http routes serve it; TCP: tcp routes */
+	struct mark at;
+	const struct vs *routed_by;
+};
+
+struct gateway {
+	const char *name, *ns, *key; /* key: "namespace/name" */
+	struct mark at;
+	struct gw_server *servers;
+	uint32_t n_servers;
+	struct plan_addr addrs[PLAN_MAX_GATEWAY_ADDRS];
+	size_t n_addrs;
+	bool no_address_reported;
 };
 
 struct dr {
@@ -130,7 +152,8 @@ struct cctx {
 	const struct mark *file;
 	char path[512];
 	size_t path_len;
-	struct ptrvec services, pods, vss, drs;
+	struct ptrvec services, pods, vss, drs, gateways;
+	struct plan_addr gateway_address;   /* --gateway-address; family 0 when not given */
 	struct strmap objects;       /* "Kind/ns/name" -> struct mark *, for duplicates */
 	struct compile_stats *st;
 };
@@ -885,7 +908,7 @@ static void refuse_fields(struct cctx *c, const struct ynode *m, const struct re
 	}
 }
 
-/* Only the mesh gateway is served by the socket data plane. */
+/* match[].gateways: a per-route gateway choice; only "mesh" there. */
 static void check_gateways(struct cctx *c, const struct ynode *g)
 {
 	if (ynode_is_null(g) || !want(c, g, YN_SEQ))
@@ -895,11 +918,223 @@ static void check_gateways(struct cctx *c, const struct ynode *g)
 		const char *name = get_str(c, g->items[i]);
 		if (name && strcmp(name, "mesh"))
 			err(c, g->items[i],
-			    "%s: gateway \"%s\" is not supported: sluice serves traffic from pods on the node "
-			    "(the \"mesh\" gateway) only; remove it or use \"mesh\"",
+			    "%s: matching on gateway \"%s\" is not supported: bind the whole VirtualService to it "
+			    "in spec.gateways, or give the Gateway's routes their own VirtualService",
 			    c->path, name);
 		pop(c, old);
 	}
+}
+
+/* spec.gateways: "mesh" for pods' connections, Gateway names for ingress through TC mode. */
+static void read_vs_gateways(struct cctx *c, const struct ynode *g, struct vs *v)
+{
+	if (ynode_is_null(g) || !want(c, g, YN_SEQ))
+		return;
+	v->mesh = false;
+	v->gateways = arena_alloc(c->keep, (g->n ? g->n : 1) * sizeof(*v->gateways));
+	v->gateways_at = arena_alloc(c->keep, (g->n ? g->n : 1) * sizeof(*v->gateways_at));
+	for (uint32_t i = 0; i < g->n; i++) {
+		size_t old = push_index(c, i);
+		const char *name = get_str(c, g->items[i]);
+		if (name && !strcmp(name, "mesh")) {
+			v->mesh = true;
+		} else if (name) {
+			v->gateways_at[v->n_gateways] = node_mark(c, g->items[i]);
+			v->gateways[v->n_gateways++] = name;
+		}
+		pop(c, old);
+	}
+}
+
+static const char *const gateway_spec_fields[] = { "addresses", "selector", "servers", NULL };
+static const char *const gateway_server_fields[] = { "bind", "defaultEndpoint", "hosts", "name", "port", "tls", NULL };
+static const char *const gateway_port_fields[] = { "name", "number", "protocol", "targetPort", NULL };
+
+static void read_gateway_server(struct cctx *c, const struct ynode *n, struct gw_server *srv, bool *ok)
+{
+	*ok = false;
+	if (!want(c, n, YN_MAP))
+		return;
+	check_fields(c, n, gateway_server_fields);
+	srv->at = node_mark(c, n);
+	bool good = true;
+	for (uint32_t i = 0; i < n->n; i++) {
+		const struct ynode *k = ymap_key(n, i), *v = ymap_val(n, i);
+		if (k->type != YN_SCALAR)
+			continue;
+		size_t old = push_key(c, k->str);
+		if (!strcmp(k->str, "tls")) {
+			err(c, k, "%s: TLS termination needs a proxy: sluice forwards connections, it does not decrypt "
+				  "them; terminate TLS in the application, or use protocol TCP to pass TLS through",
+			    c->path);
+			good = false;
+		} else if (!strcmp(k->str, "bind") || !strcmp(k->str, "defaultEndpoint")) {
+			err(c, k, "%s is not supported: sluice serves a Gateway on the address it is given", c->path);
+			good = false;
+		} else if (!strcmp(k->str, "name")) {
+			get_str(c, v);
+		} else if (!strcmp(k->str, "hosts") && want(c, v, YN_SEQ)) {
+			if (!v->n) {
+				err(c, v, "%s is empty: use \"*\"", c->path);
+				good = false;
+			}
+			for (uint32_t j = 0; j < v->n; j++) {
+				size_t o2 = push_index(c, j);
+				const char *h = get_str(c, v->items[j]);
+				const char *slash = h ? strchr(h, '/') : NULL;
+				if (h && strcmp(slash ? slash + 1 : h, "*")) {
+					err(c, v->items[j],
+					    "%s: host \"%s\": choosing routes by Host or SNI needs a proxy, and sluice "
+					    "sees connections; use \"*\" and one VirtualService per Gateway port",
+					    c->path, h);
+					good = false;
+				}
+				pop(c, o2);
+			}
+		} else if (!strcmp(k->str, "port") && want(c, v, YN_MAP)) {
+			check_fields(c, v, gateway_port_fields);
+			const struct ynode *num = ymap_get(v, "number"), *proto = ymap_get(v, "protocol");
+			size_t o2 = push_key(c, "number");
+			if (!num) {
+				err(c, v, "%s is required", c->path);
+				good = false;
+			} else if (!get_port(c, num, &srv->port)) {
+				good = false;
+			}
+			pop(c, o2);
+			o2 = push_key(c, "protocol");
+			const char *p = proto ? get_str(c, proto) : NULL;
+			if (!proto) {
+				err(c, v, "%s is required: HTTP, HTTP2, GRPC or TCP", c->path);
+				good = false;
+			} else if (p && (!strcmp(p, "HTTP") || !strcmp(p, "HTTP2") || !strcmp(p, "GRPC"))) {
+				srv->http = true;
+			} else if (p && (!strcmp(p, "HTTPS") || !strcmp(p, "TLS"))) {
+				err(c, proto, "%s %s: TLS termination needs a proxy; use TCP to pass TLS through to the pods",
+				    c->path, p);
+				good = false;
+			} else if (p && strcmp(p, "TCP")) {
+				err(c, proto, "%s %s is not supported: use HTTP, HTTP2, GRPC or TCP", c->path, p);
+				good = false;
+			}
+			pop(c, o2);
+			const struct ynode *tp = ymap_get(v, "targetPort");
+			if (tp) {
+				err(c, tp, "%s.targetPort is not supported: sluice translates to the destination's port",
+				    c->path);
+				good = false;
+			}
+		}
+		pop(c, old);
+	}
+	if (!ymap_get(n, "port")) {
+		err(c, n, "%s.port is required", c->path);
+		good = false;
+	}
+	if (!ymap_get(n, "hosts")) {
+		err(c, n, "%s.hosts is required: use \"*\"", c->path);
+		good = false;
+	}
+	*ok = good;
+}
+
+static void read_gateway(struct cctx *c, const struct ynode *obj)
+{
+	struct meta m;
+	check_fields(c, obj, istio_fields);
+	if (!read_meta(c, obj, "Gateway", &m) || !unique_object(c, "Gateway", &m))
+		return;
+	struct gateway *g = arena_alloc(c->keep, sizeof(*g));
+	g->name = m.name;
+	g->ns = m.ns;
+	g->key = join(c->keep, '/', m.ns, m.name, NULL);
+	g->at = node_mark(c, obj);
+	const struct ynode *spec = ymap_get(obj, "spec");
+	if (!spec || ynode_is_null(spec)) {
+		err(c, obj, "Gateway %s has no spec", g->key);
+		return;
+	}
+	size_t old = push_key(c, "spec");
+	if (!want(c, spec, YN_MAP)) {
+		pop(c, old);
+		return;
+	}
+	check_fields(c, spec, gateway_spec_fields);
+	bool ok = true;
+	const struct ynode *sel = ymap_get(spec, "selector"), *servers = ymap_get(spec, "servers");
+	const struct ynode *addrs = ymap_get(spec, "addresses");
+	if (sel) {
+		/* the selector names Istio's gateway pods; sluice's TC interfaces take their place */
+		size_t o2 = push_key(c, "selector");
+		struct labels ignored = { 0 };
+		get_labels(c, sel, &ignored);
+		pop(c, o2);
+	}
+	if (addrs && !ynode_is_null(addrs)) {
+		size_t o2 = push_key(c, "addresses");
+		if (want(c, addrs, YN_SEQ)) {
+			for (uint32_t i = 0; i < addrs->n; i++) {
+				size_t o3 = push_index(c, i);
+				const struct ynode *a = addrs->items[i];
+				if (a->type == YN_MAP) {
+					/* Gateway API's form: {type: IPAddress, value: ...} */
+					const struct ynode *t = ymap_get(a, "type");
+					if (t && (t->type != YN_SCALAR || strcmp(t->str, "IPAddress")))
+						err(c, t, "%s.type must be IPAddress", c->path);
+					a = ymap_get(a, "value");
+					if (!a) {
+						err(c, addrs->items[i], "%s.value is required", c->path);
+						ok = false;
+						pop(c, o3);
+						continue;
+					}
+				}
+				const char *ip = get_str(c, a);
+				struct plan_addr pa;
+				if (ip && !parse_addr(ip, &pa)) {
+					err(c, a, "%s must be an IP address, got \"%s\"", c->path, ip);
+					ok = false;
+				} else if (ip && g->n_addrs == PLAN_MAX_GATEWAY_ADDRS) {
+					err(c, a, "%s: at most %d addresses", c->path, PLAN_MAX_GATEWAY_ADDRS);
+					ok = false;
+				} else if (ip) {
+					g->addrs[g->n_addrs++] = pa;
+				}
+				pop(c, o3);
+			}
+		}
+		pop(c, o2);
+	}
+	size_t o2 = push_key(c, "servers");
+	if (!servers || ynode_is_null(servers)) {
+		err(c, spec, "spec.servers is required: list the ports the Gateway serves");
+		ok = false;
+	} else if (want(c, servers, YN_SEQ)) {
+		g->servers = arena_alloc(c->keep, (servers->n ? servers->n : 1) * sizeof(*g->servers));
+		for (uint32_t i = 0; i < servers->n; i++) {
+			size_t o3 = push_index(c, i);
+			bool good;
+			struct gw_server *srv = &g->servers[g->n_servers];
+			read_gateway_server(c, servers->items[i], srv, &good);
+			for (uint32_t q = 0; good && q < g->n_servers; q++)
+				if (g->servers[q].port == srv->port) {
+					err_at(c, &srv->at, "%s: port %u is served twice (first at line %u)", c->path, srv->port,
+					       g->servers[q].at.line);
+					good = false;
+				}
+			if (good)
+				g->n_servers++;
+			else
+				ok = false;
+			pop(c, o3);
+		}
+	}
+	pop(c, o2);
+	pop(c, old);
+	if (ok && !g->n_addrs && c->gateway_address.family)
+		g->addrs[g->n_addrs++] = c->gateway_address;
+	if (ok)
+		ptrvec_push(&c->gateways, g);
 }
 
 static void check_export_to(struct cctx *c, const struct ynode *e)
@@ -1075,6 +1310,7 @@ static void read_virtual_service(struct cctx *c, const struct ynode *obj)
 	struct vs *v = arena_alloc(c->keep, sizeof(*v));
 	v->name = m.name;
 	v->ns = m.ns;
+	v->mesh = true;
 	v->at = node_mark(c, obj);
 	const struct ynode *spec = ymap_get(obj, "spec");
 	if (!spec || ynode_is_null(spec)) {
@@ -1105,7 +1341,7 @@ static void read_virtual_service(struct cctx *c, const struct ynode *obj)
 				pop(c, o3);
 			}
 		} else if (!strcmp(k->str, "gateways")) {
-			check_gateways(c, val);
+			read_vs_gateways(c, val, v);
 		} else if (!strcmp(k->str, "exportTo")) {
 			check_export_to(c, val);
 		} else if (!strcmp(k->str, "http")) {
@@ -1323,6 +1559,7 @@ static void read_object(struct cctx *c, const struct ynode *obj, bool in_list)
 	const char *kind = kn->str, *api = av->str;
 	bool service = !strcmp(kind, "Service"), pod = !strcmp(kind, "Pod");
 	bool vs = !strcmp(kind, "VirtualService"), dr = !strcmp(kind, "DestinationRule");
+	bool gw = !strcmp(kind, "Gateway") && !strncmp(api, "networking.istio.io/", 20);
 	bool list = !strcmp(kind, "List") || (strlen(kind) > 4 && !strcmp(kind + strlen(kind) - 4, "List"));
 	if (list && !strcmp(api, "v1") && !in_list) {
 		read_list(c, obj);
@@ -1335,7 +1572,7 @@ static void read_object(struct cctx *c, const struct ynode *obj, bool in_list)
 		err(c, av, "apiVersion \"%s\" is not served for kind %s: use v1", api, kind);
 		return;
 	}
-	if ((vs || dr) && !api_version_is(api, istio)) {
+	if ((vs || dr || gw) && !api_version_is(api, istio)) {
 		if (!strncmp(api, "networking.istio.io/", 20)) {
 			err(c, av,
 			    "apiVersion \"%s\" is not served for kind %s: use networking.istio.io/v1, v1beta1 or "
@@ -1343,7 +1580,7 @@ static void read_object(struct cctx *c, const struct ynode *obj, bool in_list)
 			    api, kind);
 			return;
 		}
-		vs = dr = false;
+		vs = dr = gw = false;
 	}
 	c->st->objects++;
 	if (service)
@@ -1354,6 +1591,8 @@ static void read_object(struct cctx *c, const struct ynode *obj, bool in_list)
 		read_virtual_service(c, obj);
 	else if (dr)
 		read_destination_rule(c, obj);
+	else if (gw)
+		read_gateway(c, obj);
 	else {
 		c->st->skipped++;
 		if (c->o->skipped_log) {
@@ -1623,6 +1862,9 @@ static bool has_family(const struct plan_service *ps, uint8_t family)
 	for (size_t i = 0; i < ps->n_vips; i++)
 		if (ps->vips[i].family == family)
 			return true;
+	for (size_t i = 0; i < ps->n_gateway_addrs; i++)
+		if (ps->gateway_addrs[i].family == family)
+			return true;
 	return false;
 }
 
@@ -1767,6 +2009,118 @@ static int service_cmp(const void *pa, const void *pb)
 	return r;
 }
 
+/* The resolved destinations of route r, which follow those of the routes before it. */
+static const struct rdest *route_dests(struct rdest *const *resolved, struct route *const *lists, const struct route *r)
+{
+	const struct rdest *rd = resolved[r->tcp];
+	for (const struct route *q = lists[r->tcp]; q < r; q++)
+		rd += q->n_dests;
+	return rd;
+}
+
+/* A plan entry's destinations from route r, reached on port sp (a Service's, or a Gateway server's). */
+static bool fill_destinations(struct cctx *c, struct index *ix, struct plan_service *ps, const struct route *r,
+			      const struct rdest *rd, const struct svc_port *sp, const char *entry)
+{
+	uint64_t sum = 0;
+	ps->destinations = arena_alloc(c->keep, r->n_dests * sizeof(*ps->destinations));
+	ps->n_destinations = r->n_dests;
+	for (uint32_t j = 0; j < r->n_dests; j++)
+		sum += rd[j].weight;
+	bool ok = true;
+	for (uint32_t j = 0; j < r->n_dests; j++) {
+		struct plan_destination *pd = &ps->destinations[j];
+		struct rdest one = rd[j];
+		one.port = dest_port(&rd[j], sp);
+		pd->host = rd[j].svc->key;
+		pd->subset = r->dests[j].subset ? r->dests[j].subset : "";
+		pd->weight = rd[j].weight;
+		pd->percent = sum ? 100.0 * rd[j].weight / (double)sum : 0;
+		if (one.port->proto != sp->proto) {
+			err_at(c, &r->dests[j].at, "destination %s port %u is %s but %s port %u is %s", pd->host,
+			       one.port->port, one.port->proto == IPPROTO_UDP ? "UDP" : "TCP", entry, sp->port,
+			       sp->proto == IPPROTO_UDP ? "UDP" : "TCP");
+			ok = false;
+			continue;
+		}
+		ok = collect_endpoints(c, ix, ps, &one, &r->dests[j], pd) && ok;
+	}
+	return ok;
+}
+
+static struct gateway *find_gateway(struct cctx *c, const char *ref, const char *ns)
+{
+	const char *slash = strchr(ref, '/');
+	for (size_t i = 0; i < c->gateways.n; i++) {
+		struct gateway *g = c->gateways.v[i];
+		if (slash ? !strcmp(g->key, ref) : !strcmp(g->name, ref) && !strcmp(g->ns, ns))
+			return g;
+	}
+	return NULL;
+}
+
+/* Ingress: each server of each Gateway the VirtualService binds becomes a (gateway address, port)
+ * entry with the route that serves that port. Returns whether any route was used. */
+static bool gateway_entries(struct cctx *c, struct index *ix, struct vs *v, struct rdest *const *resolved,
+			    struct route *const *lists, bool valid, struct ptrvec *out)
+{
+	bool used = false;
+	for (uint32_t g = 0; g < v->n_gateways; g++) {
+		struct gateway *gw = find_gateway(c, v->gateways[g], v->ns);
+		if (!gw) {
+			err_at(c, &v->gateways_at[g], "gateway \"%s\" is not defined in the input: add its Gateway, or "
+			       "remove it from spec.gateways", v->gateways[g]);
+			continue;
+		}
+		for (uint32_t i = 0; i < gw->n_servers; i++) {
+			struct gw_server *srv = &gw->servers[i];
+			struct svc_port sp = { .name = srv->http ? "http" : "tcp", .port = srv->port,
+					       .proto = IPPROTO_TCP, .at = srv->at };
+			struct route *r = pick_route(v, &sp);
+			if (!r)
+				continue;
+			r->used = used = true;
+			if (srv->routed_by) {
+				err_at(c, &v->gateways_at[g],
+				       "Gateway %s port %u is already routed by VirtualService %s/%s (%s:%u): a Gateway port "
+				       "takes one VirtualService, since choosing by Host needs a proxy",
+				       gw->key, srv->port, srv->routed_by->ns, srv->routed_by->name, srv->routed_by->at.file,
+				       srv->routed_by->at.line);
+				continue;
+			}
+			srv->routed_by = v;
+			if (!valid)
+				continue;
+			if (!gw->n_addrs) {
+				if (!gw->no_address_reported)
+					err_at(c, &gw->at, "Gateway %s has no address: give sluiced --gateway-address, or "
+					       "spec.addresses", gw->key);
+				gw->no_address_reported = true;
+				continue;
+			}
+			if (out->n >= PLAN_MAX_SERVICES)
+				continue; /* reported with the mesh entries */
+			struct plan_service *ps = arena_alloc(c->keep, sizeof(*ps));
+			ps->name = gw->name;
+			ps->namespace = gw->ns;
+			ps->port = srv->port;
+			ps->protocol = IPPROTO_TCP;
+			ps->gateway = gw->key;
+			ps->gateway_port = srv->port;
+			memcpy(ps->gateway_addrs, gw->addrs, sizeof(gw->addrs));
+			ps->n_gateway_addrs = gw->n_addrs;
+			const struct rdest *rd = route_dests(resolved, lists, r);
+			const struct dr *dr = r->n_dests ? strmap_get(&ix->dr_by_service, rd[0].svc->key) : NULL;
+			ps->lb = dr ? dr->lb : PLAN_LB_ROUND_ROBIN;
+			char entry[320];
+			snprintf(entry, sizeof(entry), "Gateway %s", gw->key);
+			if (fill_destinations(c, ix, ps, r, rd, &sp, entry))
+				ptrvec_push(out, ps);
+		}
+	}
+	return used;
+}
+
 static void build_plan(struct cctx *c, struct index *ix, struct plan *plan)
 {
 	struct ptrvec out = { 0 };
@@ -1824,7 +2178,14 @@ static void build_plan(struct cctx *c, struct index *ix, struct plan *plan)
 				valid = valid && route_ok;
 			}
 		}
-		for (uint32_t h = 0; h < v->n_hosts; h++) {
+		bool gw_used = gateway_entries(c, ix, v, resolved, lists, valid, &out);
+		for (uint32_t h = 0; !v->mesh && h < v->n_hosts; h++)
+			if (strcmp(v->hosts[h], "*"))
+				err_at(c, &v->hosts_at[h],
+				       "host \"%s\": at a Gateway, choosing a VirtualService by Host needs a proxy, and "
+				       "sluice sees connections; use \"*\" (one VirtualService per Gateway port)",
+				       v->hosts[h]);
+		for (uint32_t h = 0; v->mesh && h < v->n_hosts; h++) {
 			const char *host = v->hosts[h];
 			struct service *s = resolve_host(c, ix, host, v->ns);
 			if (!s) {
@@ -1895,33 +2256,7 @@ static void build_plan(struct cctx *c, struct index *ix, struct plan *plan)
 				ps->protocol = sp->proto;
 				const struct dr *dr = strmap_get(&ix->dr_by_service, s->key);
 				ps->lb = dr ? dr->lb : PLAN_LB_ROUND_ROBIN;
-				ps->destinations = arena_alloc(c->keep, r->n_dests * sizeof(*ps->destinations));
-				ps->n_destinations = r->n_dests;
-				const struct rdest *rd = resolved[r->tcp];
-				for (struct route *q = lists[r->tcp]; q < r; q++)
-					rd += q->n_dests;
-				uint64_t sum = 0;
-				for (uint32_t j = 0; j < r->n_dests; j++)
-					sum += rd[j].weight;
-				bool ok = true;
-				for (uint32_t j = 0; j < r->n_dests; j++) {
-					struct plan_destination *pd = &ps->destinations[j];
-					struct rdest one = rd[j];
-					one.port = dest_port(&rd[j], sp);
-					pd->host = rd[j].svc->key;
-					pd->subset = r->dests[j].subset ? r->dests[j].subset : "";
-					pd->weight = rd[j].weight;
-					pd->percent = sum ? 100.0 * rd[j].weight / (double)sum : 0;
-					if (one.port->proto != sp->proto) {
-						err_at(c, &r->dests[j].at,
-						       "destination %s port %u is %s but Service %s port %u is %s",
-						       pd->host, one.port->port, one.port->proto == IPPROTO_UDP ? "UDP" : "TCP",
-						       s->key, sp->port, sp->proto == IPPROTO_UDP ? "UDP" : "TCP");
-						ok = false;
-						continue;
-					}
-					ok = collect_endpoints(c, ix, ps, &one, &r->dests[j], pd) && ok;
-				}
+				bool ok = fill_destinations(c, ix, ps, r, route_dests(resolved, lists, r), sp, s->key);
 				if (ok)
 					ptrvec_push(&out, ps);
 			}
@@ -1933,7 +2268,7 @@ static void build_plan(struct cctx *c, struct index *ix, struct plan *plan)
 		for (int l = 0; l < 2; l++) {
 			for (uint32_t i = 0; i < counts[l]; i++) {
 				struct route *r = &lists[l][i];
-				if (r->used || r->port_missing || !valid || !routed.n || v->read_errors)
+				if (r->used || r->port_missing || !valid || !(routed.n || gw_used) || v->read_errors)
 					continue;
 				if (l == 0 && v->n_http)
 					err_at(c, &r->at,
@@ -1991,6 +2326,10 @@ int compile_plan(const struct compile_opts *o, const struct compile_input *in, s
 		.st = stats,
 	};
 	size_t errors_before = d->n;
+	if (o->gateway_address && !parse_addr(o->gateway_address, &c.gateway_address)) {
+		struct mark opt = { .file = "--gateway-address", .line = 1, .col = 1 };
+		diag_error(d, &opt, "\"%s\" is not an IP address", o->gateway_address);
+	}
 	struct mark *files = calloc(n_in ? n_in : 1, sizeof(*files));
 	if (!files)
 		abort();
@@ -2014,6 +2353,7 @@ int compile_plan(const struct compile_opts *o, const struct compile_input *in, s
 	ptrvec_free(&c.pods);
 	ptrvec_free(&c.vss);
 	ptrvec_free(&c.drs);
+	ptrvec_free(&c.gateways);
 	strmap_free(&c.objects);
 	plan->arena = keep;
 	free(files);  /* marks copied into diagnostics name in[].name, which outlives them */

@@ -11,6 +11,7 @@ struct compile_opts {
 	bool namespace_forced;       /* -n given: an object in another namespace is an error */
 	const char *cluster_domain;  /* NULL: "cluster.local" */
 	FILE *skipped_log;           /* non-NULL (-v): one line per skipped object */
+	const char *gateway_address; /* where Gateways without spec.addresses are served; NULL: none */
 };
 
 /* One input file, already read. */

@@ -64,11 +64,21 @@ void plan_print_text(const struct plan *plan, FILE *out)
 	for (size_t i = 0; i < plan->n_services; i++) {
 		const struct plan_service *s = &plan->services[i];
 		fprintf(out, "service %s.%s  vip", s->name, s->namespace);
+		if (!s->n_vips)
+			fputs(" -", out);
 		for (size_t v = 0; v < s->n_vips; v++) {
 			plan_addr_str(&s->vips[v], buf, sizeof(buf));
 			fprintf(out, "%s%s", v ? "," : " ", buf);
 		}
-		fprintf(out, "  port %u/%s  lb %s\n", s->port, plan_protocol_name(s->protocol), plan_lb_name(s->lb));
+		fprintf(out, "  port %u/%s  lb %s", s->port, plan_protocol_name(s->protocol), plan_lb_name(s->lb));
+		if (s->gateway) {
+			fprintf(out, "  gateway %s", s->gateway);
+			for (size_t a = 0; a < s->n_gateway_addrs; a++) {
+				plan_endpoint_str(&s->gateway_addrs[a], s->gateway_port, buf, sizeof(buf));
+				fprintf(out, "%s%s", a ? "," : " ", buf);
+			}
+		}
+		fputc('\n', out);
 		for (size_t d = 0; d < s->n_destinations; d++) {
 			const struct plan_destination *pd = &s->destinations[d];
 			plan_percent_str(pd->percent, pct, sizeof(pct));
@@ -100,8 +110,19 @@ void plan_print_service_json(const struct plan_service *s, FILE *out)
 		plan_addr_str(&s->vips[v], buf, sizeof(buf));
 		fprintf(out, "%s\"%s\"", v ? "," : "", buf);
 	}
-	fprintf(out, "],\"port\":%u,\"protocol\":\"%s\",\"loadBalancer\":\"%s\",\"destinations\":[", s->port,
+	fprintf(out, "],\"port\":%u,\"protocol\":\"%s\",\"loadBalancer\":\"%s\",", s->port,
 		plan_protocol_name(s->protocol), plan_lb_name(s->lb));
+	if (s->gateway) {
+		fputs("\"gateway\":", out);
+		json_string(out, s->gateway);
+		fputs(",\"gatewayAddresses\":[", out);
+		for (size_t a = 0; a < s->n_gateway_addrs; a++) {
+			plan_addr_str(&s->gateway_addrs[a], buf, sizeof(buf));
+			fprintf(out, "%s\"%s\"", a ? "," : "", buf);
+		}
+		fprintf(out, "],\"gatewayPort\":%u,", s->gateway_port);
+	}
+	fputs("\"destinations\":[", out);
 	for (size_t d = 0; d < s->n_destinations; d++) {
 		const struct plan_destination *pd = &s->destinations[d];
 		plan_percent_str(pd->percent, pct, sizeof(pct));

@@ -111,11 +111,25 @@ static bool read_service(struct loader *l, const struct ynode *m, struct plan_se
 	s->port = (uint16_t)port;
 	s->protocol = !strcmp(proto, "UDP") ? IPPROTO_UDP : IPPROTO_TCP;
 	s->lb = !strcmp(lb, "RANDOM") ? PLAN_LB_RANDOM : PLAN_LB_ROUND_ROBIN;
-	if (!vips || vips->type != YN_SEQ || !vips->n || vips->n > 2)
+	const struct ynode *gw = ymap_get(m, "gateway"), *gwa = ymap_get(m, "gatewayAddresses");
+	if (!vips || vips->type != YN_SEQ || vips->n > 2 || (!vips->n && !gw))
 		return fail(l, m, "vips");
 	for (uint32_t i = 0; i < vips->n; i++)
 		if (vips->items[i]->type != YN_SCALAR || !addr(vips->items[i]->str, &s->vips[s->n_vips++]))
 			return fail(l, vips->items[i], "vip");
+	if (gw) {
+		double gport;
+		s->gateway = str(l, m, "gateway");
+		if (!s->gateway || !num(l, m, "gatewayPort", &gport))
+			return false;
+		s->gateway_port = (uint16_t)gport;
+		if (!gwa || gwa->type != YN_SEQ || !gwa->n || gwa->n > PLAN_MAX_GATEWAY_ADDRS)
+			return fail(l, m, "gatewayAddresses");
+		for (uint32_t i = 0; i < gwa->n; i++)
+			if (gwa->items[i]->type != YN_SCALAR ||
+			    !addr(gwa->items[i]->str, &s->gateway_addrs[s->n_gateway_addrs++]))
+				return fail(l, gwa->items[i], "gateway address");
+	}
 	if (!ds || ds->type != YN_SEQ || !ds->n || ds->n > PLAN_MAX_DESTINATIONS)
 		return fail(l, m, "destinations");
 	s->destinations = arena_alloc(l->arena, ds->n * sizeof(*s->destinations));

@@ -30,6 +30,9 @@
 
 struct daemon {
 	const char *cgroup, *bpffs, *socket_path, *state_dir;
+	const char *tc;              /* --tc IFACE[,IFACE...] */
+	unsigned long tc_flows;      /* --tc-flows N; 0: the default */
+	const char *gateway_address; /* --gateway-address: where Gateways without spec.addresses listen */
 	bool cgroup_given, verbose, uninstall;
 	struct dataplane *dp;
 	struct plan plan;            /* what the maps hold now */
@@ -318,6 +321,7 @@ static void do_apply(struct daemon *dm, const struct msg *req, struct reply *r)
 		.namespace = msg_get(req, "namespace", NULL),
 		.namespace_forced = msg_get(req, "namespace", NULL) != NULL,
 		.cluster_domain = msg_get(req, "domain", NULL),
+		.gateway_address = dm->gateway_address,
 	};
 	struct diags d = { 0 };
 	struct plan plan;
@@ -332,6 +336,16 @@ static void do_apply(struct daemon *dm, const struct msg *req, struct reply *r)
 		r->code = EXIT_INVALID;
 		goto out;
 	}
+	/* a Gateway's traffic comes from outside the node: only TC mode sees it */
+	for (size_t i = 0; !dm->tc && i < plan.n_services; i++)
+		if (plan.services[i].gateway) {
+			reply_error(r, EXIT_INVALID,
+				    "Gateway %s needs TC mode, which sees traffic from outside the node: start sluiced "
+				    "with --tc IFACE (the interface ingress arrives on); nothing applied",
+				    plan.services[i].gateway);
+			plan_free(&plan);
+			goto out;
+		}
 	struct dataplane_stats st;
 	uint64_t gen;
 	int rc = dataplane_apply(dm->dp, &plan, &gen, &st);
@@ -737,10 +751,12 @@ static void serve_one(struct daemon *dm, int fd)
 
 static void usage(FILE *out)
 {
-	fputs("Usage: sluiced [--cgroup PATH] [--bpffs DIR] [--socket PATH] [--state-dir DIR] [-v]\n"
+	fputs("Usage: sluiced [--cgroup PATH] [--bpffs DIR] [--socket PATH] [--state-dir DIR]\n"
+	      "               [--tc IFACE[,IFACE...]] [--tc-flows N] [--gateway-address IP] [-v]\n"
 	      "       sluiced --uninstall [--bpffs DIR] [--socket PATH] [--state-dir DIR]\n"
 	      "Defaults: --cgroup the cgroup v2 root from /proc/mounts, --bpffs /sys/fs/bpf/sluice,\n"
-	      "--socket /run/sluice/sluice.sock, --state-dir /var/lib/sluice.\n",
+	      "--socket /run/sluice/sluice.sock, --state-dir /var/lib/sluice, no --tc (socket mode only),\n"
+	      "--tc-flows 65536 (the TC conntrack's size, kept by a restart over existing pins).\n",
 	      out);
 }
 
@@ -750,6 +766,8 @@ int main(int argc, char **argv)
 		{ "cgroup", required_argument, NULL, 'c' },    { "bpffs", required_argument, NULL, 'b' },
 		{ "socket", required_argument, NULL, 's' },    { "state-dir", required_argument, NULL, 'd' },
 		{ "uninstall", no_argument, NULL, 'u' },        { "verbose", no_argument, NULL, 'v' },
+		{ "tc", required_argument, NULL, 't' },        { "tc-flows", required_argument, NULL, 'f' },
+		{ "gateway-address", required_argument, NULL, 'g' },
 		{ "help", no_argument, NULL, 'h' },             { NULL, 0, NULL, 0 },
 	};
 	struct daemon dm = {
@@ -767,6 +785,17 @@ int main(int argc, char **argv)
 		case 'd': dm.state_dir = optarg; break;
 		case 'u': dm.uninstall = true; break;
 		case 'v': dm.verbose = true; break;
+		case 'g': dm.gateway_address = optarg; break;
+		case 't': dm.tc = optarg; break;
+		case 'f': {
+			char *end;
+			dm.tc_flows = strtoul(optarg, &end, 10);
+			if (*end || !dm.tc_flows || dm.tc_flows > UINT32_MAX) {
+				log_msg("error: --tc-flows \"%s\" is not a number of flows above 0", optarg);
+				return EXIT_USAGE;
+			}
+			break;
+		}
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return EXIT_USAGE;
 		}
@@ -792,6 +821,13 @@ int main(int argc, char **argv)
 		}
 	}
 	o.cgroup_path = dm.cgroup;
+	/* TC mode on the interfaces listed (none: TC mode off, and removed if a previous run had it) */
+	char *tc_ifaces[DATAPLANE_MAX_TC_IFACES + 1], *tc_copy = dm.tc ? strdup(dm.tc) : NULL, *save = NULL;
+	for (char *t = tc_copy ? strtok_r(tc_copy, ",", &save) : NULL; t && o.n_tc_ifaces <= DATAPLANE_MAX_TC_IFACES;
+	     t = strtok_r(NULL, ",", &save))
+		tc_ifaces[o.n_tc_ifaces++] = t;
+	o.tc_ifaces = (const char *const *)tc_ifaces;
+	o.tc_flows = (uint32_t)dm.tc_flows;
 	/* the whole node is the default, as a DaemonSet serves every pod; tests pass their own cgroup */
 	o.allow_cgroup_root = !dm.cgroup_given;
 	signal(SIGPIPE, SIG_IGN);
@@ -814,8 +850,8 @@ int main(int argc, char **argv)
 		log_msg("error: cannot drop capabilities: %s", strerror(errno));
 		goto cleanup;
 	}
-	log_msg("serving cgroup %s, pins in %s, socket %s, generation %llu", dm.cgroup, dm.bpffs, dm.socket_path,
-		(unsigned long long)dm.generation);
+	log_msg("serving cgroup %s%s%s, pins in %s, socket %s, generation %llu", dm.cgroup, dm.tc ? " and TC on " : "",
+		dm.tc ? dm.tc : "", dm.bpffs, dm.socket_path, (unsigned long long)dm.generation);
 	while (!stopping) {
 		struct pollfd p = { .fd = dm.listen_fd, .events = POLLIN };
 		if (poll(&p, 1, 1000) <= 0)
@@ -835,5 +871,6 @@ cleanup:
 	}
 	dataplane_close(dm.dp);
 	plan_free(&dm.plan);
+	free(tc_copy);
 	return rc;
 }

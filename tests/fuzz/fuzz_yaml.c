@@ -14,6 +14,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		null_out = fopen("/dev/null", "w");
 	/* -v always (its listing reads names too); -n on inputs of odd length, so both paths run */
 	struct compile_opts o = { .skipped_log = null_out };
+	if (size % 3 == 0)
+		o.gateway_address = "198.19.100.1";   /* Gateways then become plan entries */
 	if (size & 1) {
 		o.namespace = "default";
 		o.namespace_forced = true;

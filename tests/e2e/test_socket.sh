@@ -183,6 +183,27 @@ check "status with no daemon: exit 3 and a hint" "3 Error: cannot reach sluiced 
 msg=$(SLUICE_SOCKET=$CLUSTER_DIR/nothing.sock "$SLUICE_BUILD/sluice" status 2>&1); rc=$?
 check "SLUICE_SOCKET is honoured" 3 "$rc"
 
+cat > "$D/gw.yaml" <<EOF
+apiVersion: networking.istio.io/v1beta1
+kind: Gateway
+metadata: {name: public, namespace: $NS}
+spec:
+  addresses: [198.19.100.1]
+  servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: ["*"]}]
+---
+apiVersion: networking.istio.io/v1beta1
+kind: VirtualService
+metadata: {name: ph-public, namespace: $NS}
+spec:
+  hosts: ["*"]
+  gateways: [public]
+  http: [{route: [{destination: {host: purchase-history, subset: v1, port: {number: 8080}}}]}]
+EOF
+gen=$(sluice status -o json | jq -r .generation)
+msg=$(sluice apply -f "$D/cluster.yaml" -f "$D/rules.yaml" -f "$D/gw.yaml" 2>&1); rc=$?
+check "a Gateway without TC mode: exit 1 and what to do" "1 Error: Gateway $NS/public needs TC mode, which sees traffic from outside the node: start sluiced with --tc IFACE (the interface ingress arrives on); nothing applied" "$rc $msg"
+check "a refused Gateway changes nothing" "$gen" "$(sluice status -o json | jq -r .generation)"
+
 # 11. A node reboot: pins gone, the state directory kept. sluiced restores the last plan,
 #     weight changes included, and the data plane serves it again.
 sluice weight purchase-history.$NS v1=30 v2=70 >/dev/null

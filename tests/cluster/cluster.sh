@@ -293,3 +293,19 @@ loadgen_in() {
 	local pod=$1; shift
 	"$SLUICE_BUILD/loadgen" --netns "$CLUSTER_PREFIX-$pod" --cgroup "$CLUSTER_CGROUP/$pod" "$@"
 }
+
+# pod_del NAME: the pod's processes, its namespace (the veth pair and the node's route go with
+# it) and its cgroup; the Pod object is gone from the next cluster_objects.
+pod_del() {
+	local name=$1 cg=$CLUSTER_CGROUP/$1 ns=$CLUSTER_PREFIX-$1
+	[ -e "$cg/cgroup.kill" ] && echo 1 > "$cg/cgroup.kill" 2>/dev/null
+	for _ in $(seq 100); do
+		[ -z "$(cat "$cg/cgroup.procs" 2>/dev/null)" ] && break
+		sleep 0.02
+	done
+	ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null
+	ip netns delete "$ns" 2>/dev/null
+	rmdir "$cg" 2>/dev/null
+	rm -f "$CLUSTER_DIR/pod.$name" "$CLUSTER_DIR/ready.$name" "$CLUSTER_DIR/backend.$name.pid"
+	return 0
+}

@@ -83,16 +83,8 @@ int do_apply(void)
 {
 	struct sources src = { 0 };
 	struct diags d = { 0 };
-	if (!cli.n_files) {
-		p_err("no input: give -f FILE, -f DIR or -f - (standard input)");
+	if (cli_read_sources(&src, &d))
 		return EXIT_USAGE;
-	}
-	if (cli.argc) {
-		p_err("unexpected argument \"%s\"; input files go after -f", cli.argv[0]);
-		return EXIT_USAGE;
-	}
-	for (size_t i = 0; i < cli.n_files; i++)
-		sources_read(&src, cli.files[i], &d);
 	if (d.n) {
 		if (cli.json)
 			diags_print_json(&d, stdout);

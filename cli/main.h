@@ -31,6 +31,10 @@ extern struct cli cli;
 /* "Error: MESSAGE" on stderr, or {"error": ...} on stdout with -o json. */
 void p_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+struct sources;
+struct diags;
+int cli_read_sources(struct sources *src, struct diags *d);   /* every -f; EXIT_USAGE if none */
+
 int do_plan(void);
 int do_validate(void);
 int do_apply(void);

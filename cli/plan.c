@@ -7,6 +7,22 @@
 #include "main.h"
 #include "plan_print.h"
 
+/* Reads every -f into src; unreadable paths go to d. EXIT_USAGE when there is nothing to read. */
+int cli_read_sources(struct sources *src, struct diags *d)
+{
+	if (!cli.n_files) {
+		p_err("no input: give -f FILE, -f DIR or -f - (standard input)");
+		return EXIT_USAGE;
+	}
+	if (cli.argc) {
+		p_err("unexpected argument \"%s\"; input files go after -f", cli.argv[0]);
+		return EXIT_USAGE;
+	}
+	for (size_t i = 0; i < cli.n_files; i++)
+		sources_read(src, cli.files[i], d);
+	return EXIT_DONE;
+}
+
 /* Reads every -f and compiles; on errors prints them all and returns EXIT_INVALID. */
 int cli_compile(struct plan *plan, struct compile_stats *st, struct sources *src)
 {
@@ -18,16 +34,8 @@ int cli_compile(struct plan *plan, struct compile_stats *st, struct sources *src
 		.skipped_log = cli.verbose ? stderr : NULL,
 		.gateway_address = cli.gateway_address,
 	};
-	if (!cli.n_files) {
-		p_err("no input: give -f FILE, -f DIR or -f - (standard input)");
+	if (cli_read_sources(src, &d))
 		return EXIT_USAGE;
-	}
-	if (cli.argc) {
-		p_err("unexpected argument \"%s\"; input files go after -f", cli.argv[0]);
-		return EXIT_USAGE;
-	}
-	for (size_t i = 0; i < cli.n_files; i++)
-		sources_read(src, cli.files[i], &d);
 	int rc = d.n ? -1 : 0;
 	if (!rc)
 		rc = compile_plan(&o, src->v, src->n, plan, &d, st);

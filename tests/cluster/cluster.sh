@@ -105,10 +105,11 @@ cluster_down() {
 	CLUSTER_DIR=
 }
 
-# sluiced on this cluster's cgroup, with its own pins, socket and state.
+# sluiced on this cluster's cgroup, with its own pins, socket and state; in the network namespace
+# SLUICED_NETNS when set (--tc names interfaces there).
 sluiced_start() {
 	rm -f "$CLUSTER_SOCKET"    # a killed sluiced leaves its socket behind
-	"$SLUICE_BUILD/sluiced" --cgroup "$CLUSTER_CGROUP" --bpffs "$CLUSTER_BPFFS" --socket "$CLUSTER_SOCKET" \
+	${SLUICED_NETNS:+nsenter --net="/run/netns/$SLUICED_NETNS"} "$SLUICE_BUILD/sluiced" --cgroup "$CLUSTER_CGROUP" --bpffs "$CLUSTER_BPFFS" --socket "$CLUSTER_SOCKET" \
 		--state-dir "$CLUSTER_STATE" "$@" 2>>"$CLUSTER_DIR/sluiced.log" &
 	echo $! > "$CLUSTER_DIR/sluiced.pid"
 	disown $!    # teardown kills it; no job-control noise

@@ -55,21 +55,7 @@ ip -n "$OUT" route add 198.19.0.0/16 via 198.18.250.254
 ip -n "$OUT" -6 route add 2001:db8:19::/48 via 2001:db8:250::fe
 
 # sluiced_tc_start ARGS...: sluiced in the node's network namespace (where --tc names interfaces).
-sluiced_tc_start() {
-	rm -f "$CLUSTER_SOCKET"
-	nsenter --net="/run/netns/$CLUSTER_NODE" "$SLUICE_BUILD/sluiced" --cgroup "$CLUSTER_CGROUP" \
-		--bpffs "$CLUSTER_BPFFS" --socket "$CLUSTER_SOCKET" --state-dir "$CLUSTER_STATE" "$@" \
-		2>>"$CLUSTER_DIR/sluiced.log" &
-	echo $! > "$CLUSTER_DIR/sluiced.pid"
-	disown $!
-	for _ in $(seq 100); do
-		[ -S "$CLUSTER_SOCKET" ] && return 0
-		kill -0 "$(cat "$CLUSTER_DIR/sluiced.pid")" 2>/dev/null || break
-		sleep 0.05
-	done
-	cat "$CLUSTER_DIR/sluiced.log" >&2
-	cluster_die "sluiced did not start"
-}
+sluiced_tc_start() { SLUICED_NETNS=$CLUSTER_NODE sluiced_start "$@"; }
 
 # rules "v1:W v2:W" [LB]: DestinationRule and a VirtualService routing every port of ecadraft.
 rules() {

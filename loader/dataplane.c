@@ -1647,6 +1647,72 @@ int dataplane_endpoint_connections(struct dataplane *dp, const struct plan_servi
 	return err;
 }
 
+/* Whether a forward flow entry would still be used by the TC program at now (coarse monotonic ns). */
+static bool flow_live(const struct sluice_ct_key *k, const struct sluice_ct *ct, uint64_t now)
+{
+	uint64_t timeout = k->protocol != IPPROTO_TCP ? SLUICE_TC_UDP_TIMEOUT_S
+			   : (ct->flags & SLUICE_CT_CLOSING) ? SLUICE_TC_CLOSING_TIMEOUT_S : SLUICE_TC_TCP_TIMEOUT_S;
+	return k->direction == SLUICE_CT_FORWARD && !(now > ct->last_seen && now - ct->last_seen > timeout * 1000000000ull);
+}
+
+int dataplane_tc_status(struct dataplane *dp, struct dataplane_tc_status *st)
+{
+	enum { BATCH = 4096 };
+	struct bpf_map_info info;
+	__u32 len = sizeof(info), count, in_batch = 0, out_batch;
+	struct sluice_ct_key *keys = NULL;
+	struct sluice_ct *vals = NULL;
+	struct timespec ts;
+	uint64_t *v, now;
+	bool first = true;
+	int fd, err = 0;
+
+	if (!dp || !st)
+		return -EINVAL;
+	if (!dp->tc_skel)
+		return -ENOENT;
+	memset(st, 0, sizeof(*st));
+	if (!(v = calloc(dp->ncpus, sizeof(*v))))
+		return -ENOMEM;
+	fd = bpf_map__fd(dp->tc_skel->maps.tc_stats);
+	for (__u32 i = 0; i < SLUICE_TC_STATS; i++)
+		if (bpf_map_lookup_elem(fd, &i, v) == 0)
+			for (int c = 0; c < dp->ncpus; c++)
+				st->stats[i] += v[c];
+	free(v);
+
+	fd = bpf_map__fd(dp->tc_skel->maps.tc_flows);
+	memset(&info, 0, sizeof(info));
+	if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0)
+		st->flows_max = info.max_entries / 2;
+	/* the BPF side stamps last_seen with bpf_ktime_get_coarse_ns(): the same clock */
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	now = (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
+	keys = calloc(BATCH, sizeof(*keys));
+	vals = calloc(BATCH, sizeof(*vals));
+	if (!keys || !vals) {
+		err = -ENOMEM;
+		goto out;
+	}
+	do {
+		count = BATCH;
+		err = bpf_map_lookup_batch(fd, first ? NULL : &in_batch, &out_batch, keys, vals, &count, NULL);
+		if (err && errno != ENOENT) {
+			err = -errno;
+			goto out;
+		}
+		for (__u32 i = 0; i < count; i++)
+			st->flows_live += flow_live(&keys[i], &vals[i], now);
+		in_batch = out_batch;
+		first = false;
+	} while (!err);
+	err = 0;
+out:
+	free(keys);
+	free(vals);
+	return err;
+}
+
 void dataplane_close(struct dataplane *dp)
 {
 	if (!dp)

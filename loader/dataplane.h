@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "plan.h"
+#include "sluice_abi.h"
 
 struct dataplane;
 
@@ -70,6 +71,16 @@ int dataplane_apply(struct dataplane *dp, const struct plan *plan, uint64_t *gen
  */
 int dataplane_endpoint_connections(struct dataplane *dp, const struct plan_service *svc,
 				   const struct plan_endpoint *ep, uint64_t *count);
+
+/* What TC mode did, for `sluice status`: packet counters and the conntrack's fill. */
+struct dataplane_tc_status {
+	uint64_t stats[SLUICE_TC_STATS]; /* enum sluice_tc_stat, summed over CPUs */
+	uint32_t flows_max;              /* flows the conntrack holds */
+	uint32_t flows_live;             /* flows seen within their idle timeout */
+};
+
+/* Fills *st. -ENOENT when TC mode is not loaded. */
+int dataplane_tc_status(struct dataplane *dp, struct dataplane_tc_status *st);
 
 uint64_t dataplane_generation(struct dataplane *dp);
 

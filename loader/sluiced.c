@@ -628,6 +628,55 @@ static void do_weight(struct daemon *dm, const struct msg *req, struct reply *r)
 		(unsigned long long)st.flip_ns, (unsigned long long)st.total_ns);
 }
 
+/* Names of enum sluice_tc_stat for status: JSON key, then text label. */
+static const char *const tc_stat_names[SLUICE_TC_STATS][2] = {
+	[SLUICE_TC_NEW_FLOWS] = { "new_flows", "new flows" },
+	[SLUICE_TC_FORWARD] = { "forwarded", "forwarded" },
+	[SLUICE_TC_REPLIES] = { "replies", "replies" },
+	[SLUICE_TC_ICMP] = { "icmp_errors", "icmp errors" },
+	[SLUICE_TC_REFUSED] = { "refused", "refused" },
+	[SLUICE_TC_UNKNOWN_FLOW] = { "unknown_flows", "unknown flows" },
+	[SLUICE_TC_FRAGMENTS] = { "fragments", "fragments passed" },
+	[SLUICE_TC_MALFORMED] = { "malformed", "malformed passed" },
+	[SLUICE_TC_ERRORS] = { "errors", "rewrite errors" },
+};
+
+/* The TC part of status: interfaces, the conntrack's fill and packet counters; JSON null without --tc. */
+static void status_tc(struct daemon *dm, struct reply *r)
+{
+	struct dataplane_tc_status st;
+	if (!dm->tc || dataplane_tc_status(dm->dp, &st)) {
+		if (r->json)
+			fputs(",\"tc\":null", r->out);
+		return;
+	}
+	char *ifaces = strdup(dm->tc), *save = NULL;
+	size_t n = 0;
+	fputs(r->json ? ",\"tc\":{\"interfaces\":[" : "tc on", r->out);
+	for (char *t = ifaces ? strtok_r(ifaces, ",", &save) : NULL; t; t = strtok_r(NULL, ",", &save), n++) {
+		if (r->json) {
+			fputs(n ? "," : "", r->out);
+			json_string(r->out, t);
+		} else {
+			fprintf(r->out, "%s%s", n ? "," : " ", t);
+		}
+	}
+	free(ifaces);
+	if (r->json)
+		fprintf(r->out, "],\"flows_live\":%u,\"flows_max\":%u", st.flows_live, st.flows_max);
+	else
+		fprintf(r->out, "  flows live %u of %u\n ", st.flows_live, st.flows_max);
+	for (int i = 0; i < SLUICE_TC_STATS; i++) {
+		if (r->json)
+			fprintf(r->out, ",\"%s\":%llu", tc_stat_names[i][0], (unsigned long long)st.stats[i]);
+		else
+			fprintf(r->out, " %s %llu%s", tc_stat_names[i][1], (unsigned long long)st.stats[i],
+				i + 1 < SLUICE_TC_STATS ? "," : "\n");
+	}
+	if (r->json)
+		fputc('}', r->out);
+}
+
 static void do_status(struct daemon *dm, const struct msg *req, struct reply *r)
 {
 	const char *svc = NULL, *ns = default_namespace(req);
@@ -642,9 +691,12 @@ static void do_status(struct daemon *dm, const struct msg *req, struct reply *r)
 	char buf[80], pct[32];
 	size_t shown = 0;
 	if (r->json)
-		fprintf(r->out, "{\"generation\":%llu,\"services\":[", (unsigned long long)dm->generation);
+		fprintf(r->out, "{\"generation\":%llu", (unsigned long long)dm->generation);
 	else
 		fprintf(r->out, "generation %llu\n", (unsigned long long)dm->generation);
+	status_tc(dm, r);
+	if (r->json)
+		fputs(",\"services\":[", r->out);
 	for (size_t i = 0; i < dm->plan.n_services; i++) {
 		const struct plan_service *s = &dm->plan.services[i];
 		if (svc && !service_matches(s, svc, ns))

@@ -161,6 +161,8 @@ check "sigkill: both subsets kept serving" "v1,v2" "$(jqr "$out" '.versions | ke
 sluiced_start || exit 1
 after=$(sluice status -o json)
 check "restart adopts the pins: same generation" "$gen_before" "$(jqr "$after" '.generation')"
+check "socket mode only: status has no TC part (json null, no text line)" "null 0" \
+	"$(jqr "$after" '.tc') $(sluice status | grep -c '^tc ')"
 c_before=$(jqr "$before" '[.services[].destinations[].endpoints[].connections] | add')
 c_after=$(jqr "$after" '[.services[].destinations[].endpoints[].connections] | add')
 if [ "$c_after" -gt "$c_before" ]; then ok "restart keeps counters ($c_before -> $c_after)"; else fail "restart keeps counters" "$c_before -> $c_after"; fi

@@ -92,11 +92,13 @@ rules() {
 }
 
 out_lg() { "$SLUICE_BUILD/loadgen" --netns "$OUT" -o json "$@"; }
-# tc_stat NAME: a tc_stats counter summed over CPUs (enum sluice_tc_stat order).
-tc_stat() {
+# tc_stat NAME: one of sluice status's TC counters (tc.NAME of -o json).
+tc_stat() { sluice status -o json | jq ".tc.$1"; }
+# tc_stat_map NAME: the same counter read from the pinned map, summed over CPUs (enum sluice_tc_stat order).
+tc_stat_map() {
 	local i
-	i=$(echo "new_flows forward replies icmp refused unknown_flow fragments malformed errors" | tr ' ' '\n' |
-		grep -nx "$1" | cut -d: -f1)
+	i=$(echo "new_flows forwarded replies icmp_errors refused unknown_flows fragments malformed errors" |
+		tr ' ' '\n' | grep -nx "$1" | cut -d: -f1)
 	bpftool -j map lookup pinned "$CLUSTER_BPFFS/maps/tc_stats" key $((i - 1)) 0 0 0 | jq '[.formatted.values[].value] | add'
 }
 tc_flow_entries() { bpftool -j map dump pinned "$CLUSTER_BPFFS/maps/tc_flows" | jq length; }
@@ -140,17 +142,26 @@ out=$(out_lg --target $VIP:9000 --mode tcp -n 50 --bytes 100000)
 check "tcp echo of 100 kB through TC: 50 from v1, every byte back" "50 0" "$(jqr "$out" '"\(.versions.v1 // 0) \(.failed)"')"
 after=$(sluice status -o json | jq '[.services[] | select(.port == 9000) | .destinations[].endpoints[].connections] | add')
 check "sluice status counts the 50 TC flows" 50 "$((after - before))"
+st=$(sluice status -o json)
+check "status -o json: the TC interfaces and table size" '["'"$UP"'"] 65536' "$(jqr "$st" '"\(.tc.interfaces | tojson) \(.tc.flows_max)"')"
+check "status -o json: TC counters are the pinned map's (new flows, forwarded, replies)" \
+	"$(tc_stat_map new_flows) $(tc_stat_map forwarded) $(tc_stat_map replies)" \
+	"$(jqr "$st" '"\(.tc.new_flows) \(.tc.forwarded) \(.tc.replies)"')"
+check_range "status: the 50 echo flows, closed seconds ago, are still live (closing timeout 10 s)" 50 65536 \
+	"$(jqr "$st" '.tc.flows_live')"
+check "sluice status (text) shows TC mode" "tc on $UP  flows live N of N|  new flows N, forwarded N, replies N, icmp errors N, refused N, unknown flows N, fragments passed N, malformed passed N, rewrite errors N" \
+	"$(sluice status | sed -n '2,3p' | sed 's/ [0-9][0-9]*/ N/g' | paste -sd'|')"
 out=$(out_lg --target $VIP:9001 --mode udp-connected -n 50)
 check "connected UDP through TC: 50 answers from v1, from the VIP" "50 0" "$(jqr "$out" '"\(.versions.v1 // 0) \(.peer_mismatch)"')"
 out=$(out_lg --target $VIP:9001 --mode udp -n 50)
 check "unconnected UDP through TC: 50 answers, sources are the VIP" "50 0" "$(jqr "$out" '"\(.versions.v1 // 0) \(.peer_mismatch)"')"
 out=$(out_lg --target "[$VIP6]:8080" -n 100)
 check "IPv6 through TC: 100 answers from v1" 100 "$(jqr "$out" '.versions.v1 // 0')"
-icmp_before=$(tc_stat icmp)
+icmp_before=$(tc_stat icmp_errors)
 out=$(out_lg --target $VIP:9002 --mode udp-connected -n 5 --timeout 1000)
 check "UDP to a port no endpoint listens on: the endpoint's ICMP error, translated, reads ECONNREFUSED" 5 \
 	"$(jqr "$out" '.errors.ECONNREFUSED // 0')"
-check_range "ICMP errors about translated flows were rewritten" 5 1000 "$(( $(tc_stat icmp) - icmp_before ))"
+check_range "ICMP errors about translated flows were rewritten" 5 1000 "$(( $(tc_stat icmp_errors) - icmp_before ))"
 
 # 3. An empty share is refused the way socket mode refuses it: RST for TCP, ICMP for UDP.
 pod_ready ecadraft-v2 false
@@ -175,6 +186,7 @@ rules "v1:50 v2:50"
 lg_pid=$!
 for _ in $(seq 200); do [ "$(tc_flow_entries)" -ge 400 ] && break; sleep 0.05; done
 check "200 transfers under way before the changes (flow entries >= 400)" yes "$([ "$(tc_flow_entries)" -ge 400 ] && echo yes || echo "no: $(tc_flow_entries)")"
+check_range "sluice status: the 200 transfers among the live flows" 200 65536 "$(tc_stat flows_live)"
 changes=0
 t0=$(date +%s%N)
 for i in $(seq 100); do
@@ -246,6 +258,8 @@ sleep 0.5
 out=$(out_lg --target $VIP:8080 -n 3000 -c 8)
 check "table full: all 3000 new flows translated and answered" "3000 0" "$(jqr "$out" '"\(.ok) \(.failed)"')"
 check_range "table full: the table stayed within its 128 entries" 1 128 "$(tc_flow_entries)"
+check "table full: sluice status shows the table's size, and live flows within it (1 to 64)" "64 true" \
+	"$(sluice status -o json | jq -r '"\(.tc.flows_max) \(.tc.flows_live >= 1 and .tc.flows_live <= 64)"')"
 wait $ll
 out=$(cat "$D/longlived.json")
 check "long-lived flows under eviction: none carried to another endpoint" 0 "$(jqr "$out" '.switched')"
@@ -264,11 +278,11 @@ ip netns exec "$OUT" bash -c 'exec 3<>/dev/tcp/'"$VIP"'/9000 || exit 1
 	echo ping >&3 && read -r -t 3 line <&3 && echo "echo: $line" || echo "no echo"' _ "$D/go" > "$D/idle.out" 2>&1 &
 idle=$!
 for _ in $(seq 100); do grep -q greeting "$D/idle.out" && break; sleep 0.05; done
-unknown_before=$(tc_stat unknown_flow)
+unknown_before=$(tc_stat unknown_flows)
 out_lg --target $VIP:8080 -n 6000 -c 8 >/dev/null
 touch "$D/go"
 wait $idle
-idle_result="$(grep -o 'no echo\|echo: .*' "$D/idle.out" | head -1), $(( $(tc_stat unknown_flow) - unknown_before )) reset by sluice"
+idle_result="$(grep -o 'no echo\|echo: .*' "$D/idle.out" | head -1), $(( $(tc_stat unknown_flows) - unknown_before )) reset by sluice"
 case $idle_result in
 "echo: ping, 0 reset by sluice" | "no echo, 1 reset by sluice") ok "an idle flow after 6000 new flows: kept, or reset by sluice ($idle_result)" ;;
 *) fail "an idle flow after 6000 new flows: kept, or reset by sluice" "got: $idle_result" ;;
@@ -317,7 +331,7 @@ check "gateway $GW:80, 50/50: no failures, answers from the gateway address" "0 
 	"$(jqr "$out" '"\(.failed) \(.peer_mismatch)"')"
 worst=$(jqr "$out" '[.sequence as $s | range(0; ($s|length) - 99) | [$s[.:.+100][] | select(. == "v1")] | length] | [min, max] | "\(.[0]) \(.[1])"')
 check "gateway, 50/50 round robin: exactly 50 v1 in every window of 100 (min max)" "50 50" "$worst"
-[ "$worst" = "50 50" ] || { jqr "$out" '.sequence[0:40] | join(" ")'; for s in new_flows forward replies refused unknown_flow; do echo "$s $(tc_stat $s)"; done; bpftool -j map show pinned "$CLUSTER_BPFFS/maps/tc_flows"; }
+[ "$worst" = "50 50" ] || { jqr "$out" '.sequence[0:40] | join(" ")'; sluice status; bpftool -j map show pinned "$CLUSTER_BPFFS/maps/tc_flows"; }
 gw_apply 0 100
 out=$(out_lg --target $GW:80 -n 300 -c 4)
 check "gateway, 100% v2: 300 answers from v2" 300 "$(jqr "$out" '.versions.v2 // 0')"

@@ -102,6 +102,7 @@ struct dataplane {
 	uint64_t stamp;                 /* apply counter, for the diff */
 	uint64_t slots_in_use;          /* endpoint slots of all current revisions */
 	bool sides_differ;              /* a failed write left the inactive side stale: resync before use */
+	struct pending *pending;        /* an apply switched, its old side not yet replayed (deferred) */
 	int ncpus;
 };
 
@@ -713,7 +714,125 @@ static int resync(struct dataplane *dp)
 
 enum change { SAME, ADDED, CHANGED };
 
-int dataplane_apply(struct dataplane *dp, const struct plan *plan, uint64_t *generation, struct dataplane_stats *stats)
+/* An apply switched but not settled: what steps 4-6 and the bookkeeping still need. */
+struct pending {
+	struct svc_state **next, **old_of, **removed;
+	enum change *what;
+	size_t n_next, n_removed;
+	struct svc_index nix;
+	bool same_keys;
+	uint64_t slots_new, slots_freed;
+};
+
+static int check_service(const struct plan_service *ps)
+{
+	if (ps->n_vips > 2) {
+		errorf("service %s/%s: %zu VIPs, at most one per family", ps->namespace, ps->name, ps->n_vips);
+		return -EINVAL;
+	}
+	if (ps->n_gateway_addrs > PLAN_MAX_GATEWAY_ADDRS) {
+		errorf("service %s/%s: %zu gateway addresses, at most %d", ps->namespace, ps->name, ps->n_gateway_addrs,
+		       PLAN_MAX_GATEWAY_ADDRS);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* Steps 4-6 of an apply (readers of the old side finish, the old side is replayed, old revisions
+ * go), then the bookkeeping becomes the new routing. */
+static int settle(struct dataplane *dp, uint64_t *drain_ns)
+{
+	struct pending *p = dp->pending;
+	unsigned side_old = (dp->generation + 1) & 1;   /* the side readers left at the switch */
+	uint64_t t1;
+	int err;
+
+	if (!p)
+		return 0;
+	dp->pending = NULL;
+	/* 4. Programs that read the old side finish. */
+	t1 = now_ns();
+	err = wait_for_readers(dp);
+	if (drain_ns)
+		*drain_ns = now_ns() - t1;
+	if (err) {
+		/* Without the grace period the old side may still be read: leave it, and the old revisions, alone. */
+		errorf("waiting for readers of the previous generation failed: %s; the switch is done, "
+		       "old entries stay until the next apply", strerror(-err));
+		dp->sides_differ = true;
+		goto commit;
+	}
+
+	/* 5. Replay on the side nobody reads now. */
+	for (size_t i = 0; i < p->n_next && !err; i++)
+		if (p->what[i] != SAME)
+			err = write_record(dp, p->next[i], side_old);
+	for (size_t i = 0; i < p->n_removed && !err; i++)
+		err = delete_record(dp, p->removed[i], side_old);
+	if (err) {
+		errorf("equalising the previous side failed: %s; the switch is done, the next apply resynchronises",
+		       strerror(-err));
+		dp->sides_differ = true;
+		goto commit;
+	}
+
+	/* 6. Nothing references the previous revisions now. */
+	for (size_t i = 0; i < p->n_next; i++) {
+		if (p->what[i] != CHANGED)
+			continue;
+		delete_endpoints(dp, p->old_of[i]->id, p->old_of[i]->revision, p->old_of[i]->n_slots);
+		delete_counters(dp, p->old_of[i], p->next[i]);
+	}
+	for (size_t i = 0; i < p->n_removed; i++) {
+		delete_endpoints(dp, p->removed[i]->id, p->removed[i]->revision, p->removed[i]->n_slots);
+		delete_counters(dp, p->removed[i], NULL);
+	}
+
+commit:
+	/* The bookkeeping becomes `next`; unchanged services keep their objects. */
+	for (size_t i = 0; i < p->n_removed; i++) {
+		dp->by_id[p->removed[i]->id] = NULL;
+		svc_free(p->removed[i]);
+	}
+	for (size_t i = 0; i < p->n_next; i++) {
+		if (p->what[i] == SAME)
+			continue;
+		dp->by_id[p->next[i]->id] = p->next[i];
+		if (p->same_keys) {
+			p->next[i]->pos = i;
+			index_replace(&dp->index, p->next[i]);
+		}
+		svc_free(p->old_of[i]);
+	}
+	if (!p->same_keys) {
+		free(dp->index.tab);
+		dp->index = p->nix;
+		for (size_t i = 0; i < p->n_next; i++)
+			p->next[i]->pos = i;
+	}
+	free(dp->svcs);
+	dp->svcs = p->next;
+	dp->n_svcs = p->n_next;
+	dp->slots_in_use = dp->slots_in_use + p->slots_new - p->slots_freed;
+	free(p->old_of);
+	free(p->removed);
+	free(p->what);
+	free(p);
+	return 0;
+}
+
+int dataplane_settle(struct dataplane *dp)
+{
+	return dp ? settle(dp, NULL) : -EINVAL;
+}
+
+/*
+ * The apply: `plan` is the whole routing (services missing from it are removed), or, with `only`,
+ * the n_only services listed change and every other stays as it is (a weight change: work in
+ * proportion to the change, not to the plan).
+ */
+static int apply(struct dataplane *dp, const struct plan *plan, const struct plan_service *const *only, size_t n_only,
+		 bool defer, uint64_t *generation, struct dataplane_stats *stats)
 {
 	struct dataplane_stats st = { 0 };
 	uint64_t t0 = now_ns(), t1, slots_new = 0, slots_freed = 0;
@@ -721,44 +840,45 @@ int dataplane_apply(struct dataplane *dp, const struct plan *plan, uint64_t *gen
 	struct svc_state **next = NULL, **old_of = NULL, **removed = NULL;
 	enum change *what = NULL;
 	struct svc_index nix = { 0 };
+	size_t n_in = only ? n_only : plan->n_services;
 	size_t n_next = 0, cap = 0, n_removed = 0, n_seen = 0, ids_needed = 0, cursor = 0;
-	unsigned side_new, side_old;
+	unsigned side_new;
 	bool same_keys;
 	int err = 0;
 
-	if (!dp || !plan)
-		return -EINVAL;
+	if ((err = settle(dp, NULL)))
+		return err;
 	if (dp->sides_differ && (err = resync(dp)))
 		return err;
-	for (size_t i = 0; i < plan->n_services; i++) {
-		const struct plan_service *ps = &plan->services[i];
-		if (ps->n_vips > 2) {
-			errorf("service %s/%s: %zu VIPs, at most one per family", ps->namespace, ps->name, ps->n_vips);
-			return -EINVAL;
-		}
-		if (ps->n_gateway_addrs > PLAN_MAX_GATEWAY_ADDRS) {
-			errorf("service %s/%s: %zu gateway addresses, at most %d", ps->namespace, ps->name,
-			       ps->n_gateway_addrs, PLAN_MAX_GATEWAY_ADDRS);
-			return -EINVAL;
-		}
+	for (size_t i = 0; i < n_in; i++) {
+		const struct plan_service *ps = only ? only[i] : &plan->services[i];
+		if ((err = check_service(ps)))
+			return err;
 		cap += svc_n_addrs(ps);
 	}
+	if (only)
+		cap = dp->n_svcs;
 	scratch.slots = malloc(SLUICE_MAX_DESTINATIONS * SLUICE_MAX_ENDPOINTS * sizeof(*scratch.slots));
 	next = calloc(cap ? cap : 1, sizeof(*next));
 	old_of = calloc(cap ? cap : 1, sizeof(*old_of));
-	what = calloc(cap ? cap : 1, sizeof(*what));
+	what = calloc(cap ? cap : 1, sizeof(*what));   /* SAME */
 	if (!scratch.slots || !next || !old_of || !what) {
 		err = -ENOMEM;
 		goto out;
 	}
+	if (only) {
+		memcpy(next, dp->svcs, dp->n_svcs * sizeof(*next));
+		n_next = n_seen = dp->n_svcs;
+	}
 
 	/* 1. Diff, in a scratch record: only added and changed services are copied. */
 	dp->stamp++;
-	for (size_t i = 0; i < plan->n_services; i++) {
-		const struct plan_service *ps = &plan->services[i];
+	for (size_t i = 0; i < n_in; i++) {
+		const struct plan_service *ps = only ? only[i] : &plan->services[i];
 		for (size_t j = 0; j < svc_n_addrs(ps); j++) {
 			struct svc_state *old;
 			uint16_t port;
+			size_t at;
 			const struct plan_addr *addr = svc_addr(ps, j, &port);
 			if ((err = svc_fill(ps, addr, port, &scratch)))
 				goto out;
@@ -772,22 +892,29 @@ int dataplane_apply(struct dataplane *dp, const struct plan *plan, uint64_t *gen
 				err = -EEXIST;
 				goto out;
 			}
+			if (!old && only) {
+				errorf("service %s/%s: not routed now; a weight change only changes routed services",
+				       ps->namespace, ps->name);
+				err = -ENOENT;
+				goto out;
+			}
 			if (old) {
 				old->stamp = dp->stamp;
-				n_seen++;
+				n_seen += !only;
 			}
+			at = only ? old->pos : n_next++;
 			if (old && svc_same_routing(old, &scratch)) {
-				next[n_next] = old;
-				what[n_next++] = SAME;
-				st.services_unchanged++;
+				next[at] = old;
+				what[at] = SAME;
+				st.services_unchanged += !only;
 				continue;
 			}
-			if (!(next[n_next] = svc_dup(&scratch))) {
+			if (!(next[at] = svc_dup(&scratch))) {
 				err = -ENOMEM;
 				goto out;
 			}
-			old_of[n_next] = old;
-			what[n_next++] = old ? CHANGED : ADDED;
+			old_of[at] = old;
+			what[at] = old ? CHANGED : ADDED;
 			ids_needed += !old;
 			slots_new += scratch.n_slots;
 			slots_freed += old ? old->n_slots : 0;
@@ -806,6 +933,9 @@ int dataplane_apply(struct dataplane *dp, const struct plan *plan, uint64_t *gen
 			}
 	}
 	st.services_removed = n_removed;
+	if (only)
+		for (size_t i = 0; i < n_next; i++)
+			st.services_unchanged += what[i] == SAME;
 	if (n_removed == 0 && st.services_unchanged == n_next)
 		goto done;   /* nothing changed: no switch */
 	same_keys = ids_needed == 0 && n_removed == 0;
@@ -826,7 +956,6 @@ int dataplane_apply(struct dataplane *dp, const struct plan *plan, uint64_t *gen
 
 	/* 2. The inactive side: endpoints and counters first, then the records that name them. */
 	side_new = (dp->generation + 1) & 1;
-	side_old = dp->generation & 1;
 	for (size_t i = 0; i < n_next; i++) {
 		struct svc_state *s = next[i];
 		if (what[i] == SAME)
@@ -862,73 +991,21 @@ int dataplane_apply(struct dataplane *dp, const struct plan *plan, uint64_t *gen
 		goto write_failed;
 	dp->generation++;
 
-	/* 4. Programs that read the old side finish. */
-	t1 = now_ns();
-	err = wait_for_readers(dp);
-	st.drain_ns = now_ns() - t1;
-	if (err) {
-		/* Without the grace period the old side may still be read: leave it, and the old revisions, alone. */
-		errorf("waiting for readers of the previous generation failed: %s; the switch is done, "
-		       "old entries stay until the next apply", strerror(-err));
+	/* The rest waits for readers of the old side: now, or at dataplane_settle() when deferred. */
+	if (!(dp->pending = malloc(sizeof(*dp->pending)))) {
+		err = -ENOMEM;   /* switched without bookkeeping: rebuild it from the maps */
+		errorf("out of memory after the switch; the data plane resynchronises at the next apply");
 		dp->sides_differ = true;
-		goto commit;
+		goto out;
 	}
-
-	/* 5. Replay on the side nobody reads now. */
-	for (size_t i = 0; i < n_next && !err; i++)
-		if (what[i] != SAME)
-			err = write_record(dp, next[i], side_old);
-	for (size_t i = 0; i < n_removed && !err; i++)
-		err = delete_record(dp, removed[i], side_old);
-	if (err) {
-		errorf("equalising the previous side failed: %s; the switch is done, the next apply resynchronises",
-		       strerror(-err));
-		dp->sides_differ = true;
-		goto commit;
-	}
-
-	/* 6. Nothing references the previous revisions now. */
-	for (size_t i = 0; i < n_next; i++) {
-		if (what[i] != CHANGED)
-			continue;
-		delete_endpoints(dp, old_of[i]->id, old_of[i]->revision, old_of[i]->n_slots);
-		delete_counters(dp, old_of[i], next[i]);
-	}
-	for (size_t i = 0; i < n_removed; i++) {
-		delete_endpoints(dp, removed[i]->id, removed[i]->revision, removed[i]->n_slots);
-		delete_counters(dp, removed[i], NULL);
-	}
-
-commit:
-	/* The bookkeeping becomes `next`; unchanged services keep their objects. */
-	for (size_t i = 0; i < n_removed; i++) {
-		dp->by_id[removed[i]->id] = NULL;
-		svc_free(removed[i]);
-	}
-	for (size_t i = 0; i < n_next; i++) {
-		if (what[i] == SAME)
-			continue;
-		dp->by_id[next[i]->id] = next[i];
-		if (same_keys) {
-			next[i]->pos = i;
-			index_replace(&dp->index, next[i]);
-		}
-		svc_free(old_of[i]);
-		what[i] = SAME;   /* owned by the bookkeeping now */
-	}
-	if (!same_keys) {
-		free(dp->index.tab);
-		dp->index = nix;
-		nix.tab = NULL;
-		for (size_t i = 0; i < n_next; i++)
-			next[i]->pos = i;
-	}
-	free(dp->svcs);
-	dp->svcs = next;
-	dp->n_svcs = n_next;
-	dp->slots_in_use = dp->slots_in_use + slots_new - slots_freed;
-	next = NULL;
-	err = 0;
+	*dp->pending = (struct pending){ .next = next, .old_of = old_of, .removed = removed, .what = what,
+					 .n_next = n_next, .n_removed = n_removed, .nix = nix,
+					 .same_keys = same_keys, .slots_new = slots_new, .slots_freed = slots_freed };
+	next = old_of = removed = NULL;
+	what = NULL;
+	nix.tab = NULL;
+	if (!defer)
+		settle(dp, &st.drain_ns);
 	goto done;
 
 write_failed:
@@ -963,6 +1040,21 @@ out:
 	free(old_of);
 	free(removed);
 	return err == -EEXIST ? -EINVAL : err;
+}
+
+int dataplane_apply(struct dataplane *dp, const struct plan *plan, uint64_t *generation, struct dataplane_stats *stats)
+{
+	if (!dp || !plan)
+		return -EINVAL;
+	return apply(dp, plan, NULL, 0, false, generation, stats);
+}
+
+int dataplane_apply_services(struct dataplane *dp, const struct plan_service *const *svcs, size_t n, bool defer,
+			     uint64_t *generation, struct dataplane_stats *stats)
+{
+	if (!dp || (n && !svcs))
+		return -EINVAL;
+	return apply(dp, NULL, svcs, n, defer, generation, stats);
 }
 
 /* ---- install, adopt, uninstall ---- */
@@ -1717,6 +1809,7 @@ void dataplane_close(struct dataplane *dp)
 {
 	if (!dp)
 		return;
+	settle(dp, NULL);   /* a deferred apply finishes: the old side must not stay stale */
 	for (size_t i = 0; i < dp->n_links; i++) {
 		bpf_link__disconnect(dp->links[i]);   /* pinned: stays attached after we let go */
 		bpf_link__destroy(dp->links[i]);

@@ -66,6 +66,19 @@ int dataplane_apply(struct dataplane *dp, const struct plan *plan, uint64_t *gen
 		    struct dataplane_stats *stats);
 
 /*
+ * The weight-change path: the n services listed (routed now, with the same addresses and ports)
+ * get new destinations; every other service stays. Work in proportion to the change, not to the
+ * plan. With defer, returns right after the switch (the change is visible); the rest (waiting for
+ * readers of the old side, replaying it) is done by dataplane_settle(), or by the next call.
+ * -ENOENT if a service is not routed now.
+ */
+int dataplane_apply_services(struct dataplane *dp, const struct plan_service *const *svcs, size_t n, bool defer,
+			     uint64_t *generation, struct dataplane_stats *stats);
+
+/* Finishes a deferred apply (an RCU grace period, then the old side's rewrite). 0 if none. */
+int dataplane_settle(struct dataplane *dp);
+
+/*
  * Connections (socket mode) and flows (TC mode) made to ep for svc, on its VIP
  * and gateway addresses of ep's family, summed over CPUs. -ENOENT if not routed.
  */

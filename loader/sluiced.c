@@ -561,21 +561,35 @@ static void do_weight(struct daemon *dm, const struct msg *req, struct reply *r)
 		reply_error(r, EXIT_USAGE, "%s", msg);
 		return;
 	}
-	/* the old weights, to print beside the new and to restore if the data plane refuses */
-	size_t n_old = 0;
-	struct plan_destination *old = calloc(dm->plan.n_services * PLAN_MAX_DESTINATIONS + 1, sizeof(*old));
+	/* the service's entries (one per port), and their old weights to print and to restore on failure */
+	size_t n_svcs = 0, n_old = 0;
 	for (size_t i = 0; i < dm->plan.n_services; i++)
-		if (service_is(&dm->plan.services[i], &wt))
+		n_svcs += service_is(&dm->plan.services[i], &wt);
+	const struct plan_service **svcs = calloc(n_svcs + 1, sizeof(*svcs));
+	struct plan_destination *old = calloc(n_svcs * PLAN_MAX_DESTINATIONS + 1, sizeof(*old));
+	if (!svcs || !old) {
+		reply_error(r, EXIT_INVALID, "out of memory");
+		free(svcs);
+		free(old);
+		return;
+	}
+	for (size_t i = 0, k = 0; i < dm->plan.n_services; i++)
+		if (service_is(&dm->plan.services[i], &wt)) {
+			svcs[k++] = &dm->plan.services[i];
 			for (size_t d = 0; d < dm->plan.services[i].n_destinations; d++)
 				old[n_old++] = dm->plan.services[i].destinations[d];
+		}
 	if (set_weights(&dm->plan, &wt, msg, sizeof(msg))) {
 		reply_error(r, EXIT_INVALID, "%s", msg);
+		free(svcs);
 		free(old);
 		return;
 	}
 	struct dataplane_stats st;
 	uint64_t gen;
-	int rc = dataplane_apply(dm->dp, &dm->plan, &gen, &st);
+	/* deferred: the reply goes out at the switch; serve_one settles the old side after it */
+	int rc = dataplane_apply_services(dm->dp, svcs, n_svcs, true, &gen, &st);
+	free(svcs);
 	size_t k = 0;
 	bool first = true;
 	if (r->json && !rc)
@@ -795,6 +809,7 @@ static void serve_one(struct daemon *dm, int fd)
 	msg_add(&resp, "out", r.out_buf, r.out_len);
 	msg_add(&resp, "err", r.err_buf, r.err_len);
 	msg_send(fd, &resp);
+	dataplane_settle(dm->dp);   /* after the answer: a weight change's reply does not wait for it */
 	free(r.out_buf);
 	free(r.err_buf);
 	msg_free(&req);

@@ -139,6 +139,7 @@ struct dr {
 	struct subset *subsets;
 	uint32_t n_subsets;
 	enum plan_lb lb;
+	struct plan_tcp_policy tcp;  /* trafficPolicy.connectionPool.tcp, for the host's TCP ports */
 };
 
 /* ---- compile context ---- */
@@ -1377,6 +1378,200 @@ static const char *const traffic_policy_fields[] = { "connectionPool", "loadBala
 static const char *const load_balancer_fields[] = { "consistentHash", "localityLbSetting", "simple",
 						    "warmupDurationSecs", NULL };
 
+static const char *const connection_pool_fields[] = { "http", "tcp", NULL };
+static const char *const tcp_settings_fields[] = { "connectTimeout", "idleTimeout", "maxConnectionDuration",
+						   "maxConnections", "tcpKeepalive", NULL };
+static const char *const tcp_keepalive_fields[] = { "interval", "probes", "time", NULL };
+
+/* What a duration field holds once read: whole units from min to max, and why those bounds. */
+struct duration_range {
+	uint64_t unit_ns;
+	const char *unit, *units;    /* "ms", "milliseconds" */
+	uint64_t min, max;           /* in units */
+	const char *range_why;       /* after the range in its error, or "" */
+	const char *unit_why;        /* after "a whole number of UNITS" in its error */
+};
+
+static const struct duration_range connect_timeout_range = {
+	1000000, "ms", "milliseconds", 1, 2147483647, "", " (TCP_USER_TIMEOUT counts milliseconds)",
+};
+static const struct duration_range keepalive_time_range = {
+	1000000000, "s", "seconds", 1, 32767, " (the kernel's limits for TCP_KEEPIDLE)",
+	" (TCP_KEEPIDLE counts seconds)",
+};
+static const struct duration_range keepalive_interval_range = {
+	1000000000, "s", "seconds", 1, 32767, " (the kernel's limits for TCP_KEEPINTVL)",
+	" (TCP_KEEPINTVL counts seconds)",
+};
+
+static uint64_t add_saturating(uint64_t a, uint64_t b)
+{
+	return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
+/*
+ * A duration as Istio's CRDs take it: protobuf's "1.5s" or Go's "1h30m", "500ms", "10us".
+ * Returns false when s is not one; sets *ns (saturating), the sign, and whether a fraction
+ * finer than a nanosecond was written.
+ */
+static bool parse_duration(const char *s, bool *negative, uint64_t *ns, bool *sub_ns)
+{
+	static const struct {
+		const char *name;
+		uint64_t ns;
+	} units[] = {
+		{ "ns", 1 }, { "us", 1000 }, { "\u00b5s", 1000 }, { "\u03bcs", 1000 }, { "ms", 1000000 },
+		{ "s", 1000000000 }, { "m", 60000000000ULL }, { "h", 3600000000000ULL },
+	};
+	*negative = *s == '-';
+	*ns = 0;
+	*sub_ns = false;
+	if (*s == '-' || *s == '+')
+		s++;
+	if (!strcmp(s, "0"))
+		return true;
+	if (!*s)
+		return false;
+	while (*s) {
+		uint64_t whole = 0;
+		bool digits = false;
+		for (; isdigit((unsigned char)*s); s++, digits = true)
+			whole = whole > (UINT64_MAX - 9) / 10 ? UINT64_MAX : whole * 10 + (uint64_t)(*s - '0');
+		const char *frac = NULL;
+		size_t n_frac = 0;
+		if (*s == '.') {
+			frac = ++s;
+			for (; isdigit((unsigned char)*s); s++, n_frac++)
+				digits = true;
+		}
+		size_t u = 0, len = 0;
+		for (; u < sizeof(units) / sizeof(units[0]); u++) {
+			len = strlen(units[u].name);
+			if (!strncmp(s, units[u].name, len))
+				break;
+		}
+		if (!digits || u == sizeof(units) / sizeof(units[0]))
+			return false;
+		s += len;
+		uint64_t unit = units[u].ns;
+		*ns = add_saturating(*ns, whole > UINT64_MAX / unit ? UINT64_MAX : whole * unit);
+		/* each fraction digit is worth a tenth of the one before, while that is whole nanoseconds */
+		uint64_t scale = unit;
+		for (size_t i = 0; i < n_frac; i++) {
+			uint64_t digit = (uint64_t)(frac[i] - '0');
+			if (scale % 10) {
+				*sub_ns = *sub_ns || digit;
+				continue;
+			}
+			scale /= 10;
+			*ns = add_saturating(*ns, digit * scale);
+		}
+	}
+	return true;
+}
+
+/* A duration field (c->path) in whole units within r. */
+static bool get_duration(struct cctx *c, const struct ynode *n, const struct duration_range *r, uint64_t *out)
+{
+	const char *s = get_str(c, n);
+	if (!s)
+		return false;
+	bool negative, sub_ns;
+	uint64_t ns;
+	if (!parse_duration(s, &negative, &ns, &sub_ns)) {
+		err(c, n, "%s must be a duration such as \"500ms\", \"10s\" or \"1m\", got \"%s\"", c->path, s);
+		return false;
+	}
+	if (negative || ns / r->unit_ns < r->min || ns / r->unit_ns > r->max ||
+	    (ns / r->unit_ns == r->max && ns % r->unit_ns)) {
+		err(c, n, "%s must be from %llu%s to %llu%s%s, got \"%s\"", c->path, (unsigned long long)r->min, r->unit,
+		    (unsigned long long)r->max, r->unit, r->range_why, s);
+		return false;
+	}
+	if (ns % r->unit_ns || sub_ns) {
+		err(c, n, "%s must be a whole number of %s%s, got \"%s\"", c->path, r->units, r->unit_why, s);
+		return false;
+	}
+	*out = ns / r->unit_ns;
+	return true;
+}
+
+static void read_tcp_keepalive(struct cctx *c, const struct ynode *ka, struct plan_tcp_policy *t)
+{
+	if (ynode_is_null(ka) || !want(c, ka, YN_MAP))
+		return;
+	check_fields(c, ka, tcp_keepalive_fields);
+	t->keepalive = true;  /* even when empty: on, with the kernel's defaults */
+	for (uint32_t i = 0; i < ka->n; i++) {
+		const struct ynode *k = ymap_key(ka, i), *v = ymap_val(ka, i);
+		if (k->type != YN_SCALAR)
+			continue;
+		size_t old = push_key(c, k->str);
+		uint64_t secs;
+		if (!strcmp(k->str, "time")) {
+			if (get_duration(c, v, &keepalive_time_range, &secs))
+				t->keepalive_time_s = (uint16_t)secs;
+		} else if (!strcmp(k->str, "interval")) {
+			if (get_duration(c, v, &keepalive_interval_range, &secs))
+				t->keepalive_interval_s = (uint16_t)secs;
+		} else if (!strcmp(k->str, "probes")) {
+			long long probes = is_integer(v) ? strtoll(v->str, NULL, 10) : 0;
+			if (is_integer(v) && (probes < 1 || probes > 127))
+				err(c, v, "%s must be an integer from 1 to 127 (the kernel's limits for TCP_KEEPCNT), got %s",
+				    c->path, v->str);
+			else if (get_int(c, v, 1, 127, &probes))
+				t->keepalive_probes = (uint8_t)probes;
+		}
+		pop(c, old);
+	}
+}
+
+/* connectionPool.tcp: what sockops can set on a connection; the pool limits need a proxy's pool. */
+static void read_tcp_settings(struct cctx *c, const struct ynode *tcp, struct plan_tcp_policy *t)
+{
+	if (ynode_is_null(tcp) || !want(c, tcp, YN_MAP))
+		return;
+	check_fields(c, tcp, tcp_settings_fields);
+	for (uint32_t i = 0; i < tcp->n; i++) {
+		const struct ynode *k = ymap_key(tcp, i), *v = ymap_val(tcp, i);
+		if (k->type != YN_SCALAR)
+			continue;
+		size_t old = push_key(c, k->str);
+		uint64_t ms;
+		if (!strcmp(k->str, "connectTimeout")) {
+			if (get_duration(c, v, &connect_timeout_range, &ms))
+				t->connect_timeout_ms = (uint32_t)ms;
+		} else if (!strcmp(k->str, "tcpKeepalive")) {
+			read_tcp_keepalive(c, v, t);
+		} else if (!strcmp(k->str, "maxConnections") || !strcmp(k->str, "maxConnectionDuration") ||
+			   !strcmp(k->str, "idleTimeout")) {
+			err(c, k, "%s is not implemented yet: remove it (sluice honours connectTimeout and tcpKeepalive)",
+			    c->path);
+		}
+		pop(c, old);
+	}
+}
+
+static void read_connection_pool(struct cctx *c, const struct ynode *cp, struct dr *d)
+{
+	if (ynode_is_null(cp) || !want(c, cp, YN_MAP))
+		return;
+	check_fields(c, cp, connection_pool_fields);
+	for (uint32_t i = 0; i < cp->n; i++) {
+		const struct ynode *k = ymap_key(cp, i), *v = ymap_val(cp, i);
+		if (k->type != YN_SCALAR)
+			continue;
+		size_t old = push_key(c, k->str);
+		if (!strcmp(k->str, "tcp"))
+			read_tcp_settings(c, v, &d->tcp);
+		else if (!strcmp(k->str, "http"))
+			err(c, k, "%s: HTTP connection pool settings need an L7 proxy, and sluice picks the backend at "
+				  "connect(); remove it",
+			    c->path);
+		pop(c, old);
+	}
+}
+
 static void read_traffic_policy(struct cctx *c, const struct ynode *tp, struct dr *d)
 {
 	if (ynode_is_null(tp) || !want(c, tp, YN_MAP))
@@ -1416,8 +1611,7 @@ static void read_traffic_policy(struct cctx *c, const struct ynode *tp, struct d
 				}
 			}
 		} else if (!strcmp(k->str, "connectionPool")) {
-			err(c, k, "%s is not implemented yet: remove it (connect timeout and keepalive are planned)",
-			    c->path);
+			read_connection_pool(c, v, d);
 		} else if (!strcmp(k->str, "outlierDetection")) {
 			err(c, k, "%s needs request outcomes that sluice does not see; remove it", c->path);
 		} else if (!strcmp(k->str, "tls")) {
@@ -2036,6 +2230,9 @@ static bool fill_destinations(struct cctx *c, struct index *ix, struct plan_serv
 		pd->subset = r->dests[j].subset ? r->dests[j].subset : "";
 		pd->weight = rd[j].weight;
 		pd->percent = sum ? 100.0 * rd[j].weight / (double)sum : 0;
+		const struct dr *dr = strmap_get(&ix->dr_by_service, pd->host);
+		if (dr && sp->proto == IPPROTO_TCP)
+			pd->tcp = dr->tcp;  /* host-wide, as in Istio; a UDP port has no use for it */
 		if (one.port->proto != sp->proto) {
 			err_at(c, &r->dests[j].at, "destination %s port %u is %s but %s port %u is %s", pd->host,
 			       one.port->port, one.port->proto == IPPROTO_UDP ? "UDP" : "TCP", entry, sp->port,

@@ -56,6 +56,41 @@ void plan_percent_str(double percent, char *buf, size_t len)
 		*end = 0;
 }
 
+/* "connect timeout 500ms, keepalive 60s/10s x3": keepalive idle/interval x probes, "default" for 0. */
+static void print_tcp_policy_text(const struct plan_tcp_policy *t, FILE *out)
+{
+	if (t->connect_timeout_ms)
+		fprintf(out, "connect timeout %ums%s", t->connect_timeout_ms, t->keepalive ? ", " : "  ");
+	if (!t->keepalive)
+		return;
+	fputs("keepalive ", out);
+	if (t->keepalive_time_s)
+		fprintf(out, "%us/", t->keepalive_time_s);
+	else
+		fputs("default/", out);
+	if (t->keepalive_interval_s)
+		fprintf(out, "%us", t->keepalive_interval_s);
+	else
+		fputs("default", out);
+	if (t->keepalive_probes)
+		fprintf(out, " x%u  ", t->keepalive_probes);
+	else
+		fputs(" x default  ", out);
+}
+
+static void print_tcp_policy_json(const struct plan_tcp_policy *t, FILE *out)
+{
+	if (!t->connect_timeout_ms && !t->keepalive)
+		return;
+	fputs(",\"tcp\":{", out);
+	if (t->connect_timeout_ms)
+		fprintf(out, "\"connect_timeout_ms\":%u%s", t->connect_timeout_ms, t->keepalive ? "," : "");
+	if (t->keepalive)
+		fprintf(out, "\"keepalive\":{\"time_s\":%u,\"interval_s\":%u,\"probes\":%u}",
+			t->keepalive_time_s, t->keepalive_interval_s, t->keepalive_probes);
+	fputc('}', out);
+}
+
 void plan_print_text(const struct plan *plan, FILE *out)
 {
 	char buf[320], pct[32];
@@ -87,6 +122,7 @@ void plan_print_text(const struct plan *plan, FILE *out)
 			snprintf(buf, sizeof(buf), "%s.%s", s->name, s->namespace);
 			if (strcmp(pd->host, buf))
 				fprintf(out, "host %s  ", pd->host);
+			print_tcp_policy_text(&pd->tcp, out);
 			if (!pd->n_endpoints)
 				fputs("no ready endpoints: its share is refused", out);
 			for (size_t e = 0; e < pd->n_endpoints; e++) {
@@ -135,7 +171,9 @@ void plan_print_service_json(const struct plan_service *s, FILE *out)
 			plan_endpoint_str(&pd->endpoints[e].addr, pd->endpoints[e].port, buf, sizeof(buf));
 			fprintf(out, "%s\"%s\"", e ? "," : "", buf);
 		}
-		fputs("]}", out);
+		fputc(']', out);
+		print_tcp_policy_json(&pd->tcp, out);
+		fputc('}', out);
 	}
 	fputs("]}", out);
 }

@@ -3,6 +3,7 @@
 #ifndef SLUICE_PLAN_H
 #define SLUICE_PLAN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -27,6 +28,18 @@ struct plan_endpoint {
 	const char *pod;            /* pod name, for status */
 };
 
+/*
+ * TCP policy of a destination: its host's DestinationRule trafficPolicy.connectionPool.tcp,
+ * applied by sockops to each connection made to the destination's endpoints. All zero: none.
+ */
+struct plan_tcp_policy {
+	uint32_t connect_timeout_ms;    /* connectTimeout; 0: the kernel's SYN retries decide */
+	bool keepalive;                 /* tcpKeepalive given (even empty): SO_KEEPALIVE on */
+	uint16_t keepalive_time_s;      /* tcpKeepalive.time, 1..32767; 0: the kernel's default */
+	uint16_t keepalive_interval_s;  /* tcpKeepalive.interval, 1..32767; 0: the kernel's default */
+	uint8_t keepalive_probes;       /* tcpKeepalive.probes, 1..127; 0: the kernel's default */
+};
+
 struct plan_destination {
 	const char *host;           /* destination Service, "name.namespace" */
 	const char *subset;         /* "" when the route names no subset */
@@ -34,6 +47,7 @@ struct plan_destination {
 	double percent;             /* share of new connections, 0..100 */
 	struct plan_endpoint *endpoints;
 	size_t n_endpoints;         /* 0: the share is refused with ECONNREFUSED */
+	struct plan_tcp_policy tcp; /* TCP services only */
 };
 
 struct plan_service {

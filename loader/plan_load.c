@@ -77,6 +77,40 @@ static bool endpoint(const char *s, struct plan_endpoint *e)
 	return port > 0 && port < 65536 && addr(ip, &e->addr);
 }
 
+/* A number of the saved plan that must lie in min..max. */
+static bool num_in(struct loader *l, const struct ynode *m, const char *key, double min, double max, double *out)
+{
+	if (!num(l, m, key, out))
+		return false;
+	return *out >= min && *out <= max && *out == (double)(uint64_t)*out ? true : fail(l, ymap_get(m, key), key);
+}
+
+/* "tcp":{"connect_timeout_ms":N,"keepalive":{"time_s":N,"interval_s":N,"probes":N}}, both optional. */
+static bool read_tcp_policy(struct loader *l, const struct ynode *m, struct plan_tcp_policy *t)
+{
+	double ms, time, interval, probes;
+	const struct ynode *ka = ymap_get(m, "keepalive");
+	if (m->type != YN_MAP || (!ymap_get(m, "connect_timeout_ms") && !ka))
+		return fail(l, m, "tcp");
+	if (ymap_get(m, "connect_timeout_ms")) {
+		if (!num_in(l, m, "connect_timeout_ms", 1, 2147483647, &ms))
+			return false;
+		t->connect_timeout_ms = (uint32_t)ms;
+	}
+	if (!ka)
+		return true;
+	if (ka->type != YN_MAP)
+		return fail(l, ka, "keepalive");
+	if (!num_in(l, ka, "time_s", 0, 32767, &time) || !num_in(l, ka, "interval_s", 0, 32767, &interval) ||
+	    !num_in(l, ka, "probes", 0, 127, &probes))
+		return false;
+	t->keepalive = true;
+	t->keepalive_time_s = (uint16_t)time;
+	t->keepalive_interval_s = (uint16_t)interval;
+	t->keepalive_probes = (uint8_t)probes;
+	return true;
+}
+
 static bool read_destination(struct loader *l, const struct ynode *m, struct plan_destination *d)
 {
 	double w, pct;
@@ -96,7 +130,8 @@ static bool read_destination(struct loader *l, const struct ynode *m, struct pla
 		d->endpoints[i].pod = "";
 	}
 	d->n_endpoints = eps->n;
-	return true;
+	const struct ynode *tcp = ymap_get(m, "tcp");
+	return !tcp || read_tcp_policy(l, tcp, &d->tcp);
 }
 
 static bool read_service(struct loader *l, const struct ynode *m, struct plan_service *s)

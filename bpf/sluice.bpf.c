@@ -154,6 +154,7 @@ static __always_inline int do_connect(struct bpf_sock_addr *ctx, bool v6)
 	const struct sluice_endpoint *ep;
 	struct sluice_sock *ss;
 	struct peer p;
+	__u32 dest = SLUICE_MAX_DESTINATIONS;
 	int err;
 
 	if (ctx->protocol != IPPROTO_TCP && ctx->protocol != IPPROTO_UDP)
@@ -166,7 +167,7 @@ static __always_inline int do_connect(struct bpf_sock_addr *ctx, bool v6)
 		ss->family = 0;   /* a socket connected again (UDP) forgets its previous VIP */
 	if (!svc)
 		return 1;
-	ep = pick_endpoint(svc, &err);
+	ep = pick_endpoint(svc, &err, &dest);
 	if (err == -ECONNREFUSED)
 		return refuse();
 	if (!ep || (ep->family != p.family))
@@ -178,6 +179,9 @@ static __always_inline int do_connect(struct bpf_sock_addr *ctx, bool v6)
 		ss->backend = ep->addr;
 		ss->backend_port = ep->port;
 		ss->family = p.family;
+		ss->service_id = svc->id;
+		if (dest < SLUICE_MAX_DESTINATIONS)
+			ss->tcp = svc->destinations[dest].tcp;
 	}
 	write_peer(ctx, v6, &ep->addr, ep->family, ep->port);
 	return 1;
@@ -216,7 +220,8 @@ static __always_inline int do_sendmsg(struct bpf_sock_addr *ctx, bool v6)
 		}
 	}
 
-	const struct sluice_endpoint *ep = pick_endpoint(svc, &err);
+	__u32 dest;
+	const struct sluice_endpoint *ep = pick_endpoint(svc, &err, &dest);
 	if (err == -ECONNREFUSED)
 		return refuse();
 	if (!ep || ep->family != p.family)
@@ -317,4 +322,102 @@ SEC("cgroup/getpeername6")
 int sluice_getpeername6(struct bpf_sock_addr *ctx)
 {
 	return do_reverse(ctx, true, false);
+}
+
+/* ---- sockops: the TCP life of translated connections ---- */
+
+#define SOL_SOCKET 1
+#define SO_KEEPALIVE 9
+#define SOL_TCP 6
+#define TCP_KEEPIDLE 4
+#define TCP_KEEPINTVL 5
+#define TCP_KEEPCNT 6
+#define TCP_USER_TIMEOUT 18
+
+/* The kernel's tick rate, for the SYN's first retransmission timeout (in jiffies); 0: unknown. */
+extern unsigned int CONFIG_HZ __kconfig __weak;
+
+static __always_inline struct sluice_sock *translated(struct bpf_sock_ops *skops)
+{
+	struct bpf_sock *sk = skops->sk;
+	struct sluice_sock *ss;
+
+	if (!sk)
+		return NULL;
+	ss = bpf_sk_storage_get(&sock_state, sk, 0, 0);
+	return ss && ss->family ? ss : NULL;
+}
+
+static __always_inline void set_int(struct bpf_sock_ops *skops, int level, int opt, int v)
+{
+	bpf_setsockopt(skops, level, opt, &v, sizeof(v));
+}
+
+/*
+ * A connection connect() translated gets its destination's TCP policy (DestinationRule
+ * connectionPool.tcp) and is counted per endpoint: connectTimeout is TCP_USER_TIMEOUT while the
+ * handshake runs (with the SYN's first retransmission no later than the timeout, so that a
+ * sub-second timeout fires on time), lifted once established so that it never limits the
+ * connection itself; tcpKeepalive is SO_KEEPALIVE and TCP_KEEPIDLE/KEEPINTVL/KEEPCNT from then on.
+ * Counts: handshakes completed, connects failed (SYN_SENT -> CLOSE), and at close the
+ * retransmissions and smoothed RTT. Other sockets cost one socket-storage lookup per callback.
+ */
+SEC("sockops")
+int sluice_sockops(struct bpf_sock_ops *skops)
+{
+	struct sluice_endpoint_stats *st;
+	struct sluice_sock *ss;
+	__u32 op = skops->op;
+
+	if (op != BPF_SOCK_OPS_TCP_CONNECT_CB && op != BPF_SOCK_OPS_TIMEOUT_INIT &&
+	    op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB && op != BPF_SOCK_OPS_STATE_CB)
+		return 1;
+	ss = translated(skops);
+	if (!ss)
+		return 1;
+	switch (op) {
+	case BPF_SOCK_OPS_TCP_CONNECT_CB:
+		if (ss->tcp.connect_timeout_ms)
+			set_int(skops, SOL_TCP, TCP_USER_TIMEOUT, (int)ss->tcp.connect_timeout_ms);
+		bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
+		break;
+	case BPF_SOCK_OPS_TIMEOUT_INIT:
+		/* the user timeout is only checked when a retransmission timer fires: the first at 1 s */
+		if (ss->tcp.connect_timeout_ms && ss->tcp.connect_timeout_ms < 1000 && CONFIG_HZ)
+			skops->reply = (ss->tcp.connect_timeout_ms * CONFIG_HZ + 999) / 1000;
+		break;
+	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
+		if (ss->tcp.connect_timeout_ms)
+			set_int(skops, SOL_TCP, TCP_USER_TIMEOUT, 0);
+		if (ss->tcp.flags & SLUICE_TCP_KEEPALIVE) {
+			set_int(skops, SOL_SOCKET, SO_KEEPALIVE, 1);
+			if (ss->tcp.keepalive_time_s)
+				set_int(skops, SOL_TCP, TCP_KEEPIDLE, ss->tcp.keepalive_time_s);
+			if (ss->tcp.keepalive_interval_s)
+				set_int(skops, SOL_TCP, TCP_KEEPINTVL, ss->tcp.keepalive_interval_s);
+			if (ss->tcp.keepalive_probes)
+				set_int(skops, SOL_TCP, TCP_KEEPCNT, ss->tcp.keepalive_probes);
+		}
+		st = endpoint_stats(ss->service_id, &ss->backend, ss->backend_port, ss->family);
+		if (st)
+			__sync_fetch_and_add(&st->established, 1);
+		break;
+	case BPF_SOCK_OPS_STATE_CB:
+		if (skops->args[1] != BPF_TCP_CLOSE)
+			break;
+		st = endpoint_stats(ss->service_id, &ss->backend, ss->backend_port, ss->family);
+		if (!st)
+			break;
+		if (skops->args[0] == BPF_TCP_SYN_SENT) {
+			__sync_fetch_and_add(&st->failed, 1);
+		} else {
+			__sync_fetch_and_add(&st->retransmits, skops->total_retrans);
+			if (skops->srtt_us) {
+				__sync_fetch_and_add(&st->rtt_sum_us, skops->srtt_us >> 3);   /* stored << 3 */
+				__sync_fetch_and_add(&st->rtt_samples, 1);
+			}
+		}
+		break;
+	}
+	return 1;
 }

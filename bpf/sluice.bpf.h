@@ -33,7 +33,7 @@ struct {
 } active SEC(".maps");
 
 /*
- * services: HASH {VIP, port, protocol, family, side} -> whole record (1168 B:
+ * services: HASH {VIP, port, protocol, family, side} -> whole record (1360 B:
  * weights, 1024-slot round-robin table, endpoint slot ranges). HASH and not
  * ARRAY: keyed by VIP, and an update replaces the value whole. NO_PREALLOC:
  * a replaced or deleted element is freed after an RCU grace period instead of
@@ -68,7 +68,8 @@ struct {
 
 /*
  * counters: PERCPU_HASH {service id, endpoint address, port} -> connections
- * (socket mode) and flows (TC mode) made. Keyed by the endpoint itself, not
+ * (socket mode) and flows (TC mode) made, and what sockops saw of their TCP
+ * life (handshakes, failures, retransmits, RTT). Keyed by the endpoint itself, not
  * its slot, so the count survives weight changes and re-applies that keep the
  * endpoint. Per-CPU: no shared cache line on the connect path; userspace sums.
  * Created and deleted only by userspace (BPF never inserts), so its presence
@@ -80,7 +81,7 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, SLUICE_MAX_COUNTERS);
 	__type(key, struct sluice_counter_key);
-	__type(value, __u64);
+	__type(value, struct sluice_endpoint_stats);
 } counters SEC(".maps");
 
 /*
@@ -115,26 +116,34 @@ static __always_inline const struct sluice_service *lookup_service(const struct 
 	return bpf_map_lookup_elem(&services, &key);
 }
 
-static __always_inline void count_connection(__u32 service_id, const struct sluice_endpoint *ep)
+/* The counters of endpoint addr:port of a service; NULL once the endpoint left it. */
+static __always_inline struct sluice_endpoint_stats *endpoint_stats(__u32 service_id, const struct sluice_addr *addr,
+								    __be16 port, __u8 family)
 {
 	struct sluice_counter_key key;
 
 	__builtin_memset(&key, 0, sizeof(key));
 	key.service_id = service_id;
-	key.addr = ep->addr;
-	key.port = ep->port;
-	key.family = ep->family;
-	__u64 *n = bpf_map_lookup_elem(&counters, &key);
-	if (n)
-		__sync_fetch_and_add(n, 1);   /* per-CPU, but a preempted task on this CPU may race */
+	key.addr = *addr;
+	key.port = port;
+	key.family = family;
+	return bpf_map_lookup_elem(&counters, &key);
+}
+
+static __always_inline void count_connection(__u32 service_id, const struct sluice_endpoint *ep)
+{
+	struct sluice_endpoint_stats *st = endpoint_stats(service_id, &ep->addr, ep->port, ep->family);
+	if (st)
+		__sync_fetch_and_add(&st->connections, 1);   /* per-CPU, but a preempted task on this CPU may race */
 }
 
 /*
- * Picks a destination by weight, then an endpoint in it. Returns the endpoint,
- * or NULL with *err = -ECONNREFUSED (the share has no endpoint) or -ENOENT
- * (inconsistent record: let the connection through untouched).
+ * Picks a destination by weight (its index in *dest), then an endpoint in it.
+ * Returns the endpoint, or NULL with *err = -ECONNREFUSED (the share has no
+ * endpoint) or -ENOENT (inconsistent record: let the connection through untouched).
  */
-static __always_inline const struct sluice_endpoint *pick_endpoint(const struct sluice_service *svc, int *err)
+static __always_inline const struct sluice_endpoint *pick_endpoint(const struct sluice_service *svc, int *err,
+								   __u32 *dest)
 {
 	struct sluice_endpoint_key key;
 	struct sluice_rr_state *rr = NULL;
@@ -159,6 +168,7 @@ static __always_inline const struct sluice_endpoint *pick_endpoint(const struct 
 	}
 	if (d >= SLUICE_MAX_DESTINATIONS)
 		return NULL;
+	*dest = d;
 	n = svc->destinations[d].n_endpoints;
 	if (n == 0) {
 		*err = -ECONNREFUSED;

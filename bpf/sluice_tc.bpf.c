@@ -743,7 +743,8 @@ static __always_inline int forward(struct __sk_buff *skb, const struct pkt *p)
 		stat(SLUICE_TC_UNKNOWN_FLOW);
 		return (p->tcp_flags & TCP_RST) ? TC_DROP : answer_rst(skb, p);
 	}
-	const struct sluice_endpoint *ep = pick_endpoint(svc, &err);
+	__u32 dest;
+	const struct sluice_endpoint *ep = pick_endpoint(svc, &err, &dest);
 	if (err == -ECONNREFUSED) {
 		stat(SLUICE_TC_REFUSED);
 		return tcp ? answer_rst(skb, p) : answer_port_unreachable(skb, p);

@@ -69,12 +69,26 @@ struct sluice_service_key {
 };
 SLUICE_ASSERT_SIZE(struct sluice_service_key, 24);
 
+/* TCP policy of a destination (DestinationRule connectionPool.tcp), applied by sockops. */
+struct sluice_tcp_policy {
+	__u32 connect_timeout_ms;   /* TCP_USER_TIMEOUT until established; 0: none */
+	__u16 keepalive_time_s;     /* TCP_KEEPIDLE; 0: the kernel's */
+	__u16 keepalive_interval_s; /* TCP_KEEPINTVL; 0: the kernel's */
+	__u8 keepalive_probes;      /* TCP_KEEPCNT; 0: the kernel's */
+	__u8 flags;                 /* SLUICE_TCP_* */
+	__u8 pad[2];
+};
+SLUICE_ASSERT_SIZE(struct sluice_tcp_policy, 12);
+
+#define SLUICE_TCP_KEEPALIVE 1      /* SO_KEEPALIVE on once established */
+
 struct sluice_destination {
 	__u32 cum_weight;           /* RANDOM: cumulative reduced weight up to and including this one */
 	__u16 first_slot;           /* endpoints are slots [first_slot, first_slot + n_endpoints) */
 	__u16 n_endpoints;          /* 0: this share is refused with ECONNREFUSED */
+	struct sluice_tcp_policy tcp;
 };
-SLUICE_ASSERT_SIZE(struct sluice_destination, 8);
+SLUICE_ASSERT_SIZE(struct sluice_destination, 20);
 
 /*
  * Value of `services`: a whole version of one service's routing, replaced
@@ -90,7 +104,7 @@ struct sluice_service {
 	struct sluice_destination destinations[SLUICE_MAX_DESTINATIONS];
 	__u8 rr_table[SLUICE_RR_SLOTS];   /* destination index per round-robin slot, interleaved */
 };
-SLUICE_ASSERT_SIZE(struct sluice_service, 16 + 8 * SLUICE_MAX_DESTINATIONS + SLUICE_RR_SLOTS);
+SLUICE_ASSERT_SIZE(struct sluice_service, 16 + 20 * SLUICE_MAX_DESTINATIONS + SLUICE_RR_SLOTS);
 
 struct sluice_endpoint_key {
 	__u32 service_id;
@@ -117,6 +131,17 @@ struct sluice_counter_key {
 };
 SLUICE_ASSERT_SIZE(struct sluice_counter_key, 24);
 
+/* Value of `counters` (per CPU): what connections to one endpoint of a service did. */
+struct sluice_endpoint_stats {
+	__u64 connections;          /* socket mode connections and TC flows routed to it */
+	__u64 established;          /* sockops: TCP handshakes completed (socket mode) */
+	__u64 failed;               /* sockops: connects that failed (timeout, reset, unreachable) */
+	__u64 retransmits;          /* sockops: segments retransmitted, summed at close */
+	__u64 rtt_sum_us;           /* sockops: smoothed RTT at close, summed ... */
+	__u64 rtt_samples;          /* ... over this many closed connections */
+};
+SLUICE_ASSERT_SIZE(struct sluice_endpoint_stats, 48);
+
 /* Value of `rr_state`: shared by all CPUs, advanced with atomic fetch-add. */
 struct sluice_rr_state {
 	__u64 next_slot;                                /* into the record's rr_table */
@@ -138,8 +163,10 @@ struct sluice_sock {
 	__be16 backend_port;
 	__u8 family;                /* of vip and backend; 0: this socket was not translated */
 	__u8 pad[3];
+	__u32 service_id;           /* with backend: the endpoint's counters, for sockops */
+	struct sluice_tcp_policy tcp;   /* the destination's, for sockops */
 };
-SLUICE_ASSERT_SIZE(struct sluice_sock, 40);
+SLUICE_ASSERT_SIZE(struct sluice_sock, 56);
 
 /* Unconnected UDP: the backend one socket's datagrams to one VIP:port stick to. */
 struct sluice_flow_key {

@@ -71,6 +71,7 @@ struct svc_state {
 	uint32_t id, revision;
 	uint8_t lb, n_destinations;
 	uint32_t weights[SLUICE_MAX_DESTINATIONS];     /* reduced by gcd: 80/20 and 4/1 are the same routing */
+	struct sluice_tcp_policy tcp[SLUICE_MAX_DESTINATIONS];   /* zero for UDP */
 	uint16_t n_endpoints[SLUICE_MAX_DESTINATIONS];
 	uint32_t n_slots;
 	struct sluice_endpoint *slots;  /* destination 0's endpoints, then destination 1's, ... */
@@ -324,6 +325,7 @@ static void build_record(const struct svc_state *s, struct sluice_service *r)
 		r->destinations[i].cum_weight = cum;
 		r->destinations[i].first_slot = slot;
 		r->destinations[i].n_endpoints = s->n_endpoints[i];
+		r->destinations[i].tcp = s->tcp[i];
 		slot += s->n_endpoints[i];
 	}
 	r->total_weight = cum;
@@ -356,6 +358,7 @@ static bool svc_same_routing(const struct svc_state *a, const struct svc_state *
 {
 	return a->lb == b->lb && a->n_destinations == b->n_destinations &&
 	       memcmp(a->weights, b->weights, sizeof(a->weights)) == 0 &&
+	       memcmp(a->tcp, b->tcp, sizeof(a->tcp)) == 0 &&
 	       memcmp(a->n_endpoints, b->n_endpoints, sizeof(a->n_endpoints)) == 0 &&
 	       a->n_slots == b->n_slots &&
 	       memcmp(a->slots, b->slots, a->n_slots * sizeof(*a->slots)) == 0;
@@ -422,6 +425,14 @@ static int svc_fill(const struct plan_service *ps, const struct plan_addr *vip, 
 		errorf("service %s/%s: the weights of its %zu destinations sum to 0; hint: give at least one a weight",
 		       ns, name, ps->n_destinations);
 		return -EINVAL;
+	}
+	for (size_t d = 0; d < ps->n_destinations && ps->protocol == IPPROTO_TCP; d++) {
+		const struct plan_tcp_policy *t = &ps->destinations[d].tcp;
+		s->tcp[d].connect_timeout_ms = t->connect_timeout_ms;
+		s->tcp[d].keepalive_time_s = t->keepalive_time_s;
+		s->tcp[d].keepalive_interval_s = t->keepalive_interval_s;
+		s->tcp[d].keepalive_probes = t->keepalive_probes;
+		s->tcp[d].flags = t->keepalive ? SLUICE_TCP_KEEPALIVE : 0;
 	}
 	for (size_t d = 0; d < ps->n_destinations; d++) {
 		const struct plan_destination *pd = &ps->destinations[d];
@@ -516,7 +527,7 @@ static void counter_key(uint32_t id, const struct sluice_endpoint *ep, struct sl
 static int create_counters(struct dataplane *dp, const struct svc_state *s)
 {
 	struct sluice_counter_key k;
-	uint64_t *zero = calloc(dp->ncpus, sizeof(uint64_t));
+	struct sluice_endpoint_stats *zero = calloc(dp->ncpus, sizeof(*zero));
 	int err = 0;
 
 	if (!zero)
@@ -1572,6 +1583,7 @@ static int rebuild(struct dataplane *dp)
 			s->weights[d] = r->destinations[d].cum_weight - prev;
 			prev = r->destinations[d].cum_weight;
 			s->n_endpoints[d] = r->destinations[d].n_endpoints;
+			s->tcp[d] = r->destinations[d].tcp;
 			s->n_slots += r->destinations[d].n_endpoints;
 		}
 		dp->slots_in_use += s->n_slots;
@@ -1699,19 +1711,20 @@ uint64_t dataplane_generation(struct dataplane *dp)
 	return dp ? dp->generation : 0;
 }
 
-int dataplane_endpoint_connections(struct dataplane *dp, const struct plan_service *svc,
-				   const struct plan_endpoint *ep, uint64_t *count)
+int dataplane_endpoint_stats(struct dataplane *dp, const struct plan_service *svc, const struct plan_endpoint *ep,
+			     struct sluice_endpoint_stats *out)
 {
 	struct sluice_service_key k;
 	struct sluice_counter_key ck;
 	struct sluice_endpoint e;
-	uint64_t *v, sum = 0;
+	struct sluice_endpoint_stats *v;
 	int err = -ENOENT;
 
-	if (!dp || !svc || !ep || !count)
+	if (!dp || !svc || !ep || !out)
 		return -EINVAL;
 	if (svc->n_vips > 2 || svc->n_gateway_addrs > PLAN_MAX_GATEWAY_ADDRS)
 		return -EINVAL;
+	memset(out, 0, sizeof(*out));
 	memset(&e, 0, sizeof(e));
 	memcpy(e.addr.bytes, ep->addr.addr, ep->addr.family == AF_INET ? 4 : 16);
 	e.port = htons(ep->port);
@@ -1728,14 +1741,31 @@ int dataplane_endpoint_connections(struct dataplane *dp, const struct plan_servi
 			continue;
 		counter_key(s->id, &e, &ck);
 		if (bpf_map_lookup_elem(dp->fd_counters, &ck, v) == 0) {
-			for (int i = 0; i < dp->ncpus; i++)
-				sum += v[i];
+			for (int i = 0; i < dp->ncpus; i++) {
+				out->connections += v[i].connections;
+				out->established += v[i].established;
+				out->failed += v[i].failed;
+				out->retransmits += v[i].retransmits;
+				out->rtt_sum_us += v[i].rtt_sum_us;
+				out->rtt_samples += v[i].rtt_samples;
+			}
 			err = 0;
 		}
 	}
 	free(v);
-	if (!err)
-		*count = sum;
+	return err;
+}
+
+int dataplane_endpoint_connections(struct dataplane *dp, const struct plan_service *svc,
+				   const struct plan_endpoint *ep, uint64_t *count)
+{
+	struct sluice_endpoint_stats st;
+	int err;
+
+	if (!count)
+		return -EINVAL;
+	if (!(err = dataplane_endpoint_stats(dp, svc, ep, &st)))
+		*count = st.connections;
 	return err;
 }
 

@@ -85,6 +85,10 @@ int dataplane_settle(struct dataplane *dp);
 int dataplane_endpoint_connections(struct dataplane *dp, const struct plan_service *svc,
 				   const struct plan_endpoint *ep, uint64_t *count);
 
+/* All of ep's counters for svc (connections, and sockops' view of their TCP life), summed. */
+int dataplane_endpoint_stats(struct dataplane *dp, const struct plan_service *svc, const struct plan_endpoint *ep,
+			     struct sluice_endpoint_stats *out);
+
 /* What TC mode did, for `sluice status`: packet counters and the conntrack's fill. */
 struct dataplane_tc_status {
 	uint64_t stats[SLUICE_TC_STATS]; /* enum sluice_tc_stat, summed over CPUs */

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -691,6 +692,74 @@ static void status_tc(struct daemon *dm, struct reply *r)
 		fputc('}', r->out);
 }
 
+/* A destination's TCP policy (DestinationRule connectionPool.tcp), as the plan prints it. */
+static void status_tcp_policy_json(FILE *out, const struct plan_tcp_policy *tp)
+{
+	fputs(",\"tcp\":{", out);
+	if (tp->connect_timeout_ms)
+		fprintf(out, "\"connect_timeout_ms\":%u%s", tp->connect_timeout_ms, tp->keepalive ? "," : "");
+	if (tp->keepalive)
+		fprintf(out, "\"keepalive\":{\"time_s\":%u,\"interval_s\":%u,\"probes\":%u}", tp->keepalive_time_s,
+			tp->keepalive_interval_s, tp->keepalive_probes);
+	fputc('}', out);
+}
+
+static void status_tcp_policy_text(FILE *out, const struct plan_tcp_policy *tp)
+{
+	fputs("    tcp policy:", out);
+	if (tp->connect_timeout_ms)
+		fprintf(out, " connectTimeout %ums%s", tp->connect_timeout_ms, tp->keepalive ? "," : "");
+	if (tp->keepalive) {
+		fputs(" tcpKeepalive", out);
+		if (tp->keepalive_time_s)
+			fprintf(out, " time %us", tp->keepalive_time_s);
+		else
+			fputs(" time default", out);
+		if (tp->keepalive_interval_s)
+			fprintf(out, " interval %us", tp->keepalive_interval_s);
+		else
+			fputs(" interval default", out);
+		if (tp->keepalive_probes)
+			fprintf(out, " probes %u", tp->keepalive_probes);
+		else
+			fputs(" probes default", out);
+	}
+	fputc('\n', out);
+}
+
+/* One endpoint's counters; for TCP also what sockops saw (handshakes, failures, retransmits, RTT). */
+static void status_endpoint(struct reply *r, const char *addr, const struct sluice_endpoint_stats *st, bool tcp,
+			    bool first)
+{
+	unsigned long long rtt = st->rtt_samples ? st->rtt_sum_us / st->rtt_samples : 0;
+	if (r->json) {
+		fprintf(r->out, "%s{\"address\":\"%s\",\"connections\":%llu", first ? "" : ",", addr,
+			(unsigned long long)st->connections);
+		if (tcp) {
+			fprintf(r->out, ",\"established\":%llu,\"failed\":%llu,\"retransmits\":%llu,\"rtt_us\":",
+				(unsigned long long)st->established, (unsigned long long)st->failed,
+				(unsigned long long)st->retransmits);
+			if (st->rtt_samples)
+				fprintf(r->out, "%llu", rtt);
+			else
+				fputs("null", r->out);
+		}
+		fputc('}', r->out);
+		return;
+	}
+	fprintf(r->out, "    %-40s connections %llu", addr, (unsigned long long)st->connections);
+	if (tcp) {
+		fprintf(r->out, "  established %llu  failed %llu  retransmits %llu  rtt ",
+			(unsigned long long)st->established, (unsigned long long)st->failed,
+			(unsigned long long)st->retransmits);
+		if (st->rtt_samples)
+			fprintf(r->out, "%llu us", rtt);
+		else
+			fputc('-', r->out);
+	}
+	fputc('\n', r->out);
+}
+
 static void do_status(struct daemon *dm, const struct msg *req, struct reply *r)
 {
 	const char *svc = NULL, *ns = default_namespace(req);
@@ -739,24 +808,28 @@ static void do_status(struct daemon *dm, const struct msg *req, struct reply *r)
 		for (size_t d = 0; d < s->n_destinations; d++) {
 			const struct plan_destination *pd = &s->destinations[d];
 			plan_percent_str(pd->percent, pct, sizeof(pct));
+			const struct plan_tcp_policy *tp = &pd->tcp;
+			bool has_tcp = s->protocol == IPPROTO_TCP && (tp->connect_timeout_ms || tp->keepalive);
 			if (r->json) {
 				fprintf(r->out, "%s{\"subset\":", d ? "," : "");
 				json_string(r->out, pd->subset);
-				fprintf(r->out, ",\"weight\":%u,\"percent\":%s,\"endpoints\":[", pd->weight, pct);
+				fprintf(r->out, ",\"weight\":%u,\"percent\":%s", pd->weight, pct);
+				if (has_tcp)
+					status_tcp_policy_json(r->out, tp);
+				fputs(",\"endpoints\":[", r->out);
 			} else {
 				fprintf(r->out, "  subset %-8s weight %-4u share %5s%%%s\n",
 					pd->subset[0] ? pd->subset : "(all)", pd->weight, pct,
 					pd->n_endpoints ? "" : "  no ready endpoints: its share is refused");
+				if (has_tcp)
+					status_tcp_policy_text(r->out, tp);
 			}
 			for (size_t e = 0; e < pd->n_endpoints; e++) {
-				uint64_t count = 0;
-				dataplane_endpoint_connections(dm->dp, s, &pd->endpoints[e], &count);
+				struct sluice_endpoint_stats st;
+				if (dataplane_endpoint_stats(dm->dp, s, &pd->endpoints[e], &st))
+					memset(&st, 0, sizeof(st));
 				plan_endpoint_str(&pd->endpoints[e].addr, pd->endpoints[e].port, buf, sizeof(buf));
-				if (r->json)
-					fprintf(r->out, "%s{\"address\":\"%s\",\"connections\":%llu}", e ? "," : "", buf,
-						(unsigned long long)count);
-				else
-					fprintf(r->out, "    %-40s connections %llu\n", buf, (unsigned long long)count);
+				status_endpoint(r, buf, &st, s->protocol == IPPROTO_TCP, e == 0);
 			}
 			if (r->json)
 				fputs("]}", r->out);

@@ -104,6 +104,14 @@ struct dataplane {
 	uint64_t slots_in_use;          /* endpoint slots of all current revisions */
 	bool sides_differ;              /* a failed write left the inactive side stale: resync before use */
 	struct pending *pending;        /* an apply switched, its old side not yet replayed (deferred) */
+	/* An upgrade that changed the maps' layout: new programs wait for the first apply (upgrade_begin). */
+	bool upgrading;
+	char *dir;                      /* the bpffs directory, for the deferred attach */
+	int upgrade_cg_fd;
+	uint64_t upgrade_cg_id;
+	char *tc_names[DATAPLANE_MAX_TC_IFACES];
+	int tc_ifindex[DATAPLANE_MAX_TC_IFACES];
+	size_t n_tc_pending;
 	int ncpus;
 };
 
@@ -1055,9 +1063,12 @@ out:
 
 int dataplane_apply(struct dataplane *dp, const struct plan *plan, uint64_t *generation, struct dataplane_stats *stats)
 {
+	int err;
+
 	if (!dp || !plan)
 		return -EINVAL;
-	return apply(dp, plan, NULL, 0, false, generation, stats);
+	err = apply(dp, plan, NULL, 0, false, generation, stats);
+	return err ? err : dataplane_finish_open(dp);
 }
 
 int dataplane_apply_services(struct dataplane *dp, const struct plan_service *const *svcs, size_t n, bool defer,
@@ -1516,6 +1527,12 @@ static int tc_open(struct dataplane *dp, const struct dataplane_opts *o)
 		}
 	}
 	for (size_t i = 0; i < o->n_tc_ifaces; i++) {
+		if (dp->upgrading) {   /* attached with the socket programs, after the first apply */
+			if (!(dp->tc_names[dp->n_tc_pending] = strdup(o->tc_ifaces[i])))
+				return -ENOMEM;
+			dp->tc_ifindex[dp->n_tc_pending++] = ifindex[i];
+			continue;
+		}
 		if ((err = tc_attach_one(dp, o->bpffs_dir, o->tc_ifaces[i], ifindex[i],
 					 dp->tc_skel->progs.sluice_tc_ingress, TCX_INGRESS)) ||
 		    (err = tc_attach_one(dp, o->bpffs_dir, o->tc_ifaces[i], ifindex[i],
@@ -1625,6 +1642,151 @@ out:
 	return err;
 }
 
+/*
+ * Upgrades across a change of the maps' layout (a record, a counter or socket storage grew).
+ * Pinned maps that do not fit this build cannot be reused, and mixing old and new maps would
+ * hand the running programs half a world. So the socket object's pinned maps move aside, all of
+ * them, to SLUICE_PIN_MAPS_OLD: the running programs keep using them, untouched, while this
+ * build loads fresh maps, the saved plan is applied to those (same generation onwards), and only
+ * then are the new programs swapped into the pinned links (dataplane_finish_open). TC's flow
+ * table keeps its place: its layout is its own, so flows in progress keep their endpoints.
+ * What restarts: per-endpoint counters, getpeername's VIP for connections opened before, and
+ * the backend choice of unconnected UDP sockets.
+ */
+#define SLUICE_PIN_MAPS_OLD "maps_old"   /* bpffs refuses names with a dot */
+
+static int remove_pins(const char *dir, const char *sub, bool links);
+
+static bool pin_mismatch(const char *path, const struct bpf_map *m)
+{
+	struct bpf_map_info info;
+	__u32 len = sizeof(info);
+	int fd = bpf_obj_get(path);
+	bool bad;
+
+	if (fd < 0)
+		return false;   /* not pinned yet: the load creates it */
+	memset(&info, 0, sizeof(info));
+	bad = bpf_obj_get_info_by_fd(fd, &info, &len) || info.type != bpf_map__type(m) ||
+	      info.key_size != bpf_map__key_size(m) || info.value_size != bpf_map__value_size(m) ||
+	      info.max_entries != bpf_map__max_entries(m) || info.map_flags != bpf_map__map_flags(m);
+	close(fd);
+	return bad;
+}
+
+/* Moves every pin of the socket object's maps from `from` to `to` (names as in the object). */
+static int move_map_pins(struct dataplane *dp, const char *dir, const char *from, const char *to)
+{
+	char a[PATH_MAX], b[PATH_MAX];
+	struct bpf_map *map;
+	int err;
+
+	bpf_object__for_each_map(map, dp->skel->obj) {
+		if (bpf_map__is_internal(map))
+			continue;
+		if ((err = join(a, dir, from, bpf_map__name(map))) || (err = join(b, dir, to, bpf_map__name(map))))
+			return err;
+		if (rename(a, b) && errno != ENOENT)
+			return -errno;
+	}
+	return 0;
+}
+
+static int upgrade_begin(struct dataplane *dp, const char *dir, uint64_t *generation)
+{
+	char path[PATH_MAX];
+	struct bpf_map *map;
+	bool changed = false;
+	int err, fd;
+
+	/* An upgrade stopped before its swap: the programs in the hooks still use the maps moved aside. */
+	if (!join(path, dir, SLUICE_PIN_MAPS_OLD, "active") && path_exists(path)) {
+		if ((fd = bpf_obj_get(path)) >= 0) {
+			struct sluice_active act = { 0 };
+			__u32 zero = 0;
+			if (bpf_map_lookup_elem(fd, &zero, &act) == 0)
+				*generation = act.generation;
+			close(fd);
+		}
+		bpf_object__for_each_map(map, dp->skel->obj)
+			if (!bpf_map__is_internal(map) && !join(path, dir, SLUICE_PIN_MAPS, bpf_map__name(map)))
+				unlink(path);   /* the unfinished new maps: no hook reads them */
+		tc_note("resuming an upgrade that stopped before its switch");
+		dp->upgrading = true;
+		return 0;
+	}
+	bpf_object__for_each_map(map, dp->skel->obj) {
+		if (bpf_map__is_internal(map))
+			continue;
+		if ((err = join(path, dir, SLUICE_PIN_MAPS, bpf_map__name(map))))
+			return err;
+		changed = changed || pin_mismatch(path, map);
+	}
+	if (!changed)
+		return 0;
+	/* the generation carries on, so that status and logs keep counting up */
+	*generation = 0;
+	if (!join(path, dir, SLUICE_PIN_MAPS, "active") && (fd = bpf_obj_get(path)) >= 0) {
+		struct sluice_active act = { 0 };
+		__u32 zero = 0;
+		if (bpf_map_lookup_elem(fd, &zero, &act) == 0)
+			*generation = act.generation;
+		close(fd);
+	}
+	if ((err = join(path, dir, SLUICE_PIN_MAPS_OLD, NULL)))
+		return err;
+	if (mkdir(path, 0700) && errno != EEXIST)
+		return -errno;
+	if ((err = move_map_pins(dp, dir, SLUICE_PIN_MAPS, SLUICE_PIN_MAPS_OLD))) {
+		move_map_pins(dp, dir, SLUICE_PIN_MAPS_OLD, SLUICE_PIN_MAPS);
+		errorf("cannot move the previous maps aside under %s: %s", path, strerror(-err));
+		return err;
+	}
+	tc_note("the pinned maps do not fit this build: upgrading; the running programs keep the previous "
+		"maps (%s) until the saved plan is applied to new ones", path);
+	dp->upgrading = true;
+	return 0;
+}
+
+/* A failed upgrade puts the previous maps back: the running programs never left them. */
+static void upgrade_abort(struct dataplane *dp, const char *dir)
+{
+	char path[PATH_MAX];
+	struct bpf_map *map;
+
+	bpf_object__for_each_map(map, dp->skel->obj)
+		if (!bpf_map__is_internal(map) && !join(path, dir, SLUICE_PIN_MAPS, bpf_map__name(map)))
+			unlink(path);
+	move_map_pins(dp, dir, SLUICE_PIN_MAPS_OLD, SLUICE_PIN_MAPS);
+	if (!join(path, dir, SLUICE_PIN_MAPS_OLD, NULL))
+		rmdir(path);
+	dp->upgrading = false;
+}
+
+int dataplane_finish_open(struct dataplane *dp)
+{
+	int err = 0;
+
+	if (!dp || !dp->upgrading)
+		return 0;
+	/* swapped into the pinned links: the hooks never run without a program */
+	if ((err = attach_programs(dp, dp->dir, dp->upgrade_cg_fd, dp->upgrade_cg_id)))
+		return err;
+	for (size_t i = 0; i < dp->n_tc_pending; i++)
+		if ((err = tc_attach_one(dp, dp->dir, dp->tc_names[i], dp->tc_ifindex[i],
+					 dp->tc_skel->progs.sluice_tc_ingress, TCX_INGRESS)) ||
+		    (err = tc_attach_one(dp, dp->dir, dp->tc_names[i], dp->tc_ifindex[i],
+					 dp->tc_skel->progs.sluice_tc_egress, TCX_EGRESS)))
+			return err;
+	/* the previous programs are gone from the hooks: their maps go with the last reference */
+	remove_pins(dp->dir, SLUICE_PIN_MAPS_OLD, false);
+	dp->upgrading = false;
+	close(dp->upgrade_cg_fd);
+	dp->upgrade_cg_fd = -1;
+	tc_note("upgraded: the new programs serve from the new maps");
+	return 0;
+}
+
 int dataplane_open(const struct dataplane_opts *o, struct dataplane **out)
 {
 	struct dataplane *dp = NULL;
@@ -1651,6 +1813,7 @@ int dataplane_open(const struct dataplane_opts *o, struct dataplane **out)
 		goto cleanup;
 	}
 	dp->fd_barrier_inner = -1;
+	dp->upgrade_cg_fd = -1;
 	dp->ncpus = libbpf_num_possible_cpus();
 	if (dp->ncpus <= 0) {
 		err = dp->ncpus ? dp->ncpus : -EINVAL;
@@ -1662,6 +1825,9 @@ int dataplane_open(const struct dataplane_opts *o, struct dataplane **out)
 		errorf("cannot open the BPF object: %s", strerror(-err));
 		goto cleanup;
 	}
+	uint64_t upgrade_gen = 0;
+	if (adopt && (err = upgrade_begin(dp, o->bpffs_dir, &upgrade_gen)))
+		goto cleanup;
 	/* Pinned maps are reused (adopt); missing ones are created and pinned by the load. */
 	bpf_object__for_each_map(map, dp->skel->obj) {
 		if (bpf_map__is_internal(map))
@@ -1691,15 +1857,31 @@ int dataplane_open(const struct dataplane_opts *o, struct dataplane **out)
 		errorf("cannot create the grace-period map: %s", strerror(-err));
 		goto cleanup;
 	}
-	if ((err = attach_programs(dp, o->bpffs_dir, cg_fd, cg_id)) || (err = tc_open(dp, o)))
-		goto cleanup;
-	if (adopt && (err = rebuild(dp)))
-		goto cleanup;
+	if (dp->upgrading) {
+		/* fresh maps: nothing to rebuild; the programs are swapped in after the first apply */
+		if (!(dp->dir = strdup(o->bpffs_dir))) {
+			err = -ENOMEM;
+			goto cleanup;
+		}
+		dp->upgrade_cg_fd = cg_fd;
+		dp->upgrade_cg_id = cg_id;
+		cg_fd = -1;
+		if ((err = set_generation(dp, upgrade_gen)) || (err = tc_open(dp, o)))
+			goto cleanup;
+		dp->generation = upgrade_gen;
+	} else {
+		if ((err = attach_programs(dp, o->bpffs_dir, cg_fd, cg_id)) || (err = tc_open(dp, o)))
+			goto cleanup;
+		if (adopt && (err = rebuild(dp)))
+			goto cleanup;
+	}
 	*out = dp;
 	dp = NULL;
 cleanup:
 	if (cg_fd >= 0)
 		close(cg_fd);
+	if (err && dp && dp->upgrading)
+		upgrade_abort(dp, o->bpffs_dir);
 	dataplane_close(dp);
 	if (err && !adopt && err != -EPERM && err != -EINVAL)
 		dataplane_uninstall(o);   /* a first install that failed half-way leaves nothing behind */
@@ -1840,6 +2022,11 @@ void dataplane_close(struct dataplane *dp)
 	if (!dp)
 		return;
 	settle(dp, NULL);   /* a deferred apply finishes: the old side must not stay stale */
+	if (dp->upgrade_cg_fd >= 0)
+		close(dp->upgrade_cg_fd);
+	for (size_t i = 0; i < dp->n_tc_pending; i++)
+		free(dp->tc_names[i]);
+	free(dp->dir);
 	for (size_t i = 0; i < dp->n_links; i++) {
 		bpf_link__disconnect(dp->links[i]);   /* pinned: stays attached after we let go */
 		bpf_link__destroy(dp->links[i]);
@@ -1899,7 +2086,8 @@ int dataplane_uninstall(const struct dataplane_opts *o)
 	/* Links first: once they are gone no hook runs, and the maps can go. */
 	if ((err = remove_pins(o->bpffs_dir, SLUICE_PIN_LINKS, true)) ||
 	    (err = remove_pins(o->bpffs_dir, SLUICE_PIN_PROGS, false)) ||
-	    (err = remove_pins(o->bpffs_dir, SLUICE_PIN_MAPS, false))) {
+	    (err = remove_pins(o->bpffs_dir, SLUICE_PIN_MAPS, false)) ||
+	    (err = remove_pins(o->bpffs_dir, SLUICE_PIN_MAPS_OLD, false))) {
 		errorf("cannot remove the pins under %s: %s", o->bpffs_dir, strerror(-err));
 		return err;
 	}

@@ -99,6 +99,13 @@ struct dataplane_tc_status {
 /* Fills *st. -ENOENT when TC mode is not loaded. */
 int dataplane_tc_status(struct dataplane *dp, struct dataplane_tc_status *st);
 
+/*
+ * After an upgrade that changed the maps' layout, dataplane_open leaves the running programs on
+ * their previous maps and loads new ones; the new programs go into the hooks here, once the
+ * new maps hold the routing (dataplane_apply calls it too). 0 and nothing to do otherwise.
+ */
+int dataplane_finish_open(struct dataplane *dp);
+
 uint64_t dataplane_generation(struct dataplane *dp);
 
 /* Frees the handle; pins and links stay: the data plane keeps serving. NULL is fine. */

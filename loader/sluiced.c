@@ -982,7 +982,8 @@ int main(int argc, char **argv)
 	if (dataplane_open(&o, &dm.dp))
 		goto cleanup;
 	dm.generation = dataplane_generation(dm.dp);
-	if (restore_state(&dm))
+	/* an upgrade across a map layout change swaps its programs in once the plan is in the new maps */
+	if (restore_state(&dm) || dataplane_finish_open(dm.dp))
 		goto cleanup;
 	if (listen_socket(&dm))
 		goto cleanup;

@@ -57,10 +57,10 @@ void plan_percent_str(double percent, char *buf, size_t len)
 }
 
 /* "connect timeout 500ms, keepalive 60s/10s x3": keepalive idle/interval x probes, "default" for 0. */
-static void print_tcp_policy_text(const struct plan_tcp_policy *t, FILE *out)
+void plan_print_tcp_text(const struct plan_tcp_policy *t, FILE *out)
 {
 	if (t->connect_timeout_ms)
-		fprintf(out, "connect timeout %ums%s", t->connect_timeout_ms, t->keepalive ? ", " : "  ");
+		fprintf(out, "connect timeout %ums%s", t->connect_timeout_ms, t->keepalive ? ", " : "");
 	if (!t->keepalive)
 		return;
 	fputs("keepalive ", out);
@@ -73,12 +73,12 @@ static void print_tcp_policy_text(const struct plan_tcp_policy *t, FILE *out)
 	else
 		fputs("default", out);
 	if (t->keepalive_probes)
-		fprintf(out, " x%u  ", t->keepalive_probes);
+		fprintf(out, " x%u", t->keepalive_probes);
 	else
-		fputs(" x default  ", out);
+		fputs(" x default", out);
 }
 
-static void print_tcp_policy_json(const struct plan_tcp_policy *t, FILE *out)
+void plan_print_tcp_json(const struct plan_tcp_policy *t, FILE *out)
 {
 	if (!t->connect_timeout_ms && !t->keepalive)
 		return;
@@ -122,7 +122,10 @@ void plan_print_text(const struct plan *plan, FILE *out)
 			snprintf(buf, sizeof(buf), "%s.%s", s->name, s->namespace);
 			if (strcmp(pd->host, buf))
 				fprintf(out, "host %s  ", pd->host);
-			print_tcp_policy_text(&pd->tcp, out);
+			if (pd->tcp.connect_timeout_ms || pd->tcp.keepalive) {
+				plan_print_tcp_text(&pd->tcp, out);
+				fputs("  ", out);
+			}
 			if (!pd->n_endpoints)
 				fputs("no ready endpoints: its share is refused", out);
 			for (size_t e = 0; e < pd->n_endpoints; e++) {
@@ -172,7 +175,7 @@ void plan_print_service_json(const struct plan_service *s, FILE *out)
 			fprintf(out, "%s\"%s\"", e ? "," : "", buf);
 		}
 		fputc(']', out);
-		print_tcp_policy_json(&pd->tcp, out);
+		plan_print_tcp_json(&pd->tcp, out);
 		fputc('}', out);
 	}
 	fputs("]}", out);

@@ -12,6 +12,10 @@ void plan_endpoint_str(const struct plan_addr *a, uint16_t port, char *buf, size
 void plan_percent_str(double percent, char *buf, size_t len);
 const char *plan_protocol_name(uint8_t protocol);
 const char *plan_lb_name(enum plan_lb lb);
+/* A destination's TCP policy: "connect timeout 500ms, keepalive 60s/10s x3" ("default": the kernel's) */
+void plan_print_tcp_text(const struct plan_tcp_policy *t, FILE *out);
+/* The same as ',"tcp":{...}' for a JSON object being written; nothing when no policy is set */
+void plan_print_tcp_json(const struct plan_tcp_policy *t, FILE *out);
 void plan_print_text(const struct plan *plan, FILE *out);
 void plan_print_json(const struct plan *plan, FILE *out);
 void plan_print_json_generation(const struct plan *plan, uint64_t generation, FILE *out);  /* sluiced's state */

@@ -692,41 +692,6 @@ static void status_tc(struct daemon *dm, struct reply *r)
 		fputc('}', r->out);
 }
 
-/* A destination's TCP policy (DestinationRule connectionPool.tcp), as the plan prints it. */
-static void status_tcp_policy_json(FILE *out, const struct plan_tcp_policy *tp)
-{
-	fputs(",\"tcp\":{", out);
-	if (tp->connect_timeout_ms)
-		fprintf(out, "\"connect_timeout_ms\":%u%s", tp->connect_timeout_ms, tp->keepalive ? "," : "");
-	if (tp->keepalive)
-		fprintf(out, "\"keepalive\":{\"time_s\":%u,\"interval_s\":%u,\"probes\":%u}", tp->keepalive_time_s,
-			tp->keepalive_interval_s, tp->keepalive_probes);
-	fputc('}', out);
-}
-
-static void status_tcp_policy_text(FILE *out, const struct plan_tcp_policy *tp)
-{
-	fputs("    tcp policy:", out);
-	if (tp->connect_timeout_ms)
-		fprintf(out, " connectTimeout %ums%s", tp->connect_timeout_ms, tp->keepalive ? "," : "");
-	if (tp->keepalive) {
-		fputs(" tcpKeepalive", out);
-		if (tp->keepalive_time_s)
-			fprintf(out, " time %us", tp->keepalive_time_s);
-		else
-			fputs(" time default", out);
-		if (tp->keepalive_interval_s)
-			fprintf(out, " interval %us", tp->keepalive_interval_s);
-		else
-			fputs(" interval default", out);
-		if (tp->keepalive_probes)
-			fprintf(out, " probes %u", tp->keepalive_probes);
-		else
-			fputs(" probes default", out);
-	}
-	fputc('\n', out);
-}
-
 /* One endpoint's counters; for TCP also what sockops saw (handshakes, failures, retransmits, RTT). */
 static void status_endpoint(struct reply *r, const char *addr, const struct sluice_endpoint_stats *st, bool tcp,
 			    bool first)
@@ -815,14 +780,17 @@ static void do_status(struct daemon *dm, const struct msg *req, struct reply *r)
 				json_string(r->out, pd->subset);
 				fprintf(r->out, ",\"weight\":%u,\"percent\":%s", pd->weight, pct);
 				if (has_tcp)
-					status_tcp_policy_json(r->out, tp);
+					plan_print_tcp_json(tp, r->out);
 				fputs(",\"endpoints\":[", r->out);
 			} else {
 				fprintf(r->out, "  subset %-8s weight %-4u share %5s%%%s\n",
 					pd->subset[0] ? pd->subset : "(all)", pd->weight, pct,
 					pd->n_endpoints ? "" : "  no ready endpoints: its share is refused");
-				if (has_tcp)
-					status_tcp_policy_text(r->out, tp);
+				if (has_tcp) {
+					fputs("    tcp policy: ", r->out);
+					plan_print_tcp_text(tp, r->out);
+					fputc('\n', r->out);
+				}
 			}
 			for (size_t e = 0; e < pd->n_endpoints; e++) {
 				struct sluice_endpoint_stats st;

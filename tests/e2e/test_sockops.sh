@@ -108,7 +108,7 @@ check "... a socket to the pod address (not translated) is untouched" "0 $defaul
 	"$(sockopts client 198.18.1.40 8080)"
 rules "100 0" "{tcpKeepalive: {}}"
 check "tcpKeepalive {}: keepalive on with the kernel's timers" "1 $defaults 0" "$(sockopts client)"
-check "status shows the destination's policy" "tcp policy: tcpKeepalive time default interval default probes default" \
+check "status shows the destination's policy" "tcp policy: keepalive default/default x default" \
 	"$(sluice status cart.$NS | grep -m1 'tcp policy' | sed 's/^ *//')"
 rules "100 0" "{tcpKeepalive: {time: 7s, interval: 3s, probes: 4}}"
 check "status -o json shows the destination's policy" '{"keepalive":{"time_s":7,"interval_s":3,"probes":4}}' \

@@ -6,18 +6,23 @@
 # pod, status included), about five times the bytes.
 # Addresses are never dialled: VIPs from 198.19.0.0/16, pods from 10.0.0.0/8.
 function ip4(n) { return sprintf("%d.%d.%d", int(n / 65536) % 256, int(n / 256) % 256, n % 256) }
-function compact(s,  ns, name, vip, v, p, k) {
-	ns = sprintf("team-%02d", s % 100)
-	name = sprintf("svc-%05d", s)
-	vip = "198.19." int((s + 1) / 256) "." ((s + 1) % 256)
-	printf "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: %s\n  namespace: %s\nspec:\n  clusterIP: %s\n", name, ns, vip
-	printf "  selector:\n    app: %s\n  ports:\n  - name: http\n    port: 80\n    targetPort: 8080\n", name
+# The service's DestinationRule (subsets v1, v2) and VirtualService (90/10), alike in both forms.
+function rules(name, ns) {
 	printf "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata:\n  name: %s\n  namespace: %s\n", name, ns
 	printf "spec:\n  host: %s\n  subsets:\n  - name: v1\n    labels:\n      version: v1\n  - name: v2\n    labels:\n      version: v2\n", name
 	printf "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: %s\n  namespace: %s\n", name, ns
 	printf "spec:\n  hosts:\n  - %s\n  http:\n  - route:\n", name
 	printf "    - destination:\n        host: %s\n        subset: v1\n      weight: 90\n", name
 	printf "    - destination:\n        host: %s\n        subset: v2\n      weight: 10\n", name
+}
+
+function compact(s,  ns, name, vip, v, p, k) {
+	ns = sprintf("team-%02d", s % 100)
+	name = sprintf("svc-%05d", s)
+	vip = "198.19." int((s + 1) / 256) "." ((s + 1) % 256)
+	printf "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: %s\n  namespace: %s\nspec:\n  clusterIP: %s\n", name, ns, vip
+	printf "  selector:\n    app: %s\n  ports:\n  - name: http\n    port: 80\n    targetPort: 8080\n", name
+	rules(name, ns)
 	for (v = 1; v <= 2; v++) {
 		for (p = 0; p < pods_per_subset; p++) {
 			k = (s * 2 + v - 1) * pods_per_subset + p
@@ -44,12 +49,7 @@ BEGIN {
 		printf "  ipFamilies:\n  - IPv4\n  ipFamilyPolicy: SingleStack\n"
 		printf "  ports:\n  - name: http\n    port: 80\n    protocol: TCP\n    targetPort: 8080\n"
 		printf "  selector:\n    app: %s\n  sessionAffinity: None\n  type: ClusterIP\nstatus:\n  loadBalancer: {}\n", name
-		printf "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata:\n  name: %s\n  namespace: %s\n", name, ns
-		printf "spec:\n  host: %s\n  subsets:\n  - name: v1\n    labels:\n      version: v1\n  - name: v2\n    labels:\n      version: v2\n", name
-		printf "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: %s\n  namespace: %s\n", name, ns
-		printf "spec:\n  hosts:\n  - %s\n  http:\n  - route:\n", name
-		printf "    - destination:\n        host: %s\n        subset: v1\n      weight: 90\n", name
-		printf "    - destination:\n        host: %s\n        subset: v2\n      weight: 10\n", name
+		rules(name, ns)
 		for (v = 1; v <= 2; v++) {
 			for (p = 0; p < pods_per_subset; p++) {
 				k = (s * 2 + v - 1) * pods_per_subset + p

@@ -845,16 +845,16 @@ static __always_inline int icmp_to_client(struct __sk_buff *skb, const struct pk
 	return rewrite_icmp(skb, p, &q, true, &to, ct->port);
 }
 
-SEC("tc")
-int sluice_tc_ingress(struct __sk_buff *skb)
+/* Both directions parse alike; a flow's packet and an ICMP error go the direction's way. */
+static __always_inline int dispatch(struct __sk_buff *skb, bool ingress)
 {
 	struct pkt p;
 
 	switch (parse(skb, &p)) {
 	case P_FLOW:
-		return forward(skb, &p);
+		return ingress ? forward(skb, &p) : reply(skb, &p);
 	case P_ICMP_ERROR:
-		return icmp_to_endpoint(skb, &p);
+		return ingress ? icmp_to_endpoint(skb, &p) : icmp_to_client(skb, &p);
 	case P_FRAGMENT:
 		stat(SLUICE_TC_FRAGMENTS);
 		return TC_NEXT;
@@ -867,22 +867,13 @@ int sluice_tc_ingress(struct __sk_buff *skb)
 }
 
 SEC("tc")
+int sluice_tc_ingress(struct __sk_buff *skb)
+{
+	return dispatch(skb, true);
+}
+
+SEC("tc")
 int sluice_tc_egress(struct __sk_buff *skb)
 {
-	struct pkt p;
-
-	switch (parse(skb, &p)) {
-	case P_FLOW:
-		return reply(skb, &p);
-	case P_ICMP_ERROR:
-		return icmp_to_client(skb, &p);
-	case P_FRAGMENT:
-		stat(SLUICE_TC_FRAGMENTS);
-		return TC_NEXT;
-	case P_MALFORMED:
-		stat(SLUICE_TC_MALFORMED);
-		return TC_NEXT;
-	default:
-		return TC_NEXT;
-	}
+	return dispatch(skb, false);
 }

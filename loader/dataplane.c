@@ -14,7 +14,10 @@
  *      no program still reads the side the switch left;
  *   5. replay the same record edits on that side, so both sides are equal;
  *   6. delete endpoint revisions and counters nothing references any more.
- * Map writes are proportional to the change, never to the number of services.
+ * Steps 4-6 may be deferred (settle()) until the caller has answered: a weight
+ * change is visible at step 3. A weight change diffs only the services it names
+ * (dataplane_apply_services), so its cost, like every apply's map writes, is
+ * proportional to the change, never to the number of services.
  *
  * Two BPF objects, one set of maps: the socket object is loaded first and pins
  * its maps; the TC object declares the same routing maps (bpf/sluice.bpf.h) and
@@ -1935,19 +1938,6 @@ int dataplane_endpoint_stats(struct dataplane *dp, const struct plan_service *sv
 		}
 	}
 	free(v);
-	return err;
-}
-
-int dataplane_endpoint_connections(struct dataplane *dp, const struct plan_service *svc,
-				   const struct plan_endpoint *ep, uint64_t *count)
-{
-	struct sluice_endpoint_stats st;
-	int err;
-
-	if (!count)
-		return -EINVAL;
-	if (!(err = dataplane_endpoint_stats(dp, svc, ep, &st)))
-		*count = st.connections;
 	return err;
 }
 

@@ -79,13 +79,10 @@ int dataplane_apply_services(struct dataplane *dp, const struct plan_service *co
 int dataplane_settle(struct dataplane *dp);
 
 /*
- * Connections (socket mode) and flows (TC mode) made to ep for svc, on its VIP
- * and gateway addresses of ep's family, summed over CPUs. -ENOENT if not routed.
+ * All of ep's counters for svc, on its VIPs and gateway addresses of ep's family, summed over
+ * CPUs: connections (socket mode) and flows (TC mode) made, and sockops' view of their TCP
+ * life. -ENOENT if not routed.
  */
-int dataplane_endpoint_connections(struct dataplane *dp, const struct plan_service *svc,
-				   const struct plan_endpoint *ep, uint64_t *count);
-
-/* All of ep's counters for svc (connections, and sockops' view of their TCP life), summed. */
 int dataplane_endpoint_stats(struct dataplane *dp, const struct plan_service *svc, const struct plan_endpoint *ep,
 			     struct sluice_endpoint_stats *out);
 

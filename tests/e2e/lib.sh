@@ -18,6 +18,27 @@ check_range() {
 # jqr JSON FILTER: one value from a JSON text, "null" when absent.
 jqr() { printf '%s' "$1" | jq -r "$2"; }
 
+# split_rules HOST NS "PORT..." "SUBSET:WEIGHT..." [TRAFFIC_POLICY]: on stdout, a DestinationRule
+# for HOST with those subsets (label version=SUBSET) and the trafficPolicy given (flow YAML), and
+# a VirtualService sending every port's TCP to the subsets by weight.
+split_rules() {
+	local host=$1 ns=$2 ports=$3 split=$4 policy=${5:-} sw port
+	printf 'apiVersion: networking.istio.io/v1beta1\nkind: DestinationRule\n'
+	printf 'metadata: {name: %s, namespace: %s}\nspec:\n  host: %s\n' "$host" "$ns" "$host"
+	[ -n "$policy" ] && printf '  trafficPolicy: %s\n' "$policy"
+	printf '  subsets:\n'
+	for sw in $split; do printf '  - {name: %s, labels: {version: %s}}\n' "${sw%%:*}" "${sw%%:*}"; done
+	printf -- '---\napiVersion: networking.istio.io/v1beta1\nkind: VirtualService\n'
+	printf 'metadata: {name: %s, namespace: %s}\nspec:\n  hosts: [%s]\n  tcp:\n' "$host" "$ns" "$host"
+	for port in $ports; do
+		printf '  - match: [{port: %s}]\n    route:\n' "$port"
+		for sw in $split; do
+			printf '    - {destination: {host: %s, subset: %s, port: {number: %s}}, weight: %s}\n' \
+				"$host" "${sw%%:*}" "$port" "${sw##*:}"
+		done
+	done
+}
+
 e2e_cleanup() { cluster_down; }
 
 # e2e_begin: cluster up with teardown on any exit, failure included.

@@ -21,37 +21,7 @@ cluster_objects "$D/cluster.yaml"
 
 # rules SUBSETS_WEIGHTS [LB]: a VirtualService for all three ports, e.g. rules "v1:80 v2:20" RANDOM
 rules() {
-	local lb=${2:-ROUND_ROBIN} sw
-	{
-		cat <<-EOF
-		apiVersion: networking.istio.io/v1beta1
-		kind: DestinationRule
-		metadata: {name: purchase-history-dr, namespace: $NS}
-		spec:
-		  host: purchase-history
-		  trafficPolicy: {loadBalancer: {simple: $lb}}
-		  subsets:
-		  - {name: v1, labels: {version: v1}}
-		  - {name: v2, labels: {version: v2}}
-		  - {name: v3, labels: {version: v3}}
-		  - {name: v4, labels: {version: v4}}
-		---
-		apiVersion: networking.istio.io/v1beta1
-		kind: VirtualService
-		metadata: {name: purchase-history-vs, namespace: $NS}
-		spec:
-		  hosts: [purchase-history]
-		  tcp:
-		EOF
-		for port in 8080 9000 9001; do
-			echo "  - match: [{port: $port}]"
-			echo "    route:"
-			for sw in $1; do
-				echo "    - destination: {host: purchase-history, subset: ${sw%%:*}, port: {number: $port}}"
-				echo "      weight: ${sw##*:}"
-			done
-		done
-	} > "$D/rules.yaml"
+	split_rules purchase-history $NS "8080 9000 9001" "$1" "{loadBalancer: {simple: ${2:-ROUND_ROBIN}}}" > "$D/rules.yaml"
 	sluice apply -f "$D/cluster.yaml" -f "$D/rules.yaml" >/dev/null
 }
 

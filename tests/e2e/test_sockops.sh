@@ -20,35 +20,9 @@ cluster_objects "$D/cluster.yaml"
 
 # rules "W1 W2" [TCP-POLICY-YAML]: both ports split W1/W2; the policy goes under connectionPool.tcp.
 rules() {
-	local w1=${1% *} w2=${1#* }
-	{
-		cat <<-EOF
-		apiVersion: networking.istio.io/v1beta1
-		kind: DestinationRule
-		metadata: {name: cart, namespace: $NS}
-		spec:
-		  host: cart
-		EOF
-		[ -n "${2:-}" ] && echo "  trafficPolicy: {connectionPool: {tcp: $2}}"
-		cat <<-EOF
-		  subsets:
-		  - {name: v1, labels: {version: v1}}
-		  - {name: v2, labels: {version: v2}}
-		---
-		apiVersion: networking.istio.io/v1beta1
-		kind: VirtualService
-		metadata: {name: cart, namespace: $NS}
-		spec:
-		  hosts: [cart]
-		  tcp:
-		EOF
-		for port in 8080 9000; do
-			echo "  - match: [{port: $port}]"
-			echo "    route:"
-			echo "    - {destination: {host: cart, subset: v1, port: {number: $port}}, weight: $w1}"
-			echo "    - {destination: {host: cart, subset: v2, port: {number: $port}}, weight: $w2}"
-		done
-	} > "$D/rules.yaml"
+	local policy=
+	[ -n "${2:-}" ] && policy="{connectionPool: {tcp: $2}}"
+	split_rules cart $NS "8080 9000" "v1:${1% *} v2:${1#* }" "$policy" > "$D/rules.yaml"
 	sluice apply -f "$D/cluster.yaml" -f "$D/rules.yaml" >/dev/null
 }
 

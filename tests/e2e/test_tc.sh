@@ -59,35 +59,7 @@ sluiced_tc_start() { SLUICED_NETNS=$CLUSTER_NODE sluiced_start "$@"; }
 
 # rules "v1:W v2:W" [LB]: DestinationRule and a VirtualService routing every port of ecadraft.
 rules() {
-	local lb=${2:-ROUND_ROBIN} sw port
-	{
-		cat <<-EOF
-		apiVersion: networking.istio.io/v1beta1
-		kind: DestinationRule
-		metadata: {name: ecadraft, namespace: $NS}
-		spec:
-		  host: ecadraft
-		  trafficPolicy: {loadBalancer: {simple: $lb}}
-		  subsets:
-		  - {name: v1, labels: {version: v1}}
-		  - {name: v2, labels: {version: v2}}
-		---
-		apiVersion: networking.istio.io/v1beta1
-		kind: VirtualService
-		metadata: {name: ecadraft, namespace: $NS}
-		spec:
-		  hosts: [ecadraft]
-		  tcp:
-		EOF
-		for port in 8080 9000 9001 9002; do
-			echo "  - match: [{port: $port}]"
-			echo "    route:"
-			for sw in $1; do
-				echo "    - destination: {host: ecadraft, subset: ${sw%%:*}, port: {number: $port}}"
-				echo "      weight: ${sw##*:}"
-			done
-		done
-	} > "$D/rules.yaml"
+	split_rules ecadraft $NS "8080 9000 9001 9002" "$1" "{loadBalancer: {simple: ${2:-ROUND_ROBIN}}}" > "$D/rules.yaml"
 	sluice apply -f "$D/cluster.yaml" -f "$D/rules.yaml" >/dev/null
 }
 

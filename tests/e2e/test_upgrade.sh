@@ -28,31 +28,7 @@ for v in 1 2; do backend_start web-v$v v$v "web v$v" --http 8080 --tcp 9000; don
 svc_add web $NS $VIP app=web 8080 9000
 D=$CLUSTER_DIR
 cluster_objects "$D/cluster.yaml"
-cat > "$D/rules.yaml" <<EOF
-apiVersion: networking.istio.io/v1beta1
-kind: DestinationRule
-metadata: {name: web, namespace: $NS}
-spec:
-  host: web
-  subsets:
-  - {name: v1, labels: {version: v1}}
-  - {name: v2, labels: {version: v2}}
----
-apiVersion: networking.istio.io/v1beta1
-kind: VirtualService
-metadata: {name: web, namespace: $NS}
-spec:
-  hosts: [web]
-  tcp:
-  - match: [{port: 8080}]
-    route:
-    - {destination: {host: web, subset: v1, port: {number: 8080}}, weight: 50}
-    - {destination: {host: web, subset: v2, port: {number: 8080}}, weight: 50}
-  - match: [{port: 9000}]
-    route:
-    - {destination: {host: web, subset: v1, port: {number: 9000}}, weight: 50}
-    - {destination: {host: web, subset: v2, port: {number: 9000}}, weight: 50}
-EOF
+split_rules web $NS "8080 9000" "v1:50 v2:50" > "$D/rules.yaml"
 lg() { loadgen_in client -o json "$@"; }
 
 SLUICE_BUILD=$OLD/build sluiced_start || exit 1

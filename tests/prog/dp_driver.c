@@ -207,14 +207,15 @@ static int print_counters(struct dataplane *dp, const struct plan *p)
 		for (size_t d = 0; d < p->services[s].n_destinations; d++) {
 			const struct plan_destination *dst = &p->services[s].destinations[d];
 			for (size_t e = 0; e < dst->n_endpoints; e++) {
-				uint64_t n = 0;
-				int err = dataplane_endpoint_connections(dp, &p->services[s], &dst->endpoints[e], &n);
+				struct sluice_endpoint_stats st;
+				int err = dataplane_endpoint_stats(dp, &p->services[s], &dst->endpoints[e], &st);
 				if (err) {
 					fprintf(stderr, "dp_driver: counter: %s\n", strerror(-err));
 					return 1;
 				}
 				inet_ntop(dst->endpoints[e].addr.family, dst->endpoints[e].addr.addr, a, sizeof(a));
-				printf("%s %s %u %llu\n", dst->subset, a, dst->endpoints[e].port, (unsigned long long)n);
+				printf("%s %s %u %llu\n", dst->subset, a, dst->endpoints[e].port,
+				       (unsigned long long)st.connections);
 			}
 		}
 	return 0;

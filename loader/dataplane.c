@@ -34,11 +34,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
@@ -116,6 +118,16 @@ struct dataplane {
 	int tc_ifindex[DATAPLANE_MAX_TC_IFACES];
 	size_t n_tc_pending;
 	int ncpus;
+	int lock_fd;                    /* flock on the pin directory: one writer per data plane */
+	struct pin *pins;               /* what is pinned, to pin again if it disappears */
+	size_t n_pins;
+};
+
+/* One pinned object and a reference to it that outlives its pin. */
+struct pin {
+	char *path;
+	int fd;
+	ino_t ino;
 };
 
 static void errorf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -125,6 +137,18 @@ static void errorf(const char *fmt, ...)
 
 	va_start(ap, fmt);
 	fputs("sluiced: error: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+}
+
+static void notef(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void notef(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	fputs("sluiced: ", stderr);
 	vfprintf(stderr, fmt, ap);
 	fputc('\n', stderr);
 	va_end(ap);
@@ -722,7 +746,7 @@ static int resync(struct dataplane *dp)
 		}
 	}
 	if (err)
-		errorf("resynchronising the data plane maps failed: %s; hint: check memory, or reinstall with 'sluice uninstall'",
+		errorf("resynchronising the data plane maps failed: %s; hint: check memory, or reinstall with 'sluiced --uninstall'",
 		       strerror(-err));
 	else
 		dp->sides_differ = false;
@@ -1156,6 +1180,150 @@ static int prepare_bpffs(const char *dir)
 	return 0;
 }
 
+/* The pid holding an flock on fd's file, from /proc/locks; 0 if unknown. */
+static int lock_owner(int fd)
+{
+	struct stat st;
+	char line[256];
+	int pid = 0;
+	FILE *f;
+
+	if (fstat(fd, &st) || !(f = fopen("/proc/locks", "re")))
+		return 0;
+	while (!pid && fgets(line, sizeof(line), f)) {
+		unsigned maj, min;
+		unsigned long ino;
+		int p;
+		if (sscanf(line, "%*d: FLOCK %*s WRITE %d %x:%x:%lu", &p, &maj, &min, &ino) == 4 &&
+		    ino == st.st_ino && maj == major(st.st_dev) && min == minor(st.st_dev))
+			pid = p;
+	}
+	fclose(f);
+	return pid;
+}
+
+/*
+ * One writer per pin directory, as xdp-tools locks its bpffs directory: an exclusive flock held
+ * for the writer's life and released by the kernel when it exits, even by SIGKILL.
+ * -EBUSY, having said who holds it, when another process does.
+ */
+static int lock_pins(const char *dir, const char *doing, int *fd_out)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), err;
+
+	if (fd < 0) {
+		err = -errno;
+		errorf("cannot open %s: %s", dir, strerror(errno));
+		return err;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+		*fd_out = fd;
+		return 0;
+	}
+	err = errno == EWOULDBLOCK ? -EBUSY : -errno;
+	if (err == -EBUSY) {
+		int pid = lock_owner(fd);
+		char who[32] = "another process", stop[48] = "";
+		if (pid) {
+			snprintf(who, sizeof(who), "process %d", pid);
+			snprintf(stop, sizeof(stop), " (kill -TERM %d)", pid);
+		}
+		errorf("%s: %s serves the data plane pinned under %s, and there is one writer per data plane; "
+		       "hint: stop it first%s, or give this sluiced its own --bpffs", doing, who, dir, stop);
+	} else {
+		errorf("cannot lock %s: %s", dir, strerror(-err));
+	}
+	close(fd);
+	return err;
+}
+
+/* Records every pin under the directory with a reference of its own, so that a pin removed later can be put back. */
+static void pins_record(struct dataplane *dp)
+{
+	const char *subs[] = { SLUICE_PIN_MAPS, SLUICE_PIN_PROGS, SLUICE_PIN_LINKS };
+	char dir[PATH_MAX], path[PATH_MAX];
+
+	for (size_t i = 0; i < dp->n_pins; i++) {
+		close(dp->pins[i].fd);
+		free(dp->pins[i].path);
+	}
+	dp->n_pins = 0;
+	for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
+		struct dirent *de;
+		DIR *d;
+		if (join(dir, dp->dir, subs[i], NULL) || !(d = opendir(dir)))
+			continue;
+		while ((de = readdir(d))) {
+			struct stat st;
+			struct pin *p;
+			int fd;
+			if (de->d_name[0] == '.' || join(path, dir, de->d_name, NULL) || stat(path, &st) ||
+			    (fd = bpf_obj_get(path)) < 0)
+				continue;
+			if (!(p = realloc(dp->pins, (dp->n_pins + 1) * sizeof(*p))) || !(path[0] && (p[dp->n_pins].path = strdup(path)))) {
+				if (p)
+					dp->pins = p;
+				close(fd);
+				break;
+			}
+			dp->pins = p;
+			p[dp->n_pins].fd = fd;
+			p[dp->n_pins++].ino = st.st_ino;
+		}
+		closedir(d);
+	}
+}
+
+int dataplane_check_pins(struct dataplane *dp, char *msg, size_t len)
+{
+	char path[PATH_MAX];
+	size_t missing = 0, used = 0;
+	int err = 0;
+
+	msg[0] = '\0';
+	if (!dp || dp->upgrading || !dp->n_pins)
+		return 0;
+	for (size_t i = 0; i < dp->n_pins; i++) {
+		struct pin *p = &dp->pins[i];
+		struct stat st;
+		if (stat(p->path, &st) == 0) {
+			if (st.st_ino != p->ino && !err) {
+				err = -EEXIST;
+				snprintf(msg, len, "%s was replaced by an object sluiced did not pin: another writer?", p->path);
+			}
+			continue;
+		}
+		/* the directory itself may be gone: made again, and locked again, before pinning into it */
+		if (!missing++ && stat(dp->dir, &st)) {
+			int fd;
+			if ((err = prepare_bpffs(dp->dir)) || (err = lock_pins(dp->dir, "cannot pin again", &fd))) {
+				snprintf(msg, len, "the pins under %s were removed and cannot be made again: %s; the data plane "
+					 "runs only as long as this sluiced does", dp->dir, strerror(-err));
+				return err;
+			}
+			close(dp->lock_fd);
+			dp->lock_fd = fd;
+		}
+		snprintf(path, sizeof(path), "%s", p->path);
+		char *slash = strrchr(path, '/');
+		if (slash) {
+			*slash = '\0';
+			mkdir(path, 0700);
+		}
+		if (bpf_obj_pin(p->fd, p->path)) {
+			err = -errno;
+			snprintf(msg, len, "%s was removed and cannot be pinned again: %s; the data plane runs only as long "
+				 "as this sluiced does", p->path, strerror(errno));
+			return err;
+		}
+		if (stat(p->path, &st) == 0)
+			p->ino = st.st_ino;
+		int n = snprintf(msg + used, len - used, "%s%s", used ? ", " : "", p->path + strlen(dp->dir) + 1);
+		used = n > 0 && used + (size_t)n < len ? used + (size_t)n : used;
+	}
+	return err ? err : (int)missing;
+}
+
 /* Opens the cgroup v2 directory; refuses the hierarchy's root unless allowed. */
 static int open_cgroup(const struct dataplane_opts *o, int *fd_out, uint64_t *id_out)
 {
@@ -1228,16 +1396,27 @@ static int attach_programs(struct dataplane *dp, const char *dir, int cg_fd, uin
 			link = bpf_link__open(path);
 			if (!link) {
 				err = -errno;
-				errorf("cannot open pinned link %s: %s; hint: sluice uninstall, then start again", path,
+				errorf("cannot open pinned link %s: %s; hint: sluiced --uninstall, then start again", path,
 				       strerror(-err));
 				return err;
 			}
 			dp->links[dp->n_links++] = link;
 			memset(&info, 0, sizeof(info));
 			if (bpf_obj_get_info_by_fd(bpf_link__fd(link), &info, &len) == 0 &&
+			    info.type == BPF_LINK_TYPE_CGROUP && info.cgroup.cgroup_id == 0) {
+				/* its cgroup was removed (and perhaps made again): the link serves nothing now */
+				notef("the pinned link %s served a cgroup that no longer exists (removed, perhaps made "
+				      "again): attaching anew to the cgroup given", path);
+				bpf_link__unpin(link);
+				bpf_link__destroy(link);
+				dp->n_links--;
+				unlink(path);
+				goto attach;
+			}
+			if (bpf_obj_get_info_by_fd(bpf_link__fd(link), &info, &len) == 0 &&
 			    info.type == BPF_LINK_TYPE_CGROUP && info.cgroup.cgroup_id != cg_id) {
 				errorf("the data plane under %s serves cgroup id %llu, not the requested one (id %llu); "
-				       "hint: use the same cgroup, or uninstall first", dir,
+				       "hint: use the same cgroup, or sluiced --uninstall first", dir,
 				       (unsigned long long)info.cgroup.cgroup_id, (unsigned long long)cg_id);
 				return -EEXIST;
 			}
@@ -1247,6 +1426,7 @@ static int attach_programs(struct dataplane *dp, const char *dir, int cg_fd, uin
 				return err;
 			}
 		} else {
+attach:
 			link = bpf_program__attach_cgroup(prog, cg_fd);
 			if (!link) {
 				err = -errno;
@@ -1636,7 +1816,7 @@ static int rebuild(struct dataplane *dp)
 	err = resync(dp);
 out:
 	if (err == -EUCLEAN)
-		errorf("the pinned maps hold an inconsistent routing table; hint: sluice uninstall, then apply again");
+		errorf("the pinned maps hold an inconsistent routing table; hint: sluiced --uninstall, then apply again");
 	else if (err)
 		errorf("cannot read the pinned maps back: %s", strerror(-err));
 	free(r);
@@ -1659,6 +1839,7 @@ out:
 #define SLUICE_PIN_MAPS_OLD "maps_old"   /* bpffs refuses names with a dot */
 
 static int remove_pins(const char *dir, const char *sub, bool links);
+static int uninstall_pins(const char *dir);
 
 static bool pin_mismatch(const char *path, const struct bpf_map *m)
 {
@@ -1786,6 +1967,7 @@ int dataplane_finish_open(struct dataplane *dp)
 	dp->upgrading = false;
 	close(dp->upgrade_cg_fd);
 	dp->upgrade_cg_fd = -1;
+	pins_record(dp);
 	tc_note("upgraded: the new programs serve from the new maps");
 	return 0;
 }
@@ -1797,7 +1979,7 @@ int dataplane_open(const struct dataplane_opts *o, struct dataplane **out)
 	char path[PATH_MAX];
 	bool adopt = false;
 	uint64_t cg_id = 0;
-	int cg_fd = -1, err;
+	int cg_fd = -1, lock_fd = -1, err;
 
 	if (!o || !out)
 		return -EINVAL;
@@ -1806,15 +1988,22 @@ int dataplane_open(const struct dataplane_opts *o, struct dataplane **out)
 	int tc_ifindexes[DATAPLANE_MAX_TC_IFACES];
 	if ((err = tc_check(o, tc_ifindexes)) || (err = open_cgroup(o, &cg_fd, &cg_id)))
 		return err;
-	if ((err = prepare_bpffs(o->bpffs_dir)) || (err = join(path, o->bpffs_dir, SLUICE_PIN_MAPS, "active")))
+	if ((err = prepare_bpffs(o->bpffs_dir)) || (err = lock_pins(o->bpffs_dir, "cannot start", &lock_fd))) {
+		close(cg_fd);
+		return err;   /* nothing of ours to undo: never the pins of the writer holding the lock */
+	}
+	if ((err = join(path, o->bpffs_dir, SLUICE_PIN_MAPS, "active")))
 		goto cleanup;
 	adopt = path_exists(path);
 
 	dp = calloc(1, sizeof(*dp));
-	if (!dp || !(dp->by_id = calloc(SLUICE_MAX_SERVICE_IDS, sizeof(*dp->by_id)))) {
+	if (!dp || !(dp->by_id = calloc(SLUICE_MAX_SERVICE_IDS, sizeof(*dp->by_id))) ||
+	    !(dp->dir = strdup(o->bpffs_dir))) {
 		err = -ENOMEM;
 		goto cleanup;
 	}
+	dp->lock_fd = lock_fd;
+	lock_fd = -1;
 	dp->fd_barrier_inner = -1;
 	dp->upgrade_cg_fd = -1;
 	dp->ncpus = libbpf_num_possible_cpus();
@@ -1842,7 +2031,7 @@ int dataplane_open(const struct dataplane_opts *o, struct dataplane **out)
 	if ((err = sluice_bpf__load(dp->skel))) {
 		if (adopt)
 			errorf("the maps pinned under %s do not fit this build of the data plane: %s; "
-			       "hint: sluice uninstall, then start again (counters restart)", o->bpffs_dir, strerror(-err));
+			       "hint: sluiced --uninstall, then start again (counters restart)", o->bpffs_dir, strerror(-err));
 		else
 			errorf("loading the BPF data plane failed: %s; hint: rerun with --verbose for the verifier log",
 			       strerror(-err));
@@ -1862,10 +2051,6 @@ int dataplane_open(const struct dataplane_opts *o, struct dataplane **out)
 	}
 	if (dp->upgrading) {
 		/* fresh maps: nothing to rebuild; the programs are swapped in after the first apply */
-		if (!(dp->dir = strdup(o->bpffs_dir))) {
-			err = -ENOMEM;
-			goto cleanup;
-		}
 		dp->upgrade_cg_fd = cg_fd;
 		dp->upgrade_cg_id = cg_id;
 		cg_fd = -1;
@@ -1877,6 +2062,7 @@ int dataplane_open(const struct dataplane_opts *o, struct dataplane **out)
 			goto cleanup;
 		if (adopt && (err = rebuild(dp)))
 			goto cleanup;
+		pins_record(dp);
 	}
 	*out = dp;
 	dp = NULL;
@@ -1885,15 +2071,22 @@ cleanup:
 		close(cg_fd);
 	if (err && dp && dp->upgrading)
 		upgrade_abort(dp, o->bpffs_dir);
-	dataplane_close(dp);
 	if (err && !adopt && err != -EPERM && err != -EINVAL)
-		dataplane_uninstall(o);   /* a first install that failed half-way leaves nothing behind */
+		uninstall_pins(o->bpffs_dir);   /* a first install that failed half-way leaves nothing behind */
+	dataplane_close(dp);
+	if (lock_fd >= 0)
+		close(lock_fd);
 	return err;
 }
 
 uint64_t dataplane_generation(struct dataplane *dp)
 {
 	return dp ? dp->generation : 0;
+}
+
+size_t dataplane_n_records(struct dataplane *dp)
+{
+	return dp ? dp->n_svcs : 0;
 }
 
 int dataplane_endpoint_stats(struct dataplane *dp, const struct plan_service *svc, const struct plan_endpoint *ep,
@@ -2030,6 +2223,13 @@ void dataplane_close(struct dataplane *dp)
 	svcs_free(dp->svcs, dp->n_svcs);
 	free(dp->index.tab);
 	free(dp->by_id);
+	for (size_t i = 0; i < dp->n_pins; i++) {
+		close(dp->pins[i].fd);
+		free(dp->pins[i].path);
+	}
+	free(dp->pins);
+	if (dp->lock_fd > 0)
+		close(dp->lock_fd);
 	free(dp);
 }
 
@@ -2065,26 +2265,36 @@ static int remove_pins(const char *dir, const char *sub, bool links)
 	return err;
 }
 
-int dataplane_uninstall(const struct dataplane_opts *o)
+static int uninstall_pins(const char *dir)
 {
 	int err;
+
+	/* Links first: once they are gone no hook runs, and the maps can go. */
+	if ((err = remove_pins(dir, SLUICE_PIN_LINKS, true)) || (err = remove_pins(dir, SLUICE_PIN_PROGS, false)) ||
+	    (err = remove_pins(dir, SLUICE_PIN_MAPS, false)) || (err = remove_pins(dir, SLUICE_PIN_MAPS_OLD, false))) {
+		errorf("cannot remove the pins under %s: %s", dir, strerror(-err));
+		return err;
+	}
+	if (rmdir(dir)) {
+		err = -errno;
+		errorf("cannot remove %s: %s; hint: something else is pinned there", dir, strerror(errno));
+		return err;
+	}
+	return 0;
+}
+
+int dataplane_uninstall(const struct dataplane_opts *o)
+{
+	int err, lock_fd;
 
 	if (!o || !o->bpffs_dir || o->bpffs_dir[0] != '/')
 		return -EINVAL;
 	if (!path_exists(o->bpffs_dir))
 		return 0;
-	/* Links first: once they are gone no hook runs, and the maps can go. */
-	if ((err = remove_pins(o->bpffs_dir, SLUICE_PIN_LINKS, true)) ||
-	    (err = remove_pins(o->bpffs_dir, SLUICE_PIN_PROGS, false)) ||
-	    (err = remove_pins(o->bpffs_dir, SLUICE_PIN_MAPS, false)) ||
-	    (err = remove_pins(o->bpffs_dir, SLUICE_PIN_MAPS_OLD, false))) {
-		errorf("cannot remove the pins under %s: %s", o->bpffs_dir, strerror(-err));
+	/* never from under a running sluiced: it would go on serving a socket to maps nobody routes by */
+	if ((err = lock_pins(o->bpffs_dir, "refusing to uninstall", &lock_fd)))
 		return err;
-	}
-	if (rmdir(o->bpffs_dir)) {
-		err = -errno;
-		errorf("cannot remove %s: %s; hint: something else is pinned there", o->bpffs_dir, strerror(errno));
-		return err;
-	}
-	return 0;
+	err = uninstall_pins(o->bpffs_dir);
+	close(lock_fd);
+	return err;
 }

@@ -10,6 +10,7 @@
 #define SLUICE_DATAPLANE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "plan.h"
@@ -52,8 +53,9 @@ struct dataplane_stats {
  * are reused (counters and round-robin state survive), the pinned links stay
  * attached and get the freshly loaded programs swapped in atomically, and the
  * bookkeeping is rebuilt from the maps alone. Otherwise loads, attaches to
- * cgroup_path and pins programs, maps and links. Returns 0 or -errno, having
- * printed one "sluiced: error: ..." line.
+ * cgroup_path and pins programs, maps and links. The pin directory is locked
+ * for the handle's life: -EBUSY if another process holds it (one writer per
+ * data plane). Returns 0 or -errno, having printed one "sluiced: error: ..." line.
  */
 int dataplane_open(const struct dataplane_opts *o, struct dataplane **out);
 
@@ -105,10 +107,22 @@ int dataplane_finish_open(struct dataplane *dp);
 
 uint64_t dataplane_generation(struct dataplane *dp);
 
+/* How many service addresses (VIP or gateway address, port, protocol) the maps route. */
+size_t dataplane_n_records(struct dataplane *dp);
+
+/*
+ * Pins removed while the handle is open (rm -rf of the pin directory, say): the hooks keep their
+ * programs while the handle holds the links, but a restart would find nothing to adopt. Pins
+ * every missing object again from the handle's own references. Returns how many were missing
+ * (their paths in msg), 0 when all are in place, or -errno with msg saying what is wrong.
+ */
+int dataplane_check_pins(struct dataplane *dp, char *msg, size_t len);
+
 /* Frees the handle; pins and links stay: the data plane keeps serving. NULL is fine. */
 void dataplane_close(struct dataplane *dp);
 
-/* Detaches the links and removes every pin under bpffs_dir. 0 if nothing was installed. */
+/* Detaches the links and removes every pin under bpffs_dir. 0 if nothing was installed;
+ * -EBUSY, touching nothing, while a sluiced holds the directory. */
 int dataplane_uninstall(const struct dataplane_opts *o);
 
 #endif

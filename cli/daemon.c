@@ -2,6 +2,7 @@
 /* apply, weight, status: requests to sluiced over its unix socket. The daemon does the
  * work and formats the answer; this side sends the files and prints what comes back. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,7 +14,14 @@
 #include "main.h"
 #include "proto.h"
 
-static int connect_daemon(void)
+static void say_timeout(void)
+{
+	p_err("sluiced at %s did not answer within %u s: it is stuck or busy; check its log, or raise --timeout",
+	      cli.socket, cli.timeout_s);
+}
+
+/* Non-blocking, so that a daemon whose backlog is full (stopped, say) cannot hold the CLI past its deadline. */
+static int connect_daemon(uint64_t deadline_ms)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	if (strlen(cli.socket) >= sizeof(sa.sun_path)) {
@@ -21,13 +29,18 @@ static int connect_daemon(void)
 		return -1;
 	}
 	strcpy(sa.sun_path, cli.socket);
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd >= 0 && !connect(fd, (struct sockaddr *)&sa, sizeof(sa)))
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0), rc = -1, e;
+	while (fd >= 0 && (rc = connect(fd, (struct sockaddr *)&sa, sizeof(sa))) && errno == EAGAIN &&
+	       proto_now_ms() < deadline_ms)
+		usleep(10000);   /* the backlog is full: a unix socket cannot be polled for connect */
+	if (!rc)
 		return fd;
-	int e = errno;
+	e = errno;
 	if (fd >= 0)
 		close(fd);
-	if (e == EACCES || e == EPERM)
+	if (e == EAGAIN)
+		say_timeout();
+	else if (e == EACCES || e == EPERM)
 		p_err("permission denied on %s: run sluice as root (the socket is mode 0600)", cli.socket);
 	else
 		p_err("cannot reach sluiced at %s (%s): start sluiced, or point --socket or SLUICE_SOCKET at its socket",
@@ -50,19 +63,23 @@ static void add_common(struct msg *req, const char *cmd)
 
 static int round_trip(struct msg *req)
 {
-	int fd = connect_daemon();
+	uint64_t deadline = proto_now_ms() + (uint64_t)cli.timeout_s * 1000;
+	int fd = connect_daemon(deadline);
 	if (fd < 0) {
 		msg_free(req);
 		return EXIT_UNREACHABLE;
 	}
 	struct msg resp = { 0 };
-	int rc = msg_send(fd, req);
+	int rc = msg_send(fd, req, deadline);
 	if (!rc)
-		rc = msg_recv(fd, &resp);
+		rc = msg_recv(fd, &resp, deadline);
 	close(fd);
 	msg_free(req);
 	if (rc) {
-		p_err("sluiced at %s did not answer (%s): check its log", cli.socket, strerror(-rc));
+		if (rc == -ETIMEDOUT)
+			say_timeout();
+		else
+			p_err("sluiced at %s did not answer (%s): check its log", cli.socket, strerror(-rc));
 		msg_free(&resp);
 		return EXIT_UNREACHABLE;
 	}

@@ -37,6 +37,7 @@ static const struct option options[] = {
 	{ "socket", required_argument, NULL, 'S' },
 	{ "cluster-domain", required_argument, NULL, 'D' },
 	{ "gateway-address", required_argument, NULL, 'G' },
+	{ "timeout", required_argument, NULL, 'T' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -73,6 +74,7 @@ static void usage(FILE *out)
 	      "  -v, --verbose           also list the objects skipped (kinds sluice does not read)\n"
 	      "      --socket PATH       sluiced's socket (default: $SLUICE_SOCKET or /run/sluice/sluice.sock)\n"
 	      "      --cluster-domain D  cluster domain of service hosts (default: cluster.local)\n"
+	      "      --timeout SECONDS   apply, weight, status: give up on sluiced after this long (default: 30)\n"
 	      "      --gateway-address IP  plan, validate: where Gateways without spec.addresses are served\n"
 	      "                          (apply uses sluiced's --gateway-address)\n"
 	      "\nExit status: 0 done, 1 invalid input (nothing applied), 2 usage, 3 daemon unreachable or\n"
@@ -82,6 +84,7 @@ static void usage(FILE *out)
 
 int main(int argc, char **argv)
 {
+	cli.timeout_s = 30;
 	cli.socket = getenv("SLUICE_SOCKET");
 	if (!cli.socket || !*cli.socket)
 		cli.socket = "/run/sluice/sluice.sock";
@@ -127,6 +130,16 @@ int main(int argc, char **argv)
 		case 'G':
 			cli.gateway_address = optarg;
 			break;
+		case 'T': {
+			char *end;
+			unsigned long t = strtoul(optarg, &end, 10);
+			if (!*optarg || *end || optarg[0] == '-' || optarg[0] == '+' || !t || t > 86400) {
+				p_err("--timeout \"%s\" is not a number of seconds from 1 to 86400", optarg);
+				return EXIT_USAGE;
+			}
+			cli.timeout_s = (unsigned)t;
+			break;
+		}
 		case 'h':
 			usage(stdout);
 			return EXIT_DONE;

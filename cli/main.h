@@ -20,6 +20,7 @@ struct cli {
 	const char *namespace;
 	const char *cluster_domain;
 	const char *gateway_address;
+	unsigned timeout_s;     /* --timeout: the whole round trip to sluiced */
 	const char **files;     /* -f, in order */
 	size_t n_files;
 	int argc;               /* the command's own arguments */

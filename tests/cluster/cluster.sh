@@ -16,13 +16,20 @@ cgroup2_mount() { awk '$3 == "cgroup2" { print $2; exit }' /proc/mounts; }
 
 # Removes what a cluster made, whatever state it reached; safe to call twice.
 cluster_teardown_dir() {
-	local dir=$1 p ns cg bpffs
+	local dir=$1 p ns cg bpffs p_sluiced
 	[ -d "$dir" ] || return 0
 	p=$(cat "$dir/prefix" 2>/dev/null) || return 0
 	cg=$(cat "$dir/cgroup" 2>/dev/null || true)
 	bpffs=$(cat "$dir/bpffs" 2>/dev/null || true)
 	if [ -f "$dir/sluiced.pid" ]; then
-		kill "$(cat "$dir/sluiced.pid")" 2>/dev/null || true
+		p_sluiced=$(cat "$dir/sluiced.pid")
+		kill "$p_sluiced" 2>/dev/null || true
+		# uninstall is refused while a sluiced holds the pins: wait for it to go
+		for _ in $(seq 100); do
+			[ -e "/proc/$p_sluiced" ] && ! grep -q '^State:.*Z' "/proc/$p_sluiced/status" 2>/dev/null || break
+			sleep 0.05
+		done
+		kill -9 "$p_sluiced" 2>/dev/null || true
 	fi
 	# processes first, so nothing holds the namespaces or the cgroups
 	if [ -n "$cg" ] && [ -d "$cg" ]; then

@@ -146,7 +146,7 @@ check "weight naming one of two subsets: message" "Error: service purchase-histo
 msg=$(sluice weight nosuch v1=1 2>&1); rc=$?
 check "weight on an unknown service: exit 1 and message" "1 Error: no routed service nosuch.default; 'sluice status' lists them" "$rc $msg"
 msg=$(sluice weight purchase-history.$NS v1=eighty v2=20 2>&1); rc=$?
-check "weight with a bad value: exit 2 and message" "2 Error: \"v1=eighty\" is not SUBSET=WEIGHT with a weight from 0 to 2147483647; e.g. v1=80 v2=20" "$rc $msg"
+check "weight with a bad value: exit 2 and message" "2 Error: \"v1=eighty\" is not SUBSET=WEIGHT with a weight from 0 to 2147483647 in digits; e.g. v1=80 v2=20" "$rc $msg"
 install -m 755 "$SLUICE_BUILD/sluice" "$D/sluice-as-nobody"   # the checkout may not be readable by nobody
 msg=$(setpriv --reuid=65534 --regid=65534 --clear-groups "$D/sluice-as-nobody" --socket "$CLUSTER_SOCKET" status 2>&1); rc=$?
 check "status as an unprivileged user: exit 3, permission denied" "3 Error: permission denied on $CLUSTER_SOCKET: run sluice as root (the socket is mode 0600)" "$rc $msg"

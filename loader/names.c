@@ -81,12 +81,17 @@ const char *name_dns1035_label_error(const char *s, size_t len)
 
 #define ISTIO_LABEL_RULE "letters, digits and '-', starting and ending with a letter or digit, at most 63 characters"
 
-const char *name_subset_error(const char *s, size_t len)
+const char *name_istio_label_error(const char *s, size_t len)
 {
-	/* Istio's own IsDNS1123Label takes upper case too: a subset named V1 is valid there */
 	if (istio_label(s, len))
 		return NULL;
 	return "is not a valid DNS-1123 label: " ISTIO_LABEL_RULE;
+}
+
+const char *name_subset_error(const char *s, size_t len)
+{
+	/* Istio's own IsDNS1123Label takes upper case too: a subset named V1 is valid there */
+	return name_istio_label_error(s, len);
 }
 
 const char *name_port_name_error(const char *s, size_t len)
@@ -229,7 +234,7 @@ const char *name_vip_error(const struct plan_addr *addr)
 		if (!a[0] && !a[1] && !a[2] && !a[3])
 			return unspecified;
 		if (a[0] == 0)
-			return "is in 0.0.0.0/8 (\"this network\"): it is not a destination a connection can be made to";
+			return "is in 0.0.0.0/8 (\"this network\"), a source address only: no host can be reached there";
 		if (a[0] == 127)
 			return loopback;
 		if (a[0] == 169 && a[1] == 254)

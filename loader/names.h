@@ -20,6 +20,8 @@ const char *name_dns1123_subdomain_error(const char *s, size_t len);
 const char *name_dns1035_label_error(const char *s, size_t len);
 /* Istio's rule for subset names (validateSubsetName): a DNS-1123 label, upper case allowed. */
 const char *name_subset_error(const char *s, size_t len);
+/* Istio's labels.IsDNS1123Label, which subset names use: namespaces in Gateway server hosts. */
+const char *name_istio_label_error(const char *s, size_t len);
 /* Kubernetes IsValidPortName (IANA service names): container port names, a named targetPort. */
 const char *name_port_name_error(const char *s, size_t len);
 /* Kubernetes IsQualifiedName and IsValidLabelValue: label keys and values. */

@@ -99,7 +99,7 @@ struct route {
 };
 
 struct vs {
-	const char *name, *ns;
+	const char *name, *ns, *key; /* key: "namespace/name" */
 	struct mark at;
 	const char **hosts;
 	struct mark *hosts_at;
@@ -1442,6 +1442,7 @@ static void read_virtual_service(struct cctx *c, const struct ynode *obj)
 	struct vs *v = arena_alloc(c->keep, sizeof(*v));
 	v->name = m.name;
 	v->ns = m.ns;
+	v->key = join(c->keep, '/', m.ns, m.name, NULL);
 	v->mesh = true;
 	v->at = node_mark(c, obj);
 	const struct ynode *spec = ymap_get(obj, "spec");
@@ -2466,6 +2467,7 @@ static bool gateway_entries(struct cctx *c, struct index *ix, struct vs *v, stru
 			ps->protocol = IPPROTO_TCP;
 			ps->gateway = gw->key;
 			ps->gateway_port = srv->port;
+			ps->route = v->key;
 			memcpy(ps->gateway_addrs, gw->addrs, sizeof(gw->addrs));
 			ps->n_gateway_addrs = gw->n_addrs;
 			const struct rdest *rd = route_dests(resolved, lists, r);
@@ -2613,6 +2615,7 @@ static void build_plan(struct cctx *c, struct index *ix, struct plan *plan)
 				ps->n_vips = s->n_vips;
 				ps->port = sp->port;
 				ps->protocol = sp->proto;
+				ps->route = v->key;
 				const struct dr *dr = strmap_get(&ix->dr_by_service, s->key);
 				ps->lb = dr ? dr->lb : PLAN_LB_ROUND_ROBIN;
 				bool ok = fill_destinations(c, ix, ps, r, route_dests(resolved, lists, r), sp, s->key);

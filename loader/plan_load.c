@@ -146,6 +146,9 @@ static bool read_service(struct loader *l, const struct ynode *m, struct plan_se
 	s->port = (uint16_t)port;
 	s->protocol = !strcmp(proto, "UDP") ? IPPROTO_UDP : IPPROTO_TCP;
 	s->lb = !strcmp(lb, "RANDOM") ? PLAN_LB_RANDOM : PLAN_LB_ROUND_ROBIN;
+	/* state files of the release before it lack "route" */
+	if (ymap_get(m, "route") && !(s->route = str(l, m, "route")))
+		return false;
 	const struct ynode *gw = ymap_get(m, "gateway"), *gwa = ymap_get(m, "gatewayAddresses");
 	if (!vips || vips->type != YN_SEQ || vips->n > 2 || (!vips->n && !gw))
 		return fail(l, m, "vips");

@@ -87,7 +87,7 @@ static void test_round_trip(void)
 	struct plan_destination dests[N_POLICIES];
 	struct plan_service svc = {
 		.name = "reviews", .namespace = "default", .n_vips = 1, .port = 9080, .protocol = IPPROTO_TCP,
-		.destinations = dests, .n_destinations = N_POLICIES,
+		.route = "default/reviews", .destinations = dests, .n_destinations = N_POLICIES,
 	};
 	struct plan plan = { .services = &svc, .n_services = 1 };
 	inet_pton(AF_INET, "198.19.9.80", svc.vips[0].addr);
@@ -115,6 +115,7 @@ static void test_round_trip(void)
 		goto cleanup;
 	}
 	ASSERT_EQ(generation, 7, "generation");
+	ASSERT_TRUE(strstr(saved, "\"route\":\"default/reviews\"") != NULL, "the route is saved");
 	if (!ASSERT_EQ(back.n_services, 1, "services") || !ASSERT_EQ(back.services[0].n_destinations, N_POLICIES,
 								       "destinations"))
 		goto cleanup_plan;

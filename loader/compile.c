@@ -1158,6 +1158,14 @@ static void read_gateway_server(struct cctx *c, const struct ynode *n, struct gw
 	*ok = good;
 }
 
+static bool gateway_has_addr(const struct gateway *g, const struct plan_addr *a)
+{
+	for (size_t i = 0; i < g->n_addrs; i++)
+		if (!memcmp(&g->addrs[i], a, sizeof(*a)))
+			return true;
+	return false;
+}
+
 static void read_gateway(struct cctx *c, const struct ynode *obj)
 {
 	struct meta m;
@@ -1220,6 +1228,9 @@ static void read_gateway(struct cctx *c, const struct ynode *obj)
 					ok = false;
 				} else if (ip && !check_vip(c, a, &pa)) {
 					ok = false;
+				} else if (ip && gateway_has_addr(g, &pa)) {
+					err(c, a, "%s %s is listed twice", c->path, quote_node(c, a));
+					ok = false;
 				} else if (ip) {
 					g->addr_at[g->n_addrs] = node_mark(c, a);
 					g->addr_field[g->n_addrs] = arena_strdup(c->keep, c->path);
@@ -1257,8 +1268,9 @@ static void read_gateway(struct cctx *c, const struct ynode *obj)
 	pop(c, o2);
 	pop(c, old);
 	if (ok && !g->n_addrs && c->gateway_address.family) {
-		g->addr_at[g->n_addrs] = (struct mark){ .file = "--gateway-address", .line = 1, .col = 1 };
-		g->addr_field[g->n_addrs] = "";
+		/* its errors point at the Gateway, and name the option */
+		g->addr_at[g->n_addrs] = g->at;
+		g->addr_field[g->n_addrs] = "--gateway-address";
 		g->addrs[g->n_addrs++] = c->gateway_address;
 	}
 	if (ok)
@@ -2015,9 +2027,8 @@ static void check_vip_not_pod(struct cctx *c, struct index *ix, const struct pla
 	inet_ntop(vip->family, vip->addr, ip, sizeof(ip));
 	const struct pod *p = strmap_get(&ix->pod_ips, ip);
 	if (p)
-		err_at(c, at, "%s%s%s is also the IP of pod %s/%s (%s:%u): as a VIP it would take over every "
-		       "connection made to that pod", field, *field ? " " : "", quote(c, ip), p->ns, p->name, p->at.file,
-		       p->at.line);
+		err_at(c, at, "%s %s is also the IP of pod %s/%s (%s:%u): as a VIP it would take over every connection "
+		       "made to that pod", field, quote(c, ip), p->ns, p->name, p->at.file, p->at.line);
 }
 
 static void index_build(struct cctx *c, struct index *ix)
@@ -2419,6 +2430,49 @@ static struct gateway *find_gateway(struct cctx *c, const char *ref, const char 
 	return NULL;
 }
 
+/* A plan entry while the plan is built, with where its addresses are written, for errors. */
+struct entry {
+	struct plan_service ps;      /* first: the entries are collected as plan services */
+	const struct mark *addr_at;  /* of ps.vips (a Service's) or ps.gateway_addrs (a Gateway's) */
+	const char *kind, *key;      /* "Service", "web.default"; "Gateway", "default/ingress" */
+};
+
+/* One address, port and protocol is one data plane key: two entries cannot share one. */
+static void check_entry_keys(struct cctx *c, const struct ptrvec *out)
+{
+	struct strmap seen = { 0 };
+	char ip[INET6_ADDRSTRLEN];
+	for (size_t i = 0; i < out->n; i++) {
+		struct entry *e = out->v[i];
+		const struct plan_service *ps = &e->ps;
+		bool gw = ps->gateway != NULL;
+		size_t n = gw ? ps->n_gateway_addrs : ps->n_vips;
+		uint16_t port = gw ? ps->gateway_port : ps->port;
+		for (size_t a = 0; a < n; a++) {
+			const struct plan_addr *addr = gw ? &ps->gateway_addrs[a] : &ps->vips[a];
+			inet_ntop(addr->family, addr->addr, ip, sizeof(ip));
+			char *key = arena_printf(c->keep, "%s %u %u", ip, port, ps->protocol);
+			const struct entry *first = strmap_get(&seen, key);
+			if (!first) {
+				strmap_put(&seen, key, e);
+				continue;
+			}
+			/* the first's address is at the same place in its list: find it for its mark */
+			bool first_gw = first->ps.gateway != NULL;
+			size_t fa = 0, fn = first_gw ? first->ps.n_gateway_addrs : first->ps.n_vips;
+			while (fa + 1 < fn &&
+			       memcmp(first_gw ? &first->ps.gateway_addrs[fa] : &first->ps.vips[fa], addr, sizeof(*addr)))
+				fa++;
+			err_at(c, &e->addr_at[a],
+			       "%s %s: %s port %u/%s is already served by %s %s (%s:%u): one address, port and protocol "
+			       "takes one route",
+			       e->kind, e->key, ip, port, ps->protocol == IPPROTO_UDP ? "UDP" : "TCP", first->kind, first->key,
+			       first->addr_at[fa].file, first->addr_at[fa].line);
+		}
+	}
+	strmap_free(&seen);
+}
+
 /* Ingress: each server of each Gateway the VirtualService binds becomes a (gateway address, port)
  * entry with the route that serves that port. Returns whether any route was used. */
 static bool gateway_entries(struct cctx *c, struct index *ix, struct vs *v, struct rdest *const *resolved,
@@ -2460,7 +2514,11 @@ static bool gateway_entries(struct cctx *c, struct index *ix, struct vs *v, stru
 			}
 			if (out->n >= PLAN_MAX_SERVICES)
 				continue; /* reported with the mesh entries */
-			struct plan_service *ps = arena_alloc(c->keep, sizeof(*ps));
+			struct entry *e = arena_alloc(c->keep, sizeof(*e));
+			struct plan_service *ps = &e->ps;
+			e->addr_at = gw->addr_at;
+			e->kind = "Gateway";
+			e->key = gw->key;
 			ps->name = gw->name;
 			ps->namespace = gw->ns;
 			ps->port = srv->port;
@@ -2608,7 +2666,11 @@ static void build_plan(struct cctx *c, struct index *ix, struct plan *plan)
 					over_limit = true;
 					break;
 				}
-				struct plan_service *ps = arena_alloc(c->keep, sizeof(*ps));
+				struct entry *e = arena_alloc(c->keep, sizeof(*e));
+				struct plan_service *ps = &e->ps;
+				e->addr_at = s->vip_at;
+				e->kind = "Service";
+				e->key = s->key;
 				ps->name = s->name;
 				ps->namespace = s->ns;
 				memcpy(ps->vips, s->vips, sizeof(ps->vips));
@@ -2653,6 +2715,7 @@ static void build_plan(struct cctx *c, struct index *ix, struct plan *plan)
 			fprintf(c->o->skipped_log, "%s:%u:%u: skipped Service %s: no VirtualService routes it, "
 				"kube-proxy serves it\n", s->at.file, s->at.line, s->at.col, s->key);
 	}
+	check_entry_keys(c, &out);
 	plan->n_services = out.n;
 	plan->services = arena_alloc(c->keep, (out.n ? out.n : 1) * sizeof(*plan->services));
 	for (size_t i = 0; i < out.n; i++)

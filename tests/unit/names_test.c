@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "names.h"
+#include "util.h"
 
 static int failures;
 
@@ -240,8 +241,34 @@ static void test_quote(void)
 	}
 }
 
+/* The net under an error that forgot to quote: no raw control byte, no unbounded message. */
+static void test_diag_net(void)
+{
+	struct diags d = { 0 };
+	struct mark at = { .file = "x.yaml", .line = 1, .col = 1 };
+	diag_error(&d, &at, "subset %s is bad", "v1\nx.yaml:9:9: error: forged\x1b[2J\xc2\x9b");
+	char *big = malloc(10000);
+	if (!big)
+		abort();
+	memset(big, 'a', 9999);
+	big[9999] = 0;
+	diag_error(&d, &at, "host %s is bad", big);
+	free(big);
+	const char *want = "subset v1\\x0ax.yaml:9:9: error: forged\\x1b[2J\\xc2\\x9b is bad";
+	if (d.n != 2 || strcmp(d.v[0].msg, want)) {
+		fprintf(stderr, "diag net:\n  expected %s\n  got      %s\n", want, d.n ? d.v[0].msg : "(none)");
+		failures++;
+	}
+	if (d.n == 2 && (strlen(d.v[1].msg) > 4200 || !strstr(d.v[1].msg, "... (message cut at 4096 bytes)"))) {
+		fprintf(stderr, "diag net: a message of 10 kB is %zu bytes\n", strlen(d.v[1].msg));
+		failures++;
+	}
+	diags_free(&d);
+}
+
 int main(void)
 {
+	test_diag_net();
 	test_names();
 	test_vips();
 	test_quote();

@@ -82,10 +82,11 @@ unit: $(BUILD)/sluice $(UNIT_BINS)
 # The YAML front end under libFuzzer, bounded; any crash, leak or sanitizer report fails, and
 # leaves the input that caused it as $(BUILD)/fuzz-crash-* (replay: $(BUILD)/fuzz_yaml FILE).
 FUZZ_SECONDS ?= 60
-$(BUILD)/fuzz_yaml: tests/fuzz/fuzz_yaml.c $(COMPILER_SRCS) $(HEADERS) | $(BUILD)
+# The saved plan's reader too: every plan the compiler makes must load back.
+$(BUILD)/fuzz_yaml: tests/fuzz/fuzz_yaml.c $(COMPILER_SRCS) loader/plan_load.c $(HEADERS) | $(BUILD)
 	$(CLANG) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 		-std=gnu11 -Wall -Wextra -Wno-unused-parameter -D_GNU_SOURCE -Iinclude -Iloader -I$(BUILD) \
-		tests/fuzz/fuzz_yaml.c $(COMPILER_SRCS) -o $@ -lyaml -lm
+		tests/fuzz/fuzz_yaml.c $(COMPILER_SRCS) loader/plan_load.c -o $@ -lyaml -lm
 fuzz: $(BUILD)/fuzz_yaml
 	@mkdir -p $(BUILD)/fuzz-corpus
 	@echo "fuzz: $(BUILD)/fuzz_yaml for $(FUZZ_SECONDS) s, log in $(BUILD)/fuzz.log"

@@ -399,6 +399,14 @@ static const char *get_str(struct cctx *c, const struct ynode *n)
 	return keep_str(c, n);
 }
 
+/* A string field that names something: NULL (after an error) when the rule of names.h refuses it. */
+static const char *get_name(struct cctx *c, const struct ynode *n, const char *what,
+			    const char *(*rule)(const char *s, size_t len))
+{
+	const char *s = get_str(c, n);
+	return s && check_name(c, n, what, rule) ? s : NULL;
+}
+
 static bool is_integer(const struct ynode *n)
 {
 	if (n->type != YN_SCALAR || !n->plain || !n->len)
@@ -536,20 +544,19 @@ static bool read_meta(struct cctx *c, const struct ynode *obj, const char *kind,
 			/* Kubernetes: a Service's name is a DNS-1035 label (it becomes a DNS name and an
 			 * environment variable), every other kind's a DNS-1123 subdomain */
 			size_t o2 = push_key(c, "name");
-			m->name = get_str(c, name);
-			pop(c, o2);
 			char what[64];
 			snprintf(what, sizeof(what), "%s name", kind);
-			ok = m->name && check_name(c, name, what, !strcmp(kind, "Service") ? name_dns1035_label_error :
-								 name_dns1123_subdomain_error);
+			m->name = get_name(c, name, what, !strcmp(kind, "Service") ? name_dns1035_label_error :
+										name_dns1123_subdomain_error);
+			pop(c, o2);
+			ok = m->name != NULL;
 		}
 		/* "" is no namespace, as kubectl reads it */
 		if (ns && !ynode_is_null(ns) && !(ns->type == YN_SCALAR && !ns->len)) {
 			size_t o2 = push_key(c, "namespace");
-			m->ns = get_str(c, ns);
+			m->ns = get_name(c, ns, "namespace", name_dns1123_label_error);
 			pop(c, o2);
-			if (!m->ns || !check_name(c, ns, "namespace", name_dns1123_label_error)) {
-				m->ns = NULL;
+			if (!m->ns) {
 				ok = false;
 			} else if (c->o->namespace_forced && strcmp(m->ns, c->default_ns)) {
 				err(c, ns, "metadata.namespace \"%s\" does not match -n %s: drop -n or fix the namespace",
@@ -625,12 +632,10 @@ static bool read_service_port(struct cctx *c, const struct ynode *n, struct svc_
 		const struct ynode *v = ymap_val(n, i);
 		size_t old = push_key(c, k);
 		long long num;
-		if (!strcmp(k, "name")) {
-			/* Kubernetes: a Service port's name is a DNS-1123 label, a container port's an IANA name */
-			p->name = get_str(c, v);
-			if (p->name && !check_name(c, v, "port name", name_dns1123_label_error))
-				ok = false;
-		} else if (!strcmp(k, "port"))
+		/* Kubernetes: a Service port's name is a DNS-1123 label, a container port's an IANA name */
+		if (!strcmp(k, "name"))
+			p->name = get_name(c, v, "port name", name_dns1123_label_error);
+		else if (!strcmp(k, "port"))
 			ok = get_port(c, v, &p->port) && ok;
 		else if (!strcmp(k, "protocol"))
 			p->proto = get_protocol(c, v, &ok);
@@ -641,12 +646,9 @@ static bool read_service_port(struct cctx *c, const struct ynode *n, struct svc_
 		else if (!strcmp(k, "targetPort")) {
 			if (is_integer(v))
 				ok = get_port(c, v, &p->target_num) && ok;
-			else if (v->type == YN_SCALAR && !ynode_is_null(v) && !isdigit((unsigned char)v->str[0])) {
-				if (check_name(c, v, "targetPort", name_port_name_error))
-					p->target_name = keep_str(c, v);
-				else
-					ok = false;
-			} else
+			else if (v->type == YN_SCALAR && !ynode_is_null(v) && !isdigit((unsigned char)v->str[0]))
+				p->target_name = get_name(c, v, "targetPort", name_port_name_error);
+			else
 				err(c, v, "%s must be a port number or a container port name, got %s", c->path,
 				    clip_node(c, v));
 		}
@@ -833,12 +835,8 @@ static void read_containers(struct cctx *c, const struct ynode *list, struct pod
 							size_t o4 = push_key(c, k);
 							if (!strcmp(k, "containerPort"))
 								ok = get_port(c, v, &pp->port) && ok;
-							else if (!strcmp(k, "name")) {
-								pp->name = get_str(c, v);
-								if (pp->name && !check_name(c, v, "port name",
-											    name_port_name_error))
-									ok = false;
-							}
+							else if (!strcmp(k, "name"))
+								pp->name = get_name(c, v, "port name", name_port_name_error);
 							else if (!strcmp(k, "protocol"))
 								pp->proto = get_protocol(c, v, &ok);
 							pop(c, o4);
@@ -1327,10 +1325,8 @@ static void read_destination(struct cctx *c, const struct ynode *rd, bool tcp, s
 			err(c, dn, "%s.host is required", c->path);
 		} else {
 			size_t o2 = push_key(c, "host");
-			d->host = get_str(c, h);
+			d->host = get_name(c, h, "host", name_host_error);
 			d->host_at = node_mark(c, h);
-			if (d->host && !check_name(c, h, "host", name_host_error))
-				d->host = NULL;
 			pop(c, o2);
 		}
 		if (s && !ynode_is_null(s)) {
@@ -1793,15 +1789,12 @@ static void read_destination_rule(struct cctx *c, const struct ynode *obj)
 		return;
 	}
 	check_fields(c, spec, dr_spec_fields);
-	bool bad_host = false;
 	for (uint32_t i = 0; i < spec->n; i++) {
 		const struct ynode *k = ymap_key(spec, i), *v = ymap_val(spec, i);
 		size_t o2 = push_key(c, k->str);
 		if (!strcmp(k->str, "host")) {
-			d->host = get_str(c, v);
+			d->host = get_name(c, v, "host", name_host_error);
 			d->host_at = node_mark(c, v);
-			if (d->host && !check_name(c, v, "host", name_host_error))
-				bad_host = true;
 		} else if (!strcmp(k->str, "exportTo")) {
 			check_export_to(c, v);
 		} else if (!strcmp(k->str, "workloadSelector")) {
@@ -1822,9 +1815,8 @@ static void read_destination_rule(struct cctx *c, const struct ynode *obj)
 					size_t o4 = push_key(c, "name");
 					if (!name)
 						err(c, s, "%s is required", c->path);
-					else if ((sub->name = get_str(c, name)) &&
-						 !check_name(c, name, "subset name", name_subset_error))
-						sub->name = NULL;
+					else
+						sub->name = get_name(c, name, "subset name", name_subset_error);
 					pop(c, o4);
 					o4 = push_key(c, "labels");
 					get_labels(c, ymap_get(s, "labels"), &sub->labels);
@@ -1850,7 +1842,7 @@ static void read_destination_rule(struct cctx *c, const struct ynode *obj)
 	if (!ymap_get(spec, "host"))
 		err(c, spec, "spec.host is required: name the Service this DestinationRule applies to");
 	pop(c, old);
-	if (d->host && !bad_host)
+	if (d->host)
 		ptrvec_push(&c->drs, d);
 }
 
@@ -1944,8 +1936,8 @@ static void read_object(struct cctx *c, const struct ynode *obj, bool in_list)
 			const struct ynode *md = ymap_get(obj, "metadata");
 			const struct ynode *name = ymap_get(md, "name");
 			fprintf(c->o->skipped_log, "%s:%u:%u: skipped %s %s (%s): not a kind sluice reads\n", c->file->file,
-				obj->line, obj->col, clip_node(c, kn), name && name->type == YN_SCALAR ? clip_node(c, name) : "(unnamed)",
-				clip_node(c, av));
+				obj->line, obj->col, clip_node(c, kn),
+				name && name->type == YN_SCALAR ? clip_node(c, name) : "(unnamed)", clip_node(c, av));
 		}
 	}
 }

@@ -39,7 +39,8 @@ static bool istio_label(const char *s, size_t len)
 	return true;
 }
 
-#define DNS1123_LABEL_RULE "lowercase letters, digits and '-', starting and ending with a letter or digit, at most 63 characters"
+#define DNS1123_LABEL_RULE \
+	"lowercase letters, digits and '-', starting and ending with a letter or digit, at most 63 characters"
 
 const char *name_dns1123_label_error(const char *s, size_t len)
 {

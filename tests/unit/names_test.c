@@ -34,7 +34,8 @@ static const struct {
 	{ "dns1123 label", name_dns1123_label_error, "%s%n", false },
 	{ "dns1123 label", name_dns1123_label_error, "a\nb", false },
 	{ "dns1123 label", name_dns1123_label_error, "abcdefghij-abcdefghij-abcdefghij-abcdefghij-abcdefghij-abcdefgh", true },
-	{ "dns1123 label", name_dns1123_label_error, "abcdefghij-abcdefghij-abcdefghij-abcdefghij-abcdefghij-abcdefghi", false },
+	{ "dns1123 label", name_dns1123_label_error,
+	  "abcdefghij-abcdefghij-abcdefghij-abcdefghij-abcdefghij-abcdefghi", false },
 	/* DNS-1123 subdomain: Pod, VirtualService, DestinationRule, Gateway names */
 	{ "dns1123 subdomain", name_dns1123_subdomain_error, "reviews-v1-5f7c8d9b6a-a1b2c", true },
 	{ "dns1123 subdomain", name_dns1123_subdomain_error, "example.com", true },

@@ -218,8 +218,10 @@ static const struct {
 	{ "weight null", "\"weight\":80", "\"weight\":null", 3, 50,
 	  "services[0].destinations[0].weight must be an integer from 0 to 2147483647 written as plain digits, got null" },
 	{ "weights summing to 0",
-	  "\"weight\":80,\"percent\":80,\"endpoints\":[\"198.18.9.11:9080\"]},\n{\"host\":\"reviews.default\",\"subset\":\"v2\",\"weight\":20",
-	  "\"weight\":0,\"percent\":80,\"endpoints\":[\"198.18.9.11:9080\"]},\n{\"host\":\"reviews.default\",\"subset\":\"v2\",\"weight\":0",
+	  "\"weight\":80,\"percent\":80,\"endpoints\":[\"198.18.9.11:9080\"]},\n"
+	  "{\"host\":\"reviews.default\",\"subset\":\"v2\",\"weight\":20",
+	  "\"weight\":0,\"percent\":80,\"endpoints\":[\"198.18.9.11:9080\"]},\n"
+	  "{\"host\":\"reviews.default\",\"subset\":\"v2\",\"weight\":0",
 	  2, 163,
 	  "services[0].destinations: the weights of the 2 destinations sum to 0: give at least one a positive weight" },
 	{ "weight missing", "\"weight\":80,", "", 3, 1, "services[0].destinations[0].weight is missing" },
@@ -344,7 +346,8 @@ static const struct {
 } bad_documents[] = {
 	{ "empty", "", 1, 1, "empty state file" },
 	{ "not a mapping", "[]", 1, 1, "the saved plan must be a mapping with services, got a list" },
-	{ "services not a list", "{\"services\":{}}", 1, 13, "services must be a list of at most 65536 services, got a mapping" },
+	{ "services not a list", "{\"services\":{}}", 1, 13,
+	  "services must be a list of at most 65536 services, got a mapping" },
 	{ "services missing", "{\"generation\":1}", 1, 1, "services is missing" },
 	{ "a second document", "{\"services\":[]}\n---\n{\"services\":[]}", 3, 1,
 	  "a second document: the saved plan is one JSON object" },

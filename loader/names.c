@@ -148,6 +148,8 @@ const char *name_label_value_error(const char *s, size_t len)
 /* Istio's ValidateDNS1123Labels: dot-separated labels, the last not all digits; a trailing dot is allowed. */
 static bool istio_dns_labels(const char *s, size_t len)
 {
+	if (!len)
+		return true;   /* what follows the dot of "example." */
 	size_t last = len;
 	while (last > 0 && s[last - 1] != '.')
 		last--;
@@ -162,7 +164,7 @@ static bool istio_dns_labels(const char *s, size_t len)
 	for (i = 0; i <= len; i++) {
 		if (i < len && s[i] != '.')
 			continue;
-		if (i == len && start == len && len)
+		if (i == len && start == len)
 			return true;   /* "example.com." */
 		if (!istio_label(s + start, i - start))
 			return false;

@@ -94,6 +94,11 @@ static const struct {
 	{ "host", name_host_error, "*.example.com", true },
 	{ "host", name_host_error, "*-api.example.com", true },
 	{ "host", name_host_error, "example.com.", true },
+	{ "host", name_host_error, "reviews.", true },
+	{ "host", name_host_error, ".", false },
+	{ "host", name_host_error, "reviews..", false },
+	{ "host", name_host_error, "reviews.default.5", false },
+	{ "host", name_host_error, "reviews.5a", true },
 	{ "host", name_host_error, "Reviews", true },
 	{ "host", name_host_error, "a b", false },
 	{ "host", name_host_error, "a..b", false },
@@ -111,6 +116,8 @@ static const struct {
 	{ "gateway", name_gateway_ref_error, "istio-system/", false },
 	{ "gateway", name_gateway_ref_error, "a/b/c", false },
 	{ "gateway", name_gateway_ref_error, "in gress", false },
+	{ "gateway", name_gateway_ref_error, "ingress.", true },
+	{ "gateway", name_gateway_ref_error, "ingress.5", false },
 	{ "gateway", name_gateway_ref_error, "", false },
 };
 

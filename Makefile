@@ -21,7 +21,7 @@ BPF_SRCS  := $(wildcard bpf/*.bpf.c)
 BPF_OBJS  := $(patsubst bpf/%.bpf.c,$(BUILD)/%.bpf.o,$(BPF_SRCS))
 BPF_SKELS := $(patsubst bpf/%.bpf.c,$(BUILD)/%.skel.h,$(BPF_SRCS))
 LIB_SRCS  := $(filter-out loader/sluiced.c,$(wildcard loader/*.c))
-COMPILER_SRCS := loader/util.c loader/ytree.c loader/compile.c loader/plan.c
+COMPILER_SRCS := loader/util.c loader/ytree.c loader/names.c loader/compile.c loader/plan.c
 LIB_OBJS  := $(patsubst loader/%.c,$(BUILD)/lib/%.o,$(LIB_SRCS))
 CLI_OBJS  := $(patsubst cli/%.c,$(BUILD)/cli/%.o,$(wildcard cli/*.c))
 TOOLS     := $(patsubst tests/tools/%.c,$(BUILD)/%,$(wildcard tests/tools/*.c))
@@ -82,10 +82,11 @@ unit: $(BUILD)/sluice $(UNIT_BINS)
 # The YAML front end under libFuzzer, bounded; any crash, leak or sanitizer report fails, and
 # leaves the input that caused it as $(BUILD)/fuzz-crash-* (replay: $(BUILD)/fuzz_yaml FILE).
 FUZZ_SECONDS ?= 60
-$(BUILD)/fuzz_yaml: tests/fuzz/fuzz_yaml.c $(COMPILER_SRCS) $(HEADERS) | $(BUILD)
+# The saved plan's reader too: every plan the compiler makes must load back.
+$(BUILD)/fuzz_yaml: tests/fuzz/fuzz_yaml.c $(COMPILER_SRCS) loader/plan_load.c $(HEADERS) | $(BUILD)
 	$(CLANG) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 		-std=gnu11 -Wall -Wextra -Wno-unused-parameter -D_GNU_SOURCE -Iinclude -Iloader -I$(BUILD) \
-		tests/fuzz/fuzz_yaml.c $(COMPILER_SRCS) -o $@ -lyaml -lm
+		tests/fuzz/fuzz_yaml.c $(COMPILER_SRCS) loader/plan_load.c -o $@ -lyaml -lm
 fuzz: $(BUILD)/fuzz_yaml
 	@mkdir -p $(BUILD)/fuzz-corpus
 	@echo "fuzz: $(BUILD)/fuzz_yaml for $(FUZZ_SECONDS) s, log in $(BUILD)/fuzz.log"

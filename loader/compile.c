@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "names.h"
 #include "ytree.h"
 
 /* ---- records read from the input ---- */
@@ -44,6 +45,8 @@ struct service {
 	bool has_selector, publish_not_ready, headless, external_name, has_cluster_ip;
 	struct plan_addr vips[2];
 	size_t n_vips;
+	struct mark vip_at[2];       /* where each VIP is written, and in which field */
+	const char *vip_field[2];
 	struct svc_port *ports;
 	uint32_t n_ports;
 	const char *unsupported;     /* first field whose value sluice cannot honour, when routed */
@@ -75,6 +78,7 @@ struct dest {
 	const char *host, *subset;   /* subset NULL when absent */
 	uint16_t port;               /* 0 when absent */
 	int64_t weight;              /* -1 when absent */
+	bool bad_name;               /* the subset's name is refused (reported) */
 	struct mark at, host_at, subset_at, port_at, weight_at;
 };
 
@@ -95,7 +99,7 @@ struct route {
 };
 
 struct vs {
-	const char *name, *ns;
+	const char *name, *ns, *key; /* key: "namespace/name" */
 	struct mark at;
 	const char **hosts;
 	struct mark *hosts_at;
@@ -129,6 +133,8 @@ struct gateway {
 	struct gw_server *servers;
 	uint32_t n_servers;
 	struct plan_addr addrs[PLAN_MAX_GATEWAY_ADDRS];
+	struct mark addr_at[PLAN_MAX_GATEWAY_ADDRS];    /* where each address is written, in which field */
+	const char *addr_field[PLAN_MAX_GATEWAY_ADDRS];
 	size_t n_addrs;
 	bool no_address_reported;
 };
@@ -219,8 +225,17 @@ static size_t push_str(struct cctx *c, const char *sep, const char *s)
 	return old;
 }
 
+static const char *quote(struct cctx *c, const char *s);
+
 static size_t push_key(struct cctx *c, const char *key)
 {
+	/* keys of the input reach error messages through the path: short and printable, or quoted */
+	size_t len = 0;
+	for (; key[len]; len++)
+		if ((unsigned char)key[len] <= 0x20 || (unsigned char)key[len] >= 0x7f || key[len] == '"')
+			break;
+	if (key[len] || len > NAME_QUOTE_MAX)
+		key = quote(c, key);
 	return push_str(c, c->path_len ? "." : "", key);
 }
 
@@ -300,11 +315,11 @@ static void check_fields(struct cctx *c, const struct ynode *m, const char *cons
 				close = *f;
 			}
 		}
+		const char *field = quote(c, arena_printf(c->keep, "%s%s%s", c->path, c->path_len ? "." : "", k->str));
 		if (close)
-			err(c, k, "unknown field \"%s%s%s\" (did you mean \"%s\"?)", c->path, c->path_len ? "." : "",
-			    k->str, close);
+			err(c, k, "unknown field %s (did you mean \"%s\"?)", field, close);
 		else
-			err(c, k, "unknown field \"%s%s%s\"", c->path, c->path_len ? "." : "", k->str);
+			err(c, k, "unknown field %s", field);
 	}
 }
 
@@ -328,6 +343,50 @@ static const char *keep_str(struct cctx *c, const struct ynode *n)
 	return arena_strndup(c->keep, n->str, n->len);
 }
 
+/* A value of the input as an error quotes it: escaped, at most 64 bytes and its length (names.h). */
+static const char *quote_len(struct cctx *c, const char *s, size_t len)
+{
+	char buf[NAME_QUOTE_CAP];
+	return arena_strdup(c->keep, name_quote(s, len, buf, sizeof(buf)));
+}
+
+static const char *quote(struct cctx *c, const char *s)
+{
+	return quote_len(c, s, strlen(s));
+}
+
+static const char *quote_node(struct cctx *c, const struct ynode *n)
+{
+	return n->type == YN_SCALAR ? quote_len(c, n->str, n->len) : type_name(n);
+}
+
+/* A value of the input that an error prints unquoted (a number, a keyword): as quote() when it is
+ * not short printable ASCII, so no control byte or huge value reaches the terminal. */
+static const char *clip(struct cctx *c, const char *s)
+{
+	size_t len = strlen(s);
+	bool plain = len <= NAME_QUOTE_MAX;
+	for (size_t i = 0; plain && i < len; i++)
+		plain = s[i] > 0x20 && s[i] < 0x7f;
+	return plain ? s : quote_len(c, s, len);
+}
+
+static const char *clip_node(struct cctx *c, const struct ynode *n)
+{
+	return n->type == YN_SCALAR ? (n->len == strlen(n->str) ? clip(c, n->str) : quote_node(c, n)) : type_name(n);
+}
+
+/* A name read from n checked against a rule of names.h: "WHAT "value" is not a valid ...". A NUL
+ * inside is the reader's error already: the name is what the rest of the compiler sees. */
+static bool check_name(struct cctx *c, const struct ynode *n, const char *what,
+		       const char *(*rule)(const char *s, size_t len))
+{
+	const char *why = rule(n->str, strlen(n->str));
+	if (why)
+		err(c, n, "%s %s %s", what, quote_node(c, n), why);
+	return !why;
+}
+
 /* A string field: a scalar that is not null. Returns NULL (after an error) otherwise. */
 static const char *get_str(struct cctx *c, const struct ynode *n)
 {
@@ -338,6 +397,14 @@ static const char *get_str(struct cctx *c, const struct ynode *n)
 		return NULL;
 	}
 	return keep_str(c, n);
+}
+
+/* A string field that names something: NULL (after an error) when the rule of names.h refuses it. */
+static const char *get_name(struct cctx *c, const struct ynode *n, const char *what,
+			    const char *(*rule)(const char *s, size_t len))
+{
+	const char *s = get_str(c, n);
+	return s && check_name(c, n, what, rule) ? s : NULL;
 }
 
 static bool is_integer(const struct ynode *n)
@@ -359,9 +426,9 @@ static bool get_int(struct cctx *c, const struct ynode *n, long long min, long l
 {
 	if (!is_integer(n)) {
 		if (n->type == YN_SCALAR && !n->plain)
-			err(c, n, "%s must be an integer, got the string \"%s\"", c->path, n->str);
+			err(c, n, "%s must be an integer, got the string %s", c->path, quote_node(c, n));
 		else if (n->type == YN_SCALAR && !ynode_is_null(n))
-			err(c, n, "%s must be an integer, got \"%s\"", c->path, n->str);
+			err(c, n, "%s must be an integer, got %s", c->path, quote_node(c, n));
 		else
 			err(c, n, "%s must be an integer, got %s", c->path, type_name(n));
 		return false;
@@ -369,7 +436,7 @@ static bool get_int(struct cctx *c, const struct ynode *n, long long min, long l
 	errno = 0;
 	long long v = strtoll(n->str, NULL, 10);
 	if (errno || v < min || v > max) {
-		err(c, n, "%s must be an integer from %lld to %lld, got %s", c->path, min, max, n->str);
+		err(c, n, "%s must be an integer from %lld to %lld, got %s", c->path, min, max, clip_node(c, n));
 		return false;
 	}
 	*out = v;
@@ -391,11 +458,12 @@ static bool get_bool(struct cctx *c, const struct ynode *n, bool *out)
 		*out = n->str[0] == 't';
 		return true;
 	}
-	err(c, n, "%s must be true or false, got %s", c->path, n->type == YN_SCALAR ? n->str : type_name(n));
+	err(c, n, "%s must be true or false, got %s", c->path, clip_node(c, n));
 	return false;
 }
 
-/* Label maps: string keys to scalar values, as Kubernetes stores them. */
+/* Label maps: string keys to scalar values, as Kubernetes stores them, and names as it takes them
+ * (a label Kubernetes refuses can be on no pod). */
 static void get_labels(struct cctx *c, const struct ynode *n, struct labels *out)
 {
 	if (ynode_is_null(n) || !want(c, n, YN_MAP))
@@ -405,9 +473,16 @@ static void get_labels(struct cctx *c, const struct ynode *n, struct labels *out
 		const struct ynode *k = ymap_key(n, i), *v = ymap_val(n, i);
 		if (k->type != YN_SCALAR)
 			continue;
+		const char *why = name_label_key_error(k->str, strlen(k->str));
+		if (why) {
+			err(c, k, "%s key %s %s", c->path, quote_node(c, k), why);
+			continue;
+		}
 		size_t old = push_key(c, k->str);
 		if (v->type != YN_SCALAR || ynode_is_null(v)) {
 			err(c, v, "%s must be a string, got %s", c->path, type_name(v));
+		} else if ((why = name_label_value_error(v->str, strlen(v->str)))) {
+			err(c, v, "%s %s %s", c->path, quote_node(c, v), why);
 		} else {
 			out->v[out->n].key = keep_str(c, k);
 			out->v[out->n].val = keep_str(c, v);
@@ -429,6 +504,15 @@ static bool parse_addr(const char *s, struct plan_addr *a)
 		return true;
 	}
 	return false;
+}
+
+/* A service VIP or gateway address written at n: not one the node or its pods use for themselves. */
+static bool check_vip(struct cctx *c, const struct ynode *n, const struct plan_addr *a)
+{
+	const char *why = name_vip_error(a);
+	if (why)
+		err(c, n, "%s %s %s", c->path, quote_node(c, n), why);
+	return !why;
 }
 
 /* ---- reading objects ---- */
@@ -457,18 +541,24 @@ static bool read_meta(struct cctx *c, const struct ynode *obj, const char *kind,
 			err(c, md, "%s has no metadata.name", kind);
 			ok = false;
 		} else {
+			/* Kubernetes: a Service's name is a DNS-1035 label (it becomes a DNS name and an
+			 * environment variable), every other kind's a DNS-1123 subdomain */
 			size_t o2 = push_key(c, "name");
-			m->name = get_str(c, name);
+			char what[64];
+			snprintf(what, sizeof(what), "%s name", kind);
+			m->name = get_name(c, name, what, !strcmp(kind, "Service") ? name_dns1035_label_error :
+										name_dns1123_subdomain_error);
 			pop(c, o2);
 			ok = m->name != NULL;
 		}
-		if (ns && !ynode_is_null(ns)) {
+		/* "" is no namespace, as kubectl reads it */
+		if (ns && !ynode_is_null(ns) && !(ns->type == YN_SCALAR && !ns->len)) {
 			size_t o2 = push_key(c, "namespace");
-			m->ns = get_str(c, ns);
+			m->ns = get_name(c, ns, "namespace", name_dns1123_label_error);
 			pop(c, o2);
-			if (!m->ns)
+			if (!m->ns) {
 				ok = false;
-			else if (c->o->namespace_forced && strcmp(m->ns, c->default_ns)) {
+			} else if (c->o->namespace_forced && strcmp(m->ns, c->default_ns)) {
 				err(c, ns, "metadata.namespace \"%s\" does not match -n %s: drop -n or fix the namespace",
 				    m->ns, c->default_ns);
 				ok = false;
@@ -523,7 +613,7 @@ static uint8_t get_protocol(struct cctx *c, const struct ynode *n, bool *ok)
 		return IPPROTO_UDP;
 	if (!strcmp(p, "SCTP"))
 		return 0;
-	err(c, n, "%s must be TCP, UDP or SCTP, got \"%s\"", c->path, p);
+	err(c, n, "%s must be TCP, UDP or SCTP, got %s", c->path, quote_node(c, n));
 	*ok = false;
 	return 0;
 }
@@ -542,8 +632,9 @@ static bool read_service_port(struct cctx *c, const struct ynode *n, struct svc_
 		const struct ynode *v = ymap_val(n, i);
 		size_t old = push_key(c, k);
 		long long num;
+		/* Kubernetes: a Service port's name is a DNS-1123 label, a container port's an IANA name */
 		if (!strcmp(k, "name"))
-			p->name = get_str(c, v);
+			p->name = get_name(c, v, "port name", name_dns1123_label_error);
 		else if (!strcmp(k, "port"))
 			ok = get_port(c, v, &p->port) && ok;
 		else if (!strcmp(k, "protocol"))
@@ -556,10 +647,10 @@ static bool read_service_port(struct cctx *c, const struct ynode *n, struct svc_
 			if (is_integer(v))
 				ok = get_port(c, v, &p->target_num) && ok;
 			else if (v->type == YN_SCALAR && !ynode_is_null(v) && !isdigit((unsigned char)v->str[0]))
-				p->target_name = keep_str(c, v);
+				p->target_name = get_name(c, v, "targetPort", name_port_name_error);
 			else
 				err(c, v, "%s must be a port number or a container port name, got %s", c->path,
-				    v->type == YN_SCALAR ? v->str : type_name(v));
+				    clip_node(c, v));
 		}
 		pop(c, old);
 	}
@@ -616,14 +707,20 @@ static void read_service(struct cctx *c, const struct ynode *obj)
 			if (ip && !strcmp(ip, "None"))
 				s->headless = true;
 			else if (ip && !s->n_vips) {
-				if (!parse_addr(ip, &s->vips[0]))
-					err(c, v, "%s must be an IP address or None, got \"%s\"", c->path, ip);
-				else
+				if (!parse_addr(ip, &s->vips[0])) {
+					err(c, v, "%s must be an IP address or None, got %s", c->path, quote_node(c, v));
+				} else {
+					check_vip(c, v, &s->vips[0]);
+					s->vip_at[0] = node_mark(c, v);
+					s->vip_field[0] = "spec.clusterIP";
 					s->n_vips = 1;
+				}
 			}
 			s->has_cluster_ip = true;
 		} else if (!strcmp(k->str, "clusterIPs") && !ynode_is_null(v) && want(c, v, YN_SEQ)) {
 			struct plan_addr vips[2];
+			struct mark at[2];
+			const char *field[2];
 			size_t n = 0;
 			for (uint32_t j = 0; j < v->n; j++) {
 				size_t o3 = push_index(c, j);
@@ -632,17 +729,24 @@ static void read_service(struct cctx *c, const struct ynode *obj)
 				if (ip && !strcmp(ip, "None"))
 					s->headless = true;
 				else if (ip && !parse_addr(ip, &a))
-					err(c, v->items[j], "%s must be an IP address, got \"%s\"", c->path, ip);
+					err(c, v->items[j], "%s must be an IP address, got %s", c->path,
+					    quote_node(c, v->items[j]));
 				else if (ip && (n == 2 || (n == 1 && vips[0].family == a.family)))
 					err(c, v->items[j], "%s: a Service has at most one clusterIP per IP family",
 					    c->path);
-				else if (ip)
+				else if (ip) {
+					check_vip(c, v->items[j], &a);
+					at[n] = node_mark(c, v->items[j]);
+					field[n] = arena_strdup(c->keep, c->path);
 					vips[n++] = a;
+				}
 				pop(c, o3);
 			}
 			/* clusterIPs is authoritative: clusterIP is its first entry */
 			if (n) {
 				memcpy(s->vips, vips, sizeof(vips));
+				memcpy(s->vip_at, at, sizeof(at));
+				memcpy(s->vip_field, field, sizeof(field));
 				s->n_vips = n;
 				s->has_cluster_ip = true;
 			}
@@ -651,8 +755,8 @@ static void read_service(struct cctx *c, const struct ynode *obj)
 			if (t && !strcmp(t, "ExternalName"))
 				s->external_name = true;
 			else if (t && strcmp(t, "ClusterIP") && strcmp(t, "NodePort") && strcmp(t, "LoadBalancer"))
-				err(c, v, "%s must be ClusterIP, NodePort, LoadBalancer or ExternalName, got \"%s\"",
-				    c->path, t);
+				err(c, v, "%s must be ClusterIP, NodePort, LoadBalancer or ExternalName, got %s",
+				    c->path, quote_node(c, v));
 		} else if (!strcmp(k->str, "publishNotReadyAddresses")) {
 			get_bool(c, v, &s->publish_not_ready);
 		} else if (!strcmp(k->str, "sessionAffinity")) {
@@ -732,7 +836,7 @@ static void read_containers(struct cctx *c, const struct ynode *list, struct pod
 							if (!strcmp(k, "containerPort"))
 								ok = get_port(c, v, &pp->port) && ok;
 							else if (!strcmp(k, "name"))
-								pp->name = get_str(c, v);
+								pp->name = get_name(c, v, "port name", name_port_name_error);
 							else if (!strcmp(k, "protocol"))
 								pp->proto = get_protocol(c, v, &ok);
 							pop(c, o4);
@@ -776,8 +880,7 @@ static void read_pod_status(struct cctx *c, const struct ynode *st, struct pod *
 			if (!one) {
 				err(c, ips->items[i], "%s is required", c->path);
 			} else if (one->type != YN_SCALAR || !parse_addr(one->str, &a)) {
-				err(c, one, "%s must be an IP address, got %s", c->path,
-				    one->type == YN_SCALAR ? one->str : type_name(one));
+				err(c, one, "%s must be an IP address, got %s", c->path, clip_node(c, one));
 			} else if (p->n_ips == 2 || (p->n_ips == 1 && p->ips[0].family == a.family)) {
 				err(c, one, "%s: a pod has at most one IP per family", c->path);
 			} else {
@@ -789,8 +892,7 @@ static void read_pod_status(struct cctx *c, const struct ynode *st, struct pod *
 	} else if (ip && !ynode_is_null(ip)) {
 		size_t o2 = push_key(c, "podIP");
 		if (ip->type != YN_SCALAR || !parse_addr(ip->str, &p->ips[0]))
-			err(c, ip, "%s must be an IP address, got %s", c->path,
-			    ip->type == YN_SCALAR ? ip->str : type_name(ip));
+			err(c, ip, "%s must be an IP address, got %s", c->path, clip_node(c, ip));
 		else
 			p->n_ips = 1;
 		pop(c, o2);
@@ -917,27 +1019,33 @@ static void check_gateways(struct cctx *c, const struct ynode *g)
 	for (uint32_t i = 0; i < g->n; i++) {
 		size_t old = push_index(c, i);
 		const char *name = get_str(c, g->items[i]);
+		if (name && !check_name(c, g->items[i], "gateway", name_gateway_ref_error))
+			name = NULL;
 		if (name && strcmp(name, "mesh"))
 			err(c, g->items[i],
-			    "%s: matching on gateway \"%s\" is not supported: bind the whole VirtualService to it "
+			    "%s: matching on gateway %s is not supported: bind the whole VirtualService to it "
 			    "in spec.gateways, or give the Gateway's routes their own VirtualService",
-			    c->path, name);
+			    c->path, quote(c, name));
 		pop(c, old);
 	}
 }
 
-/* spec.gateways: "mesh" for pods' connections, Gateway names for ingress through TC mode. */
-static void read_vs_gateways(struct cctx *c, const struct ynode *g, struct vs *v)
+/* spec.gateways: "mesh" for pods' connections, Gateway names for ingress through TC mode. Returns
+ * false when a name is refused: what the VirtualService binds is then unknown. */
+static bool read_vs_gateways(struct cctx *c, const struct ynode *g, struct vs *v)
 {
+	bool ok = true;
 	if (ynode_is_null(g) || !want(c, g, YN_SEQ))
-		return;
+		return ok;
 	v->mesh = false;
 	v->gateways = arena_alloc(c->keep, (g->n ? g->n : 1) * sizeof(*v->gateways));
 	v->gateways_at = arena_alloc(c->keep, (g->n ? g->n : 1) * sizeof(*v->gateways_at));
 	for (uint32_t i = 0; i < g->n; i++) {
 		size_t old = push_index(c, i);
 		const char *name = get_str(c, g->items[i]);
-		if (name && !strcmp(name, "mesh")) {
+		if (name && !check_name(c, g->items[i], "gateway", name_gateway_ref_error)) {
+			ok = false;
+		} else if (name && !strcmp(name, "mesh")) {
 			v->mesh = true;
 		} else if (name) {
 			v->gateways_at[v->n_gateways] = node_mark(c, g->items[i]);
@@ -945,6 +1053,7 @@ static void read_vs_gateways(struct cctx *c, const struct ynode *g, struct vs *v
 		}
 		pop(c, old);
 	}
+	return ok;
 }
 
 static const char *const gateway_spec_fields[] = { "addresses", "selector", "servers", NULL };
@@ -983,11 +1092,19 @@ static void read_gateway_server(struct cctx *c, const struct ynode *n, struct gw
 				size_t o2 = push_index(c, j);
 				const char *h = get_str(c, v->items[j]);
 				const char *slash = h ? strchr(h, '/') : NULL;
-				if (h && strcmp(slash ? slash + 1 : h, "*")) {
+				const char *why = NULL;
+				/* NAMESPACE/HOST: the namespace is "*", "." or a DNS-1123 label, as Istio has it */
+				if (slash && (slash - h != 1 || (h[0] != '*' && h[0] != '.')))
+					why = name_istio_label_error(h, (size_t)(slash - h));
+				if (why) {
+					err(c, v->items[j], "%s: namespace %s of host %s %s", c->path,
+					    quote_len(c, h, (size_t)(slash - h)), quote_node(c, v->items[j]), why);
+					good = false;
+				} else if (h && strcmp(slash ? slash + 1 : h, "*")) {
 					err(c, v->items[j],
-					    "%s: host \"%s\": choosing routes by Host or SNI needs a proxy, and sluice "
+					    "%s: host %s: choosing routes by Host or SNI needs a proxy, and sluice "
 					    "sees connections; use \"*\" and one VirtualService per Gateway port",
-					    c->path, h);
+					    c->path, quote_node(c, v->items[j]));
 					good = false;
 				}
 				pop(c, o2);
@@ -1015,7 +1132,7 @@ static void read_gateway_server(struct cctx *c, const struct ynode *n, struct gw
 				    c->path, p);
 				good = false;
 			} else if (p && strcmp(p, "TCP")) {
-				err(c, proto, "%s %s is not supported: use HTTP, HTTP2, GRPC or TCP", c->path, p);
+				err(c, proto, "%s %s is not supported: use HTTP, HTTP2, GRPC or TCP", c->path, clip(c, p));
 				good = false;
 			}
 			pop(c, o2);
@@ -1037,6 +1154,14 @@ static void read_gateway_server(struct cctx *c, const struct ynode *n, struct gw
 		good = false;
 	}
 	*ok = good;
+}
+
+static bool gateway_has_addr(const struct gateway *g, const struct plan_addr *a)
+{
+	for (size_t i = 0; i < g->n_addrs; i++)
+		if (!memcmp(&g->addrs[i], a, sizeof(*a)))
+			return true;
+	return false;
 }
 
 static void read_gateway(struct cctx *c, const struct ynode *obj)
@@ -1089,16 +1214,24 @@ static void read_gateway(struct cctx *c, const struct ynode *obj)
 						pop(c, o3);
 						continue;
 					}
+					push_key(c, "value");
 				}
 				const char *ip = get_str(c, a);
 				struct plan_addr pa;
 				if (ip && !parse_addr(ip, &pa)) {
-					err(c, a, "%s must be an IP address, got \"%s\"", c->path, ip);
+					err(c, a, "%s must be an IP address, got %s", c->path, quote_node(c, a));
 					ok = false;
 				} else if (ip && g->n_addrs == PLAN_MAX_GATEWAY_ADDRS) {
 					err(c, a, "%s: at most %d addresses", c->path, PLAN_MAX_GATEWAY_ADDRS);
 					ok = false;
+				} else if (ip && !check_vip(c, a, &pa)) {
+					ok = false;
+				} else if (ip && gateway_has_addr(g, &pa)) {
+					err(c, a, "%s %s is listed twice", c->path, quote_node(c, a));
+					ok = false;
 				} else if (ip) {
+					g->addr_at[g->n_addrs] = node_mark(c, a);
+					g->addr_field[g->n_addrs] = arena_strdup(c->keep, c->path);
 					g->addrs[g->n_addrs++] = pa;
 				}
 				pop(c, o3);
@@ -1132,8 +1265,12 @@ static void read_gateway(struct cctx *c, const struct ynode *obj)
 	}
 	pop(c, o2);
 	pop(c, old);
-	if (ok && !g->n_addrs && c->gateway_address.family)
+	if (ok && !g->n_addrs && c->gateway_address.family) {
+		/* its errors point at the Gateway, and name the option */
+		g->addr_at[g->n_addrs] = g->at;
+		g->addr_field[g->n_addrs] = "--gateway-address";
 		g->addrs[g->n_addrs++] = c->gateway_address;
+	}
 	if (ok)
 		ptrvec_push(&c->gateways, g);
 }
@@ -1147,9 +1284,9 @@ static void check_export_to(struct cctx *c, const struct ynode *e)
 		const char *v = get_str(c, e->items[i]);
 		if (v && strcmp(v, "*"))
 			err(c, e->items[i],
-			    "%s: exportTo \"%s\" is not supported: sluice applies rules to every namespace on the "
+			    "%s: exportTo %s is not supported: sluice applies rules to every namespace on the "
 			    "node; use \"*\" or remove exportTo",
-			    c->path, v);
+			    c->path, quote_node(c, e->items[i]));
 		pop(c, old);
 	}
 }
@@ -1188,7 +1325,7 @@ static void read_destination(struct cctx *c, const struct ynode *rd, bool tcp, s
 			err(c, dn, "%s.host is required", c->path);
 		} else {
 			size_t o2 = push_key(c, "host");
-			d->host = get_str(c, h);
+			d->host = get_name(c, h, "host", name_host_error);
 			d->host_at = node_mark(c, h);
 			pop(c, o2);
 		}
@@ -1196,6 +1333,8 @@ static void read_destination(struct cctx *c, const struct ynode *rd, bool tcp, s
 			size_t o2 = push_key(c, "subset");
 			d->subset = get_str(c, s);
 			d->subset_at = node_mark(c, s);
+			if (d->subset && !check_name(c, s, "subset name", name_subset_error))
+				d->bad_name = true;
 			pop(c, o2);
 		}
 		if (p && !ynode_is_null(p)) {
@@ -1311,6 +1450,7 @@ static void read_virtual_service(struct cctx *c, const struct ynode *obj)
 	struct vs *v = arena_alloc(c->keep, sizeof(*v));
 	v->name = m.name;
 	v->ns = m.ns;
+	v->key = join(c->keep, '/', m.ns, m.name, NULL);
 	v->mesh = true;
 	v->at = node_mark(c, obj);
 	const struct ynode *spec = ymap_get(obj, "spec");
@@ -1335,14 +1475,16 @@ static void read_virtual_service(struct cctx *c, const struct ynode *obj)
 			for (uint32_t j = 0; j < val->n; j++) {
 				size_t o3 = push_index(c, j);
 				const char *h = get_str(c, val->items[j]);
-				if (h) {
+				struct plan_addr ip;
+				/* a DNS name, a wildcard or, as Istio allows in a VirtualService, an IP address */
+				if (h && (parse_addr(h, &ip) || check_name(c, val->items[j], "host", name_host_error))) {
 					v->hosts_at[v->n_hosts] = node_mark(c, val->items[j]);
 					v->hosts[v->n_hosts++] = h;
 				}
 				pop(c, o3);
 			}
 		} else if (!strcmp(k->str, "gateways")) {
-			read_vs_gateways(c, val, v);
+			ok = read_vs_gateways(c, val, v) && ok;
 		} else if (!strcmp(k->str, "exportTo")) {
 			check_export_to(c, val);
 		} else if (!strcmp(k->str, "http")) {
@@ -1479,17 +1621,18 @@ static bool get_duration(struct cctx *c, const struct ynode *n, const struct dur
 	bool negative, sub_ns;
 	uint64_t ns;
 	if (!parse_duration(s, &negative, &ns, &sub_ns)) {
-		err(c, n, "%s must be a duration such as \"500ms\", \"10s\" or \"1m\", got \"%s\"", c->path, s);
+		err(c, n, "%s must be a duration such as \"500ms\", \"10s\" or \"1m\", got %s", c->path,
+		    quote_node(c, n));
 		return false;
 	}
 	if (negative || ns / r->unit_ns < r->min || ns / r->unit_ns > r->max ||
 	    (ns / r->unit_ns == r->max && ns % r->unit_ns)) {
-		err(c, n, "%s must be from %llu%s to %llu%s%s, got \"%s\"", c->path, (unsigned long long)r->min, r->unit,
-		    (unsigned long long)r->max, r->unit, r->range_why, s);
+		err(c, n, "%s must be from %llu%s to %llu%s%s, got %s", c->path, (unsigned long long)r->min, r->unit,
+		    (unsigned long long)r->max, r->unit, r->range_why, quote_node(c, n));
 		return false;
 	}
 	if (ns % r->unit_ns || sub_ns) {
-		err(c, n, "%s must be a whole number of %s%s, got \"%s\"", c->path, r->units, r->unit_why, s);
+		err(c, n, "%s must be a whole number of %s%s, got %s", c->path, r->units, r->unit_why, quote_node(c, n));
 		return false;
 	}
 	*out = ns / r->unit_ns;
@@ -1518,7 +1661,7 @@ static void read_tcp_keepalive(struct cctx *c, const struct ynode *ka, struct pl
 			long long probes = is_integer(v) ? strtoll(v->str, NULL, 10) : 0;
 			if (is_integer(v) && (probes < 1 || probes > 127))
 				err(c, v, "%s must be an integer from 1 to 127 (the kernel's limits for TCP_KEEPCNT), got %s",
-				    c->path, v->str);
+				    c->path, clip_node(c, v));
 			else if (get_int(c, v, 1, 127, &probes))
 				t->keepalive_probes = (uint8_t)probes;
 		}
@@ -1598,7 +1741,7 @@ static void read_traffic_policy(struct cctx *c, const struct ynode *tp, struct d
 							d->lb = PLAN_LB_RANDOM;
 						else if (s)
 							err(c, lv, "%s %s is not supported: use ROUND_ROBIN or RANDOM",
-							    c->path, s);
+							    c->path, clip(c, s));
 					} else if (strcmp(lk->str, "consistentHash") && strcmp(lk->str, "localityLbSetting") &&
 						   strcmp(lk->str, "warmupDurationSecs")) {
 						/* unknown, already reported */
@@ -1650,7 +1793,7 @@ static void read_destination_rule(struct cctx *c, const struct ynode *obj)
 		const struct ynode *k = ymap_key(spec, i), *v = ymap_val(spec, i);
 		size_t o2 = push_key(c, k->str);
 		if (!strcmp(k->str, "host")) {
-			d->host = get_str(c, v);
+			d->host = get_name(c, v, "host", name_host_error);
 			d->host_at = node_mark(c, v);
 		} else if (!strcmp(k->str, "exportTo")) {
 			check_export_to(c, v);
@@ -1673,7 +1816,7 @@ static void read_destination_rule(struct cctx *c, const struct ynode *obj)
 					if (!name)
 						err(c, s, "%s is required", c->path);
 					else
-						sub->name = get_str(c, name);
+						sub->name = get_name(c, name, "subset name", name_subset_error);
 					pop(c, o4);
 					o4 = push_key(c, "labels");
 					get_labels(c, ymap_get(s, "labels"), &sub->labels);
@@ -1747,7 +1890,7 @@ static void read_object(struct cctx *c, const struct ynode *obj, bool in_list)
 		return;
 	}
 	if (!av || av->type != YN_SCALAR || ynode_is_null(av)) {
-		err(c, av ? av : obj, "%s%s%s has no apiVersion", c->path, c->path_len ? ": " : "", kn->str);
+		err(c, av ? av : obj, "%s%s%s has no apiVersion", c->path, c->path_len ? ": " : "", clip_node(c, kn));
 		return;
 	}
 	const char *kind = kn->str, *api = av->str;
@@ -1763,15 +1906,15 @@ static void read_object(struct cctx *c, const struct ynode *obj, bool in_list)
 	if ((service || pod) && strchr(api, '/'))
 		service = pod = false;
 	if ((service || pod) && !api_version_is(api, v1)) {
-		err(c, av, "apiVersion \"%s\" is not served for kind %s: use v1", api, kind);
+		err(c, av, "apiVersion %s is not served for kind %s: use v1", quote_node(c, av), kind);
 		return;
 	}
 	if ((vs || dr || gw) && !api_version_is(api, istio)) {
 		if (!strncmp(api, "networking.istio.io/", 20)) {
 			err(c, av,
-			    "apiVersion \"%s\" is not served for kind %s: use networking.istio.io/v1, v1beta1 or "
+			    "apiVersion %s is not served for kind %s: use networking.istio.io/v1, v1beta1 or "
 			    "v1alpha3",
-			    api, kind);
+			    quote_node(c, av), kind);
 			return;
 		}
 		vs = dr = gw = false;
@@ -1793,7 +1936,8 @@ static void read_object(struct cctx *c, const struct ynode *obj, bool in_list)
 			const struct ynode *md = ymap_get(obj, "metadata");
 			const struct ynode *name = ymap_get(md, "name");
 			fprintf(c->o->skipped_log, "%s:%u:%u: skipped %s %s (%s): not a kind sluice reads\n", c->file->file,
-				obj->line, obj->col, kind, name && name->type == YN_SCALAR ? name->str : "(unnamed)", api);
+				obj->line, obj->col, clip_node(c, kn),
+				name && name->type == YN_SCALAR ? clip_node(c, name) : "(unnamed)", clip_node(c, av));
 		}
 	}
 }
@@ -1841,14 +1985,14 @@ static struct service *resolve_host(struct cctx *c, struct index *ix, const char
 static void host_error(struct cctx *c, struct index *ix, const struct mark *at, const char *host, const char *ns)
 {
 	if (strchr(host, '*')) {
-		err_at(c, at, "host \"%s\": wildcard hosts are not supported: name one Service", host);
+		err_at(c, at, "host %s: wildcard hosts are not supported: name one Service", quote(c, host));
 		return;
 	}
 	/* name.ns.svc.DOMAIN under another domain: say which flag makes it resolve */
 	const char *dot = strchr(host, '.'), *rest = dot ? strchr(dot + 1, '.') : NULL;
 	if (rest && !strncmp(rest, ".svc.", 5) && strcmp(rest + 5, c->domain)) {
-		err_at(c, at, "host \"%s\" is not in the cluster domain %s: set --cluster-domain %s", host, c->domain,
-		       rest + 5);
+		err_at(c, at, "host %s is not in the cluster domain %s: set --cluster-domain %s", quote(c, host),
+		       clip(c, c->domain), clip(c, rest + 5));
 		return;
 	}
 	char known[256] = "";
@@ -1864,8 +2008,19 @@ static void host_error(struct cctx *c, struct index *ix, const struct mark *at, 
 		shown++;
 	}
 	(void)ix;
-	err_at(c, at, "host \"%s\" matches no Service in the input (namespace %s has: %s)", host, ns,
+	err_at(c, at, "host %s matches no Service in the input (namespace %s has: %s)", quote(c, host), ns,
 	       shown ? known : "none");
+}
+
+static void check_vip_not_pod(struct cctx *c, struct index *ix, const struct plan_addr *vip, const struct mark *at,
+			      const char *field)
+{
+	char ip[INET6_ADDRSTRLEN];
+	inet_ntop(vip->family, vip->addr, ip, sizeof(ip));
+	const struct pod *p = strmap_get(&ix->pod_ips, ip);
+	if (p)
+		err_at(c, at, "%s %s is also the IP of pod %s/%s (%s:%u): as a VIP it would take over every connection "
+		       "made to that pod", field, quote(c, ip), p->ns, p->name, p->at.file, p->at.line);
 }
 
 static void index_build(struct cctx *c, struct index *ix)
@@ -1912,6 +2067,17 @@ static void index_build(struct cctx *c, struct index *ix)
 			if (!other || other->terminated)
 				strmap_put(&ix->pod_ips, arena_strdup(c->keep, ipbuf), p);
 		}
+	}
+	/* a VIP that is also a pod's IP (ready or not) would take over the connections made to that pod */
+	for (size_t i = 0; i < c->services.n; i++) {
+		const struct service *s = c->services.v[i];
+		for (size_t a = 0; a < s->n_vips; a++)
+			check_vip_not_pod(c, ix, &s->vips[a], &s->vip_at[a], s->vip_field[a]);
+	}
+	for (size_t i = 0; i < c->gateways.n; i++) {
+		const struct gateway *g = c->gateways.v[i];
+		for (size_t a = 0; a < g->n_addrs; a++)
+			check_vip_not_pod(c, ix, &g->addrs[a], &g->addr_at[a], g->addr_field[a]);
 	}
 	for (size_t i = 0; i < c->drs.n; i++) {
 		struct dr *d = c->drs.v[i];
@@ -1979,8 +2145,8 @@ static const char *subset_list(struct cctx *c, const struct dr *d)
 static bool resolve_dest(struct cctx *c, struct index *ix, const struct vs *v, const struct dest *d, struct rdest *r)
 {
 	memset(r, 0, sizeof(*r));
-	if (!d->host)
-		return false;
+	if (!d->host || d->bad_name)
+		return false;   /* reported */
 	r->svc = resolve_host(c, ix, d->host, v->ns);
 	if (!r->svc) {
 		host_error(c, ix, &d->host_at, d->host, v->ns);
@@ -1995,13 +2161,13 @@ static bool resolve_dest(struct cctx *c, struct index *ix, const struct vs *v, c
 		if (!r->subset) {
 			if (dr)
 				err_at(c, &d->subset_at,
-				       "subset \"%s\" is not defined by any DestinationRule for host %s (defined: %s)",
-				       d->subset, d->host, subset_list(c, dr));
+				       "subset %s is not defined by any DestinationRule for host %s (defined: %s)",
+				       quote(c, d->subset), clip(c, d->host), subset_list(c, dr));
 			else
 				err_at(c, &d->subset_at,
-				       "subset \"%s\" is not defined by any DestinationRule for host %s (no "
+				       "subset %s is not defined by any DestinationRule for host %s (no "
 				       "DestinationRule for that host)",
-				       d->subset, d->host);
+				       quote(c, d->subset), clip(c, d->host));
 			ok = false;
 		}
 	}
@@ -2256,6 +2422,49 @@ static struct gateway *find_gateway(struct cctx *c, const char *ref, const char 
 	return NULL;
 }
 
+/* A plan entry while the plan is built, with where its addresses are written, for errors. */
+struct entry {
+	struct plan_service ps;      /* first: the entries are collected as plan services */
+	const struct mark *addr_at;  /* of ps.vips (a Service's) or ps.gateway_addrs (a Gateway's) */
+	const char *kind, *key;      /* "Service", "web.default"; "Gateway", "default/ingress" */
+};
+
+/* One address, port and protocol is one data plane key: two entries cannot share one. */
+static void check_entry_keys(struct cctx *c, const struct ptrvec *out)
+{
+	struct strmap seen = { 0 };
+	char ip[INET6_ADDRSTRLEN];
+	for (size_t i = 0; i < out->n; i++) {
+		struct entry *e = out->v[i];
+		const struct plan_service *ps = &e->ps;
+		bool gw = ps->gateway != NULL;
+		size_t n = gw ? ps->n_gateway_addrs : ps->n_vips;
+		uint16_t port = gw ? ps->gateway_port : ps->port;
+		for (size_t a = 0; a < n; a++) {
+			const struct plan_addr *addr = gw ? &ps->gateway_addrs[a] : &ps->vips[a];
+			inet_ntop(addr->family, addr->addr, ip, sizeof(ip));
+			char *key = arena_printf(c->keep, "%s %u %u", ip, port, ps->protocol);
+			const struct entry *first = strmap_get(&seen, key);
+			if (!first) {
+				strmap_put(&seen, key, e);
+				continue;
+			}
+			/* the first's address is at the same place in its list: find it for its mark */
+			bool first_gw = first->ps.gateway != NULL;
+			size_t fa = 0, fn = first_gw ? first->ps.n_gateway_addrs : first->ps.n_vips;
+			while (fa + 1 < fn &&
+			       memcmp(first_gw ? &first->ps.gateway_addrs[fa] : &first->ps.vips[fa], addr, sizeof(*addr)))
+				fa++;
+			err_at(c, &e->addr_at[a],
+			       "%s %s: %s port %u/%s is already served by %s %s (%s:%u): one address, port and protocol "
+			       "takes one route",
+			       e->kind, e->key, ip, port, ps->protocol == IPPROTO_UDP ? "UDP" : "TCP", first->kind, first->key,
+			       first->addr_at[fa].file, first->addr_at[fa].line);
+		}
+	}
+	strmap_free(&seen);
+}
+
 /* Ingress: each server of each Gateway the VirtualService binds becomes a (gateway address, port)
  * entry with the route that serves that port. Returns whether any route was used. */
 static bool gateway_entries(struct cctx *c, struct index *ix, struct vs *v, struct rdest *const *resolved,
@@ -2265,8 +2474,8 @@ static bool gateway_entries(struct cctx *c, struct index *ix, struct vs *v, stru
 	for (uint32_t g = 0; g < v->n_gateways; g++) {
 		struct gateway *gw = find_gateway(c, v->gateways[g], v->ns);
 		if (!gw) {
-			err_at(c, &v->gateways_at[g], "gateway \"%s\" is not defined in the input: add its Gateway, or "
-			       "remove it from spec.gateways", v->gateways[g]);
+			err_at(c, &v->gateways_at[g], "gateway %s is not defined in the input: add its Gateway, or "
+			       "remove it from spec.gateways", quote(c, v->gateways[g]));
 			continue;
 		}
 		for (uint32_t i = 0; i < gw->n_servers; i++) {
@@ -2297,13 +2506,18 @@ static bool gateway_entries(struct cctx *c, struct index *ix, struct vs *v, stru
 			}
 			if (out->n >= PLAN_MAX_SERVICES)
 				continue; /* reported with the mesh entries */
-			struct plan_service *ps = arena_alloc(c->keep, sizeof(*ps));
+			struct entry *e = arena_alloc(c->keep, sizeof(*e));
+			struct plan_service *ps = &e->ps;
+			e->addr_at = gw->addr_at;
+			e->kind = "Gateway";
+			e->key = gw->key;
 			ps->name = gw->name;
 			ps->namespace = gw->ns;
 			ps->port = srv->port;
 			ps->protocol = IPPROTO_TCP;
 			ps->gateway = gw->key;
 			ps->gateway_port = srv->port;
+			ps->route = v->key;
 			memcpy(ps->gateway_addrs, gw->addrs, sizeof(gw->addrs));
 			ps->n_gateway_addrs = gw->n_addrs;
 			const struct rdest *rd = route_dests(resolved, lists, r);
@@ -2379,9 +2593,9 @@ static void build_plan(struct cctx *c, struct index *ix, struct plan *plan)
 		for (uint32_t h = 0; !v->mesh && h < v->n_hosts; h++)
 			if (strcmp(v->hosts[h], "*"))
 				err_at(c, &v->hosts_at[h],
-				       "host \"%s\": at a Gateway, choosing a VirtualService by Host needs a proxy, and "
+				       "host %s: at a Gateway, choosing a VirtualService by Host needs a proxy, and "
 				       "sluice sees connections; use \"*\" (one VirtualService per Gateway port)",
-				       v->hosts[h]);
+				       quote(c, v->hosts[h]));
 		for (uint32_t h = 0; v->mesh && h < v->n_hosts; h++) {
 			const char *host = v->hosts[h];
 			struct service *s = resolve_host(c, ix, host, v->ns);
@@ -2391,7 +2605,7 @@ static void build_plan(struct cctx *c, struct index *ix, struct plan *plan)
 			}
 			if (s->routed_by == v) {
 				err_at(c, &v->hosts_at[h], "host %s is listed twice in spec.hosts (as %s and %s)",
-				       s->key, s->routed_at_host, v->hosts[h]);
+				       s->key, clip(c, s->routed_at_host), clip(c, v->hosts[h]));
 				continue;
 			}
 			if (s->routed_by) {
@@ -2444,13 +2658,18 @@ static void build_plan(struct cctx *c, struct index *ix, struct plan *plan)
 					over_limit = true;
 					break;
 				}
-				struct plan_service *ps = arena_alloc(c->keep, sizeof(*ps));
+				struct entry *e = arena_alloc(c->keep, sizeof(*e));
+				struct plan_service *ps = &e->ps;
+				e->addr_at = s->vip_at;
+				e->kind = "Service";
+				e->key = s->key;
 				ps->name = s->name;
 				ps->namespace = s->ns;
 				memcpy(ps->vips, s->vips, sizeof(ps->vips));
 				ps->n_vips = s->n_vips;
 				ps->port = sp->port;
 				ps->protocol = sp->proto;
+				ps->route = v->key;
 				const struct dr *dr = strmap_get(&ix->dr_by_service, s->key);
 				ps->lb = dr ? dr->lb : PLAN_LB_ROUND_ROBIN;
 				bool ok = fill_destinations(c, ix, ps, r, route_dests(resolved, lists, r), sp, s->key);
@@ -2488,6 +2707,7 @@ static void build_plan(struct cctx *c, struct index *ix, struct plan *plan)
 			fprintf(c->o->skipped_log, "%s:%u:%u: skipped Service %s: no VirtualService routes it, "
 				"kube-proxy serves it\n", s->at.file, s->at.line, s->at.col, s->key);
 	}
+	check_entry_keys(c, &out);
 	plan->n_services = out.n;
 	plan->services = arena_alloc(c->keep, (out.n ? out.n : 1) * sizeof(*plan->services));
 	for (size_t i = 0; i < out.n; i++)
@@ -2523,9 +2743,22 @@ int compile_plan(const struct compile_opts *o, const struct compile_input *in, s
 		.st = stats,
 	};
 	size_t errors_before = d->n;
-	if (o->gateway_address && !parse_addr(o->gateway_address, &c.gateway_address)) {
+	if (o->gateway_address) {
 		struct mark opt = { .file = "--gateway-address", .line = 1, .col = 1 };
-		diag_error(d, &opt, "\"%s\" is not an IP address", o->gateway_address);
+		const char *why = NULL;
+		if (!parse_addr(o->gateway_address, &c.gateway_address))
+			why = "is not an IP address";
+		else
+			why = name_vip_error(&c.gateway_address);
+		if (why)
+			diag_error(d, &opt, "%s %s", quote(&c, o->gateway_address), why);
+	}
+	const char *ns_why = o->namespace ? name_dns1123_label_error(o->namespace, strlen(o->namespace)) : NULL;
+	if (ns_why) {
+		/* every object would land in that namespace: nothing else can be checked */
+		struct mark opt = { .file = "-n", .line = 1, .col = 1 };
+		diag_error(d, &opt, "namespace %s %s", quote(&c, o->namespace), ns_why);
+		n_in = 0;
 	}
 	struct mark *files = calloc(n_in ? n_in : 1, sizeof(*files));
 	if (!files)
@@ -2538,7 +2771,7 @@ int compile_plan(const struct compile_opts *o, const struct compile_input *in, s
 		errors_before = d->n;
 	}
 	stats->files = n_in;
-	if (!n_in) {
+	if (!n_in && !ns_why) {
 		struct mark none = { .file = "sluice", .line = 1, .col = 1 };
 		diag_error(d, &none, "no input: give -f FILE, -f DIR or -f -");
 	}

@@ -106,6 +106,8 @@ void plan_print_text(const struct plan *plan, FILE *out)
 			fprintf(out, "%s%s", v ? "," : " ", buf);
 		}
 		fprintf(out, "  port %u/%s  lb %s", s->port, plan_protocol_name(s->protocol), plan_lb_name(s->lb));
+		if (s->route)
+			fprintf(out, "  route %s", s->route);
 		if (s->gateway) {
 			fprintf(out, "  gateway %s", s->gateway);
 			for (size_t a = 0; a < s->n_gateway_addrs; a++) {
@@ -151,6 +153,11 @@ void plan_print_service_json(const struct plan_service *s, FILE *out)
 	}
 	fprintf(out, "],\"port\":%u,\"protocol\":\"%s\",\"loadBalancer\":\"%s\",", s->port,
 		plan_protocol_name(s->protocol), plan_lb_name(s->lb));
+	if (s->route) {
+		fputs("\"route\":", out);
+		json_string(out, s->route);
+		fputc(',', out);
+	}
 	if (s->gateway) {
 		fputs("\"gateway\":", out);
 		json_string(out, s->gateway);

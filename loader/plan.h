@@ -58,6 +58,7 @@ struct plan_service {
 	uint16_t port;              /* host order: the port clients dial on the VIP */
 	uint8_t protocol;           /* IPPROTO_TCP or IPPROTO_UDP */
 	enum plan_lb lb;
+	const char *route;          /* "namespace/name" of the VirtualService that routes it; NULL if unknown */
 	struct plan_destination *destinations;
 	size_t n_destinations;
 	/*

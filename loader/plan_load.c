@@ -1,52 +1,164 @@
 // SPDX-License-Identifier: MIT
-/* Reads back the JSON that plan_print_json wrote: sluiced's saved state after a reboot. */
+/*
+ * Reads back the JSON that plan_print_json wrote: sluiced's saved state after a reboot. The file
+ * is an input like any other (it may have been edited, truncated or forged), so it is held to the
+ * compiler's rules: the same name and address checks (names.c), the limits, Istio's weights, and
+ * every member the printer writes in the form the printer writes it. Shares are recomputed from
+ * the weights, never taken from the file.
+ */
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "names.h"
 #include "plan_load.h"
+#include "plan_print.h"
 #include "ytree.h"
 
 struct loader {
 	struct plan *plan;
 	uint64_t generation;
 	struct arena *arena;
-	const char *problem;
-	const struct ynode *where;
+	struct diags *d;
+	const struct mark *file;
+	char path[128];              /* the member being read: services[2].destinations[0].weight */
+	size_t path_len;
 	bool seen;
+	struct strmap services;      /* "namespace/name/port/protocol/gateway" -> its node, for repeats */
+	struct strmap keys;          /* "address port protocol" -> its node: one data plane key each */
+	struct strmap endpoints;     /* endpoint address -> its node */
 };
 
-static bool fail(struct loader *l, const struct ynode *n, const char *problem)
+static void fail(struct loader *l, const struct ynode *n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void fail(struct loader *l, const struct ynode *n, const char *fmt, ...)
 {
-	if (!l->problem) {
-		l->problem = problem;
-		l->where = n;
-	}
-	return false;
+	struct mark at = *l->file;
+	at.line = n->line;
+	at.col = n->col;
+	va_list ap;
+	va_start(ap, fmt);
+	diag_verror(l->d, &at, fmt, ap);
+	va_end(ap);
 }
 
-static const char *str(struct loader *l, const struct ynode *m, const char *key)
+static size_t push(struct loader *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static size_t push(struct loader *l, const char *fmt, ...)
+{
+	size_t old = l->path_len;
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(l->path + old, sizeof(l->path) - old, fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		l->path_len = old + (size_t)n < sizeof(l->path) ? old + (size_t)n : sizeof(l->path) - 1;
+	return old;
+}
+
+static void pop(struct loader *l, size_t old)
+{
+	l->path_len = old;
+	l->path[old] = 0;
+}
+
+/* A scalar as an error quotes it: bounded and escaped (names.h). */
+static const char *quoted(struct loader *l, const struct ynode *n)
+{
+	char q[NAME_QUOTE_CAP];
+	return arena_strdup(l->arena, name_quote(n->str, n->len, q, sizeof(q)));
+}
+
+/* A value as an error shows it: a number as written, a string quoted, both bounded and escaped. */
+static const char *shown(struct loader *l, const struct ynode *n)
+{
+	if (n->type != YN_SCALAR)
+		return n->type == YN_MAP ? "a mapping" : "a list";
+	const char *q = quoted(l, n);
+	if (n->plain && strlen(q) == n->len + 2)
+		return arena_strndup(l->arena, q + 1, n->len);   /* printable and short: as written */
+	return n->plain ? q : arena_printf(l->arena, "the string %s", q);
+}
+
+static bool is_string(const struct ynode *n)
+{
+	return n->type == YN_SCALAR && !n->plain && n->len == strlen(n->str);
+}
+
+/* members the printer writes; anything else was not written by sluiced */
+static void check_members(struct loader *l, const struct ynode *m, const char *const *known)
+{
+	for (uint32_t i = 0; i < m->n; i++) {
+		const struct ynode *k = ymap_key(m, i);
+		bool found = false;
+		for (const char *const *f = known; *f && !found; f++)
+			found = !strcmp(*f, k->str);
+		if (!found) {
+			char q[NAME_QUOTE_CAP];
+			fail(l, k, "%s%sunknown member %s: sluiced does not write it", l->path, l->path_len ? ": " : "",
+			     name_quote(k->str, k->len, q, sizeof(q)));
+		}
+	}
+}
+
+/* A member that must be there; reported at the object when it is not. */
+static const struct ynode *need(struct loader *l, const struct ynode *m, const char *key)
 {
 	const struct ynode *n = ymap_get(m, key);
-	if (!n || n->type != YN_SCALAR) {
-		fail(l, m, key);
+	if (!n)
+		fail(l, m, "%s%s%s is missing", l->path, l->path_len ? "." : "", key);
+	return n;
+}
+
+/* A string member (a JSON string, as the printer writes every one). */
+static const char *get_string(struct loader *l, const struct ynode *n)
+{
+	if (!is_string(n)) {
+		fail(l, n, "%s must be a string, got %s", l->path, shown(l, n));
 		return NULL;
 	}
 	return arena_strndup(l->arena, n->str, n->len);
 }
 
-static bool num(struct loader *l, const struct ynode *m, const char *key, double *out)
+/* An integer as the printer writes it: plain digits, no sign, no leading zero, no exponent. */
+static bool get_uint(struct loader *l, const struct ynode *n, uint64_t min, uint64_t max, uint64_t *out)
 {
-	const struct ynode *n = ymap_get(m, key);
-	char *end;
-	if (!n || n->type != YN_SCALAR)
-		return fail(l, m, key);
-	*out = strtod(n->str, &end);
-	return *end ? fail(l, n, key) : true;
+	uint64_t v = 0;
+	bool ok = n->type == YN_SCALAR && n->plain && n->len && n->len <= 20 && (n->str[0] != '0' || n->len == 1);
+	for (size_t i = 0; ok && i < n->len; i++) {
+		unsigned digit = (unsigned char)n->str[i] - '0';
+		ok = digit <= 9 && v <= (UINT64_MAX - digit) / 10;
+		v = v * 10 + digit;
+	}
+	if (!ok || v < min || v > max) {
+		fail(l, n, "%s must be an integer from %llu to %llu written as plain digits, got %s", l->path,
+		     (unsigned long long)min, (unsigned long long)max, shown(l, n));
+		return false;
+	}
+	*out = v;
+	return true;
 }
 
-static bool addr(const char *s, struct plan_addr *a)
+/* A JSON number from 0 to 100: the printer's share, checked for form and then recomputed. */
+static bool check_percent(struct loader *l, const struct ynode *n)
+{
+	const char *p = n->type == YN_SCALAR && n->plain ? n->str : "";
+	const char *start = p;
+	bool ok = *p >= '0' && *p <= '9' && (p[0] != '0' || p[1] < '0' || p[1] > '9');
+	while (*p >= '0' && *p <= '9')
+		p++;
+	if (ok && *p == '.') {
+		ok = p[1] >= '0' && p[1] <= '9';
+		for (p++; *p >= '0' && *p <= '9'; p++)
+			;
+	}
+	ok = ok && !*p && (size_t)(p - start) == n->len && strtod(start, NULL) <= 100;
+	if (!ok)
+		fail(l, n, "%s must be a number from 0 to 100, got %s", l->path, shown(l, n));
+	return ok;
+}
+
+static bool parse_ip(const char *s, struct plan_addr *a)
 {
 	memset(a, 0, sizeof(*a));
 	if (inet_pton(AF_INET, s, a->addr) == 1)
@@ -56,145 +168,495 @@ static bool addr(const char *s, struct plan_addr *a)
 	return a->family != 0;
 }
 
-/* "IP:PORT" or "[IP]:PORT" */
-static bool endpoint(const char *s, struct plan_endpoint *e)
+/* A service VIP or gateway address: an IP address that the compiler would take as one. */
+static bool get_vip(struct loader *l, const struct ynode *n, struct plan_addr *a)
 {
-	char ip[64];
-	const char *colon = strrchr(s, ':');
-	if (!colon || colon - s >= (long)sizeof(ip))
+	const char *s = get_string(l, n);
+	if (!s)
 		return false;
-	const char *start = s, *end = colon;
-	if (*s == '[') {
-		start = s + 1;
-		end = colon - 1;
-		if (end < start || *end != ']')
-			return false;
-	}
-	memcpy(ip, start, (size_t)(end - start));
-	ip[end - start] = 0;
-	long port = strtol(colon + 1, NULL, 10);
-	e->port = (uint16_t)port;
-	return port > 0 && port < 65536 && addr(ip, &e->addr);
+	const char *why = parse_ip(s, a) ? name_vip_error(a) : "is not an IP address";
+	if (why)
+		fail(l, n, "%s %s %s", l->path, quoted(l, n), why);
+	return !why;
 }
 
-/* A number of the saved plan that must lie in min..max. */
-static bool num_in(struct loader *l, const struct ynode *m, const char *key, double min, double max, double *out)
+/* A name checked against a rule of names.h: "PATH "value" is not a valid ...". */
+static bool check_name(struct loader *l, const struct ynode *n, const char *s,
+		       const char *(*rule)(const char *s, size_t len))
 {
-	if (!num(l, m, key, out))
-		return false;
-	return *out >= min && *out <= max && *out == (double)(uint64_t)*out ? true : fail(l, ymap_get(m, key), key);
+	const char *why = rule(s, strlen(s));
+	if (why)
+		fail(l, n, "%s %s %s", l->path, quoted(l, n), why);
+	return !why;
 }
+
+/* "FIRST<sep>SECOND" (a Service's "name.namespace", an object's "namespace/name"), each part held
+ * to its rule. */
+static bool check_pair(struct loader *l, const struct ynode *n, const char *s, char sep, const char *form,
+		       const char *first_part, const char *(*first)(const char *, size_t), const char *second_part,
+		       const char *(*second)(const char *, size_t))
+{
+	const char *at = strchr(s, sep);
+	const char *why = !at ? NULL : first(s, (size_t)(at - s)), *which = first_part;
+	if (at && !why) {
+		why = second(at + 1, strlen(at + 1));
+		which = second_part;
+	}
+	if (!at)
+		fail(l, n, "%s %s is not %s", l->path, quoted(l, n), form);
+	else if (why)
+		fail(l, n, "%s %s: its %s %s", l->path, quoted(l, n), which, why);
+	return at && !why;
+}
+
+static bool check_service_key(struct loader *l, const struct ynode *n, const char *s)
+{
+	return check_pair(l, n, s, '.', "NAME.NAMESPACE", "name", name_dns1035_label_error, "namespace",
+			  name_dns1123_label_error);
+}
+
+static bool check_object_key(struct loader *l, const struct ynode *n, const char *s)
+{
+	return check_pair(l, n, s, '/', "NAMESPACE/NAME", "namespace", name_dns1123_label_error, "name",
+			  name_dns1123_subdomain_error);
+}
+
+/* "IP:PORT" or "[IP]:PORT", as plan_endpoint_str writes it. */
+static bool get_endpoint(struct loader *l, const struct ynode *n, struct plan_endpoint *e)
+{
+	const char *s = get_string(l, n);
+	if (!s)
+		return false;
+	char ip[INET6_ADDRSTRLEN + 2];
+	const char *colon = strrchr(s, ':'), *start = s, *end = colon;
+	bool ok = colon && colon - s < (long)sizeof(ip);
+	if (ok && *s == '[') {
+		start = s + 1;
+		end = colon - 1;
+		ok = end > start && *end == ']';
+	}
+	if (ok) {
+		memcpy(ip, start, (size_t)(end - start));
+		ip[end - start] = 0;
+		ok = parse_ip(ip, &e->addr) && (e->addr.family == AF_INET6) == (*s == '[');
+	}
+	/* the port as the printer writes it: 1 to 5 digits, no leading zero, 1..65535 */
+	const char *digits = ok ? colon + 1 : "";
+	size_t n_digits = strspn(digits, "0123456789");
+	long port = ok && n_digits && n_digits <= 5 && !digits[n_digits] && digits[0] != '0' ? strtol(digits, NULL, 10) : 0;
+	ok = port >= 1 && port <= 65535;
+	if (!ok) {
+		fail(l, n, "%s must be IP:PORT or [IPv6]:PORT with a port from 1 to 65535, got %s", l->path, shown(l, n));
+		return false;
+	}
+	e->port = (uint16_t)port;
+	e->pod = "";
+	return true;
+}
+
+static const char *const tcp_members[] = { "connect_timeout_ms", "keepalive", NULL };
+static const char *const keepalive_members[] = { "time_s", "interval_s", "probes", NULL };
 
 /* "tcp":{"connect_timeout_ms":N,"keepalive":{"time_s":N,"interval_s":N,"probes":N}}, both optional. */
 static bool read_tcp_policy(struct loader *l, const struct ynode *m, struct plan_tcp_policy *t)
 {
-	double ms, time, interval, probes;
-	const struct ynode *ka = ymap_get(m, "keepalive");
-	if (m->type != YN_MAP || (!ymap_get(m, "connect_timeout_ms") && !ka))
-		return fail(l, m, "tcp");
-	if (ymap_get(m, "connect_timeout_ms")) {
-		if (!num_in(l, m, "connect_timeout_ms", 1, 2147483647, &ms))
-			return false;
-		t->connect_timeout_ms = (uint32_t)ms;
+	if (m->type != YN_MAP || !m->n) {
+		fail(l, m, "%s must be a mapping of connect_timeout_ms and keepalive, got %s", l->path,
+		     m->type == YN_MAP ? "an empty one" : shown(l, m));
+		return false;
+	}
+	check_members(l, m, tcp_members);
+	bool ok = true;
+	uint64_t v;
+	const struct ynode *ms = ymap_get(m, "connect_timeout_ms"), *ka = ymap_get(m, "keepalive");
+	if (ms) {
+		size_t old = push(l, ".connect_timeout_ms");
+		ok = get_uint(l, ms, 1, 2147483647, &v);
+		t->connect_timeout_ms = (uint32_t)v;
+		pop(l, old);
 	}
 	if (!ka)
-		return true;
-	if (ka->type != YN_MAP)
-		return fail(l, ka, "keepalive");
-	if (!num_in(l, ka, "time_s", 0, 32767, &time) || !num_in(l, ka, "interval_s", 0, 32767, &interval) ||
-	    !num_in(l, ka, "probes", 0, 127, &probes))
+		return ok;
+	size_t old = push(l, ".keepalive");
+	if (ka->type != YN_MAP) {
+		fail(l, ka, "%s must be a mapping of time_s, interval_s and probes, got %s", l->path, shown(l, ka));
+		pop(l, old);
 		return false;
+	}
+	check_members(l, ka, keepalive_members);
+	static const struct {
+		const char *key;
+		uint64_t max;
+	} fields[] = { { "time_s", 32767 }, { "interval_s", 32767 }, { "probes", 127 } };
+	uint64_t got[3] = { 0 };
+	for (size_t i = 0; i < 3; i++) {
+		const struct ynode *n = need(l, ka, fields[i].key);
+		size_t o2 = push(l, ".%s", fields[i].key);
+		ok = n && get_uint(l, n, 0, fields[i].max, &got[i]) && ok;
+		pop(l, o2);
+	}
+	pop(l, old);
 	t->keepalive = true;
-	t->keepalive_time_s = (uint16_t)time;
-	t->keepalive_interval_s = (uint16_t)interval;
-	t->keepalive_probes = (uint8_t)probes;
+	t->keepalive_time_s = (uint16_t)got[0];
+	t->keepalive_interval_s = (uint16_t)got[1];
+	t->keepalive_probes = (uint8_t)got[2];
+	return ok;
+}
+
+static bool has_family(const struct plan_service *s, uint8_t family)
+{
+	for (size_t i = 0; i < s->n_vips; i++)
+		if (s->vips[i].family == family)
+			return true;
+	for (size_t i = 0; i < s->n_gateway_addrs; i++)
+		if (s->gateway_addrs[i].family == family)
+			return true;
+	return false;
+}
+
+static const char *const destination_members[] = { "host", "subset", "weight", "percent", "endpoints", "tcp", NULL };
+
+static bool read_destination(struct loader *l, const struct ynode *m, const struct plan_service *s,
+			     struct plan_destination *d)
+{
+	if (m->type != YN_MAP) {
+		fail(l, m, "%s must be a mapping, got %s", l->path, shown(l, m));
+		return false;
+	}
+	check_members(l, m, destination_members);
+	const struct ynode *host = need(l, m, "host"), *subset = need(l, m, "subset"), *weight = need(l, m, "weight");
+	const struct ynode *percent = need(l, m, "percent"), *eps = need(l, m, "endpoints"), *tcp = ymap_get(m, "tcp");
+	bool ok = host && subset && weight && percent && eps;
+	size_t old;
+	if (host) {
+		old = push(l, ".host");
+		ok = (d->host = get_string(l, host)) && check_service_key(l, host, d->host) && ok;
+		pop(l, old);
+	}
+	if (subset) {
+		old = push(l, ".subset");
+		d->subset = get_string(l, subset);
+		ok = d->subset && (!d->subset[0] || check_name(l, subset, d->subset, name_subset_error)) && ok;
+		pop(l, old);
+	}
+	if (weight) {
+		uint64_t w = 0;
+		old = push(l, ".weight");
+		ok = get_uint(l, weight, 0, 2147483647, &w) && ok;
+		d->weight = (uint32_t)w;
+		pop(l, old);
+	}
+	if (percent) {
+		old = push(l, ".percent");
+		ok = check_percent(l, percent) && ok;
+		pop(l, old);
+	}
+	if (eps) {
+		old = push(l, ".endpoints");
+		if (eps->type != YN_SEQ) {
+			fail(l, eps, "%s must be a list, got %s", l->path, shown(l, eps));
+			ok = false;
+		} else if (eps->n > PLAN_MAX_ENDPOINTS) {
+			fail(l, eps, "%s has %u endpoints, more than the limit of %d", l->path, eps->n, PLAN_MAX_ENDPOINTS);
+			ok = false;
+		} else {
+			d->endpoints = arena_alloc(l->arena, (eps->n + 1) * sizeof(*d->endpoints));
+			for (uint32_t i = 0; i < eps->n; i++) {
+				size_t o2 = push(l, "[%u]", i);
+				struct plan_endpoint *e = &d->endpoints[d->n_endpoints];
+				if (!get_endpoint(l, eps->items[i], e)) {
+					ok = false;
+				} else if (!has_family(s, e->addr.family)) {
+					fail(l, eps->items[i], "%s %s is IPv%c but the service has no IPv%c address", l->path,
+					     quoted(l, eps->items[i]), e->addr.family == AF_INET ? '4' : '6',
+					     e->addr.family == AF_INET ? '4' : '6');
+					ok = false;
+				} else {
+					char ip[INET6_ADDRSTRLEN];
+					plan_addr_str(&e->addr, ip, sizeof(ip));
+					if (!strmap_get(&l->endpoints, ip))
+						strmap_put(&l->endpoints, arena_strdup(l->arena, ip), eps->items[i]);
+					d->n_endpoints++;
+				}
+				pop(l, o2);
+			}
+		}
+		pop(l, old);
+	}
+	if (tcp) {
+		old = push(l, ".tcp");
+		if (s->protocol != IPPROTO_TCP) {
+			fail(l, tcp, "%s: a TCP policy on a UDP service", l->path);
+			ok = false;
+		} else {
+			ok = read_tcp_policy(l, tcp, &d->tcp) && ok;
+		}
+		pop(l, old);
+	}
+	return ok;
+}
+
+/* One data plane key per (address, port, protocol), as the compiler makes them. */
+static bool unique_key(struct loader *l, const struct ynode *n, const struct plan_addr *a, uint16_t port,
+		       uint8_t protocol)
+{
+	char ip[INET6_ADDRSTRLEN];
+	plan_addr_str(a, ip, sizeof(ip));
+	char *key = arena_printf(l->arena, "%s %u %s", ip, port, plan_protocol_name(protocol));
+	const struct ynode *first = strmap_get(&l->keys, key);
+	if (first) {
+		fail(l, n, "%s: %s port %u/%s is served twice (first at line %u): one address, port and protocol "
+			   "has one route",
+		     l->path, ip, port, plan_protocol_name(protocol), first->line);
+		return false;
+	}
+	strmap_put(&l->keys, key, (void *)n);
 	return true;
 }
 
-static bool read_destination(struct loader *l, const struct ynode *m, struct plan_destination *d)
-{
-	double w, pct;
-	const struct ynode *eps = ymap_get(m, "endpoints");
-	d->host = str(l, m, "host");
-	d->subset = str(l, m, "subset");
-	if (!d->host || !d->subset || !num(l, m, "weight", &w) || !num(l, m, "percent", &pct))
-		return false;
-	d->weight = (uint32_t)w;
-	d->percent = pct;
-	if (!eps || eps->type != YN_SEQ || eps->n > PLAN_MAX_ENDPOINTS)
-		return fail(l, m, "endpoints");
-	d->endpoints = arena_alloc(l->arena, (eps->n + 1) * sizeof(*d->endpoints));
-	for (uint32_t i = 0; i < eps->n; i++) {
-		if (eps->items[i]->type != YN_SCALAR || !endpoint(eps->items[i]->str, &d->endpoints[i]))
-			return fail(l, eps->items[i], "endpoint");
-		d->endpoints[i].pod = "";
-	}
-	d->n_endpoints = eps->n;
-	const struct ynode *tcp = ymap_get(m, "tcp");
-	return !tcp || read_tcp_policy(l, tcp, &d->tcp);
-}
+static const char *const service_members[] = { "name", "namespace", "vips", "port", "protocol", "loadBalancer",
+					       "route", "gateway", "gatewayAddresses", "gatewayPort", "destinations",
+					       NULL };
 
 static bool read_service(struct loader *l, const struct ynode *m, struct plan_service *s)
 {
-	double port;
-	const struct ynode *vips = ymap_get(m, "vips"), *ds = ymap_get(m, "destinations");
-	s->name = str(l, m, "name");
-	s->namespace = str(l, m, "namespace");
-	const char *proto = str(l, m, "protocol"), *lb = str(l, m, "loadBalancer");
-	if (!s->name || !s->namespace || !proto || !lb || !num(l, m, "port", &port))
+	if (m->type != YN_MAP) {
+		fail(l, m, "%s must be a mapping, got %s", l->path, shown(l, m));
 		return false;
-	s->port = (uint16_t)port;
-	s->protocol = !strcmp(proto, "UDP") ? IPPROTO_UDP : IPPROTO_TCP;
-	s->lb = !strcmp(lb, "RANDOM") ? PLAN_LB_RANDOM : PLAN_LB_ROUND_ROBIN;
-	const struct ynode *gw = ymap_get(m, "gateway"), *gwa = ymap_get(m, "gatewayAddresses");
-	if (!vips || vips->type != YN_SEQ || vips->n > 2 || (!vips->n && !gw))
-		return fail(l, m, "vips");
-	for (uint32_t i = 0; i < vips->n; i++)
-		if (vips->items[i]->type != YN_SCALAR || !addr(vips->items[i]->str, &s->vips[s->n_vips++]))
-			return fail(l, vips->items[i], "vip");
-	if (gw) {
-		double gport;
-		s->gateway = str(l, m, "gateway");
-		if (!s->gateway || !num(l, m, "gatewayPort", &gport))
-			return false;
-		s->gateway_port = (uint16_t)gport;
-		if (!gwa || gwa->type != YN_SEQ || !gwa->n || gwa->n > PLAN_MAX_GATEWAY_ADDRS)
-			return fail(l, m, "gatewayAddresses");
-		for (uint32_t i = 0; i < gwa->n; i++)
-			if (gwa->items[i]->type != YN_SCALAR ||
-			    !addr(gwa->items[i]->str, &s->gateway_addrs[s->n_gateway_addrs++]))
-				return fail(l, gwa->items[i], "gateway address");
 	}
-	if (!ds || ds->type != YN_SEQ || !ds->n || ds->n > PLAN_MAX_DESTINATIONS)
-		return fail(l, m, "destinations");
+	check_members(l, m, service_members);
+	const struct ynode *name = need(l, m, "name"), *ns = need(l, m, "namespace"), *vips = need(l, m, "vips");
+	const struct ynode *port = need(l, m, "port"), *proto = need(l, m, "protocol"), *lb = need(l, m, "loadBalancer");
+	const struct ynode *ds = need(l, m, "destinations"), *route = ymap_get(m, "route"), *gw = ymap_get(m, "gateway");
+	const struct ynode *gwa = ymap_get(m, "gatewayAddresses"), *gwp = ymap_get(m, "gatewayPort");
+	bool ok = name && ns && vips && port && proto && lb && ds;
+	size_t old;
+	if (gw) {
+		old = push(l, ".gateway");
+		ok = (s->gateway = get_string(l, gw)) && check_object_key(l, gw, s->gateway) && ok;
+		pop(l, old);
+		if (!gwa)
+			ok = need(l, m, "gatewayAddresses") && ok;
+		if (!gwp)
+			ok = need(l, m, "gatewayPort") && ok;
+	} else if (gwa || gwp) {
+		fail(l, gwa ? gwa : gwp, "%s: %s without gateway", l->path, gwa ? "gatewayAddresses" : "gatewayPort");
+		ok = false;
+	}
+	if (name) {
+		/* a gateway's entry is named after its Gateway, any other after its Service */
+		old = push(l, ".name");
+		ok = (s->name = get_string(l, name)) &&
+		     check_name(l, name, s->name, gw ? name_dns1123_subdomain_error : name_dns1035_label_error) && ok;
+		pop(l, old);
+	}
+	if (ns) {
+		old = push(l, ".namespace");
+		ok = (s->namespace = get_string(l, ns)) && check_name(l, ns, s->namespace, name_dns1123_label_error) && ok;
+		pop(l, old);
+	}
+	if (route) {
+		/* state files of the release before this one lack "route" */
+		old = push(l, ".route");
+		ok = (s->route = get_string(l, route)) && check_object_key(l, route, s->route) && ok;
+		pop(l, old);
+	}
+	uint64_t v = 0;
+	if (port) {
+		old = push(l, ".port");
+		ok = get_uint(l, port, 1, 65535, &v) && ok;
+		s->port = (uint16_t)v;
+		pop(l, old);
+	}
+	if (proto) {
+		old = push(l, ".protocol");
+		const char *p = get_string(l, proto);
+		if (p && strcmp(p, "TCP") && strcmp(p, "UDP"))
+			fail(l, proto, "%s must be TCP or UDP, got %s", l->path, shown(l, proto));
+		ok = p && (!strcmp(p, "TCP") || !strcmp(p, "UDP")) && ok;
+		s->protocol = p && !strcmp(p, "UDP") ? IPPROTO_UDP : IPPROTO_TCP;
+		pop(l, old);
+	}
+	if (lb) {
+		old = push(l, ".loadBalancer");
+		const char *p = get_string(l, lb);
+		if (p && strcmp(p, "ROUND_ROBIN") && strcmp(p, "RANDOM"))
+			fail(l, lb, "%s must be ROUND_ROBIN or RANDOM, got %s", l->path, shown(l, lb));
+		ok = p && (!strcmp(p, "ROUND_ROBIN") || !strcmp(p, "RANDOM")) && ok;
+		s->lb = p && !strcmp(p, "RANDOM") ? PLAN_LB_RANDOM : PLAN_LB_ROUND_ROBIN;
+		pop(l, old);
+	}
+	if (vips) {
+		old = push(l, ".vips");
+		if (vips->type != YN_SEQ || vips->n > 2) {
+			fail(l, vips, "%s must be a list of at most 2 addresses, one per IP family, got %s", l->path,
+			     vips->type == YN_SEQ ? arena_printf(l->arena, "%u", vips->n) : shown(l, vips));
+			ok = false;
+		} else {
+			for (uint32_t i = 0; i < vips->n; i++) {
+				size_t o2 = push(l, "[%u]", i);
+				struct plan_addr *a = &s->vips[s->n_vips];
+				if (!get_vip(l, vips->items[i], a)) {
+					ok = false;
+				} else if (s->n_vips && s->vips[0].family == a->family) {
+					fail(l, vips->items[i], "%s: a service has at most one VIP per IP family", l->path);
+					ok = false;
+				} else {
+					s->n_vips++;
+				}
+				pop(l, o2);
+			}
+			if (!vips->n && !gw) {
+				fail(l, vips, "%s is empty and there is no gateway: the service cannot be reached", l->path);
+				ok = false;
+			}
+		}
+		pop(l, old);
+	}
+	if (gw && gwa) {
+		old = push(l, ".gatewayAddresses");
+		if (gwa->type != YN_SEQ || !gwa->n || gwa->n > PLAN_MAX_GATEWAY_ADDRS) {
+			fail(l, gwa, "%s must be a list of 1 to %d addresses, got %s", l->path, PLAN_MAX_GATEWAY_ADDRS,
+			     gwa->type == YN_SEQ ? arena_printf(l->arena, "%u", gwa->n) : shown(l, gwa));
+			ok = false;
+		} else {
+			for (uint32_t i = 0; i < gwa->n; i++) {
+				size_t o2 = push(l, "[%u]", i);
+				if (get_vip(l, gwa->items[i], &s->gateway_addrs[s->n_gateway_addrs]))
+					s->n_gateway_addrs++;
+				else
+					ok = false;
+				pop(l, o2);
+			}
+		}
+		pop(l, old);
+	}
+	if (gw && gwp) {
+		old = push(l, ".gatewayPort");
+		ok = get_uint(l, gwp, 1, 65535, &v) && ok;
+		s->gateway_port = (uint16_t)v;
+		pop(l, old);
+	}
+	if (!ok)
+		return false;   /* the destinations need the service's families and protocol */
+	old = push(l, ".destinations");
+	if (ds->type != YN_SEQ || !ds->n || ds->n > PLAN_MAX_DESTINATIONS) {
+		fail(l, ds, "%s must be a list of 1 to %d destinations, got %s", l->path, PLAN_MAX_DESTINATIONS,
+		     ds->type == YN_SEQ ? arena_printf(l->arena, "%u", ds->n) : shown(l, ds));
+		pop(l, old);
+		return false;
+	}
 	s->destinations = arena_alloc(l->arena, ds->n * sizeof(*s->destinations));
 	s->n_destinations = ds->n;
-	for (uint32_t i = 0; i < ds->n; i++)
-		if (!read_destination(l, ds->items[i], &s->destinations[i]))
-			return false;
-	return true;
+	uint64_t sum = 0;
+	for (uint32_t i = 0; i < ds->n; i++) {
+		size_t o2 = push(l, "[%u]", i);
+		ok = read_destination(l, ds->items[i], s, &s->destinations[i]) && ok;
+		sum += s->destinations[i].weight;
+		pop(l, o2);
+	}
+	if (ok && ds->n > 1 && !sum) {
+		fail(l, ds, "%s: the weights of the %u destinations sum to 0: give at least one a positive weight", l->path,
+		     ds->n);
+		ok = false;
+	}
+	pop(l, old);
+	/* Istio's shares: a lone destination takes everything */
+	for (size_t i = 0; ok && i < s->n_destinations; i++)
+		s->destinations[i].percent =
+			s->n_destinations == 1 ? 100 : 100.0 * s->destinations[i].weight / (double)sum;
+	if (!ok)
+		return false;
+	/* a service is one entry, an address, port and protocol one data plane key */
+	const char *key = arena_printf(l->arena, "%s/%s/%u/%s/%s", s->namespace, s->name, s->port,
+				       plan_protocol_name(s->protocol), s->gateway ? s->gateway : "");
+	const struct ynode *first = strmap_get(&l->services, key);
+	if (first) {
+		fail(l, m, "%s repeats service %s.%s port %u/%s%s%s (first at line %u)", l->path, s->name, s->namespace,
+		     s->port, plan_protocol_name(s->protocol), s->gateway ? " of gateway " : "",
+		     s->gateway ? s->gateway : "", first->line);
+		return false;
+	}
+	strmap_put(&l->services, (char *)key, (void *)m);
+	for (size_t i = 0; i < s->n_vips; i++) {
+		size_t o2 = push(l, ".vips[%zu]", i);
+		ok = unique_key(l, vips->items[i], &s->vips[i], s->port, s->protocol) && ok;
+		pop(l, o2);
+	}
+	for (size_t i = 0; i < s->n_gateway_addrs; i++) {
+		size_t o2 = push(l, ".gatewayAddresses[%zu]", i);
+		ok = unique_key(l, gwa->items[i], &s->gateway_addrs[i], s->gateway_port, s->protocol) && ok;
+		pop(l, o2);
+	}
+	return ok;
 }
+
+/* A VIP that is also an endpoint would take over the connections made to that pod. */
+static void check_vips_not_endpoints(struct loader *l, const struct ynode *svcs)
+{
+	for (size_t i = 0; i < l->plan->n_services; i++) {
+		const struct plan_service *s = &l->plan->services[i];
+		const struct ynode *m = svcs->items[i];
+		for (int g = 0; g < 2; g++) {
+			const struct ynode *list = ymap_get(m, g ? "gatewayAddresses" : "vips");
+			size_t n = g ? s->n_gateway_addrs : s->n_vips;
+			for (size_t a = 0; a < n; a++) {
+				char ip[INET6_ADDRSTRLEN];
+				plan_addr_str(g ? &s->gateway_addrs[a] : &s->vips[a], ip, sizeof(ip));
+				const struct ynode *ep = strmap_get(&l->endpoints, ip);
+				if (ep)
+					fail(l, list->items[a],
+					     "services[%zu].%s[%zu] \"%s\" is also an endpoint (line %u): as a VIP it would take "
+					     "over every connection made to that pod",
+					     i, g ? "gatewayAddresses" : "vips", a, ip, ep->line);
+			}
+		}
+	}
+}
+
+static const char *const plan_members[] = { "generation", "services", NULL };
 
 static void on_doc(void *ctx, const struct mark *file, struct ynode *root)
 {
 	struct loader *l = ctx;
-	double gen = 0;
 	(void)file;
-	if (l->seen)
-		return;
-	l->seen = true;
-	const struct ynode *svcs = ymap_get(root, "services");
-	if (!svcs || svcs->type != YN_SEQ) {
-		fail(l, root, "services");
+	if (l->seen) {
+		fail(l, root, "a second document: the saved plan is one JSON object");
 		return;
 	}
-	if (ymap_get(root, "generation") && num(l, root, "generation", &gen))
-		l->generation = (uint64_t)gen;
+	l->seen = true;
+	if (root->type != YN_MAP) {
+		fail(l, root, "the saved plan must be a mapping with services, got %s", shown(l, root));
+		return;
+	}
+	check_members(l, root, plan_members);
+	const struct ynode *gen = ymap_get(root, "generation"), *svcs = need(l, root, "services");
+	if (gen) {
+		size_t old = push(l, "generation");
+		get_uint(l, gen, 0, UINT64_MAX, &l->generation);
+		pop(l, old);
+	}
+	if (!svcs)
+		return;
+	size_t old = push(l, "services");
+	if (svcs->type != YN_SEQ || svcs->n > PLAN_MAX_SERVICES) {
+		fail(l, svcs, "%s must be a list of at most %d services, got %s", l->path, PLAN_MAX_SERVICES,
+		     svcs->type == YN_SEQ ? arena_printf(l->arena, "%u", svcs->n) : shown(l, svcs));
+		pop(l, old);
+		return;
+	}
+	pop(l, old);
 	l->plan->services = arena_alloc(l->arena, (svcs->n + 1) * sizeof(*l->plan->services));
-	for (uint32_t i = 0; i < svcs->n; i++)
-		if (!read_service(l, svcs->items[i], &l->plan->services[i]))
-			return;
+	bool ok = true;
+	for (uint32_t i = 0; i < svcs->n; i++) {
+		old = push(l, "services[%u]", i);
+		ok = read_service(l, svcs->items[i], &l->plan->services[i]) && ok;
+		pop(l, old);
+	}
+	if (!ok)
+		return;
 	l->plan->n_services = svcs->n;
+	check_vips_not_endpoints(l, svcs);
 }
 
 int plan_load_json(const unsigned char *buf, size_t len, const char *name, struct plan *plan, uint64_t *generation,
@@ -205,19 +667,17 @@ int plan_load_json(const unsigned char *buf, size_t len, const char *name, struc
 		abort();
 	memset(plan, 0, sizeof(*plan));
 	plan->arena = arena;
-	struct loader l = { .plan = plan, .arena = arena };
 	struct mark file = { .file = name, .line = 1, .col = 1 };
+	struct loader l = { .plan = plan, .arena = arena, .d = d, .file = &file };
 	size_t errors = d->n;
 	yaml_each_document(buf, len, &file, d, on_doc, &l);
 	if (!l.seen && d->n == errors)
 		diag_error(d, &file, "empty state file");
-	if (l.problem) {
-		struct mark at = file;
-		at.line = l.where->line;
-		at.col = l.where->col;
-		diag_error(d, &at, "bad or missing \"%s\" in saved plan", l.problem);
-	}
+	strmap_free(&l.services);
+	strmap_free(&l.keys);
+	strmap_free(&l.endpoints);
 	if (d->n != errors) {
+		diags_sort(d);
 		plan_free(plan);
 		return -1;
 	}

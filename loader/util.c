@@ -186,6 +186,36 @@ void ptrvec_free(struct ptrvec *pv)
 	memset(pv, 0, sizeof(*pv));
 }
 
+/*
+ * Errors quote the input's values through name_quote(); this is the net under a call that
+ * forgot: no control byte or non-ASCII byte (a terminal escape, a forged second line) reaches
+ * the terminal or a log, and no message grows without bound.
+ */
+#define DIAG_MAX_MSG 4096
+
+static void diag_sanitize(struct diag *g)
+{
+	size_t len = 0, extra = 0;
+	for (const unsigned char *p = (const unsigned char *)g->msg; *p; p++, len++)
+		extra += *p < 0x20 || *p > 0x7e ? 3 : 0;
+	if (!extra && len <= DIAG_MAX_MSG)
+		return;
+	char *out = malloc(DIAG_MAX_MSG + 64), *o = out;
+	if (!out)
+		oom();
+	for (const unsigned char *p = (const unsigned char *)g->msg; *p && o - out < DIAG_MAX_MSG; p++) {
+		if (*p < 0x20 || *p > 0x7e)
+			o += sprintf(o, "\\x%02x", *p);
+		else
+			*o++ = (char)*p;
+	}
+	if (len + extra > DIAG_MAX_MSG)
+		o += sprintf(o, "... (message cut at %d bytes)", DIAG_MAX_MSG);
+	*o = 0;
+	free(g->msg);
+	g->msg = out;
+}
+
 void diag_verror(struct diags *d, const struct mark *at, const char *fmt, va_list ap)
 {
 	if (d->n == d->cap) {
@@ -199,6 +229,7 @@ void diag_verror(struct diags *d, const struct mark *at, const char *fmt, va_lis
 	g->seq = d->n++;
 	if (vasprintf(&g->msg, fmt, ap) < 0)
 		oom();
+	diag_sanitize(g);
 }
 
 void diag_error(struct diags *d, const struct mark *at, const char *fmt, ...)

@@ -5,6 +5,8 @@
 #include <string.h>
 #include <yaml.h>
 
+#include "names.h"
+
 struct frame {
 	struct ynode *node;
 	struct ptrvec kids;
@@ -121,8 +123,9 @@ static void check_mapping(struct builder *b, struct ynode *m)
 					first = ymap_key(m, j);
 		}
 		if (first) {
-			diag_error(b->d, &w, "duplicate key \"%s\" (first at line %u column %u)", k->str, first->line,
-				   first->col);
+			char q[NAME_QUOTE_CAP];
+			diag_error(b->d, &w, "duplicate key %s (first at line %u column %u)",
+				   name_quote(k->str, k->len, q, sizeof(q)), first->line, first->col);
 			continue;
 		}
 		m->items[2 * kept] = k;
@@ -194,7 +197,12 @@ static void handle_event(struct builder *b, yaml_event_t *ev)
 		/* an explicit tag (!!str, !!int) would change the type rules; refuse rather than guess */
 		if (ev->data.scalar.tag && !ev->data.scalar.plain_implicit && !ev->data.scalar.quoted_implicit) {
 			struct mark w = at(b, n->line, n->col);
-			diag_error(b->d, &w, "YAML tags (%s) are not supported", (const char *)ev->data.scalar.tag);
+			const char *tag = (const char *)ev->data.scalar.tag;
+			char q[NAME_QUOTE_CAP];
+			name_quote(tag, strlen(tag), q, sizeof(q));
+			/* the tag as written when it is short and plain, as other errors print keywords */
+			diag_error(b->d, &w, "YAML tags (%s) are not supported",
+				   strlen(q) == strlen(tag) + 2 ? tag : q);
 		}
 		/* an escaped \0 would cut the string short everywhere it is compared or printed */
 		if (memchr(n->str, 0, n->len)) {
@@ -220,7 +228,10 @@ static void handle_event(struct builder *b, yaml_event_t *ev)
 		struct ynode *target = strmap_get(&b->anchors, name);
 		struct mark w = at(b, (uint32_t)ev->start_mark.line + 1, (uint32_t)ev->start_mark.column + 1);
 		if (!target) {
-			diag_error(b->d, &w, "alias *%s refers to no anchor defined before it", name);
+			char q[NAME_QUOTE_CAP];
+			name_quote(name, strlen(name), q, sizeof(q));
+			diag_error(b->d, &w, "alias *%s refers to no anchor defined before it",
+				   strlen(q) == strlen(name) + 2 ? name : q);
 			b->failed = true;
 			break;
 		}

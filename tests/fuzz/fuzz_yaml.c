@@ -1,10 +1,14 @@
 // SPDX-License-Identifier: MIT
 /* libFuzzer target for the YAML front end: one input file through the whole compiler and both
- * printers. Any crash, leak or sanitizer report is a bug. */
+ * printers, and every plan it compiles through sluiced's saved-plan reader, which must take it
+ * back (the two hold names and addresses to the same rules). Any crash, leak, sanitizer report
+ * or refused plan is a bug. */
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "compile.h"
+#include "plan_load.h"
 #include "plan_print.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -26,7 +30,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct compile_stats st;
 	if (compile_plan(&o, &in, 1, &plan, &d, &st) == 0) {
 		plan_print_text(&plan, null_out);
-		plan_print_json(&plan, null_out);
+		char *json = NULL;
+		size_t len = 0;
+		FILE *mem = open_memstream(&json, &len);
+		if (!mem)
+			abort();
+		plan_print_json_generation(&plan, 1, mem);
+		fclose(mem);
+		struct plan back;
+		if (plan_load_json((const unsigned char *)json, len, "saved.json", &back, NULL, &d)) {
+			/* a plan sluiced would save and then refuse after a restart */
+			diags_print(&d, stderr);
+			fprintf(stderr, "%s", json);
+			abort();
+		}
+		plan_free(&back);
+		free(json);
 		plan_free(&plan);
 	} else {
 		diags_print(&d, null_out);

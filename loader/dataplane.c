@@ -1953,6 +1953,60 @@ int dataplane_endpoint_stats(struct dataplane *dp, const struct plan_service *sv
 	return err;
 }
 
+int dataplane_service_view(struct dataplane *dp, const struct plan_service *svc, struct dataplane_service_view *v)
+{
+	struct sluice_service_key k;
+	struct sluice_active act;
+	struct sluice_service *r;
+	uint32_t slots[SLUICE_MAX_DESTINATIONS] = { 0 }, zero = 0, prev = 0, total;
+	const struct plan_addr *addr;
+	uint16_t port;
+	int err = 0;
+
+	if (!dp || !svc || !v)
+		return -EINVAL;
+	memset(v, 0, sizeof(*v));
+	if (!svc_n_addrs(svc))
+		return -ENOENT;
+	addr = svc_addr(svc, 0, &port);
+	if (make_key(addr, port, svc->protocol, &k))
+		return -ENOENT;
+	/* the side the programs read now, from the map rather than the bookkeeping */
+	if (bpf_map_lookup_elem(dp->fd_active, &zero, &act))
+		return -errno;
+	k.side = act.side & 1;
+	if (!(r = malloc(sizeof(*r))))
+		return -ENOMEM;
+	if (bpf_map_lookup_elem(dp->fd_services, &k, r)) {
+		err = -errno;
+		goto out;
+	}
+	if (r->n_destinations > SLUICE_MAX_DESTINATIONS) {
+		err = -EUCLEAN;
+		goto out;
+	}
+	v->id = r->id;
+	v->lb = r->lb;
+	v->n_destinations = r->n_destinations;
+	for (uint32_t s = 0; s < r->rr_slots && s < SLUICE_RR_SLOTS; s++)
+		if (r->rr_table[s] < SLUICE_MAX_DESTINATIONS)
+			slots[r->rr_table[s]]++;
+	total = r->n_destinations ? r->destinations[r->n_destinations - 1].cum_weight : 0;
+	for (size_t d = 0; d < r->n_destinations; d++) {
+		const struct sluice_destination *rd = &r->destinations[d];
+		v->destinations[d].weight = rd->weight;
+		v->destinations[d].n_endpoints = rd->n_endpoints;
+		if (r->lb == SLUICE_LB_ROUND_ROBIN)
+			v->destinations[d].percent = r->rr_slots ? 100.0 * slots[d] / r->rr_slots : 0;
+		else
+			v->destinations[d].percent = total ? 100.0 * (rd->cum_weight - prev) / total : 0;
+		prev = rd->cum_weight;
+	}
+out:
+	free(r);
+	return err;
+}
+
 /* Whether a forward flow entry would still be used by the TC program at now (coarse monotonic ns). */
 static bool flow_live(const struct sluice_ct_key *k, const struct sluice_ct *ct, uint64_t now)
 {

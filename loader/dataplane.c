@@ -49,6 +49,7 @@
 #include <netinet/in.h>
 
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 
 #include "sluice_abi.h"
@@ -93,6 +94,17 @@ struct svc_index {
 	size_t cap;
 };
 
+/* The service ids of the maps an upgrade replaces, kept for the same keys (upgrade_begin). */
+struct kept_ids {
+	struct kept_id {
+		struct sluice_service_key key;   /* side 0, this build's form */
+		uint32_t id;
+		bool used;
+	} *tab;                                  /* open addressing by key */
+	size_t cap;
+	uint8_t *taken;                          /* bit per id: kept for some key */
+};
+
 struct dataplane {
 	struct sluice_bpf *skel;
 	struct bpf_link *links[16];
@@ -116,6 +128,7 @@ struct dataplane {
 	char *dir;                      /* the bpffs directory, for the deferred attach */
 	int upgrade_cg_fd;
 	uint64_t upgrade_cg_id;
+	struct kept_ids kept;           /* until the first apply of an upgrade */
 	char *tc_names[DATAPLANE_MAX_TC_IFACES];
 	int tc_ifindex[DATAPLANE_MAX_TC_IFACES];
 	size_t n_tc_pending;
@@ -623,16 +636,46 @@ static int wait_for_readers(struct dataplane *dp)
 	return 0;
 }
 
-static int alloc_id(struct dataplane *dp, uint32_t *id)
+static const struct kept_id *kept_get(const struct kept_ids *kt, const struct sluice_service_key *k)
 {
-	for (uint32_t n = 0; n < SLUICE_MAX_SERVICE_IDS; n++) {
-		uint32_t i = (dp->id_hint + n) % SLUICE_MAX_SERVICE_IDS;
-		if (!dp->by_id[i]) {
-			*id = i;
-			dp->id_hint = i + 1;
-			return 0;
-		}
+	if (!kt->cap)
+		return NULL;
+	for (size_t j = key_hash(k) & (kt->cap - 1); kt->tab[j].used; j = (j + 1) & (kt->cap - 1))
+		if (key_eq(&kt->tab[j].key, k))
+			return &kt->tab[j];
+	return NULL;
+}
+
+static bool kept_taken(const struct kept_ids *kt, uint32_t id)
+{
+	return kt->taken && (kt->taken[id / 8] & (1u << (id % 8)));
+}
+
+static void kept_free(struct kept_ids *kt)
+{
+	free(kt->tab);
+	free(kt->taken);
+	memset(kt, 0, sizeof(*kt));
+}
+
+/* An id for a new service: after an upgrade the one its key had, else a free one no kept key claims. */
+static int alloc_id(struct dataplane *dp, const struct sluice_service_key *key, uint32_t *id)
+{
+	const struct kept_id *kept = kept_get(&dp->kept, key);
+
+	if (kept && !dp->by_id[kept->id]) {
+		*id = kept->id;
+		return 0;
 	}
+	for (int pass = 0; pass < 2; pass++)   /* ids kept for keys gone from the plan, if all else is taken */
+		for (uint32_t n = 0; n < SLUICE_MAX_SERVICE_IDS; n++) {
+			uint32_t i = (dp->id_hint + n) % SLUICE_MAX_SERVICE_IDS;
+			if (!dp->by_id[i] && (pass || !kept_taken(&dp->kept, i))) {
+				*id = i;
+				dp->id_hint = i + 1;
+				return 0;
+			}
+		}
 	return -ENOSPC;
 }
 
@@ -1002,7 +1045,7 @@ static int apply(struct dataplane *dp, const struct plan *plan, const struct pla
 			continue;
 		if (what[i] == ADDED) {
 			struct sluice_rr_state zero_rr = { 0 };
-			if ((err = alloc_id(dp, &s->id)))
+			if ((err = alloc_id(dp, &s->key, &s->id)))
 				goto write_failed;
 			dp->by_id[s->id] = s;   /* reserved; released on failure */
 			if (bpf_map_update_elem(dp->fd_rr_state, &s->id, &zero_rr, BPF_ANY)) {
@@ -1661,9 +1704,10 @@ out:
  * them, to SLUICE_PIN_MAPS_OLD: the running programs keep using them, untouched, while this
  * build loads fresh maps, the saved plan is applied to those (same generation onwards), and only
  * then are the new programs swapped into the pinned links (dataplane_finish_open). TC's flow
- * table keeps its place: its layout is its own, so flows in progress keep their endpoints.
- * What restarts: per-endpoint counters, getpeername's VIP for connections opened before, and
- * the backend choice of unconnected UDP sockets.
+ * table keeps its place (its layout does not change between releases) and services keep their
+ * ids (read_kept_ids), so TC flows in progress keep their endpoints. What restarts: per-endpoint
+ * counters, round-robin positions, getpeername's VIP for connections opened before, and the
+ * backend choice of unconnected UDP sockets.
  */
 #define SLUICE_PIN_MAPS_OLD "maps_old"   /* bpffs refuses names with a dot */
 
@@ -1720,6 +1764,84 @@ static uint64_t pinned_generation(const char *path)
 	return act.generation;
 }
 
+/* Whether the port of a pinned `services` key is __be16, as in every release before this one. */
+static bool key_port_be16(const struct bpf_map_info *info)
+{
+	const struct btf_type *t;
+	struct btf *btf;
+	bool be16 = true;
+
+	if (!info->btf_id || !info->btf_key_type_id || !(btf = btf__load_from_kernel_by_id(info->btf_id)))
+		return true;
+	t = btf__type_by_id(btf, info->btf_key_type_id);
+	for (__u16 i = 0; t && btf_is_struct(t) && i < btf_vlen(t); i++) {
+		const struct btf_member *m = btf_members(t) + i;
+		if (strcmp(btf__name_by_offset(btf, m->name_off), "port"))
+			continue;
+		const struct btf_type *pt = btf__type_by_id(btf, m->type);
+		be16 = pt && btf_is_typedef(pt) && !strcmp(btf__name_by_offset(btf, pt->name_off), "__be16");
+		break;
+	}
+	btf__free(btf);
+	return be16;
+}
+
+/*
+ * The service ids of the maps moved aside, by key: the upgrade's first apply gives each service
+ * the id it had, since TC flows in progress name it (a UDP flow lives while its endpoint's counter
+ * under that id does). Every release's `services` key is these 24 bytes and its record starts
+ * with the id; only the port's byte order changed. Best effort: without them ids are new.
+ */
+static void read_kept_ids(struct dataplane *dp, const char *dir)
+{
+	struct sluice_service_key *keys = NULL;
+	struct bpf_map_info info;
+	__u32 len = sizeof(info);
+	char path[PATH_MAX];
+	uint32_t id;
+	void *val = NULL;
+	size_t n = 0, cap = 16;
+	bool be16;
+	int fd;
+
+	if (join(path, dir, SLUICE_PIN_MAPS_OLD, "services") || (fd = bpf_obj_get(path)) < 0)
+		return;
+	memset(&info, 0, sizeof(info));
+	if (bpf_obj_get_info_by_fd(fd, &info, &len) || info.key_size != sizeof(*keys) || info.value_size < sizeof(id) ||
+	    map_keys(fd, sizeof(*keys), (void **)&keys, &n) || !(val = malloc(info.value_size)))
+		goto out;
+	be16 = key_port_be16(&info);
+	while (cap < 2 * n)
+		cap *= 2;
+	dp->kept.tab = calloc(cap, sizeof(*dp->kept.tab));
+	dp->kept.taken = calloc(SLUICE_MAX_SERVICE_IDS / 8, 1);
+	if (!dp->kept.tab || !dp->kept.taken) {
+		kept_free(&dp->kept);
+		goto out;
+	}
+	dp->kept.cap = cap;
+	for (size_t i = 0; i < n; i++) {
+		struct sluice_service_key k = keys[i];
+		if (bpf_map_lookup_elem(fd, &keys[i], val))
+			continue;
+		memcpy(&id, val, sizeof(id));
+		k.side = 0;
+		if (be16)
+			k.port = ntohs(k.port);
+		if (id >= SLUICE_MAX_SERVICE_IDS || kept_get(&dp->kept, &k))
+			continue;   /* the other side's record of the same key */
+		size_t j = key_hash(&k) & (cap - 1);
+		while (dp->kept.tab[j].used)
+			j = (j + 1) & (cap - 1);
+		dp->kept.tab[j] = (struct kept_id){ .key = k, .id = id, .used = true };
+		dp->kept.taken[id / 8] |= 1u << (id % 8);
+	}
+out:
+	close(fd);
+	free(keys);
+	free(val);
+}
+
 static int upgrade_begin(struct dataplane *dp, const char *dir, uint64_t *generation)
 {
 	char path[PATH_MAX];
@@ -1734,6 +1856,7 @@ static int upgrade_begin(struct dataplane *dp, const char *dir, uint64_t *genera
 			if (!bpf_map__is_internal(map) && !join(path, dir, SLUICE_PIN_MAPS, bpf_map__name(map)))
 				unlink(path);   /* the unfinished new maps: no hook reads them */
 		tc_note("resuming an upgrade that stopped before its switch");
+		read_kept_ids(dp, dir);
 		dp->upgrading = true;
 		return 0;
 	}
@@ -1759,6 +1882,7 @@ static int upgrade_begin(struct dataplane *dp, const char *dir, uint64_t *genera
 	}
 	tc_note("the pinned maps do not fit this build: upgrading; the running programs keep the previous "
 		"maps (%s) until the saved plan is applied to new ones", path);
+	read_kept_ids(dp, dir);
 	dp->upgrading = true;
 	return 0;
 }
@@ -1795,6 +1919,7 @@ int dataplane_finish_open(struct dataplane *dp)
 			return err;
 	/* the previous programs are gone from the hooks: their maps go with the last reference */
 	remove_pins(dp->dir, SLUICE_PIN_MAPS_OLD, false);
+	kept_free(&dp->kept);
 	dp->upgrading = false;
 	close(dp->upgrade_cg_fd);
 	dp->upgrade_cg_fd = -1;
@@ -2095,6 +2220,7 @@ void dataplane_close(struct dataplane *dp)
 		close(dp->fd_barrier_inner);
 	svcs_free(dp->svcs, dp->n_svcs);
 	free(dp->index.tab);
+	kept_free(&dp->kept);
 	free(dp->by_id);
 	free(dp);
 }

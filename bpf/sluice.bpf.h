@@ -76,8 +76,8 @@ struct {
  * so a reader still holding the previous record finds the previous endpoints;
  * a generation's slots are deleted only after a grace period and once no
  * record on either side names them. NO_PREALLOC for memory (1M slots would
- * preallocate ~100 MB; one slot is a 96-byte allocation). Written by
- * userspace, read by connect/sendmsg and TC.
+ * preallocate ~100 MB; a slot is 36 B of key and value, about 100 B with the
+ * hash table's own). Written by userspace, read by connect/sendmsg and TC.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

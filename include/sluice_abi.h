@@ -3,9 +3,12 @@
  * The ABI between the BPF data plane (bpf/sluice.bpf.c socket mode,
  * bpf/sluice_tc.bpf.c TC mode) and the map writer (loader/dataplane.c): map
  * keys, values, limits and pin names. One header,
- * included from both sides; only fixed-width types and explicit padding, and a
- * size assertion on every struct, so a key built on one side matches the other
- * byte for byte (uninitialised padding would make lookups miss).
+ * included from both sides; only fixed-width types (and 1-byte enums),
+ * explicit padding, and a size assertion on every struct and enum, so a key
+ * built on one side matches the other byte for byte (uninitialised padding
+ * would make lookups miss). The maps are also read by people with bpftool
+ * (README: "Inspecting the maps with bpftool"): types are chosen so that its
+ * BTF-driven dump prints them plainly.
  */
 #ifndef SLUICE_ABI_H
 #define SLUICE_ABI_H

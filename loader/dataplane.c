@@ -10,7 +10,8 @@
  *   2. on the inactive side only: write the endpoints of the added and changed
  *      services under the new generation, then their records, delete the
  *      removed ones;
- *   3. flip `active` (one 8-byte map write: the switch, for every service);
+ *   3. flip `active` (one map write of the generation and its side, of which
+ *      the programs read the one side byte: the switch, for every service);
  *   4. wait one RCU grace period (update of the map-in-map `rcu_barrier`):
  *      no program still reads the side the switch left;
  *   5. replay the same record edits on that side, so both sides are equal;

@@ -19,11 +19,13 @@
 char LICENSE[] SEC("license") = "GPL";
 
 /*
- * sock_state: socket storage, the VIP and backend a connect() chose. Socket
- * storage rather than an LRU keyed by socket cookie: it lives exactly as long
- * as the socket (no eviction under pressure that would break getpeername of a
- * long-lived connection, no stale entries), and needs no size. Written by
- * connect, read by getpeername and recvmsg.
+ * sock_state: SK_STORAGE, 56 B per socket connect() saw going to a service
+ * (struct sluice_sock): the VIP and backend it chose, the service id and the
+ * destination's TCP policy. Socket storage rather than an LRU keyed by socket
+ * cookie: it lives exactly as long as the socket (no eviction under pressure
+ * that would break getpeername of a long-lived connection, no stale entries),
+ * and needs no size. Written by connect, read by getpeername, recvmsg and
+ * sockops. bpftool cannot dump it (socket storage has no keys to walk).
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
@@ -33,13 +35,14 @@ struct {
 } sock_state SEC(".maps");
 
 /*
- * udp_flows / udp_reverse: LRU_HASH keyed by socket cookie. An unconnected
- * UDP socket may talk to many VIPs, so one socket-storage value is not enough;
- * cookies are never reused, so entries of closed sockets are only dead weight
- * that the LRU evicts. Forward: {cookie, VIP:port} -> backend (the flow's
- * stickiness, as kube-proxy's conntrack gives). Reverse: {cookie,
- * backend:port} -> VIP:port for recvmsg. Written by sendmsg, read by sendmsg
- * and recvmsg.
+ * udp_flows / udp_reverse: LRU_HASH keyed by socket cookie, SLUICE_MAX_UDP_FLOWS
+ * entries each (56 B of key and value; preallocated, ~8 MB each with the
+ * LRU's bookkeeping). An unconnected UDP socket may talk to many VIPs, so one
+ * socket-storage value is not enough; cookies are never reused, so entries of
+ * closed sockets are only dead weight that the LRU evicts. Forward: {cookie,
+ * VIP:port} -> backend (the flow's stickiness, as kube-proxy's conntrack
+ * gives). Reverse: {cookie, backend:port} -> VIP:port for recvmsg. Ports in
+ * host order. Written by sendmsg, read by sendmsg and recvmsg.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -56,13 +59,14 @@ struct {
 } udp_reverse SEC(".maps");
 
 /*
- * rcu_barrier: ARRAY_OF_MAPS, never read by a program. A userspace update of
+ * rcu_barrier: ARRAY_OF_MAPS, 1 slot, never read by a program. A userspace update of
  * any map-in-map calls synchronize_rcu() before returning
  * (maybe_wait_bpf_programs() in kernel/bpf/syscall.c), and these programs run
  * under rcu_read_lock: after that update no program still uses the side the
  * switch left. Measured 2-35 ms per call (median ~15 ms) on the 6.18 test
  * machine: it bounds how often applies can follow each other, not how fast
- * one takes effect (the switch already happened).
+ * one takes effect (the switch already happened). Written by userspace only
+ * (sluiced sets the slot to an inner map it made; nothing is pinned inside).
  */
 struct rcu_barrier_inner {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -78,59 +82,54 @@ struct {
 	__array(values, struct rcu_barrier_inner);
 } rcu_barrier SEC(".maps");
 
-/* A destination address of a hook, v4-mapped IPv6 folded into IPv4. */
+/* A destination address of a hook, v4-mapped IPv6 folded into IPv4; the port in host order, as the maps hold it. */
 struct peer {
 	struct sluice_addr addr;
-	__be16 port;
+	__u16 port;
 	__u8 family;
 };
 
 static __always_inline void read_peer(const struct bpf_sock_addr *ctx, bool v6, struct peer *p)
 {
 	__builtin_memset(p, 0, sizeof(*p));
-	p->port = (__be16)ctx->user_port;
+	p->port = bpf_ntohs((__be16)ctx->user_port);
 	if (!v6) {
 		p->family = SLUICE_AF_INET;
-		p->addr.words[0] = ctx->user_ip4;
+		addr_w(&p->addr)[0] = ctx->user_ip4;
 		return;
 	}
 	__u32 w0 = ctx->user_ip6[0], w1 = ctx->user_ip6[1];
 	__u32 w2 = ctx->user_ip6[2], w3 = ctx->user_ip6[3];
 	if (w0 == 0 && w1 == 0 && w2 == bpf_htonl(0xffff)) {
 		p->family = SLUICE_AF_INET;     /* ::ffff:a.b.c.d: an IPv4 service dialed from a dual-stack socket */
-		p->addr.words[0] = w3;
+		addr_w(&p->addr)[0] = w3;
 		return;
 	}
 	p->family = SLUICE_AF_INET6;
-	p->addr.words[0] = w0;
-	p->addr.words[1] = w1;
-	p->addr.words[2] = w2;
-	p->addr.words[3] = w3;
+	addr_w(&p->addr)[0] = w0;
+	addr_w(&p->addr)[1] = w1;
+	addr_w(&p->addr)[2] = w2;
+	addr_w(&p->addr)[3] = w3;
 }
 
+/* port in host order, as the maps hold it */
 static __always_inline void write_peer(struct bpf_sock_addr *ctx, bool v6, const struct sluice_addr *a,
-				       __u8 family, __be16 port)
+				       __u8 family, __u16 port)
 {
-	ctx->user_port = (__u32)port;
+	ctx->user_port = (__u32)bpf_htons(port);
 	if (!v6) {
-		ctx->user_ip4 = a->words[0];
+		ctx->user_ip4 = addr_w(a)[0];
 	} else if (family == SLUICE_AF_INET) {
 		ctx->user_ip6[0] = 0;
 		ctx->user_ip6[1] = 0;
 		ctx->user_ip6[2] = bpf_htonl(0xffff);
-		ctx->user_ip6[3] = a->words[0];
+		ctx->user_ip6[3] = addr_w(a)[0];
 	} else {
-		ctx->user_ip6[0] = a->words[0];
-		ctx->user_ip6[1] = a->words[1];
-		ctx->user_ip6[2] = a->words[2];
-		ctx->user_ip6[3] = a->words[3];
+		ctx->user_ip6[0] = addr_w(a)[0];
+		ctx->user_ip6[1] = addr_w(a)[1];
+		ctx->user_ip6[2] = addr_w(a)[2];
+		ctx->user_ip6[3] = addr_w(a)[3];
 	}
-}
-
-static __always_inline bool addr_eq(const struct sluice_addr *a, const struct sluice_addr *b)
-{
-	return a->words[0] == b->words[0] && a->words[1] == b->words[1] &&
-	       a->words[2] == b->words[2] && a->words[3] == b->words[3];
 }
 
 static __always_inline const struct sluice_service *lookup_peer(const struct peer *p, __u8 protocol)

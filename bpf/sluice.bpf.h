@@ -18,12 +18,28 @@
 #define ECONNREFUSED 111
 #define ENOENT 2
 
+/* An address by 32-bit words (struct sluice_addr is bytes; may_alias makes this access legal C). */
+typedef __u32 __attribute__((may_alias)) sluice_word;
+#define addr_w(a) ((sluice_word *)(a)->bytes)
+
+static __always_inline bool addr_eq(const struct sluice_addr *a, const struct sluice_addr *b)
+{
+	return addr_w(a)[0] == addr_w(b)[0] && addr_w(a)[1] == addr_w(b)[1] &&
+	       addr_w(a)[2] == addr_w(b)[2] && addr_w(a)[3] == addr_w(b)[3];
+}
+
 /*
- * active: ARRAY, 1 slot. The generation readers use; side = generation & 1.
- * Written by userspace once per apply (that write is the switch: 2-4 us
- * measured by bench/dp_switch.c with 1 and with 10,000 services loaded), read
- * once per connection. Only the low bit decides
- * the side, so even a torn 8-byte write could not mix two versions.
+ * The routing maps, each with its type, why, size, writer and reader. All of
+ * them are pinned under DIR/maps and meant to be read with bpftool too (see
+ * the README's "Inspecting the maps with bpftool").
+ */
+
+/*
+ * active: ARRAY, 1 slot of 16 bytes. The generation readers use and its side
+ * of `services`. Written by userspace once per apply (that write is the
+ * switch: 2-4 us measured by bench/dp_switch.c with 1 and with 10,000
+ * services loaded), read once per connection. BPF reads the one byte `side`,
+ * so even an update seen half-way could not mix two versions.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -33,14 +49,18 @@ struct {
 } active SEC(".maps");
 
 /*
- * services: HASH {VIP, port, protocol, family, side} -> whole record (1360 B:
- * weights, 1024-slot round-robin table, endpoint slot ranges). HASH and not
- * ARRAY: keyed by VIP, and an update replaces the value whole. NO_PREALLOC:
- * a replaced or deleted element is freed after an RCU grace period instead of
- * going back to a free list where a concurrent update could reuse it at once;
- * and memory follows the number of services (2 x 1.2 kB each) rather than
- * max_entries. Written only on the inactive side by userspace; read by
- * connect/sendmsg and by the TC programs at a flow's first packet.
+ * services: HASH {VIP, port, protocol, family, side} -> whole record (1424 B:
+ * configured and reduced weights, 1024-slot round-robin table, endpoint slot
+ * ranges, the generation it was written for). Two records per VIP, one per
+ * side; the live one has key.side == active.side, and outside an apply both
+ * are equal. HASH and not ARRAY: keyed by VIP, and an update replaces the
+ * value whole. NO_PREALLOC: a replaced or deleted element is freed after an
+ * RCU grace period instead of going back to a free list where a concurrent
+ * update could reuse it at once; and memory follows the number of services
+ * (2 records of one 2 kB allocation each) rather than max_entries
+ * (SLUICE_MAX_SERVICE_RECORDS). Written only on the inactive side by
+ * userspace; read by connect/sendmsg and by the TC programs at a flow's
+ * first packet.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -51,12 +71,13 @@ struct {
 } services SEC(".maps");
 
 /*
- * endpoints: HASH {service id, revision, slot} -> address and port. Immutable
- * once written: a changed service gets a fresh revision, so a reader still
- * holding the previous record finds the previous endpoints; a revision is
- * deleted only after a grace period and once no record on either side names
- * it. NO_PREALLOC for memory (1M slots would preallocate ~100 MB). Written by
- * userspace, read by connect/sendmsg and TC.
+ * endpoints: HASH {service id, slot, generation} -> address and port.
+ * Immutable once written: a changed service's record names a new generation,
+ * so a reader still holding the previous record finds the previous endpoints;
+ * a generation's slots are deleted only after a grace period and once no
+ * record on either side names them. NO_PREALLOC for memory (1M slots would
+ * preallocate ~100 MB; a slot is 36 B of key and value, about 100 B with the
+ * hash table's own). Written by userspace, read by connect/sendmsg and TC.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -69,12 +90,13 @@ struct {
 /*
  * counters: PERCPU_HASH {service id, endpoint address, port} -> connections
  * (socket mode) and flows (TC mode) made, and what sockops saw of their TCP
- * life (handshakes, failures, retransmits, RTT). Keyed by the endpoint itself, not
- * its slot, so the count survives weight changes and re-applies that keep the
- * endpoint. Per-CPU: no shared cache line on the connect path; userspace sums.
- * Created and deleted only by userspace (BPF never inserts), so its presence
- * also says "this endpoint is still part of this service" for sticky UDP
- * flows (socket and TC mode).
+ * life (handshakes, failures, retransmits, RTT): 48 B per CPU per endpoint of
+ * a service, up to SLUICE_MAX_COUNTERS. Keyed by the endpoint itself, not its
+ * slot, so the count survives weight changes and re-applies that keep the
+ * endpoint. Per-CPU: no shared cache line on the connect path; readers sum
+ * (bpftool prints one value per CPU). Created and deleted only by userspace
+ * (BPF never inserts), so its presence also says "this endpoint is still part
+ * of this service" for sticky UDP flows (socket and TC mode).
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
@@ -85,20 +107,26 @@ struct {
 } counters SEC(".maps");
 
 /*
- * rr_state: ARRAY indexed by service id (17.8 MB for 131072 ids). Shared by
- * all CPUs on purpose: one atomic fetch-add per connection makes round robin
- * exact node-wide (of any 100 consecutive connections to an 80/20 service,
- * exactly 80 go to v1). Zeroed by userspace when an id is (re)allocated.
+ * rr_state: HASH service id -> round-robin position (136 B), one entry per id
+ * in use: created (zeroed) by userspace when an id is allocated, deleted when
+ * it is freed, so a dump shows the services' ids and nothing else. One value
+ * shared by all CPUs on purpose: one atomic fetch-add per connection makes
+ * round robin exact node-wide (of any 100 consecutive connections to an 80/20
+ * service, exactly 80 go to v1). NO_PREALLOC: memory follows the ids in use
+ * (at most SLUICE_MAX_SERVICE_IDS), and a deleted entry is freed after a
+ * grace period, never handed to another id under a reader. Read and advanced
+ * by connect/sendmsg and TC.
  */
 struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, SLUICE_MAX_SERVICE_IDS);
 	__type(key, __u32);
 	__type(value, struct sluice_rr_state);
 } rr_state SEC(".maps");
 
-/* The record of service key {addr, port, protocol, family} on the side `active` names. */
-static __always_inline const struct sluice_service *lookup_service(const struct sluice_addr *addr, __be16 port,
+/* The live record of service key {addr, port (host order), protocol, family}: the side `active` names. */
+static __always_inline const struct sluice_service *lookup_service(const struct sluice_addr *addr, __u16 port,
 								    __u8 protocol, __u8 family)
 {
 	struct sluice_service_key key;
@@ -112,13 +140,13 @@ static __always_inline const struct sluice_service *lookup_service(const struct 
 	key.port = port;
 	key.protocol = protocol;
 	key.family = family;
-	key.side = *(volatile const __u64 *)&act->generation & 1;   /* read once */
+	key.side = *(volatile const __u8 *)&act->side & 1;   /* read once */
 	return bpf_map_lookup_elem(&services, &key);
 }
 
-/* The counters of endpoint addr:port of a service; NULL once the endpoint left it. */
+/* The counters of endpoint addr:port (host order) of a service; NULL once the endpoint left it. */
 static __always_inline struct sluice_endpoint_stats *endpoint_stats(__u32 service_id, const struct sluice_addr *addr,
-								    __be16 port, __u8 family)
+								    __u16 port, __u8 family)
 {
 	struct sluice_counter_key key;
 
@@ -158,7 +186,9 @@ static __always_inline const struct sluice_endpoint *pick_endpoint(const struct 
 		__u64 slot = __sync_fetch_and_add(&rr->next_slot, 1) % svc->rr_slots;
 		d = svc->rr_table[slot & (SLUICE_RR_SLOTS - 1)];
 	} else {
-		__u32 r = ((__u64)bpf_get_prandom_u32() * svc->total_weight) >> 32;
+		/* the last destination's cumulative weight is the total */
+		__u32 total = svc->destinations[(svc->n_destinations - 1) & (SLUICE_MAX_DESTINATIONS - 1)].cum_weight;
+		__u32 r = ((__u64)bpf_get_prandom_u32() * total) >> 32;
 		for (__u32 i = 0; i < SLUICE_MAX_DESTINATIONS; i++) {
 			if (i < svc->n_destinations && r < svc->destinations[i].cum_weight) {
 				d = i;
@@ -181,8 +211,8 @@ static __always_inline const struct sluice_endpoint *pick_endpoint(const struct 
 
 	__builtin_memset(&key, 0, sizeof(key));
 	key.service_id = id;
-	key.revision = svc->revision;
 	key.slot = svc->destinations[d].first_slot + k;
+	key.generation = svc->generation;
 	const struct sluice_endpoint *ep = bpf_map_lookup_elem(&endpoints, &key);
 	if (ep)
 		*err = 0;

@@ -84,8 +84,11 @@ const volatile __u64 udp_timeout_ns = SLUICE_TC_UDP_TIMEOUT_S * NSEC_PER_SEC;
  * a lookup refreshes an entry, so flows that carry packets stay. One map for
  * both directions so one size bounds it. Common LRU (not per-CPU): a flow's
  * two directions are handled on different CPUs. Size: 2 x --tc-flows
- * (default SLUICE_TC_FLOWS_DEFAULT flows, ~9 MB). Written and read by both
- * TC programs; read by tests and bpftool.
+ * (default SLUICE_TC_FLOWS_DEFAULT flows, ~9 MB). Addresses and ports as on
+ * the wire (network byte order), unlike the routing maps: its layout is kept
+ * from release to release, and a restart or an upgrade of sluiced reuses the
+ * pinned table, so flows in progress keep their endpoints. Written and read by
+ * both TC programs; read by sluice status (live flows) and bpftool.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -95,9 +98,10 @@ struct {
 } tc_flows SEC(".maps");
 
 /*
- * tc_stats: PERCPU_ARRAY indexed by enum sluice_tc_stat: per-packet counters
+ * tc_stats: PERCPU_ARRAY of SLUICE_TC_STATS __u64, indexed by enum
+ * sluice_tc_stat (include/sluice_abi.h names each index): per-packet counters
  * without a shared cache line; readers sum the CPUs. Written by the TC
- * programs, read by tests and bpftool.
+ * programs, read by sluice status and bpftool.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -139,12 +143,6 @@ enum verdict {
 	P_FRAGMENT,         /* fragment or IPv6 extension header: passed */
 	P_MALFORMED,        /* truncated or inconsistent: passed */
 };
-
-static __always_inline bool addr_eq(const struct sluice_addr *a, const struct sluice_addr *b)
-{
-	return a->words[0] == b->words[0] && a->words[1] == b->words[1] &&
-	       a->words[2] == b->words[2] && a->words[3] == b->words[3];
-}
 
 static __always_inline bool icmp_is_error(__u8 family, __u8 type)
 {
@@ -207,8 +205,8 @@ static __always_inline enum verdict parse(struct __sk_buff *skb, struct pkt *p)
 			return P_FRAGMENT;
 		p->family = SLUICE_AF_INET;
 		p->protocol = ip.protocol;
-		p->src.words[0] = ip.saddr;
-		p->dst.words[0] = ip.daddr;
+		addr_w(&p->src)[0] = ip.saddr;
+		addr_w(&p->dst)[0] = ip.daddr;
 		p->l4_off = ETH_HLEN + hl;
 		p->l4_len = tot - hl;
 	} else if (proto == bpf_htons(ETH_P_IPV6)) {
@@ -224,8 +222,8 @@ static __always_inline enum verdict parse(struct __sk_buff *skb, struct pkt *p)
 			return ip6.nexthdr == 59 ? P_OTHER : P_FRAGMENT;   /* 59: no next header */
 		p->family = SLUICE_AF_INET6;
 		p->protocol = ip6.nexthdr;
-		__builtin_memcpy(p->src.words, &ip6.saddr, 16);
-		__builtin_memcpy(p->dst.words, &ip6.daddr, 16);
+		__builtin_memcpy(addr_w(&p->src), &ip6.saddr, 16);
+		__builtin_memcpy(addr_w(&p->dst), &ip6.daddr, 16);
 		p->l4_off = ETH_HLEN + 40;
 		p->l4_len = plen;
 	} else {
@@ -249,8 +247,8 @@ static __always_inline bool parse_quoted(struct __sk_buff *skb, const struct pkt
 		if (ip.version != 4 || ip.ihl != 5 || (ip.frag_off & bpf_htons(IP_OFFSET)))
 			return false;
 		q->protocol = ip.protocol;
-		q->src.words[0] = ip.saddr;
-		q->dst.words[0] = ip.daddr;
+		addr_w(&q->src)[0] = ip.saddr;
+		addr_w(&q->dst)[0] = ip.daddr;
 		q->l4_off = q->l3_off + 20;
 	} else {
 		struct ipv6hdr ip6;
@@ -260,8 +258,8 @@ static __always_inline bool parse_quoted(struct __sk_buff *skb, const struct pkt
 		if (ip6.version != 6)
 			return false;
 		q->protocol = ip6.nexthdr;
-		__builtin_memcpy(q->src.words, &ip6.saddr, 16);
-		__builtin_memcpy(q->dst.words, &ip6.daddr, 16);
+		__builtin_memcpy(addr_w(&q->src), &ip6.saddr, 16);
+		__builtin_memcpy(addr_w(&q->dst), &ip6.daddr, 16);
 		q->l4_off = q->l3_off + 40;
 	}
 	if (q->protocol != IPPROTO_TCP && q->protocol != IPPROTO_UDP)
@@ -306,17 +304,17 @@ static __always_inline int set_addr(struct __sk_buff *skb, const struct pkt *p, 
 	struct sluice_addr from = *from_, to = *to_;
 
 	if (p->family == SLUICE_AF_INET) {
-		if (bpf_l4_csum_replace(skb, l4_csum_off(p), from.words[0], to.words[0],
+		if (bpf_l4_csum_replace(skb, l4_csum_off(p), addr_w(&from)[0], addr_w(&to)[0],
 					BPF_F_PSEUDO_HDR | l4_mangled(p) | 4) ||
-		    bpf_l3_csum_replace(skb, ETH_HLEN + 10, from.words[0], to.words[0], 4))
+		    bpf_l3_csum_replace(skb, ETH_HLEN + 10, addr_w(&from)[0], addr_w(&to)[0], 4))
 			return -1;
-		return bpf_skb_store_bytes(skb, ETH_HLEN + (dst ? 16 : 12), &to.words[0], 4, 0);
+		return bpf_skb_store_bytes(skb, ETH_HLEN + (dst ? 16 : 12), &addr_w(&to)[0], 4, 0);
 	}
-	__s64 diff = bpf_csum_diff(from.words, 16, to.words, 16, 0);
+	__s64 diff = bpf_csum_diff(addr_w(&from), 16, addr_w(&to), 16, 0);
 	if (diff < 0 || bpf_l4_csum_replace(skb, l4_csum_off(p), 0, diff, BPF_F_PSEUDO_HDR | l4_mangled(p)))
 		return -1;
 	/* No IPv6 header checksum compensates the address: keep a CHECKSUM_COMPLETE sum right. */
-	return bpf_skb_store_bytes(skb, ETH_HLEN + (dst ? 24 : 8), to.words, 16, BPF_F_RECOMPUTE_CSUM);
+	return bpf_skb_store_bytes(skb, ETH_HLEN + (dst ? 24 : 8), addr_w(&to), 16, BPF_F_RECOMPUTE_CSUM);
 }
 
 static __always_inline int set_port(struct __sk_buff *skb, const struct pkt *p, bool dst, __be16 from, __be16 to)
@@ -378,30 +376,30 @@ static __always_inline int rewrite_icmp(struct __sk_buff *skb, const struct pkt 
 		outer_off = ETH_HLEN + (inner_dst ? 12 : 16);
 		inner_off = q->l3_off + (inner_dst ? 16 : 12);
 		if (addr_eq(outer, &from) &&
-		    (bpf_l3_csum_replace(skb, ETH_HLEN + 10, from.words[0], to.words[0], 4) ||
-		     bpf_skb_store_bytes(skb, outer_off, &to.words[0], 4, 0)))
+		    (bpf_l3_csum_replace(skb, ETH_HLEN + 10, addr_w(&from)[0], addr_w(&to)[0], 4) ||
+		     bpf_skb_store_bytes(skb, outer_off, &addr_w(&to)[0], 4, 0)))
 			return rewritten(-1);
 		if (bpf_skb_load_bytes(skb, q->l3_off + 10, &old_sum, 2) ||
-		    bpf_l3_csum_replace(skb, q->l3_off + 10, from.words[0], to.words[0], 4) ||
+		    bpf_l3_csum_replace(skb, q->l3_off + 10, addr_w(&from)[0], addr_w(&to)[0], 4) ||
 		    bpf_skb_load_bytes(skb, q->l3_off + 10, &new_sum, 2) ||
-		    bpf_l4_csum_replace(skb, icmp_csum, from.words[0], to.words[0], 4) ||
+		    bpf_l4_csum_replace(skb, icmp_csum, addr_w(&from)[0], addr_w(&to)[0], 4) ||
 		    bpf_l4_csum_replace(skb, icmp_csum, old_sum, new_sum, 2) ||
-		    (has_qsum && bpf_l4_csum_replace(skb, q_csum, from.words[0], to.words[0], BPF_F_PSEUDO_HDR | qmangled | 4)) ||
-		    bpf_skb_store_bytes(skb, inner_off, &to.words[0], 4, 0))
+		    (has_qsum && bpf_l4_csum_replace(skb, q_csum, addr_w(&from)[0], addr_w(&to)[0], BPF_F_PSEUDO_HDR | qmangled | 4)) ||
+		    bpf_skb_store_bytes(skb, inner_off, &addr_w(&to)[0], 4, 0))
 			return rewritten(-1);
 	} else {
-		diff = bpf_csum_diff(from.words, 16, to.words, 16, 0);
+		diff = bpf_csum_diff(addr_w(&from), 16, addr_w(&to), 16, 0);
 		outer_off = ETH_HLEN + (inner_dst ? 8 : 24);
 		inner_off = q->l3_off + (inner_dst ? 24 : 8);
 		if (diff < 0)
 			return rewritten(-1);
 		if (addr_eq(outer, &from) &&
 		    (bpf_l4_csum_replace(skb, icmp_csum, 0, diff, BPF_F_PSEUDO_HDR) ||
-		     bpf_skb_store_bytes(skb, outer_off, to.words, 16, BPF_F_RECOMPUTE_CSUM)))
+		     bpf_skb_store_bytes(skb, outer_off, addr_w(&to), 16, BPF_F_RECOMPUTE_CSUM)))
 			return rewritten(-1);
 		if (bpf_l4_csum_replace(skb, icmp_csum, 0, diff, 0) ||
 		    (has_qsum && bpf_l4_csum_replace(skb, q_csum, 0, diff, BPF_F_PSEUDO_HDR | qmangled)) ||
-		    bpf_skb_store_bytes(skb, inner_off, to.words, 16, BPF_F_RECOMPUTE_CSUM))
+		    bpf_skb_store_bytes(skb, inner_off, addr_w(&to), 16, BPF_F_RECOMPUTE_CSUM))
 			return rewritten(-1);
 	}
 	if (from_port != to_port &&
@@ -478,8 +476,8 @@ static __always_inline void ip4_header(struct iphdr *ip, const struct pkt *p, __
 	ip->frag_off = bpf_htons(IP_DF);
 	ip->ttl = 64;
 	ip->protocol = protocol;
-	ip->saddr = p->dst.words[0];    /* from the address the client dialled */
-	ip->daddr = p->src.words[0];
+	ip->saddr = addr_w(&p->dst)[0];    /* from the address the client dialled */
+	ip->daddr = addr_w(&p->src)[0];
 	ip->check = csum_fold(bpf_csum_diff(NULL, 0, (__be32 *)ip, sizeof(*ip), 0));
 }
 
@@ -490,8 +488,8 @@ static __always_inline void ip6_header(struct ipv6hdr *ip6, const struct pkt *p,
 	ip6->payload_len = bpf_htons(payload_len);
 	ip6->nexthdr = nexthdr;
 	ip6->hop_limit = 64;
-	__builtin_memcpy(&ip6->saddr, p->dst.words, 16);
-	__builtin_memcpy(&ip6->daddr, p->src.words, 16);
+	__builtin_memcpy(&ip6->saddr, addr_w(&p->dst), 16);
+	__builtin_memcpy(&ip6->daddr, addr_w(&p->src), 16);
 }
 
 /* The checksum seed of the pseudo header of an answer from p->dst to p->src. */
@@ -499,14 +497,14 @@ static __always_inline __s64 pseudo_sum(const struct pkt *p, __u8 protocol, __u1
 {
 	if (p->family == SLUICE_AF_INET) {
 		struct pseudo4 ph = {
-			.saddr = p->dst.words[0], .daddr = p->src.words[0], .protocol = protocol, .len = bpf_htons(len),
+			.saddr = addr_w(&p->dst)[0], .daddr = addr_w(&p->src)[0], .protocol = protocol, .len = bpf_htons(len),
 		};
 		return bpf_csum_diff(NULL, 0, (__be32 *)&ph, sizeof(ph), 0);
 	}
 	struct pseudo6 ph;
 	__builtin_memset(&ph, 0, sizeof(ph));
-	__builtin_memcpy(ph.saddr, p->dst.words, 16);
-	__builtin_memcpy(ph.daddr, p->src.words, 16);
+	__builtin_memcpy(ph.saddr, addr_w(&p->dst), 16);
+	__builtin_memcpy(ph.daddr, addr_w(&p->src), 16);
 	ph.len = bpf_htonl(len);
 	ph.nexthdr = protocol;
 	return bpf_csum_diff(NULL, 0, (__be32 *)&ph, sizeof(ph), 0);
@@ -631,7 +629,7 @@ static __always_inline bool flow_alive(const struct sluice_ct *ct, const struct 
 		__builtin_memset(&ck, 0, sizeof(ck));
 		ck.service_id = ct->service_id;
 		ck.addr = ct->addr;
-		ck.port = ct->port;
+		ck.port = bpf_ntohs(ct->port);   /* the conntrack keeps wire order, counters host order */
 		ck.family = p->family;
 		if (!bpf_map_lookup_elem(&counters, &ck))
 			return false;
@@ -736,7 +734,7 @@ static __always_inline int forward(struct __sk_buff *skb, const struct pkt *p)
 		return dnat(skb, p, &to, to_port);
 	}
 
-	const struct sluice_service *svc = lookup_service(&p->dst, p->dport, p->protocol, p->family);
+	const struct sluice_service *svc = lookup_service(&p->dst, bpf_ntohs(p->dport), p->protocol, p->family);
 	if (!svc)
 		return TC_NEXT;
 	if (tcp && !syn) {
@@ -752,7 +750,7 @@ static __always_inline int forward(struct __sk_buff *skb, const struct pkt *p)
 	if (!ep || ep->family != p->family)
 		return TC_NEXT;
 	to = ep->addr;
-	to_port = ep->port;
+	to_port = bpf_htons(ep->port);
 
 	__builtin_memset(&fwd, 0, sizeof(fwd));
 	fwd.addr = to;

@@ -3,9 +3,12 @@
  * The ABI between the BPF data plane (bpf/sluice.bpf.c socket mode,
  * bpf/sluice_tc.bpf.c TC mode) and the map writer (loader/dataplane.c): map
  * keys, values, limits and pin names. One header,
- * included from both sides; only fixed-width types and explicit padding, and a
- * size assertion on every struct, so a key built on one side matches the other
- * byte for byte (uninitialised padding would make lookups miss).
+ * included from both sides; only fixed-width types (and 1-byte enums),
+ * explicit padding, and a size assertion on every struct and enum, so a key
+ * built on one side matches the other byte for byte (uninitialised padding
+ * would make lookups miss). The maps are also read by people with bpftool
+ * (README: "Inspecting the maps with bpftool"): types are chosen so that its
+ * BTF-driven dump prints them plainly.
  */
 #ifndef SLUICE_ABI_H
 #define SLUICE_ABI_H
@@ -22,22 +25,40 @@
 #define SLUICE_ASSERT_SIZE(type, size) static_assert(sizeof(type) == (size), #type " changed size: the ABI moved")
 #endif
 
-/* Address families as the kernel numbers them (AF_INET, AF_INET6); vmlinux.h has no macros. */
-#define SLUICE_AF_INET 2
-#define SLUICE_AF_INET6 10
+/*
+ * Fields with named values are 1-byte enums (packed): the same byte as a __u8,
+ * and bpftool prints the name ("SLUICE_AF_INET", "SLUICE_LB_ROUND_ROBIN").
+ */
 
-#define SLUICE_LB_ROUND_ROBIN 0     /* same values as enum plan_lb */
-#define SLUICE_LB_RANDOM 1
+/* Address families as the kernel numbers them (AF_INET, AF_INET6); vmlinux.h has no macros. */
+enum __attribute__((packed)) sluice_family {
+	SLUICE_AF_INET = 2,
+	SLUICE_AF_INET6 = 10,
+};
+SLUICE_ASSERT_SIZE(enum sluice_family, 1);
+
+/* IP protocols as the kernel numbers them (IPPROTO_TCP, IPPROTO_UDP). */
+enum __attribute__((packed)) sluice_protocol {
+	SLUICE_PROTO_TCP = 6,
+	SLUICE_PROTO_UDP = 17,
+};
+SLUICE_ASSERT_SIZE(enum sluice_protocol, 1);
+
+enum __attribute__((packed)) sluice_lb {   /* same values as enum plan_lb */
+	SLUICE_LB_ROUND_ROBIN = 0,
+	SLUICE_LB_RANDOM = 1,
+};
+SLUICE_ASSERT_SIZE(enum sluice_lb, 1);
 
 #define SLUICE_MAX_DESTINATIONS 16  /* per service record: the bound of every loop in BPF */
 #define SLUICE_MAX_ENDPOINTS 256    /* per destination */
 #define SLUICE_RR_SLOTS 1024        /* round-robin table of one record; a power of two */
 
-/* Service ids index the round-robin state; one id per (VIP, port, protocol). */
+/* Service ids key the round-robin state and the counters; one id per (VIP, port, protocol). */
 #define SLUICE_MAX_SERVICE_IDS 131072
 /* Two records per id at most: one per side of the double buffer. */
 #define SLUICE_MAX_SERVICE_RECORDS (2 * SLUICE_MAX_SERVICE_IDS)
-/* Endpoint slots of all live revisions: during an apply a changed service has two. */
+/* Endpoint slots of all live versions: during an apply a changed service has two. */
 #define SLUICE_MAX_ENDPOINT_SLOTS (1 << 20)
 #define SLUICE_MAX_COUNTERS (1 << 19)
 #define SLUICE_MAX_UDP_FLOWS 65536
@@ -49,22 +70,33 @@
 /* TC links are pinned per interface: links/sluice_tc_ingress@eth0, links/sluice_tc_egress@eth0. */
 #define SLUICE_PIN_TC_PREFIX "sluice_tc_"
 
-/* An address as both sides store it: IPv4 in the first 4 bytes, the rest zero. */
+/*
+ * An address as both sides store it: IPv4 in the first 4 bytes, the rest zero.
+ * Bytes alone (no union with words), so that bpftool prints it once and as
+ * written: 198.19.0.1 is [198,19,0,1,0,0,0,0,0,0,0,0,0,0,0,0]. Aligned to 4:
+ * BPF compares and copies it by 32-bit words (bpf/sluice.bpf.h addr_w), and
+ * stack access must be aligned.
+ */
 struct sluice_addr {
-	union {
-		__u8 bytes[16];
-		__be32 words[4];    /* BPF compares and copies by word: stack access must be aligned */
-	};
-};
+	__u8 bytes[16];
+} __attribute__((aligned(4)));
 SLUICE_ASSERT_SIZE(struct sluice_addr, 16);
+
+/*
+ * Ports in the routing maps (services, endpoints, counters, udp_flows,
+ * udp_reverse, socket storage) are in host byte order, as a user writes them:
+ * bpftool prints 8080. The BPF programs convert where a port meets the wire
+ * or a socket address (bpf_ntohs/bpf_htons). Only TC mode's conntrack
+ * (tc_flows) keeps ports as they appear in packets (__be16).
+ */
 
 /* Key of `services`: one record per (VIP, port, protocol) and side of the double buffer. */
 struct sluice_service_key {
-	struct sluice_addr vip;
-	__be16 port;
-	__u8 protocol;              /* IPPROTO_TCP or IPPROTO_UDP */
-	__u8 family;                /* SLUICE_AF_INET or SLUICE_AF_INET6 */
-	__u8 side;                  /* generation & 1 */
+	struct sluice_addr vip;     /* or a gateway address */
+	__u16 port;
+	enum sluice_protocol protocol;
+	enum sluice_family family;
+	__u8 side;                  /* 0 or 1: the record is live when it equals `active`.side */
 	__u8 pad[3];
 };
 SLUICE_ASSERT_SIZE(struct sluice_service_key, 24);
@@ -83,50 +115,52 @@ SLUICE_ASSERT_SIZE(struct sluice_tcp_policy, 12);
 #define SLUICE_TCP_KEEPALIVE 1      /* SO_KEEPALIVE on once established */
 
 struct sluice_destination {
+	__u32 weight;               /* as configured (the VirtualService's weight); for readers, BPF does not use it */
 	__u32 cum_weight;           /* RANDOM: cumulative reduced weight up to and including this one */
 	__u16 first_slot;           /* endpoints are slots [first_slot, first_slot + n_endpoints) */
 	__u16 n_endpoints;          /* 0: this share is refused with ECONNREFUSED */
 	struct sluice_tcp_policy tcp;
 };
-SLUICE_ASSERT_SIZE(struct sluice_destination, 20);
+SLUICE_ASSERT_SIZE(struct sluice_destination, 24);
 
 /*
  * Value of `services`: a whole version of one service's routing, replaced
- * whole (never edited in place on a side that readers use).
+ * whole (never edited in place on a side that readers use). RANDOM draws
+ * against the last destination's cum_weight; ROUND_ROBIN walks rr_table.
  */
 struct sluice_service {
-	__u32 id;                   /* stable per key: indexes `rr_state`, counters */
-	__u32 revision;             /* endpoints of this version are {id, revision, slot} */
-	__u8 lb;                    /* SLUICE_LB_* */
+	__u32 id;                   /* stable per key: keys `rr_state` and `counters` */
+	enum sluice_lb lb;
 	__u8 n_destinations;
 	__u16 rr_slots;             /* used length of rr_table, 1..SLUICE_RR_SLOTS */
-	__u32 total_weight;         /* RANDOM: sum of reduced weights, > 0 */
+	__u64 generation;           /* the generation this version was written for; its endpoints are {id, slot, generation} */
 	struct sluice_destination destinations[SLUICE_MAX_DESTINATIONS];
 	__u8 rr_table[SLUICE_RR_SLOTS];   /* destination index per round-robin slot, interleaved */
 };
-SLUICE_ASSERT_SIZE(struct sluice_service, 16 + 20 * SLUICE_MAX_DESTINATIONS + SLUICE_RR_SLOTS);
+SLUICE_ASSERT_SIZE(struct sluice_service, 16 + 24 * SLUICE_MAX_DESTINATIONS + SLUICE_RR_SLOTS);
 
+/* Key of `endpoints`: one slot of one version of a service. */
 struct sluice_endpoint_key {
 	__u32 service_id;
-	__u32 revision;
 	__u32 slot;
+	__u64 generation;           /* the record's: a changed service's new endpoints never overwrite the live ones */
 };
-SLUICE_ASSERT_SIZE(struct sluice_endpoint_key, 12);
+SLUICE_ASSERT_SIZE(struct sluice_endpoint_key, 16);
 
 struct sluice_endpoint {
 	struct sluice_addr addr;
-	__be16 port;
-	__u8 family;
+	__u16 port;
+	enum sluice_family family;
 	__u8 pad;
 };
 SLUICE_ASSERT_SIZE(struct sluice_endpoint, 20);
 
-/* Key of `counters`: an endpoint of a service, whatever its slot or revision. */
+/* Key of `counters`: an endpoint of a service, whatever its slot or version. */
 struct sluice_counter_key {
 	__u32 service_id;
 	struct sluice_addr addr;
-	__be16 port;
-	__u8 family;
+	__u16 port;
+	enum sluice_family family;
 	__u8 pad;
 };
 SLUICE_ASSERT_SIZE(struct sluice_counter_key, 24);
@@ -142,26 +176,33 @@ struct sluice_endpoint_stats {
 };
 SLUICE_ASSERT_SIZE(struct sluice_endpoint_stats, 48);
 
-/* Value of `rr_state`: shared by all CPUs, advanced with atomic fetch-add. */
+/* Value of `rr_state` (keyed by service id): shared by all CPUs, advanced with atomic fetch-add. */
 struct sluice_rr_state {
 	__u64 next_slot;                                /* into the record's rr_table */
 	__u64 next_endpoint[SLUICE_MAX_DESTINATIONS];   /* within each destination (u64: 32-bit fetch-add needs -mcpu=v3) */
 };
 SLUICE_ASSERT_SIZE(struct sluice_rr_state, 8 + 8 * SLUICE_MAX_DESTINATIONS);
 
-/* Value of `active`: the generation readers use; side = generation & 1. */
+/*
+ * Value of `active`: the generation readers use and its side of `services`
+ * (generation & 1, written out so that a reader of the map needs no
+ * arithmetic). BPF reads `side` alone: one byte, so even an update read
+ * half-way cannot mix two versions.
+ */
 struct sluice_active {
 	__u64 generation;
+	__u8 side;
+	__u8 pad[7];
 };
-SLUICE_ASSERT_SIZE(struct sluice_active, 8);
+SLUICE_ASSERT_SIZE(struct sluice_active, 16);
 
 /* Per socket (socket storage): where connect() went, for getpeername and recvmsg. */
 struct sluice_sock {
 	struct sluice_addr vip;
 	struct sluice_addr backend;
-	__be16 vip_port;
-	__be16 backend_port;
-	__u8 family;                /* of vip and backend; 0: this socket was not translated */
+	__u16 vip_port;
+	__u16 backend_port;
+	__u8 family;                /* of vip and backend (enum sluice_family); 0: this socket was not translated */
 	__u8 pad[3];
 	__u32 service_id;           /* with backend: the endpoint's counters, for sockops */
 	struct sluice_tcp_policy tcp;   /* the destination's, for sockops */
@@ -172,16 +213,16 @@ SLUICE_ASSERT_SIZE(struct sluice_sock, 56);
 struct sluice_flow_key {
 	__u64 cookie;               /* socket cookie: unique per boot, never reused */
 	struct sluice_addr addr;    /* forward: the VIP; reverse: the backend */
-	__be16 port;
-	__u8 family;
+	__u16 port;
+	enum sluice_family family;
 	__u8 pad[5];
 };
 SLUICE_ASSERT_SIZE(struct sluice_flow_key, 32);
 
 struct sluice_flow {
 	struct sluice_addr addr;    /* forward: the backend; reverse: the VIP */
-	__be16 port;
-	__u8 family;
+	__u16 port;
+	enum sluice_family family;
 	__u8 pad;
 	__u32 service_id;
 };
@@ -194,18 +235,26 @@ SLUICE_ASSERT_SIZE(struct sluice_flow, 24);
 #define SLUICE_TC_CLOSING_TIMEOUT_S 10         /* an idle TCP flow after FIN or RST */
 #define SLUICE_TC_UDP_TIMEOUT_S 60             /* an idle UDP flow */
 
-#define SLUICE_CT_FORWARD 0        /* client -> service address (VIP or gateway address) */
-#define SLUICE_CT_REVERSE 1        /* endpoint -> client */
+enum __attribute__((packed)) sluice_ct_direction {
+	SLUICE_CT_FORWARD = 0,     /* client -> service address (VIP or gateway address) */
+	SLUICE_CT_REVERSE = 1,     /* endpoint -> client */
+};
+SLUICE_ASSERT_SIZE(enum sluice_ct_direction, 1);
 
-/* Key of `tc_flows`: one packet's 5-tuple as it appears on the wire in that direction. */
+/*
+ * Key of `tc_flows`: one packet's 5-tuple as it appears on the wire in that
+ * direction. Its layout and its value's (ports in network byte order) do not
+ * change between releases: the flow table is kept across upgrades, so that TC
+ * flows in progress keep their endpoints.
+ */
 struct sluice_ct_key {
 	struct sluice_addr src;
 	struct sluice_addr dst;
 	__be16 sport;
 	__be16 dport;
-	__u8 protocol;             /* IPPROTO_TCP or IPPROTO_UDP */
-	__u8 family;               /* SLUICE_AF_INET or SLUICE_AF_INET6 */
-	__u8 direction;            /* SLUICE_CT_FORWARD or SLUICE_CT_REVERSE */
+	enum sluice_protocol protocol;
+	enum sluice_family family;
+	enum sluice_ct_direction direction;
 	__u8 pad;
 };
 SLUICE_ASSERT_SIZE(struct sluice_ct_key, 40);

@@ -7,13 +7,15 @@
  * programs read `active` once per connection and use side generation & 1.
  * apply() works like this:
  *   1. diff the plan against the bookkeeping: added, changed, removed, same;
- *   2. on the inactive side only: write the new endpoint revisions, then the
- *      added and changed records, delete the removed ones;
- *   3. flip `active` (one 8-byte map write: the switch, for every service);
+ *   2. on the inactive side only: write the endpoints of the added and changed
+ *      services under the new generation, then their records, delete the
+ *      removed ones;
+ *   3. flip `active` (one map write of the generation and its side, of which
+ *      the programs read the one side byte: the switch, for every service);
  *   4. wait one RCU grace period (update of the map-in-map `rcu_barrier`):
  *      no program still reads the side the switch left;
  *   5. replay the same record edits on that side, so both sides are equal;
- *   6. delete endpoint revisions and counters nothing references any more.
+ *   6. delete endpoints, counters and round-robin state nothing references any more.
  * Steps 4-6 may be deferred (settle()) until the caller has answered: a weight
  * change is visible at step 3. A weight change diffs only the services it names
  * (dataplane_apply_services), so its cost, like every apply's map writes, is
@@ -50,6 +52,7 @@
 #include <netinet/in.h>
 
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 
 #include "sluice_abi.h"
@@ -58,7 +61,9 @@
 #include "sluice_tc.skel.h"
 
 _Static_assert(SLUICE_AF_INET == AF_INET && SLUICE_AF_INET6 == AF_INET6, "address family numbers");
-_Static_assert(SLUICE_LB_ROUND_ROBIN == PLAN_LB_ROUND_ROBIN && SLUICE_LB_RANDOM == PLAN_LB_RANDOM, "lb modes");
+_Static_assert((int)SLUICE_PROTO_TCP == (int)IPPROTO_TCP && (int)SLUICE_PROTO_UDP == (int)IPPROTO_UDP, "protocol numbers");
+_Static_assert((int)SLUICE_LB_ROUND_ROBIN == (int)PLAN_LB_ROUND_ROBIN && (int)SLUICE_LB_RANDOM == (int)PLAN_LB_RANDOM,
+	       "lb modes");
 _Static_assert(SLUICE_MAX_DESTINATIONS == PLAN_MAX_DESTINATIONS, "destinations per service");
 _Static_assert(SLUICE_MAX_ENDPOINTS == PLAN_MAX_ENDPOINTS, "endpoints per destination");
 
@@ -73,9 +78,11 @@ _Static_assert(SLUICE_MAX_ENDPOINTS == PLAN_MAX_ENDPOINTS, "endpoints per destin
 /* One service record as the bookkeeping knows it: what a side of `services` holds for one VIP. */
 struct svc_state {
 	struct sluice_service_key key;  /* side 0 */
-	uint32_t id, revision;
+	uint32_t id;
+	uint64_t generation;            /* the one its record was written for: its endpoints' key */
 	uint8_t lb, n_destinations;
-	uint32_t weights[SLUICE_MAX_DESTINATIONS];     /* reduced by gcd: 80/20 and 4/1 are the same routing */
+	uint32_t configured[SLUICE_MAX_DESTINATIONS];  /* the weights as the plan gives them (80/20), shown in the record */
+	uint32_t weights[SLUICE_MAX_DESTINATIONS];     /* reduced by gcd: 80/20 and 4/1 route alike (4/1) */
 	struct sluice_tcp_policy tcp[SLUICE_MAX_DESTINATIONS];   /* zero for UDP */
 	uint16_t n_endpoints[SLUICE_MAX_DESTINATIONS];
 	uint32_t n_slots;
@@ -90,6 +97,17 @@ struct svc_index {
 	size_t cap;
 };
 
+/* The service ids of the maps an upgrade replaces, kept for the same keys (upgrade_begin). */
+struct kept_ids {
+	struct kept_id {
+		struct sluice_service_key key;   /* side 0, this build's form */
+		uint32_t id;
+		bool used;
+	} *tab;                                  /* open addressing by key */
+	size_t cap;
+	uint8_t *taken;                          /* bit per id: kept for some key */
+};
+
 struct dataplane {
 	struct sluice_bpf *skel;
 	struct bpf_link *links[16];
@@ -99,14 +117,13 @@ struct dataplane {
 	size_t n_tc_links;
 	int fd_active, fd_services, fd_endpoints, fd_counters, fd_rr_state, fd_barrier, fd_barrier_inner;
 	uint64_t generation;
-	uint32_t next_revision;
 	struct svc_state **svcs;        /* current routing: equal to both sides of `services` */
 	size_t n_svcs;
 	struct svc_index index;
 	struct svc_state **by_id;       /* SLUICE_MAX_SERVICE_IDS entries */
 	uint32_t id_hint;
 	uint64_t stamp;                 /* apply counter, for the diff */
-	uint64_t slots_in_use;          /* endpoint slots of all current revisions */
+	uint64_t slots_in_use;          /* endpoint slots of all current records */
 	bool sides_differ;              /* a failed write left the inactive side stale: resync before use */
 	struct pending *pending;        /* an apply switched, its old side not yet replayed (deferred) */
 	/* An upgrade that changed the maps' layout: new programs wait for the first apply (upgrade_begin). */
@@ -114,6 +131,7 @@ struct dataplane {
 	char *dir;                      /* the bpffs directory, for the deferred attach */
 	int upgrade_cg_fd;
 	uint64_t upgrade_cg_id;
+	struct kept_ids kept;           /* until the first apply of an upgrade */
 	char *tc_names[DATAPLANE_MAX_TC_IFACES];
 	int tc_ifindex[DATAPLANE_MAX_TC_IFACES];
 	size_t n_tc_pending;
@@ -352,18 +370,18 @@ static void build_record(const struct svc_state *s, struct sluice_service *r)
 
 	memset(r, 0, sizeof(*r));
 	r->id = s->id;
-	r->revision = s->revision;
+	r->generation = s->generation;
 	r->lb = s->lb;
 	r->n_destinations = s->n_destinations;
 	for (size_t i = 0; i < s->n_destinations; i++) {
 		cum += s->weights[i];
+		r->destinations[i].weight = s->configured[i];
 		r->destinations[i].cum_weight = cum;
 		r->destinations[i].first_slot = slot;
 		r->destinations[i].n_endpoints = s->n_endpoints[i];
 		r->destinations[i].tcp = s->tcp[i];
 		slot += s->n_endpoints[i];
 	}
-	r->total_weight = cum;
 	if (s->lb == SLUICE_LB_ROUND_ROBIN)
 		r->rr_slots = build_rr_table(s->weights, s->n_destinations, r->rr_table);
 }
@@ -384,7 +402,7 @@ static int make_key(const struct plan_addr *vip, uint16_t port, uint8_t protocol
 		return -EINVAL;
 	memcpy(k->vip.bytes, vip->addr, vip->family == AF_INET ? 4 : 16);
 	k->family = vip->family;
-	k->port = htons(port);
+	k->port = port;
 	k->protocol = protocol;
 	return 0;
 }
@@ -392,6 +410,7 @@ static int make_key(const struct plan_addr *vip, uint16_t port, uint8_t protocol
 static bool svc_same_routing(const struct svc_state *a, const struct svc_state *b)
 {
 	return a->lb == b->lb && a->n_destinations == b->n_destinations &&
+	       memcmp(a->configured, b->configured, sizeof(a->configured)) == 0 &&
 	       memcmp(a->weights, b->weights, sizeof(a->weights)) == 0 &&
 	       memcmp(a->tcp, b->tcp, sizeof(a->tcp)) == 0 &&
 	       memcmp(a->n_endpoints, b->n_endpoints, sizeof(a->n_endpoints)) == 0 &&
@@ -428,7 +447,6 @@ static int svc_fill(const struct plan_service *ps, const struct plan_addr *vip, 
 	char a[INET6_ADDRSTRLEN];
 	const char *name = ps->name ? ps->name : "?";
 	const char *ns = ps->namespace ? ps->namespace : "?";
-	uint32_t raw[SLUICE_MAX_DESTINATIONS];
 	struct sluice_endpoint *slots = s->slots;
 
 	memset(s, 0, sizeof(*s));
@@ -455,8 +473,8 @@ static int svc_fill(const struct plan_service *ps, const struct plan_addr *vip, 
 	s->lb = (uint8_t)ps->lb;
 	s->n_destinations = (uint8_t)ps->n_destinations;
 	for (size_t d = 0; d < ps->n_destinations; d++)
-		raw[d] = ps->destinations[d].weight;
-	if (reduce_weights(raw, ps->n_destinations, s->weights)) {
+		s->configured[d] = ps->destinations[d].weight;
+	if (reduce_weights(s->configured, ps->n_destinations, s->weights)) {
 		errorf("service %s/%s: the weights of its %zu destinations sum to 0; hint: give at least one a weight",
 		       ns, name, ps->n_destinations);
 		return -EINVAL;
@@ -488,7 +506,7 @@ static int svc_fill(const struct plan_service *ps, const struct plan_addr *vip, 
 			struct sluice_endpoint *ep = &s->slots[s->n_slots++];
 			memset(ep, 0, sizeof(*ep));
 			memcpy(ep->addr.bytes, pe->addr.addr, pe->addr.family == AF_INET ? 4 : 16);
-			ep->port = htons(pe->port);
+			ep->port = pe->port;
 			ep->family = pe->addr.family;
 			s->n_endpoints[d]++;
 		}
@@ -528,23 +546,23 @@ static int write_endpoints(struct dataplane *dp, const struct svc_state *s)
 	for (uint32_t i = 0; i < s->n_slots; i++) {
 		memset(&k, 0, sizeof(k));
 		k.service_id = s->id;
-		k.revision = s->revision;
 		k.slot = i;
+		k.generation = s->generation;
 		if (bpf_map_update_elem(dp->fd_endpoints, &k, &s->slots[i], BPF_ANY))
 			return -errno;
 	}
 	return 0;
 }
 
-static void delete_endpoints(struct dataplane *dp, uint32_t id, uint32_t revision, uint32_t n_slots)
+static void delete_endpoints(struct dataplane *dp, const struct svc_state *s)
 {
 	struct sluice_endpoint_key k;
 
-	for (uint32_t i = 0; i < n_slots; i++) {
+	for (uint32_t i = 0; i < s->n_slots; i++) {
 		memset(&k, 0, sizeof(k));
-		k.service_id = id;
-		k.revision = revision;
+		k.service_id = s->id;
 		k.slot = i;
+		k.generation = s->generation;
 		bpf_map_delete_elem(dp->fd_endpoints, &k);
 	}
 }
@@ -625,7 +643,7 @@ static int delete_record(struct dataplane *dp, const struct svc_state *s, unsign
 
 static int set_generation(struct dataplane *dp, uint64_t generation)
 {
-	struct sluice_active a = { .generation = generation };
+	struct sluice_active a = { .generation = generation, .side = generation & 1 };
 	uint32_t zero = 0;
 
 	if (bpf_map_update_elem(dp->fd_active, &zero, &a, BPF_ANY))
@@ -643,16 +661,46 @@ static int wait_for_readers(struct dataplane *dp)
 	return 0;
 }
 
-static int alloc_id(struct dataplane *dp, uint32_t *id)
+static const struct kept_id *kept_get(const struct kept_ids *kt, const struct sluice_service_key *k)
 {
-	for (uint32_t n = 0; n < SLUICE_MAX_SERVICE_IDS; n++) {
-		uint32_t i = (dp->id_hint + n) % SLUICE_MAX_SERVICE_IDS;
-		if (!dp->by_id[i]) {
-			*id = i;
-			dp->id_hint = i + 1;
-			return 0;
-		}
+	if (!kt->cap)
+		return NULL;
+	for (size_t j = key_hash(k) & (kt->cap - 1); kt->tab[j].used; j = (j + 1) & (kt->cap - 1))
+		if (key_eq(&kt->tab[j].key, k))
+			return &kt->tab[j];
+	return NULL;
+}
+
+static bool kept_taken(const struct kept_ids *kt, uint32_t id)
+{
+	return kt->taken && (kt->taken[id / 8] & (1u << (id % 8)));
+}
+
+static void kept_free(struct kept_ids *kt)
+{
+	free(kt->tab);
+	free(kt->taken);
+	memset(kt, 0, sizeof(*kt));
+}
+
+/* An id for a new service: after an upgrade the one its key had, else a free one no kept key claims. */
+static int alloc_id(struct dataplane *dp, const struct sluice_service_key *key, uint32_t *id)
+{
+	const struct kept_id *kept = kept_get(&dp->kept, key);
+
+	if (kept && !dp->by_id[kept->id]) {
+		*id = kept->id;
+		return 0;
 	}
+	for (int pass = 0; pass < 2; pass++)   /* ids kept for keys gone from the plan, if all else is taken */
+		for (uint32_t n = 0; n < SLUICE_MAX_SERVICE_IDS; n++) {
+			uint32_t i = (dp->id_hint + n) % SLUICE_MAX_SERVICE_IDS;
+			if (!dp->by_id[i] && (pass || !kept_taken(&dp->kept, i))) {
+				*id = i;
+				dp->id_hint = i + 1;
+				return 0;
+			}
+		}
 	return -ENOSPC;
 }
 
@@ -690,9 +738,10 @@ static int map_keys(int fd, size_t key_size, void **out, size_t *n_out)
 }
 
 /*
- * Makes the inactive side equal to the bookkeeping and deletes records,
- * endpoint revisions and counters nothing references: after an adopt, or after
- * a write that failed half-way. O(size of the maps); never on the normal path.
+ * Makes the inactive side equal to the bookkeeping, gives every service id in
+ * use its round-robin state, and deletes records, endpoints, counters and
+ * round-robin state nothing references: after an adopt, or after a write that
+ * failed half-way. O(size of the maps); never on the normal path.
  */
 static int resync(struct dataplane *dp)
 {
@@ -701,6 +750,8 @@ static int resync(struct dataplane *dp)
 	struct sluice_service_key *skeys = NULL;
 	struct sluice_endpoint_key *ekeys = NULL;
 	struct sluice_counter_key *ckeys = NULL;
+	struct sluice_rr_state zero_rr = { 0 };
+	uint32_t *rkeys = NULL;
 	size_t n;
 	int err = wait_for_readers(dp);   /* a crashed or failed apply may have flipped just before */
 
@@ -728,7 +779,7 @@ static int resync(struct dataplane *dp)
 		for (size_t i = 0; i < n; i++) {
 			const struct sluice_endpoint_key *k = &ekeys[i];
 			struct svc_state *s = k->service_id < SLUICE_MAX_SERVICE_IDS ? dp->by_id[k->service_id] : NULL;
-			if (!s || s->revision != k->revision || k->slot >= s->n_slots)
+			if (!s || s->generation != k->generation || k->slot >= s->n_slots)
 				bpf_map_delete_elem(dp->fd_endpoints, k);
 		}
 	}
@@ -745,6 +796,15 @@ static int resync(struct dataplane *dp)
 				bpf_map_delete_elem(dp->fd_counters, k);
 		}
 	}
+	/* an existing entry keeps its position: only missing ones are created */
+	for (size_t i = 0; i < dp->n_svcs && !err; i++)
+		if (bpf_map_update_elem(dp->fd_rr_state, &dp->svcs[i]->id, &zero_rr, BPF_NOEXIST) && errno != EEXIST)
+			err = -errno;
+	if (!err && !(err = map_keys(dp->fd_rr_state, sizeof(*rkeys), (void **)&rkeys, &n))) {
+		for (size_t i = 0; i < n; i++)
+			if (rkeys[i] >= SLUICE_MAX_SERVICE_IDS || !dp->by_id[rkeys[i]])
+				bpf_map_delete_elem(dp->fd_rr_state, &rkeys[i]);
+	}
 	if (err)
 		errorf("resynchronising the data plane maps failed: %s; hint: check memory, or reinstall with 'sluiced --uninstall'",
 		       strerror(-err));
@@ -755,6 +815,7 @@ static int resync(struct dataplane *dp)
 	free(skeys);
 	free(ekeys);
 	free(ckeys);
+	free(rkeys);
 	return err;
 }
 
@@ -784,8 +845,8 @@ static int check_service(const struct plan_service *ps)
 	return 0;
 }
 
-/* Steps 4-6 of an apply (readers of the old side finish, the old side is replayed, old revisions
- * go), then the bookkeeping becomes the new routing. */
+/* Steps 4-6 of an apply (readers of the old side finish, the old side is replayed, what only the
+ * previous records named goes), then the bookkeeping becomes the new routing. */
 static int settle(struct dataplane *dp, uint64_t *drain_ns)
 {
 	struct pending *p = dp->pending;
@@ -802,7 +863,7 @@ static int settle(struct dataplane *dp, uint64_t *drain_ns)
 	if (drain_ns)
 		*drain_ns = now_ns() - t1;
 	if (err) {
-		/* Without the grace period the old side may still be read: leave it, and the old revisions, alone. */
+		/* Without the grace period the old side may still be read: leave it, and what it names, alone. */
 		errorf("waiting for readers of the previous generation failed: %s; the switch is done, "
 		       "old entries stay until the next apply", strerror(-err));
 		dp->sides_differ = true;
@@ -822,16 +883,17 @@ static int settle(struct dataplane *dp, uint64_t *drain_ns)
 		goto commit;
 	}
 
-	/* 6. Nothing references the previous revisions now. */
+	/* 6. Nothing references the previous records' endpoints now, nor removed services' ids. */
 	for (size_t i = 0; i < p->n_next; i++) {
 		if (p->what[i] != CHANGED)
 			continue;
-		delete_endpoints(dp, p->old_of[i]->id, p->old_of[i]->revision, p->old_of[i]->n_slots);
+		delete_endpoints(dp, p->old_of[i]);
 		delete_counters(dp, p->old_of[i], p->next[i]);
 	}
 	for (size_t i = 0; i < p->n_removed; i++) {
-		delete_endpoints(dp, p->removed[i]->id, p->removed[i]->revision, p->removed[i]->n_slots);
+		delete_endpoints(dp, p->removed[i]);
 		delete_counters(dp, p->removed[i], NULL);
+		bpf_map_delete_elem(dp->fd_rr_state, &p->removed[i]->id);   /* the id is free from here on */
 	}
 
 commit:
@@ -1008,7 +1070,7 @@ static int apply(struct dataplane *dp, const struct plan *plan, const struct pla
 			continue;
 		if (what[i] == ADDED) {
 			struct sluice_rr_state zero_rr = { 0 };
-			if ((err = alloc_id(dp, &s->id)))
+			if ((err = alloc_id(dp, &s->key, &s->id)))
 				goto write_failed;
 			dp->by_id[s->id] = s;   /* reserved; released on failure */
 			if (bpf_map_update_elem(dp->fd_rr_state, &s->id, &zero_rr, BPF_ANY)) {
@@ -1018,7 +1080,7 @@ static int apply(struct dataplane *dp, const struct plan *plan, const struct pla
 		} else {
 			s->id = old_of[i]->id;
 		}
-		s->revision = dp->next_revision++;
+		s->generation = dp->generation + 1;   /* the switch below makes it live */
 		if ((err = write_endpoints(dp, s)) || (err = create_counters(dp, s)) ||
 		    (err = write_record(dp, s, side_new)))
 			goto write_failed;
@@ -1063,7 +1125,7 @@ write_failed:
 		if (what[i] == ADDED && dp->by_id[next[i]->id] == next[i])
 			dp->by_id[next[i]->id] = NULL;
 	dp->sides_differ = true;
-	resync(dp);   /* the inactive side back to the bookkeeping, new revisions and counters deleted */
+	resync(dp);   /* the inactive side back to the bookkeeping; new endpoints, counters and rr state deleted */
 	goto out;
 
 done:
@@ -1730,11 +1792,10 @@ static int tc_open(struct dataplane *dp, const struct dataplane_opts *o)
 static int rebuild(struct dataplane *dp)
 {
 	struct sluice_service_key *keys = NULL;
-	struct sluice_endpoint_key *ekeys = NULL;
 	struct sluice_service *r = malloc(sizeof(*r));
 	struct sluice_active act;
-	uint32_t zero = 0, max_rev = 0;
-	size_t n = 0, ne = 0;
+	uint32_t zero = 0;
+	size_t n = 0;
 	int err;
 
 	if (!r)
@@ -1757,8 +1818,6 @@ static int rebuild(struct dataplane *dp)
 
 		if (bpf_map_lookup_elem(dp->fd_services, &keys[i], r))
 			continue;
-		if (r->revision > max_rev)
-			max_rev = r->revision;
 		if (keys[i].side != (dp->generation & 1))
 			continue;
 		if (r->id >= SLUICE_MAX_SERVICE_IDS || dp->by_id[r->id] ||
@@ -1776,10 +1835,11 @@ static int rebuild(struct dataplane *dp)
 		s->key = keys[i];
 		s->key.side = 0;
 		s->id = r->id;
-		s->revision = r->revision;
+		s->generation = r->generation;
 		s->lb = r->lb;
 		s->n_destinations = r->n_destinations;
 		for (size_t d = 0; d < r->n_destinations; d++) {
+			s->configured[d] = r->destinations[d].weight;
 			s->weights[d] = r->destinations[d].cum_weight - prev;
 			prev = r->destinations[d].cum_weight;
 			s->n_endpoints[d] = r->destinations[d].n_endpoints;
@@ -1797,20 +1857,14 @@ static int rebuild(struct dataplane *dp)
 			struct sluice_endpoint_key k;
 			memset(&k, 0, sizeof(k));
 			k.service_id = s->id;
-			k.revision = s->revision;
 			k.slot = slot;
+			k.generation = s->generation;
 			if (bpf_map_lookup_elem(dp->fd_endpoints, &k, &s->slots[slot])) {
 				err = -EUCLEAN;
 				goto out;
 			}
 		}
 	}
-	if ((err = map_keys(dp->fd_endpoints, sizeof(*ekeys), (void **)&ekeys, &ne)))
-		goto out;
-	for (size_t i = 0; i < ne; i++)
-		if (ekeys[i].revision > max_rev)
-			max_rev = ekeys[i].revision;
-	dp->next_revision = max_rev + 1;
 	if ((err = index_build(&dp->index, dp->svcs, dp->n_svcs)))
 		goto out;
 	err = resync(dp);
@@ -1821,7 +1875,6 @@ out:
 		errorf("cannot read the pinned maps back: %s", strerror(-err));
 	free(r);
 	free(keys);
-	free(ekeys);
 	return err;
 }
 
@@ -1832,9 +1885,10 @@ out:
  * them, to SLUICE_PIN_MAPS_OLD: the running programs keep using them, untouched, while this
  * build loads fresh maps, the saved plan is applied to those (same generation onwards), and only
  * then are the new programs swapped into the pinned links (dataplane_finish_open). TC's flow
- * table keeps its place: its layout is its own, so flows in progress keep their endpoints.
- * What restarts: per-endpoint counters, getpeername's VIP for connections opened before, and
- * the backend choice of unconnected UDP sockets.
+ * table keeps its place (its layout does not change between releases) and services keep their
+ * ids (read_kept_ids), so TC flows in progress keep their endpoints. What restarts: per-endpoint
+ * counters, round-robin positions, getpeername's VIP for connections opened before, and the
+ * backend choice of unconnected UDP sockets.
  */
 #define SLUICE_PIN_MAPS_OLD "maps_old"   /* bpffs refuses names with a dot */
 
@@ -1876,26 +1930,115 @@ static int move_map_pins(struct dataplane *dp, const char *dir, const char *from
 	return 0;
 }
 
+/* The generation in a pinned `active` of any release: its first 8 bytes (the value grew after them). */
+static uint64_t pinned_generation(const char *path)
+{
+	struct sluice_active act = { 0 };
+	__u32 zero = 0;
+	int fd = bpf_obj_get(path);
+
+	if (fd < 0)
+		return 0;
+	_Static_assert(__builtin_offsetof(struct sluice_active, generation) == 0, "generation first, in every release");
+	if (bpf_map_lookup_elem(fd, &zero, &act))
+		act.generation = 0;
+	close(fd);
+	return act.generation;
+}
+
+/* Whether the port of a pinned `services` key is __be16, as in every release before this one. */
+static bool key_port_be16(const struct bpf_map_info *info)
+{
+	const struct btf_type *t;
+	struct btf *btf;
+	bool be16 = true;
+
+	if (!info->btf_id || !info->btf_key_type_id || !(btf = btf__load_from_kernel_by_id(info->btf_id)))
+		return true;
+	t = btf__type_by_id(btf, info->btf_key_type_id);
+	for (__u16 i = 0; t && btf_is_struct(t) && i < btf_vlen(t); i++) {
+		const struct btf_member *m = btf_members(t) + i;
+		if (strcmp(btf__name_by_offset(btf, m->name_off), "port"))
+			continue;
+		const struct btf_type *pt = btf__type_by_id(btf, m->type);
+		be16 = pt && btf_is_typedef(pt) && !strcmp(btf__name_by_offset(btf, pt->name_off), "__be16");
+		break;
+	}
+	btf__free(btf);
+	return be16;
+}
+
+/*
+ * The service ids of the maps moved aside, by key: the upgrade's first apply gives each service
+ * the id it had, since TC flows in progress name it (a UDP flow lives while its endpoint's counter
+ * under that id does). Every release's `services` key is these 24 bytes and its record starts
+ * with the id; only the port's byte order changed. Best effort: without them ids are new.
+ */
+static void read_kept_ids(struct dataplane *dp, const char *dir)
+{
+	struct sluice_service_key *keys = NULL;
+	struct bpf_map_info info;
+	__u32 len = sizeof(info);
+	char path[PATH_MAX];
+	uint32_t id;
+	void *val = NULL;
+	size_t n = 0, cap = 16;
+	bool be16;
+	int fd;
+
+	if (join(path, dir, SLUICE_PIN_MAPS_OLD, "services") || (fd = bpf_obj_get(path)) < 0)
+		return;
+	memset(&info, 0, sizeof(info));
+	if (bpf_obj_get_info_by_fd(fd, &info, &len) || info.key_size != sizeof(*keys) || info.value_size < sizeof(id) ||
+	    map_keys(fd, sizeof(*keys), (void **)&keys, &n) || !(val = malloc(info.value_size)))
+		goto out;
+	be16 = key_port_be16(&info);
+	while (cap < 2 * n)
+		cap *= 2;
+	dp->kept.tab = calloc(cap, sizeof(*dp->kept.tab));
+	dp->kept.taken = calloc(SLUICE_MAX_SERVICE_IDS / 8, 1);
+	if (!dp->kept.tab || !dp->kept.taken) {
+		kept_free(&dp->kept);
+		goto out;
+	}
+	dp->kept.cap = cap;
+	for (size_t i = 0; i < n; i++) {
+		struct sluice_service_key k = keys[i];
+		if (bpf_map_lookup_elem(fd, &keys[i], val))
+			continue;
+		memcpy(&id, val, sizeof(id));
+		k.side = 0;
+		if (be16)
+			k.port = ntohs(k.port);
+		if (id >= SLUICE_MAX_SERVICE_IDS || kept_get(&dp->kept, &k))
+			continue;   /* the other side's record of the same key */
+		size_t j = key_hash(&k) & (cap - 1);
+		while (dp->kept.tab[j].used)
+			j = (j + 1) & (cap - 1);
+		dp->kept.tab[j] = (struct kept_id){ .key = k, .id = id, .used = true };
+		dp->kept.taken[id / 8] |= 1u << (id % 8);
+	}
+out:
+	close(fd);
+	free(keys);
+	free(val);
+}
+
 static int upgrade_begin(struct dataplane *dp, const char *dir, uint64_t *generation)
 {
 	char path[PATH_MAX];
 	struct bpf_map *map;
 	bool changed = false;
-	int err, fd;
+	int err;
 
 	/* An upgrade stopped before its swap: the programs in the hooks still use the maps moved aside. */
 	if (!join(path, dir, SLUICE_PIN_MAPS_OLD, "active") && path_exists(path)) {
-		if ((fd = bpf_obj_get(path)) >= 0) {
-			struct sluice_active act = { 0 };
-			__u32 zero = 0;
-			if (bpf_map_lookup_elem(fd, &zero, &act) == 0)
-				*generation = act.generation;
-			close(fd);
-		}
+		*generation = pinned_generation(path);
 		bpf_object__for_each_map(map, dp->skel->obj)
 			if (!bpf_map__is_internal(map) && !join(path, dir, SLUICE_PIN_MAPS, bpf_map__name(map)))
 				unlink(path);   /* the unfinished new maps: no hook reads them */
 		tc_note("resuming an upgrade that stopped before its switch");
+		read_kept_ids(dp, dir);
 		dp->upgrading = true;
 		return 0;
 	}
@@ -1909,14 +2052,7 @@ static int upgrade_begin(struct dataplane *dp, const char *dir, uint64_t *genera
 	if (!changed)
 		return 0;
 	/* the generation carries on, so that status and logs keep counting up */
-	*generation = 0;
-	if (!join(path, dir, SLUICE_PIN_MAPS, "active") && (fd = bpf_obj_get(path)) >= 0) {
-		struct sluice_active act = { 0 };
-		__u32 zero = 0;
-		if (bpf_map_lookup_elem(fd, &zero, &act) == 0)
-			*generation = act.generation;
-		close(fd);
-	}
+	*generation = join(path, dir, SLUICE_PIN_MAPS, "active") ? 0 : pinned_generation(path);
 	if ((err = join(path, dir, SLUICE_PIN_MAPS_OLD, NULL)))
 		return err;
 	if (mkdir(path, 0700) && errno != EEXIST)
@@ -1928,6 +2064,7 @@ static int upgrade_begin(struct dataplane *dp, const char *dir, uint64_t *genera
 	}
 	tc_note("the pinned maps do not fit this build: upgrading; the running programs keep the previous "
 		"maps (%s) until the saved plan is applied to new ones", path);
+	read_kept_ids(dp, dir);
 	dp->upgrading = true;
 	return 0;
 }
@@ -1964,6 +2101,7 @@ int dataplane_finish_open(struct dataplane *dp)
 			return err;
 	/* the previous programs are gone from the hooks: their maps go with the last reference */
 	remove_pins(dp->dir, SLUICE_PIN_MAPS_OLD, false);
+	kept_free(&dp->kept);
 	dp->upgrading = false;
 	close(dp->upgrade_cg_fd);
 	dp->upgrade_cg_fd = -1;
@@ -2105,7 +2243,7 @@ int dataplane_endpoint_stats(struct dataplane *dp, const struct plan_service *sv
 	memset(out, 0, sizeof(*out));
 	memset(&e, 0, sizeof(e));
 	memcpy(e.addr.bytes, ep->addr.addr, ep->addr.family == AF_INET ? 4 : 16);
-	e.port = htons(ep->port);
+	e.port = ep->port;
 	e.family = ep->addr.family;
 	v = calloc(dp->ncpus, sizeof(*v));
 	if (!v)
@@ -2134,10 +2272,64 @@ int dataplane_endpoint_stats(struct dataplane *dp, const struct plan_service *sv
 	return err;
 }
 
+int dataplane_service_view(struct dataplane *dp, const struct plan_service *svc, struct dataplane_service_view *v)
+{
+	struct sluice_service_key k;
+	struct sluice_active act;
+	struct sluice_service *r;
+	uint32_t slots[SLUICE_MAX_DESTINATIONS] = { 0 }, zero = 0, prev = 0, total;
+	const struct plan_addr *addr;
+	uint16_t port;
+	int err = 0;
+
+	if (!dp || !svc || !v)
+		return -EINVAL;
+	memset(v, 0, sizeof(*v));
+	if (!svc_n_addrs(svc))
+		return -ENOENT;
+	addr = svc_addr(svc, 0, &port);
+	if (make_key(addr, port, svc->protocol, &k))
+		return -ENOENT;
+	/* the side the programs read now, from the map rather than the bookkeeping */
+	if (bpf_map_lookup_elem(dp->fd_active, &zero, &act))
+		return -errno;
+	k.side = act.side & 1;
+	if (!(r = malloc(sizeof(*r))))
+		return -ENOMEM;
+	if (bpf_map_lookup_elem(dp->fd_services, &k, r)) {
+		err = -errno;
+		goto out;
+	}
+	if (r->n_destinations > SLUICE_MAX_DESTINATIONS) {
+		err = -EUCLEAN;
+		goto out;
+	}
+	v->id = r->id;
+	v->lb = r->lb;
+	v->n_destinations = r->n_destinations;
+	for (uint32_t s = 0; s < r->rr_slots && s < SLUICE_RR_SLOTS; s++)
+		if (r->rr_table[s] < SLUICE_MAX_DESTINATIONS)
+			slots[r->rr_table[s]]++;
+	total = r->n_destinations ? r->destinations[r->n_destinations - 1].cum_weight : 0;
+	for (size_t d = 0; d < r->n_destinations; d++) {
+		const struct sluice_destination *rd = &r->destinations[d];
+		v->destinations[d].weight = rd->weight;
+		v->destinations[d].n_endpoints = rd->n_endpoints;
+		if (r->lb == SLUICE_LB_ROUND_ROBIN)
+			v->destinations[d].percent = r->rr_slots ? 100.0 * slots[d] / r->rr_slots : 0;
+		else
+			v->destinations[d].percent = total ? 100.0 * (rd->cum_weight - prev) / total : 0;
+		prev = rd->cum_weight;
+	}
+out:
+	free(r);
+	return err;
+}
+
 /* Whether a forward flow entry would still be used by the TC program at now (coarse monotonic ns). */
 static bool flow_live(const struct sluice_ct_key *k, const struct sluice_ct *ct, uint64_t now)
 {
-	uint64_t timeout = k->protocol != IPPROTO_TCP ? SLUICE_TC_UDP_TIMEOUT_S
+	uint64_t timeout = k->protocol != SLUICE_PROTO_TCP ? SLUICE_TC_UDP_TIMEOUT_S
 			   : (ct->flags & SLUICE_CT_CLOSING) ? SLUICE_TC_CLOSING_TIMEOUT_S : SLUICE_TC_TCP_TIMEOUT_S;
 	return k->direction == SLUICE_CT_FORWARD && !(now > ct->last_seen && now - ct->last_seen > timeout * 1000000000ull);
 }
@@ -2222,6 +2414,7 @@ void dataplane_close(struct dataplane *dp)
 		close(dp->fd_barrier_inner);
 	svcs_free(dp->svcs, dp->n_svcs);
 	free(dp->index.tab);
+	kept_free(&dp->kept);
 	free(dp->by_id);
 	for (size_t i = 0; i < dp->n_pins; i++) {
 		close(dp->pins[i].fd);

@@ -88,6 +88,20 @@ int dataplane_settle(struct dataplane *dp);
 int dataplane_endpoint_stats(struct dataplane *dp, const struct plan_service *svc, const struct plan_endpoint *ep,
 			     struct sluice_endpoint_stats *out);
 
+/* What the live side of the maps holds for one address of a service (its first VIP, else its first gateway address). */
+struct dataplane_service_view {
+	uint32_t id;                 /* the service id (rr_state, counters) */
+	uint8_t lb;                  /* SLUICE_LB_* */
+	size_t n_destinations;
+	struct {
+		uint32_t weight;         /* as configured, from the record */
+		double percent;          /* the share of new connections the record gives it: rr slots / rr_slots, or reduced weight / total */
+		uint16_t n_endpoints;
+	} destinations[SLUICE_MAX_DESTINATIONS];
+};
+/* Fills *v from the live side of `services`. -ENOENT if the maps do not route svc. */
+int dataplane_service_view(struct dataplane *dp, const struct plan_service *svc, struct dataplane_service_view *v);
+
 /* What TC mode did, for `sluice status`: packet counters and the conntrack's fill. */
 struct dataplane_tc_status {
 	uint64_t stats[SLUICE_TC_STATS]; /* enum sluice_tc_stat, summed over CPUs */

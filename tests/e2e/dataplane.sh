@@ -195,6 +195,64 @@ expect "round robin: endpoints of v1 take turns, counters 400/400/200" rr \
 	'c == {"198.18.1.1:8080": 400, "198.18.1.2:8080": 400, "198.18.2.1:8080": 200}'
 expect "getpeername on a rewritten TCP connection returns the VIP" rr 'd["peer_mismatch"] == 0'
 
+# The maps as a user reads them, with bpftool alone (README: "Inspecting the maps with bpftool"):
+# the 80/20 service on port 8080 after the 1000 connections above.
+for m in active services endpoints counters rr_state; do
+	bpftool -j map dump pinned "$BPFFS/maps/$m" >"$tmp/dump-$m.json"
+done
+"$DRV" view "${DP[@]}" "${RR[@]}" >"$tmp/view.txt" 2>&1 || true
+while IFS='|' read -r verdict desc why; do
+	if [ "$verdict" = ok ]; then pass "$desc"; else fail "$desc" "$why"; fi
+done < <(python3 - "$tmp" <<'EOF'
+import json, sys
+sys.excepthook = lambda t, v, tb: print("FAIL|reading the maps with bpftool|%s: %s" % (t.__name__, v))
+tmp = sys.argv[1]
+dump = {m: [e["formatted"] for e in json.load(open("%s/dump-%s.json" % (tmp, m)))]
+        for m in ("active", "services", "endpoints", "counters", "rr_state")}
+def check(desc, cond, why):
+    print("ok|%s|" % desc if cond else "FAIL|%s|%s" % (desc, why))
+vip = [198, 19, 0, 1] + [0] * 12
+active = dump["active"][0]["value"]
+check("bpftool: active holds the generation and, explicitly, its side of services",
+      active["side"] == active["generation"] & 1, json.dumps(active))
+recs = [r for r in dump["services"] if r["key"]["vip"]["bytes"] == vip]
+check("bpftool: services holds the VIP's record once per side, its port as written (8080), protocol by name",
+      sorted(r["key"]["side"] for r in recs) == [0, 1] and
+      all(r["key"]["port"] == 8080 and r["key"]["protocol"] == "SLUICE_PROTO_TCP" and
+          r["key"]["family"] == "SLUICE_AF_INET" for r in recs),
+      json.dumps([r["key"] for r in recs]))
+live = [r["value"] for r in recs if r["key"]["side"] == active["side"]]
+live = live[0] if live else {}
+dests = live.get("destinations", [])[:live.get("n_destinations", 0)]
+check("bpftool: the live record (key side == active side) shows the configured weights 80 and 20, round robin",
+      [d["weight"] for d in dests] == [80, 20] and live["lb"] == "SLUICE_LB_ROUND_ROBIN" and
+      [d["n_endpoints"] for d in dests] == [2, 1],
+      json.dumps({k: live.get(k) for k in ("lb", "id", "generation")}) + " weights " +
+      json.dumps([d.get("weight") for d in dests]))
+check("bpftool: outside an apply the VIP's two records are equal and name the generation they were written for",
+      len(recs) == 2 and recs[0]["value"] == recs[1]["value"] and 1 <= live.get("generation", 0) <= active["generation"],
+      "generations %s, active %d" % ([r["value"]["generation"] for r in recs], active["generation"]))
+sid = live.get("id")
+eps = sorted((e["key"]["slot"], e["value"]["addr"]["bytes"][:4], e["value"]["port"]) for e in dump["endpoints"]
+             if e["key"]["service_id"] == sid and e["key"]["generation"] == live.get("generation"))
+check("bpftool: endpoints of the live record, {id, slot, generation} -> address and port 8080",
+      eps == [(0, [198, 18, 1, 1], 8080), (1, [198, 18, 1, 2], 8080), (2, [198, 18, 2, 1], 8080)], json.dumps(eps))
+cnt = {".".join(map(str, c["key"]["addr"]["bytes"][:4])) + ":%d" % c["key"]["port"]:
+       sum(v["value"]["connections"] for v in c["values"]) for c in dump["counters"] if c["key"]["service_id"] == sid}
+check("bpftool: counters, summed over CPUs, are 400/400/200 on port 8080",
+      cnt == {"198.18.1.1:8080": 400, "198.18.1.2:8080": 400, "198.18.2.1:8080": 200}, json.dumps(cnt))
+ids = {r["value"]["id"] for r in dump["services"]}
+rr = [r["key"] for r in dump["rr_state"]]
+check("bpftool: rr_state holds one entry per service id in use (%d ids), no more" % len(ids),
+      sorted(rr) == sorted(ids) and sid in rr, "rr_state keys %s, ids %s" % (sorted(rr), sorted(ids)))
+view = open("%s/view.txt" % tmp).read().split("\n")
+want = ["198.19.0.1:8080 id %s lb rr v1 weight 80 percent 80.00 endpoints 2" % sid,
+        "198.19.0.1:8080 id %s lb rr v2 weight 20 percent 20.00 endpoints 1" % sid]
+check("dataplane_service_view reads the live record: the id, weights 80/20, shares 80%/20%, endpoints 2/1",
+      view[:2] == want, json.dumps(view[:3]))
+EOF
+)
+
 # Random: 10,000 connections within binomial 99.9% bounds (p = 0.8, sd = 40, z = 3.29).
 load random 198.19.0.2:8080 --mode tcp -n 10000 -c 8
 expect "random 80/20 over 10000 connections: v1 within 8000 +- 132" random \
@@ -254,6 +312,12 @@ counters "${LONG[@]}"
 expect "new connections follow the last weights (0/100)" after_sweep 'd["versions"] == {"v2": 20}'
 expect "per-endpoint counters survive 100 weight changes (4 long-lived on v1, then 20 on v2)" after_sweep \
 	'c == {"198.18.1.1:8080": 4, "198.18.2.1:8080": 20}'
+"$DRV" view "${DP[@]}" "${LONG[@]}" >"$tmp/view_sweep.txt" 2>&1 || true
+if [ "$(awk '{ print $8, $10, $12 }' "$tmp/view_sweep.txt" | paste -sd ' ')" = "0 0.00 1 100 100.00 1" ]; then
+	pass "dataplane_service_view follows the last weight change (0/100)"
+else
+	fail "dataplane_service_view follows the last weight change (0/100)" "$(cat "$tmp/view_sweep.txt")"
+fi
 
 # 1,000 switches between two plans with disjoint endpoint sets under continuous connections.
 "$LOADGEN" --target 198.19.0.7:9000 --netns "$NODE" --cgroup "$CG" -o json --mode tcp -n 100000000 -c 4 \
@@ -282,11 +346,12 @@ entries() { bpftool -j map dump pinned "$BPFFS/maps/$1" | python3 -c 'import jso
 n_services=$(entries services)
 n_endpoints=$(entries endpoints)
 n_counters=$(entries counters)
-if [ "$n_services" = 18 ] && [ "$n_endpoints" = 18 ] && [ "$n_counters" = 18 ]; then
-	pass "after a writer was killed mid-switch: 9 records on each side, 18 endpoint slots, 18 counters"
+n_rr=$(entries rr_state)
+if [ "$n_services" = 18 ] && [ "$n_endpoints" = 18 ] && [ "$n_counters" = 18 ] && [ "$n_rr" = 9 ]; then
+	pass "after a writer was killed mid-switch: 9 records on each side, 18 endpoint slots, 18 counters, 9 rr states"
 else
-	fail "after a writer was killed mid-switch: 9 records on each side, 18 endpoint slots, 18 counters" \
-		"got $n_services records, $n_endpoints endpoint slots, $n_counters counters"
+	fail "after a writer was killed mid-switch: 9 records on each side, 18 endpoint slots, 18 counters, 9 rr states" \
+		"got $n_services records, $n_endpoints endpoint slots, $n_counters counters, $n_rr rr states"
 fi
 load after_kill 198.19.0.7:9000 --mode tcp -n 100 -c 1
 expect "after a writer was killed mid-switch the plan serves (flap service on plan A)" after_kill \

@@ -6,6 +6,9 @@
  *
  *   dp_driver apply     --bpffs DIR --cgroup CG [--verbose] SERVICE...
  *   dp_driver counters  --bpffs DIR --cgroup CG SERVICE...     one line per endpoint: DEST ADDR PORT COUNT
+ *   dp_driver view      --bpffs DIR --cgroup CG SERVICE...     what the live side of the maps holds
+ *                       (dataplane_service_view), one line per destination:
+ *                       ADDR:PORT id ID lb rr|random DEST weight W percent P endpoints N
  *   dp_driver flap      --bpffs DIR --cgroup CG --times N SERVICE... --alt SERVICE...
  *                       applies the plan before --alt and the one after it in turn, N switches
  *   dp_driver sweep     --bpffs DIR --cgroup CG --times N SERVICE...
@@ -221,6 +224,30 @@ static int print_counters(struct dataplane *dp, const struct plan *p)
 	return 0;
 }
 
+static int print_views(struct dataplane *dp, const struct plan *p)
+{
+	char a[INET6_ADDRSTRLEN];
+
+	for (size_t s = 0; s < p->n_services; s++) {
+		const struct plan_service *svc = &p->services[s];
+		struct dataplane_service_view v;
+		int err = dataplane_service_view(dp, svc, &v);
+		if (err) {
+			fprintf(stderr, "dp_driver: view: %s\n", strerror(-err));
+			return 1;
+		}
+		const struct plan_addr *addr = svc->n_vips ? &svc->vips[0] : &svc->gateway_addrs[0];
+		inet_ntop(addr->family, addr->addr, a, sizeof(a));
+		for (size_t d = 0; d < v.n_destinations; d++)
+			printf("%s:%u id %u lb %s %s weight %u percent %.2f endpoints %u\n", a,
+			       svc->n_vips ? svc->port : svc->gateway_port, v.id,
+			       v.lb == SLUICE_LB_ROUND_ROBIN ? "rr" : "random",
+			       d < svc->n_destinations ? svc->destinations[d].subset : "?", v.destinations[d].weight,
+			       v.destinations[d].percent, v.destinations[d].n_endpoints);
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct dataplane *dp = NULL;
@@ -230,7 +257,7 @@ int main(int argc, char **argv)
 	int err = 0;
 
 	if (argc < 2)
-		die("usage: %s", "dp_driver apply|counters|flap|sweep|reopen|generation|uninstall --bpffs DIR ...");
+		die("usage: %s", "dp_driver apply|counters|view|flap|sweep|reopen|generation|uninstall --bpffs DIR ...");
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	parse_args(argc, argv, &a);
 	const char *cmd = argv[1];
@@ -244,6 +271,8 @@ int main(int argc, char **argv)
 			print_stats(gen, &st);
 	} else if (strcmp(cmd, "counters") == 0) {
 		err = print_counters(dp, &a.plans[0]);
+	} else if (strcmp(cmd, "view") == 0) {
+		err = print_views(dp, &a.plans[0]);
 	} else if (strcmp(cmd, "generation") == 0) {
 		printf("generation %llu\n", (unsigned long long)dataplane_generation(dp));
 	} else if (strcmp(cmd, "flap") == 0 || strcmp(cmd, "sweep") == 0 || strcmp(cmd, "reopen") == 0) {

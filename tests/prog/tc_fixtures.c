@@ -367,7 +367,7 @@ static void age_udp_flow(struct ctx *c)
 	inet_pton(AF_INET, UVIP, k.dst.bytes);
 	k.sport = htons(5000);
 	k.dport = htons(53);
-	k.protocol = IPPROTO_UDP;
+	k.protocol = SLUICE_PROTO_UDP;
 	k.family = AF_INET;
 	k.direction = SLUICE_CT_FORWARD;
 	if (bpf_map_lookup_elem(c->fd_flows, &k, &v) == 0) {
@@ -384,7 +384,7 @@ static void flow_key(struct sluice_ct_key *k, const char *src, uint16_t sport, c
 	inet_pton(AF_INET, dst, k->dst.bytes);
 	k->sport = htons(sport);
 	k->dport = htons(dport);
-	k->protocol = IPPROTO_TCP;
+	k->protocol = SLUICE_PROTO_TCP;
 	k->family = AF_INET;
 	k->direction = (uint8_t)direction;
 }

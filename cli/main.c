@@ -77,8 +77,8 @@ static void usage(FILE *out)
 	      "      --timeout SECONDS   apply, weight, status: give up on sluiced after this long (default: 30)\n"
 	      "      --gateway-address IP  plan, validate: where Gateways without spec.addresses are served\n"
 	      "                          (apply uses sluiced's --gateway-address)\n"
-	      "\nExit status: 0 done, 1 invalid input (nothing applied), 2 usage, 3 daemon unreachable or\n"
-	      "permission denied.\n",
+	      "\nExit status: 0 done, 1 not done (invalid input, or sluiced could not apply or save the change),\n"
+	      "2 usage, 3 daemon unreachable, not answering in time, or permission denied.\n",
 	      out);
 }
 

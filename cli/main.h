@@ -8,9 +8,9 @@
 
 enum exit_code {
 	EXIT_DONE = 0,
-	EXIT_INVALID = 1,      /* invalid input: nothing applied */
+	EXIT_INVALID = 1,      /* not done: invalid input, or sluiced could not apply or save it */
 	EXIT_USAGE = 2,
-	EXIT_UNREACHABLE = 3,  /* daemon unreachable or permission denied */
+	EXIT_UNREACHABLE = 3,  /* daemon unreachable, not answering in time, or permission denied */
 };
 
 struct cli {

@@ -27,6 +27,7 @@
 
 #include "compile.h"
 #include "dataplane.h"
+#include "names.h"
 #include "plan_load.h"
 #include "plan_print.h"
 #include "proto.h"
@@ -87,28 +88,10 @@ static void log_msg(const char *fmt, ...)
 	va_end(ap);
 }
 
-/* A value from a user or a file as messages quote it: escaped, and cut, so that no byte of it can
- * forge a line and no size of it can flood a reply or the log. */
+/* A value from a user or a file as messages quote it: escaped and cut (names.h). */
 static const char *quote(const char *s, char *buf, size_t cap)
 {
-	size_t len = strlen(s), o = 0, i;
-	for (i = 0; i < len && i < 64 && o + 8 < cap; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (c == '"' || c == '\\')
-			o += (size_t)snprintf(buf + o, cap - o, "\\%c", c);
-		else if (c < 0x20 || c >= 0x7f)
-			o += (size_t)snprintf(buf + o, cap - o, "\\x%02x", c);
-		else
-			buf[o++] = (char)c;
-	}
-	buf[o] = 0;
-	if (i < len)
-		snprintf(buf + o, cap - o, "...\" (%zu bytes)", len);
-	else
-		snprintf(buf + o, cap - o, "\"");
-	memmove(buf + 1, buf, strlen(buf) + 1);
-	buf[0] = '"';
-	return buf;
+	return name_quote(s, strlen(s), buf, cap);
 }
 
 /* The cgroup v2 mount, as /proc/mounts lists it: the node's root cgroup. */
@@ -844,6 +827,28 @@ static void no_such_service(struct daemon *dm, struct reply *r, const struct wei
 		used += (size_t)snprintf(also + used, sizeof(also) - used, "%s%s.%s", used ? ", " : "", s->name,
 					 s->namespace);
 	}
+	/* a VirtualService's name, or a service reached only through a Gateway, is not the name it is
+	 * routed under: say which is */
+	char route[160], host[160];
+	snprintf(route, sizeof(route), "%s/%s", wt->ns, wt->svc);
+	snprintf(host, sizeof(host), "%s.%s", wt->svc, wt->ns);
+	for (size_t i = 0; i < dm->plan.n_services; i++) {
+		const struct plan_service *s = &dm->plan.services[i];
+		if (s->route && !strcmp(s->route, route)) {
+			reply_error(r, EXIT_INVALID,
+				    "no routed service %s.%s; VirtualService %s routes service %s.%s: sluice weight %s.%s ...",
+				    wt->svc, wt->ns, route, s->name, s->namespace, s->name, s->namespace);
+			return;
+		}
+		for (size_t d = 0; s->gateway && d < s->n_destinations; d++)
+			if (s->destinations[d].host && !strcmp(s->destinations[d].host, host)) {
+				reply_error(r, EXIT_INVALID,
+					    "no routed service %s.%s; Gateway %s sends its traffic, routed as %s.%s: sluice "
+					    "weight %s.%s ...",
+					    wt->svc, wt->ns, s->gateway, s->name, s->namespace, s->name, s->namespace);
+				return;
+			}
+	}
 	reply_error(r, EXIT_INVALID, "no routed service %s.%s; %s%s%s'sluice status' lists them", wt->svc, wt->ns,
 		    used ? "in other namespaces: " : "", also, used ? "; " : "");
 }
@@ -1162,35 +1167,48 @@ static void handle_status(struct daemon *dm, const struct msg *req, struct reply
 		const struct plan_service *s = &dm->plan.services[i];
 		if (arg && (strcmp(s->name, svc) || strcmp(s->namespace, svc_ns)))
 			continue;
+		/* weights and shares as the live side of the maps holds them, not as sluiced remembers them */
+		struct dataplane_service_view view;
+		int vrc = dataplane_service_view(dm->dp, s, &view);
+		if (!vrc && view.n_destinations != s->n_destinations)
+			vrc = -EUCLEAN;
 		if (r->json) {
 			fprintf(r->out, "%s{\"name\":", shown ? "," : "");
 			json_string(r->out, s->name);
 			fputs(",\"namespace\":", r->out);
 			json_string(r->out, s->namespace);
+			if (s->route) {
+				fputs(",\"route\":", r->out);
+				json_string(r->out, s->route);
+			}
 			status_addresses(s, r);
-			fprintf(r->out, ",\"port\":%u,\"protocol\":\"%s\",\"loadBalancer\":\"%s\",\"destinations\":[",
-				s->port, plan_protocol_name(s->protocol), plan_lb_name(s->lb));
+			fprintf(r->out, ",\"port\":%u,\"protocol\":\"%s\",\"loadBalancer\":\"%s\",\"in_maps\":%s,\"destinations\":[",
+				s->port, plan_protocol_name(s->protocol), plan_lb_name(s->lb), vrc ? "false" : "true");
 		} else {
 			fprintf(r->out, "service %s.%s", s->name, s->namespace);
 			status_addresses(s, r);
 			fprintf(r->out, "  port %u/%s  lb %s\n", s->port, plan_protocol_name(s->protocol),
 				plan_lb_name(s->lb));
+			if (vrc)
+				fprintf(r->out, "  warning: the maps do not route this service as planned (%s); the plan is shown\n",
+					vrc == -ENOENT ? "no record" : strerror(-vrc));
 		}
 		for (size_t d = 0; d < s->n_destinations; d++) {
 			const struct plan_destination *pd = &s->destinations[d];
-			plan_percent_str(pd->percent, pct, sizeof(pct));
+			uint32_t weight = vrc ? pd->weight : view.destinations[d].weight;
+			plan_percent_str(vrc ? pd->percent : view.destinations[d].percent, pct, sizeof(pct));
 			const struct plan_tcp_policy *tp = &pd->tcp;
 			bool has_tcp = s->protocol == IPPROTO_TCP && (tp->connect_timeout_ms || tp->keepalive);
 			if (r->json) {
 				fprintf(r->out, "%s{\"subset\":", d ? "," : "");
 				json_string(r->out, pd->subset);
-				fprintf(r->out, ",\"weight\":%u,\"percent\":%s", pd->weight, pct);
+				fprintf(r->out, ",\"weight\":%u,\"percent\":%s", weight, pct);
 				if (has_tcp)
 					plan_print_tcp_json(tp, r->out);
 				fputs(",\"endpoints\":[", r->out);
 			} else {
 				fprintf(r->out, "  subset %-8s weight %-4u share %5s%%%s\n",
-					pd->subset[0] ? pd->subset : "(all)", pd->weight, pct,
+					pd->subset[0] ? pd->subset : "(all)", weight, pct,
 					pd->n_endpoints ? "" : "  no ready endpoints: its share is refused");
 				if (has_tcp) {
 					fputs("    tcp policy: ", r->out);

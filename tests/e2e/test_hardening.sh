@@ -149,9 +149,31 @@ timeout 5 "$SLUICE_BUILD/sluiced" --cgroup "$CLUSTER_CGROUP" --bpffs "$CLUSTER_B
 check "plan.json is a directory: sluiced does not start, and says why" "1 sluiced: error: cannot read the saved plan $CLUSTER_STATE/plan.json: Is a directory; hint: move it away to start with an empty data plane" \
 	"$rc $(cat "$D/dir.log")"
 rmdir "$CLUSTER_STATE/plan.json"
+sed 's/"weight":60/"weight":-1/' "$D/plan.json.moved" > "$CLUSTER_STATE/plan.json"
+timeout 5 "$SLUICE_BUILD/sluiced" --cgroup "$CLUSTER_CGROUP" --bpffs "$CLUSTER_BPFFS" --socket "$CLUSTER_SOCKET" \
+	--state-dir "$CLUSTER_STATE" 2> "$D/neg.log"; rc=$?
+check "a weight of -1 in the saved plan: sluiced does not start" 1 "$rc"
+check "a weight of -1 in the saved plan: the place and the rule" yes \
+	"$(grep -qE "^$CLUSTER_STATE/plan.json:1:[0-9]+: error: services\[0\]\.destinations\[0\]\.weight must be an integer from 0 to 2147483647 written as plain digits, got -1$" "$D/neg.log" && echo yes)"
 mv "$D/plan.json.moved" "$CLUSTER_STATE/plan.json"
 sluiced_start || exit 1
 check "the saved plan back: served again" "v1=60 v2=40" "$(weights)"
+
+# Status shows the shares the maps give: 1:2000 scaled into the 1024-slot round-robin table
+# gives v1 one slot, 0.1%, where the weights alone would say 0.05%.
+sluice weight purchase-history.$NS v1=1 v2=2000 >/dev/null
+check "status: weights as configured, shares as the maps give them" "v1 1 0.1 v2 2000 99.9" \
+	"$(sluice status -o json | jq -r '[.services[].destinations[] | "\(.subset) \(.weight) \(.percent)"] | join(" ")')"
+sluice weight purchase-history.$NS v1=60 v2=40 >/dev/null
+
+# Names and addresses that would hijack traffic are refused through sluiced too.
+sed "s/clusterIP: $VIP/clusterIP: 127.0.0.1/; s/- $VIP\$/- 127.0.0.1/" "$D/cluster.yaml" > "$D/loopback.yaml"
+msg=$(sluice apply -f "$D/loopback.yaml" -f "$D/rules.yaml" 2>&1); rc=$?
+check "apply: a loopback VIP refused" "1 yes" "$rc $(echo "$msg" | grep -q 'spec.clusterIP "127.0.0.1" is a loopback address' && echo yes)"
+sed 's/v2/v 2/g' "$D/rules.yaml" > "$D/space.yaml"
+msg=$(sluice apply -f "$D/cluster.yaml" -f "$D/space.yaml" 2>&1); rc=$?
+check "apply: a subset named 'v 2' refused" "1 yes" "$rc $(echo "$msg" | grep -q '"v 2" is not a valid DNS-1123 label' && echo yes)"
+check "refused applies changed nothing" "v1=60 v2=40" "$(weights)"
 
 # 6. Pins removed under a running sluiced are pinned again, and a restart then loses nothing.
 "$SLUICE_BUILD/loadgen" --netns "$CLUSTER_PREFIX-client" --cgroup "$CLUSTER_CGROUP/client" -o json \

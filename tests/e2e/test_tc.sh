@@ -307,6 +307,11 @@ check "gateway, 50/50 round robin: exactly 50 v1 in every window of 100 (min max
 gw_apply 0 100
 out=$(out_lg --target $GW:80 -n 300 -c 4)
 check "gateway, 100% v2: 300 answers from v2" 300 "$(jqr "$out" '.versions.v2 // 0')"
+check "status shows a Gateway route's address and gateway, not an empty vip" \
+	"service ecadraft-gateway.$NS  gateway $GW:80 ($NS/ecadraft-gateway)  port 80/TCP  lb ROUND_ROBIN" \
+	"$(sluice status | grep '^service ecadraft-gateway')"
+msg=$(sluice weight ecadraft-ingress.$NS v1=1 v2=1 2>&1); rc=$?
+check "weight by the VirtualService's name: the service it routes is named" "1 Error: no routed service ecadraft-ingress.$NS; VirtualService $NS/ecadraft-ingress routes service ecadraft-gateway.$NS: sluice weight ecadraft-gateway.$NS ..." "$rc $msg"
 out=$(out_lg --target $GW:81 -n 3 --timeout 500)
 check "the gateway address on another port is not translated" 3 "$(jqr "$out" '.failed')"
 

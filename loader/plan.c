@@ -19,6 +19,45 @@ void plan_free(struct plan *plan)
 	memset(plan, 0, sizeof(*plan));
 }
 
+static const char *copy_str(struct arena *a, const char *s)
+{
+	return s ? arena_strdup(a, s) : NULL;
+}
+
+int plan_copy(const struct plan *from, struct plan *to)
+{
+	struct arena *a = calloc(1, sizeof(*a));
+	if (!a)
+		return -1;
+	memset(to, 0, sizeof(*to));
+	to->arena = a;
+	to->n_services = from->n_services;
+	to->services = arena_alloc(a, (from->n_services + 1) * sizeof(*to->services));
+	for (size_t i = 0; i < from->n_services; i++) {
+		const struct plan_service *fs = &from->services[i];
+		struct plan_service *ts = &to->services[i];
+		*ts = *fs;
+		ts->name = copy_str(a, fs->name);
+		ts->namespace = copy_str(a, fs->namespace);
+		ts->route = copy_str(a, fs->route);
+		ts->gateway = copy_str(a, fs->gateway);
+		ts->destinations = arena_alloc(a, (fs->n_destinations + 1) * sizeof(*ts->destinations));
+		for (size_t d = 0; d < fs->n_destinations; d++) {
+			const struct plan_destination *fd = &fs->destinations[d];
+			struct plan_destination *td = &ts->destinations[d];
+			*td = *fd;
+			td->host = copy_str(a, fd->host);
+			td->subset = copy_str(a, fd->subset);
+			td->endpoints = arena_alloc(a, (fd->n_endpoints + 1) * sizeof(*td->endpoints));
+			for (size_t e = 0; e < fd->n_endpoints; e++) {
+				td->endpoints[e] = fd->endpoints[e];
+				td->endpoints[e].pod = copy_str(a, fd->endpoints[e].pod);
+			}
+		}
+	}
+	return 0;
+}
+
 void plan_addr_str(const struct plan_addr *a, char *buf, size_t len)
 {
 	if (!inet_ntop(a->family, a->addr, buf, (socklen_t)len))

@@ -83,4 +83,7 @@ struct plan {
 
 void plan_free(struct plan *plan);
 
+/* A copy of the plan alone, in an arena of its own: what a compile built to reach it is not kept. 0 or -1. */
+int plan_copy(const struct plan *from, struct plan *to);
+
 #endif

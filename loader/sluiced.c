@@ -751,7 +751,16 @@ static void handle_apply(struct daemon *dm, struct msg *req, struct reply *r)
 	struct plan plan;
 	struct compile_stats cst;
 	int rc = compile_plan(&o, src.v, src.n, &plan, &d, &cst);
-	sources_free(&src);
+	for (size_t i = 0; i < src.n; i++) {   /* the YAML goes now; the names stay for the errors */
+		free((void *)src.v[i].buf);
+		src.v[i].buf = NULL;
+	}
+	struct plan compiled = plan;
+	if (!rc && plan_copy(&compiled, &plan)) {   /* the compile's records (every pod, every object) go */
+		plan = compiled;
+	} else if (!rc) {
+		plan_free(&compiled);
+	}
 	if (rc) {
 		if (r->json)
 			diags_print_json(&d, r->out);
@@ -811,6 +820,7 @@ static void handle_apply(struct daemon *dm, struct msg *req, struct reply *r)
 		(unsigned long long)st.flip_ns);
 out:
 	diags_free(&d);
+	sources_free(&src);
 	malloc_trim(0);   /* a cluster's YAML and its compile are gone: give the memory back */
 }
 

@@ -76,14 +76,14 @@ tc_stat_map() {
 tc_flow_entries() { bpftool -j map dump pinned "$CLUSTER_BPFFS/maps/tc_flows" | jq length; }
 # tcx_on IFACE: tcx links the running sluiced holds on the node's IFACE (bpftool 7.1 does not list
 # tcx; the kernel's fdinfo of a link names its type and interface).
-tcx_on() {
-	local idx pid n=0 f
+tcx_on() {   # distinct links: sluiced holds a second reference to each pin, to pin it again if removed
+	local idx pid f
 	idx=$(ip -n "$CLUSTER_NODE" -j link show "$1" | jq '.[0].ifindex')
 	pid=$(cat "$CLUSTER_DIR/sluiced.pid")
 	for f in /proc/"$pid"/fdinfo/*; do
-		grep -q '^link_type:.*tcx' "$f" 2>/dev/null && grep -q "^ifindex:[[:space:]]*$idx\$" "$f" && n=$((n + 1))
-	done
-	echo "$n"
+		grep -q '^link_type:.*tcx' "$f" 2>/dev/null && grep -q "^ifindex:[[:space:]]*$idx\$" "$f" &&
+			awk '/^link_id:/ { print $2 }' "$f"
+	done | sort -u | wc -l
 }
 tc_pins() { ls "$CLUSTER_BPFFS/links" 2>/dev/null | grep -c "^sluice_tc_.*@$1\$"; }
 

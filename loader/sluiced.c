@@ -265,8 +265,8 @@ static int journal_append(struct daemon *dm, const struct weights *wt, char *why
 		rc = -errno;
 	} else {
 		ssize_t w = write(fd, line, line_len);
-		if (w != (ssize_t)line_len || fdatasync(fd)) {
-			rc = w < 0 || errno ? -errno : -ENOSPC;
+		rc = w < 0 ? -errno : w != (ssize_t)line_len ? -ENOSPC : fdatasync(fd) ? -errno : 0;
+		if (rc) {
 			if (ftruncate(fd, st.st_size))
 				log_msg("warning: cannot cut a partial line from %s: %s", path, strerror(errno));
 		}

@@ -39,7 +39,7 @@ cluster_objects "$D/cluster.yaml"
 
 # The uplink and the outside namespace.
 ip netns add "$OUT"
-# client ports 32768-49999 until step 3, which needs UDP flows no earlier step pinned (50000-52999)
+# client ports 32768-49999; step 3 binds its UDP flows to 50000-50019, which no earlier step pinned
 ip netns exec "$OUT" sysctl -qw net.ipv4.ip_local_port_range="32768 49999"
 ip -n "$OUT" link set lo up
 ip link add "$UP" netns "$CLUSTER_NODE" type veth peer name eth0 netns "$OUT"
@@ -142,9 +142,8 @@ rules "v1:50 v2:50"
 out=$(out_lg --target $VIP:8080 -n 200 -c 1)
 check "unready v2, through TC: v1 keeps its 100 of 200" 100 "$(jqr "$out" '.versions.v1 // 0')"
 check "unready v2, through TC: its 100 refused with ECONNREFUSED (RST)" 100 "$(jqr "$out" '.errors.ECONNREFUSED // 0')"
-ip netns exec "$OUT" sysctl -qw net.ipv4.ip_local_port_range="50000 52999"
-out=$(out_lg --target $VIP:9001 --mode udp-connected -n 20 -c 1)
-ip netns exec "$OUT" sysctl -qw net.ipv4.ip_local_port_range="32768 49999"
+# 20 flows on 20 ports no earlier step used: a port repeated would ride an earlier flow's entry
+out=$(out_lg --target $VIP:9001 --mode udp-connected -n 20 -c 1 --source-port 50000)
 check "unready v2, UDP through TC: its 10 refused with ECONNREFUSED (ICMP port unreachable)" "10 10" \
 	"$(jqr "$out" '"\(.versions.v1 // 0) \(.errors.ECONNREFUSED // 0)"')"
 pod_ready ecadraft-v2 true
@@ -290,7 +289,7 @@ gw_yaml() { sed "s/WEIGHT1/$1/; s/WEIGHT2/$2/" "$D/gateway.yaml" > "$D/gw.yaml";
 # Fresh client ports for the gateway: a port that reached a pod through the VIP above may still be
 # in that pod's TIME_WAIT (the pod closed first), and a SYN through another address with an
 # unrelated sequence number gets that socket's ACK, a reset and a retry a second later (the
-# README's limits of TC mode). Ports 32768-52999 served the VIP; the gateway gets 61000-65499.
+# README's limits of TC mode). Ports 32768-50019 served the VIP; the gateway gets 61000-65499.
 ip netns exec "$OUT" sysctl -qw net.ipv4.ip_local_port_range="61000 65499"
 rules "v1:50 v2:50"
 gw_yaml 50 50

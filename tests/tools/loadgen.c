@@ -56,6 +56,7 @@ static struct {
 	long interval_ms;
 	long bytes;
 	bool bytes_set;
+	long source_port;       /* connection k binds to source_port + k: no two flows share a port */
 	bool json;
 } opt = {
 	.mode = MODE_HTTP, .n = 100, .c = 1, .requests_per_conn = 10,
@@ -894,6 +895,20 @@ static void slot_start(struct slot *s, uint64_t first_request_at)
 		slot_fail_errno(s, errno);
 		return;
 	}
+	if (opt.source_port) {
+		struct sockaddr_storage local = { .ss_family = opt.target.ss_family };
+		long port = opt.source_port + res.connections - 1;
+		if (port > 65535)
+			fatal("--source-port %ld: connection %ld would need port %ld", opt.source_port, res.connections, port);
+		if (local.ss_family == AF_INET6)
+			((struct sockaddr_in6 *)&local)->sin6_port = htons((uint16_t)port);
+		else
+			((struct sockaddr_in *)&local)->sin_port = htons((uint16_t)port);
+		if (bind(s->fd, (struct sockaddr *)&local, opt.target_len) < 0) {
+			slot_fail_errno(s, errno);
+			return;
+		}
+	}
 	if (udp_mode()) {
 		int one = 1;
 
@@ -1325,7 +1340,7 @@ static void usage_error(const char *fmt, ...)
 	va_end(ap);
 	fprintf(stderr, "\nusage: loadgen --target ADDR:PORT [--mode http|keepalive|tcp|udp|udp-connected] [-n N] [-c C]\n"
 		"               [--requests-per-conn K] [--netns NAME] [--cgroup PATH] [--timeout MS] [--sequence]\n"
-		"               [--duration SEC --interval MS] [--bytes B] [-o json|text]\n");
+		"               [--duration SEC --interval MS] [--bytes B] [--source-port FIRST] [-o json|text]\n");
 	exit(2);
 }
 
@@ -1384,7 +1399,7 @@ static void parse_target(const char *text)
 
 enum opt_id {
 	OPT_TARGET = 256, OPT_MODE, OPT_RPC, OPT_NETNS, OPT_CGROUP, OPT_TIMEOUT, OPT_SEQUENCE,
-	OPT_DURATION, OPT_INTERVAL, OPT_BYTES, OPT_HELP,
+	OPT_DURATION, OPT_INTERVAL, OPT_BYTES, OPT_SOURCE_PORT, OPT_HELP,
 };
 
 static const struct option options[] = {
@@ -1398,6 +1413,7 @@ static const struct option options[] = {
 	{ "duration",          required_argument, NULL, OPT_DURATION },
 	{ "interval",          required_argument, NULL, OPT_INTERVAL },
 	{ "bytes",             required_argument, NULL, OPT_BYTES },
+	{ "source-port",       required_argument, NULL, OPT_SOURCE_PORT },
 	{ "output",            required_argument, NULL, 'o' },
 	{ "help",              no_argument,       NULL, OPT_HELP },
 	{ 0 },
@@ -1464,6 +1480,9 @@ static void parse_args(int argc, char **argv)
 			opt.bytes = parse_long("--bytes", optarg, 0, 1L << 40);
 			opt.bytes_set = true;
 			break;
+		case OPT_SOURCE_PORT:
+			opt.source_port = parse_long("--source-port", optarg, 1, 65535);
+			break;
 		case 'o':
 			if (strcmp(optarg, "json") == 0)
 				opt.json = true;
@@ -1475,7 +1494,7 @@ static void parse_args(int argc, char **argv)
 		case OPT_HELP:
 			printf("usage: loadgen --target ADDR:PORT [--mode http|keepalive|tcp|udp|udp-connected] [-n N] [-c C]\n"
 			       "               [--requests-per-conn K] [--netns NAME] [--cgroup PATH] [--timeout MS] [--sequence]\n"
-			       "               [--duration SEC --interval MS] [--bytes B] [-o json|text]\n");
+			       "               [--duration SEC --interval MS] [--bytes B] [--source-port FIRST] [-o json|text]\n");
 			exit(0);
 		case ':':
 			usage_error("option '%s' needs a value", argv[optind - 1]);

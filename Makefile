@@ -9,9 +9,11 @@ BPFTOOL ?= bpftool
 ARCH    := $(shell uname -m | sed 's/x86_64/x86/;s/aarch64/arm64/')
 
 CFLAGS  ?= -O2 -g
-CFLAGS  += -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Iinclude -Iloader -I$(BUILD)
+CFLAGS  += -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Iinclude -Iloader
 SLUICE_CFLAGS := -D_GNU_SOURCE
-LDLIBS  := -lyaml -lbpf -lelf -lz -lcap -lm
+# The compiler, the plan and the CLI need libyaml only; what loads BPF needs the rest.
+LDLIBS_COMPILER := -lyaml -lm
+LDLIBS  := -lbpf -lelf -lz -lcap $(LDLIBS_COMPILER)
 
 DEB_PACKAGES := build-essential clang llvm libbpf-dev bpftool libyaml-dev libcap-dev \
 	libelf-dev zlib1g-dev libclang-rt-14-dev iproute2 pkg-config jq \
@@ -20,16 +22,19 @@ DEB_PACKAGES := build-essential clang llvm libbpf-dev bpftool libyaml-dev libcap
 BPF_SRCS  := $(wildcard bpf/*.bpf.c)
 BPF_OBJS  := $(patsubst bpf/%.bpf.c,$(BUILD)/%.bpf.o,$(BPF_SRCS))
 BPF_SKELS := $(patsubst bpf/%.bpf.c,$(BUILD)/%.skel.h,$(BPF_SRCS))
-LIB_SRCS  := $(filter-out loader/sluiced.c,$(wildcard loader/*.c))
-COMPILER_SRCS := loader/util.c loader/ytree.c loader/names.c loader/compile.c loader/plan.c
-LIB_OBJS  := $(patsubst loader/%.c,$(BUILD)/lib/%.o,$(LIB_SRCS))
+# loader/: one folder per stage (README, Layout). The compiler library (common, compile, plan) is
+# everything `sluice plan` and the unit tests need; the data plane's objects alone read skeletons.
+COMPILER_SRCS  := $(wildcard loader/common/*.c loader/compile/*.c loader/plan/*.c)
+DATAPLANE_SRCS := $(wildcard loader/dataplane/*.c)
+DAEMON_SRCS    := $(wildcard loader/daemon/*.c)
+lib_objs = $(patsubst loader/%.c,$(BUILD)/lib/%.o,$(1))
 CLI_OBJS  := $(patsubst cli/%.c,$(BUILD)/cli/%.o,$(wildcard cli/*.c))
 TOOLS     := $(patsubst tests/tools/%.c,$(BUILD)/%,$(wildcard tests/tools/*.c))
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/*.c))
-HEADERS   := $(wildcard include/*.h loader/*.h cli/*.h)
+HEADERS   := $(wildcard include/*.h loader/*/*.h cli/*.h)
 
 .PHONY: all deps test unit fuzz bench clean demo
-all: $(BUILD)/sluice $(if $(wildcard loader/sluiced.c),$(BUILD)/sluiced) $(TOOLS)
+all: $(BUILD)/sluice $(BUILD)/sluiced $(BUILD)/tests/dp_driver $(BUILD)/tests/tc_fixtures $(TOOLS)
 
 # Installs only what is missing, so a warm machine pays one dpkg query.
 deps:
@@ -39,40 +44,58 @@ deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-$(BUILD) $(BUILD)/lib $(BUILD)/cli $(BUILD)/tests:
+$(BUILD) $(BUILD)/cli $(BUILD)/tests:
 	mkdir -p $@
 
 $(BUILD)/vmlinux.h: | $(BUILD)
 	$(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c > $@.tmp && mv $@.tmp $@
 
-$(BUILD)/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/*.bpf.h) include/sluice_abi.h $(BUILD)/vmlinux.h
+# Static pattern rules: the skeletons are explicit targets, so the data plane's rule below is
+# chosen for its objects even before they exist.
+$(BPF_OBJS): $(BUILD)/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/*.bpf.h) include/sluice_abi.h $(BUILD)/vmlinux.h
 	$(CLANG) -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Iinclude -I$(BUILD) -c $< -o $@.tmp.o
 	$(BPFTOOL) gen object $@ $@.tmp.o && rm -f $@.tmp.o
 
-$(BUILD)/%.skel.h: $(BUILD)/%.bpf.o
+$(BPF_SKELS): $(BUILD)/%.skel.h: $(BUILD)/%.bpf.o
 	$(BPFTOOL) gen skeleton $< > $@.tmp && mv $@.tmp $@
 
-$(BUILD)/lib/%.o: loader/%.c $(HEADERS) $(BPF_SKELS) | $(BUILD)/lib
+# The data plane's objects include the skeletons; nothing else waits for clang and bpftool.
+$(BUILD)/lib/dataplane/%.o: loader/dataplane/%.c $(HEADERS) $(BPF_SKELS)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(SLUICE_CFLAGS) -I$(BUILD) -c $< -o $@
+
+$(BUILD)/lib/%.o: loader/%.c $(HEADERS)
+	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(SLUICE_CFLAGS) -c $< -o $@
 
-$(BUILD)/libsluice.a: $(LIB_OBJS)
+$(BUILD)/libsluice.a: $(call lib_objs,$(COMPILER_SRCS))
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/libsluice-dataplane.a: $(call lib_objs,$(DATAPLANE_SRCS))
 	rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/cli/%.o: cli/%.c $(HEADERS) | $(BUILD)/cli
 	$(CC) $(CFLAGS) $(SLUICE_CFLAGS) -Icli -c $< -o $@
 
 $(BUILD)/sluice: $(CLI_OBJS) $(BUILD)/libsluice.a
-	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS_COMPILER)
 
-$(BUILD)/sluiced: loader/sluiced.c $(HEADERS) $(BPF_SKELS) $(BUILD)/libsluice.a
-	$(CC) $(CFLAGS) $(SLUICE_CFLAGS) $< $(BUILD)/libsluice.a -o $@ $(LDLIBS)
+$(BUILD)/sluiced: $(call lib_objs,$(DAEMON_SRCS)) $(BUILD)/libsluice-dataplane.a $(BUILD)/libsluice.a
+	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
 # Test tools (backend server, load generator) are standalone programs.
 $(BUILD)/%: tests/tools/%.c | $(BUILD)
 	$(CC) $(CFLAGS) $< -o $@ -lpthread -lm
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libsluice.a | $(BUILD)/tests
-	$(CC) $(CFLAGS) $(SLUICE_CFLAGS) $< $(BUILD)/libsluice.a -o $@ $(LDLIBS)
+	$(CC) $(CFLAGS) $(SLUICE_CFLAGS) $< $(BUILD)/libsluice.a -o $@ $(LDLIBS_COMPILER)
+
+# Drivers of the root suites: the data plane's map writer (tests/e2e/dataplane.sh) and TC's
+# packet fixtures (tests/prog/run).
+$(BUILD)/tests/dp_driver: tests/prog/dp_driver.c $(BUILD)/libsluice-dataplane.a $(BUILD)/libsluice.a | $(BUILD)/tests
+	$(CC) $(CFLAGS) $(SLUICE_CFLAGS) $^ -o $@ $(LDLIBS)
+$(BUILD)/tests/tc_fixtures: tests/prog/tc_fixtures.c $(BUILD)/libsluice-dataplane.a $(BUILD)/libsluice.a | $(BUILD)/tests
+	$(CC) $(CFLAGS) $(SLUICE_CFLAGS) -Wno-missing-field-initializers $^ -o $@ $(LDLIBS)
 
 # Unit tests need no root: C test programs, then the CLI fixture tables (tests/run-unit says how
 # to add a case).
@@ -83,10 +106,10 @@ unit: $(BUILD)/sluice $(UNIT_BINS)
 # leaves the input that caused it as $(BUILD)/fuzz-crash-* (replay: $(BUILD)/fuzz_yaml FILE).
 FUZZ_SECONDS ?= 60
 # The saved plan's reader too: every plan the compiler makes must load back.
-$(BUILD)/fuzz_yaml: tests/fuzz/fuzz_yaml.c $(COMPILER_SRCS) loader/plan_load.c $(HEADERS) | $(BUILD)
+$(BUILD)/fuzz_yaml: tests/fuzz/fuzz_yaml.c $(COMPILER_SRCS) $(HEADERS) | $(BUILD)
 	$(CLANG) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-		-std=gnu11 -Wall -Wextra -Wno-unused-parameter -D_GNU_SOURCE -Iinclude -Iloader -I$(BUILD) \
-		tests/fuzz/fuzz_yaml.c $(COMPILER_SRCS) loader/plan_load.c -o $@ -lyaml -lm
+		-std=gnu11 -Wall -Wextra -Wno-unused-parameter -D_GNU_SOURCE -Iinclude -Iloader \
+		tests/fuzz/fuzz_yaml.c $(COMPILER_SRCS) -o $@ -lyaml -lm
 fuzz: $(BUILD)/fuzz_yaml
 	@mkdir -p $(BUILD)/fuzz-corpus
 	@echo "fuzz: $(BUILD)/fuzz_yaml for $(FUZZ_SECONDS) s, log in $(BUILD)/fuzz.log"
@@ -115,6 +138,8 @@ bench-plan: $(BUILD)/sluice $(BUILD)/plan-time
 
 # Side by side with kube-proxy's iptables and nftables layouts and an HAProxy sidecar:
 # bench/results/RESULTS.md, results.json, chart.png (about 10 minutes; BENCH_QUICK=1 for less).
+$(BUILD)/dp_switch: bench/dp_switch.c $(BUILD)/libsluice-dataplane.a $(BUILD)/libsluice.a | $(BUILD)
+	$(CC) $(CFLAGS) $(SLUICE_CFLAGS) $^ -o $@ $(LDLIBS)
 $(BUILD)/bench-probe: bench/probe.c | $(BUILD)
 	$(CC) $(CFLAGS) $< -o $@
 bench: deps

@@ -5,8 +5,7 @@
  * on a slow machine. Needs root: it installs the data plane on a cgroup and
  * a bpffs directory of its own and removes both at the end.
  *
- *   gcc -std=gnu11 -O2 -Iinclude -Iloader -Ibuild bench/dp_switch.c build/libsluice.a \
- *       -o build/dp_switch -lyaml -lbpf -lelf -lz -lcap -lm && build/dp_switch [ROUNDS]
+ *   make build/dp_switch && build/dp_switch [ROUNDS]
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -16,8 +15,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "dataplane.h"
-#include "plan.h"
+#include "dataplane/dataplane.h"
+#include "plan/plan.h"
 
 #define N_LARGE 10000
 

@@ -10,9 +10,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "compile.h"
+#include "compile/compile.h"
 #include "main.h"
-#include "proto.h"
+#include "common/proto.h"
 
 static void say_timeout(void)
 {

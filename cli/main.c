@@ -8,7 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "util.h"
+#include "common/log.h"
+#include "common/util.h"
 
 struct cli cli;
 
@@ -44,22 +45,14 @@ static const struct option options[] = {
 
 void p_err(const char *fmt, ...)
 {
+	char *msg;
 	va_list ap;
 	va_start(ap, fmt);
-	if (cli.json) {
-		char *msg;
-		if (vasprintf(&msg, fmt, ap) >= 0) {
-			fputs("{\"error\":", stdout);
-			json_string(stdout, msg);
-			fputs("}\n", stdout);
-			free(msg);
-		}
-	} else {
-		fputs("Error: ", stderr);
-		vfprintf(stderr, fmt, ap);
-		fputc('\n', stderr);
-	}
+	if (vasprintf(&msg, fmt, ap) < 0)
+		msg = NULL;
 	va_end(ap);
+	report_error(stdout, stderr, cli.json, "%s", msg ? msg : "out of memory");
+	free(msg);
 }
 
 static void usage(FILE *out)

@@ -6,12 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-enum exit_code {
-	EXIT_DONE = 0,
-	EXIT_INVALID = 1,      /* not done: invalid input, or sluiced could not apply or save it */
-	EXIT_USAGE = 2,
-	EXIT_UNREACHABLE = 3,  /* daemon unreachable, not answering in time, or permission denied */
-};
+#include "common/exit.h"
 
 struct cli {
 	bool json;

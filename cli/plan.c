@@ -3,9 +3,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "compile.h"
+#include "compile/compile.h"
 #include "main.h"
-#include "plan_print.h"
+#include "plan/print.h"
 
 /* Reads every -f into src; unreadable paths go to d. EXIT_USAGE when there is nothing to read. */
 int cli_read_sources(struct sources *src, struct diags *d)

@@ -12,7 +12,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 B=${BUILD:-build}
-DRV=$B/tests-e2e/dp_driver
+DRV=$B/tests/dp_driver
 FAKESVC=$B/fakesvc
 LOADGEN=$B/loadgen
 
@@ -73,10 +73,7 @@ for d in $(ls -d /sys/fs/bpf/sluice-dptest-* "$CG2"/sluice-dptest-* 2>/dev/null;
 done
 
 # ---- build ----
-make -s "$B/libsluice.a" "$B/fakesvc" "$B/loadgen" >/dev/null
-mkdir -p "$B/tests-e2e"
-gcc -std=gnu11 -O2 -g -Wall -Wextra -Wno-unused-parameter -Iinclude -Iloader -I"$B" \
-	tests/prog/dp_driver.c "$B/libsluice.a" -o "$DRV" -lyaml -lbpf -lelf -lz -lcap -lm
+make -s BUILD="$B" "$DRV" "$B/fakesvc" "$B/loadgen" >/dev/null
 
 # ---- topology ----
 if ! awk '$2 == "/sys/fs/bpf" && $3 == "bpf" { found = 1 } END { exit !found }' /proc/mounts; then

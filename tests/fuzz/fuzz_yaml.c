@@ -7,9 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "compile.h"
-#include "plan_load.h"
-#include "plan_print.h"
+#include "compile/compile.h"
+#include "plan/read.h"
+#include "plan/print.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -38,7 +38,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		plan_print_json_generation(&plan, 1, mem);
 		fclose(mem);
 		struct plan back;
-		if (plan_load_json((const unsigned char *)json, len, "saved.json", &back, NULL, &d)) {
+		if (plan_read_json((const unsigned char *)json, len, "saved.json", &back, NULL, &d)) {
 			/* a plan sluiced would save and then refuse after a restart */
 			diags_print(&d, stderr);
 			fprintf(stderr, "%s", json);

@@ -33,8 +33,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dataplane.h"
-#include "plan.h"
+#include "dataplane/dataplane.h"
+#include "plan/plan.h"
 
 static void die(const char *fmt, const char *arg)
 {

@@ -33,8 +33,8 @@
 #include <bpf/bpf.h>
 
 #include "sluice_abi.h"
-#include "dataplane.h"
-#include "plan.h"
+#include "dataplane/dataplane.h"
+#include "plan/plan.h"
 
 /* ---- the plan ---- */
 

@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "names.h"
-#include "util.h"
+#include "common/names.h"
+#include "common/util.h"
 
 static int failures;
 

@@ -56,7 +56,8 @@
 #include <bpf/libbpf.h>
 
 #include "sluice_abi.h"
-#include "dataplane.h"
+#include "dataplane/dataplane.h"
+#include "common/log.h"
 #include "sluice.skel.h"
 #include "sluice_tc.skel.h"
 
@@ -148,29 +149,7 @@ struct pin {
 	ino_t ino;
 };
 
-static void errorf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void errorf(const char *fmt, ...)
-{
-	va_list ap;
 
-	va_start(ap, fmt);
-	fputs("sluiced: error: ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
-	va_end(ap);
-}
-
-static void notef(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void notef(const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	fputs("sluiced: ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
-	va_end(ap);
-}
 
 static uint64_t now_ns(void)
 {
@@ -452,21 +431,21 @@ static int svc_fill(const struct plan_service *ps, const struct plan_addr *vip, 
 	memset(s, 0, sizeof(*s));
 	s->slots = slots;
 	if (ps->protocol != IPPROTO_TCP && ps->protocol != IPPROTO_UDP) {
-		errorf("service %s/%s: protocol %u is not tcp or udp; hint: the compiler should have rejected it",
+		log_error("service %s/%s: protocol %u is not tcp or udp; hint: the compiler should have rejected it",
 		       ns, name, ps->protocol);
 		return -EINVAL;
 	}
 	if (port == 0 || ps->n_destinations == 0 || ps->n_destinations > SLUICE_MAX_DESTINATIONS) {
-		errorf("service %s/%s port %u: %zu destinations (allowed 1..%d) or port 0",
+		log_error("service %s/%s port %u: %zu destinations (allowed 1..%d) or port 0",
 		       ns, name, port, ps->n_destinations, SLUICE_MAX_DESTINATIONS);
 		return -EINVAL;
 	}
 	if (ps->lb != PLAN_LB_ROUND_ROBIN && ps->lb != PLAN_LB_RANDOM) {
-		errorf("service %s/%s: unknown load-balancing mode %d", ns, name, (int)ps->lb);
+		log_error("service %s/%s: unknown load-balancing mode %d", ns, name, (int)ps->lb);
 		return -EINVAL;
 	}
 	if (make_key(vip, port, ps->protocol, &s->key)) {
-		errorf("service %s/%s: VIP of address family %u; hint: only AF_INET and AF_INET6", ns, name,
+		log_error("service %s/%s: VIP of address family %u; hint: only AF_INET and AF_INET6", ns, name,
 		       vip->family);
 		return -EINVAL;
 	}
@@ -475,7 +454,7 @@ static int svc_fill(const struct plan_service *ps, const struct plan_addr *vip, 
 	for (size_t d = 0; d < ps->n_destinations; d++)
 		s->configured[d] = ps->destinations[d].weight;
 	if (reduce_weights(s->configured, ps->n_destinations, s->weights)) {
-		errorf("service %s/%s: the weights of its %zu destinations sum to 0; hint: give at least one a weight",
+		log_error("service %s/%s: the weights of its %zu destinations sum to 0; hint: give at least one a weight",
 		       ns, name, ps->n_destinations);
 		return -EINVAL;
 	}
@@ -490,7 +469,7 @@ static int svc_fill(const struct plan_service *ps, const struct plan_addr *vip, 
 	for (size_t d = 0; d < ps->n_destinations; d++) {
 		const struct plan_destination *pd = &ps->destinations[d];
 		if (pd->n_endpoints > SLUICE_MAX_ENDPOINTS) {
-			errorf("service %s/%s destination %zu: %zu endpoints, at most %d", ns, name, d,
+			log_error("service %s/%s destination %zu: %zu endpoints, at most %d", ns, name, d,
 			       pd->n_endpoints, SLUICE_MAX_ENDPOINTS);
 			return -EINVAL;
 		}
@@ -499,7 +478,7 @@ static int svc_fill(const struct plan_service *ps, const struct plan_addr *vip, 
 			if (pe->addr.family != vip->family)
 				continue;   /* a dual-stack pod: its other address serves the other VIP */
 			if (pe->port == 0) {
-				errorf("service %s/%s: endpoint %s has port 0", ns, name,
+				log_error("service %s/%s: endpoint %s has port 0", ns, name,
 				       addr_str(pe->addr.family, pe->addr.addr, a, sizeof(a)));
 				return -EINVAL;
 			}
@@ -806,7 +785,7 @@ static int resync(struct dataplane *dp)
 				bpf_map_delete_elem(dp->fd_rr_state, &rkeys[i]);
 	}
 	if (err)
-		errorf("resynchronising the data plane maps failed: %s; hint: check memory, or reinstall with 'sluiced --uninstall'",
+		log_error("resynchronising the data plane maps failed: %s; hint: check memory, or reinstall with 'sluiced --uninstall'",
 		       strerror(-err));
 	else
 		dp->sides_differ = false;
@@ -834,11 +813,11 @@ struct pending {
 static int check_service(const struct plan_service *ps)
 {
 	if (ps->n_vips > 2) {
-		errorf("service %s/%s: %zu VIPs, at most one per family", ps->namespace, ps->name, ps->n_vips);
+		log_error("service %s/%s: %zu VIPs, at most one per family", ps->namespace, ps->name, ps->n_vips);
 		return -EINVAL;
 	}
 	if (ps->n_gateway_addrs > PLAN_MAX_GATEWAY_ADDRS) {
-		errorf("service %s/%s: %zu gateway addresses, at most %d", ps->namespace, ps->name, ps->n_gateway_addrs,
+		log_error("service %s/%s: %zu gateway addresses, at most %d", ps->namespace, ps->name, ps->n_gateway_addrs,
 		       PLAN_MAX_GATEWAY_ADDRS);
 		return -EINVAL;
 	}
@@ -864,7 +843,7 @@ static int settle(struct dataplane *dp, uint64_t *drain_ns)
 		*drain_ns = now_ns() - t1;
 	if (err) {
 		/* Without the grace period the old side may still be read: leave it, and what it names, alone. */
-		errorf("waiting for readers of the previous generation failed: %s; the switch is done, "
+		log_error("waiting for readers of the previous generation failed: %s; the switch is done, "
 		       "old entries stay until the next apply", strerror(-err));
 		dp->sides_differ = true;
 		goto commit;
@@ -877,7 +856,7 @@ static int settle(struct dataplane *dp, uint64_t *drain_ns)
 	for (size_t i = 0; i < p->n_removed && !err; i++)
 		err = delete_record(dp, p->removed[i], side_old);
 	if (err) {
-		errorf("equalising the previous side failed: %s; the switch is done, the next apply resynchronises",
+		log_error("equalising the previous side failed: %s; the switch is done, the next apply resynchronises",
 		       strerror(-err));
 		dp->sides_differ = true;
 		goto commit;
@@ -1001,7 +980,7 @@ static int apply(struct dataplane *dp, const struct plan *plan, const struct pla
 				goto out;
 			}
 			if (!old && only) {
-				errorf("service %s/%s: not routed now; a weight change only changes routed services",
+				log_error("service %s/%s: not routed now; a weight change only changes routed services",
 				       ps->namespace, ps->name);
 				err = -ENOENT;
 				goto out;
@@ -1050,13 +1029,13 @@ static int apply(struct dataplane *dp, const struct plan *plan, const struct pla
 	if (!same_keys && (err = index_build(&nix, next, n_next)))
 		goto out;
 	if (ids_needed > SLUICE_MAX_SERVICE_IDS - dp->n_svcs + n_removed) {
-		errorf("the plan needs %zu new service ids, %zu are free (limit %d VIP/port entries); hint: split the cluster",
+		log_error("the plan needs %zu new service ids, %zu are free (limit %d VIP/port entries); hint: split the cluster",
 		       ids_needed, SLUICE_MAX_SERVICE_IDS - dp->n_svcs, SLUICE_MAX_SERVICE_IDS);
 		err = -ENOSPC;
 		goto out;
 	}
 	if (dp->slots_in_use + slots_new > SLUICE_MAX_ENDPOINT_SLOTS) {
-		errorf("the plan needs %llu endpoint slots while %llu are in use (limit %d); hint: apply it in smaller steps",
+		log_error("the plan needs %llu endpoint slots while %llu are in use (limit %d); hint: apply it in smaller steps",
 		       (unsigned long long)slots_new, (unsigned long long)dp->slots_in_use, SLUICE_MAX_ENDPOINT_SLOTS);
 		err = -ENOSPC;
 		goto out;
@@ -1102,7 +1081,7 @@ static int apply(struct dataplane *dp, const struct plan *plan, const struct pla
 	/* The rest waits for readers of the old side: now, or at dataplane_settle() when deferred. */
 	if (!(dp->pending = malloc(sizeof(*dp->pending)))) {
 		err = -ENOMEM;   /* switched without bookkeeping: rebuild it from the maps */
-		errorf("out of memory after the switch; the data plane resynchronises at the next apply");
+		log_error("out of memory after the switch; the data plane resynchronises at the next apply");
 		dp->sides_differ = true;
 		goto out;
 	}
@@ -1117,7 +1096,7 @@ static int apply(struct dataplane *dp, const struct plan *plan, const struct pla
 	goto done;
 
 write_failed:
-	errorf("writing the routing maps failed: %s; nothing was switched, the previous routing stays; hint: %s",
+	log_error("writing the routing maps failed: %s; nothing was switched, the previous routing stays; hint: %s",
 	       strerror(-err), err == -E2BIG || err == -ENOMEM || err == -ENOSPC
 				   ? "a map is full or memory is short, apply fewer services"
 				   : "rerun with --verbose");
@@ -1136,7 +1115,7 @@ done:
 		*generation = dp->generation;
 out:
 	if (err == -EEXIST)
-		errorf("the plan routes one address (VIP or gateway address), port and protocol twice; "
+		log_error("the plan routes one address (VIP or gateway address), port and protocol twice; "
 		       "hint: the compiler should have merged them");
 	for (size_t i = 0; next && i < n_next; i++)
 		if (what[i] != SAME)
@@ -1192,7 +1171,7 @@ static int prepare_bpffs(const char *dir)
 	char *slash;
 
 	if (!dir || dir[0] != '/' || strlen(dir) >= sizeof(up)) {
-		errorf("bpffs directory '%s' is not an absolute path; hint: e.g. /sys/fs/bpf/sluice", dir ? dir : "");
+		log_error("bpffs directory '%s' is not an absolute path; hint: e.g. /sys/fs/bpf/sluice", dir ? dir : "");
 		return -EINVAL;
 	}
 	/* The nearest existing ancestor decides which filesystem the pins land on. */
@@ -1209,7 +1188,7 @@ static int prepare_bpffs(const char *dir)
 	}
 	if (fs.f_type != BPF_FS_MAGIC) {
 		if (strcmp(up, DEFAULT_BPFFS) != 0 || mount("bpf", DEFAULT_BPFFS, "bpf", 0, "mode=0700")) {
-			errorf("%s is not on a bpf filesystem (nearest existing directory %s); hint: mount -t bpf bpf %s",
+			log_error("%s is not on a bpf filesystem (nearest existing directory %s); hint: mount -t bpf bpf %s",
 			       dir, up, DEFAULT_BPFFS);
 			return -ENOTSUP;
 		}
@@ -1222,7 +1201,7 @@ static int prepare_bpffs(const char *dir)
 		*p = '\0';
 		if (mkdir(path, 0700) && errno != EEXIST) {
 			int err = -errno;
-			errorf("cannot create %s: %s", path, strerror(errno));
+			log_error("cannot create %s: %s", path, strerror(errno));
 			return err;
 		}
 		*p = '/';
@@ -1235,7 +1214,7 @@ static int prepare_bpffs(const char *dir)
 			return -ENAMETOOLONG;
 		if (mkdir(path, 0700) && errno != EEXIST) {
 			int err = -errno;
-			errorf("cannot create %s: %s; hint: is %s on a bpf filesystem?", path, strerror(errno), dir);
+			log_error("cannot create %s: %s; hint: is %s on a bpf filesystem?", path, strerror(errno), dir);
 			return err;
 		}
 	}
@@ -1275,7 +1254,7 @@ static int lock_pins(const char *dir, const char *doing, int *fd_out)
 
 	if (fd < 0) {
 		err = -errno;
-		errorf("cannot open %s: %s", dir, strerror(errno));
+		log_error("cannot open %s: %s", dir, strerror(errno));
 		return err;
 	}
 	if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
@@ -1290,10 +1269,10 @@ static int lock_pins(const char *dir, const char *doing, int *fd_out)
 			snprintf(who, sizeof(who), "process %d", pid);
 			snprintf(stop, sizeof(stop), " (kill -TERM %d)", pid);
 		}
-		errorf("%s: %s serves the data plane pinned under %s, and there is one writer per data plane; "
+		log_error("%s: %s serves the data plane pinned under %s, and there is one writer per data plane; "
 		       "hint: stop it first%s, or give this sluiced its own --bpffs", doing, who, dir, stop);
 	} else {
-		errorf("cannot lock %s: %s", dir, strerror(-err));
+		log_error("cannot lock %s: %s", dir, strerror(-err));
 	}
 	close(fd);
 	return err;
@@ -1398,13 +1377,13 @@ static int open_cgroup(const struct dataplane_opts *o, int *fd_out, uint64_t *id
 	int fd;
 
 	if (!cg || !*cg) {
-		errorf("no cgroup given; hint: pass the cgroup v2 directory whose processes sluice should serve");
+		log_error("no cgroup given; hint: pass the cgroup v2 directory whose processes sluice should serve");
 		return -EINVAL;
 	}
 	fd = open(cg, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0) {
 		int err = -errno;
-		errorf("cannot open cgroup %s: %s; hint: create it under the cgroup v2 mount (see /proc/mounts)",
+		log_error("cannot open cgroup %s: %s; hint: create it under the cgroup v2 mount (see /proc/mounts)",
 		       cg, strerror(errno));
 		return err;
 	}
@@ -1420,13 +1399,13 @@ static int open_cgroup(const struct dataplane_opts *o, int *fd_out, uint64_t *id
 	if (f)
 		fclose(f);
 	if (fstatfs(fd, &fs) || fs.f_type != CGROUP2_SUPER_MAGIC || fstat(fd, &st)) {
-		errorf("%s is not a cgroup v2 directory; hint: cgroup v2 is mounted at %s", cg,
+		log_error("%s is not a cgroup v2 directory; hint: cgroup v2 is mounted at %s", cg,
 		       first_mnt[0] ? first_mnt : "(nowhere: mount -t cgroup2 none /sys/fs/cgroup)");
 		close(fd);
 		return -ENOTDIR;
 	}
 	if (root && !o->allow_cgroup_root) {
-		errorf("refusing to attach to %s, the root of the cgroup v2 hierarchy: every process on the machine "
+		log_error("refusing to attach to %s, the root of the cgroup v2 hierarchy: every process on the machine "
 		       "would be redirected; hint: pass a child cgroup, or allow the root explicitly", cg);
 		close(fd);
 		return -EPERM;
@@ -1458,7 +1437,7 @@ static int attach_programs(struct dataplane *dp, const char *dir, int cg_fd, uin
 			link = bpf_link__open(path);
 			if (!link) {
 				err = -errno;
-				errorf("cannot open pinned link %s: %s; hint: sluiced --uninstall, then start again", path,
+				log_error("cannot open pinned link %s: %s; hint: sluiced --uninstall, then start again", path,
 				       strerror(-err));
 				return err;
 			}
@@ -1467,7 +1446,7 @@ static int attach_programs(struct dataplane *dp, const char *dir, int cg_fd, uin
 			if (bpf_obj_get_info_by_fd(bpf_link__fd(link), &info, &len) == 0 &&
 			    info.type == BPF_LINK_TYPE_CGROUP && info.cgroup.cgroup_id == 0) {
 				/* its cgroup was removed (and perhaps made again): the link serves nothing now */
-				notef("the pinned link %s served a cgroup that no longer exists (removed, perhaps made "
+				log_info("the pinned link %s served a cgroup that no longer exists (removed, perhaps made "
 				      "again): attaching anew to the cgroup given", path);
 				bpf_link__unpin(link);
 				bpf_link__destroy(link);
@@ -1477,14 +1456,14 @@ static int attach_programs(struct dataplane *dp, const char *dir, int cg_fd, uin
 			}
 			if (bpf_obj_get_info_by_fd(bpf_link__fd(link), &info, &len) == 0 &&
 			    info.type == BPF_LINK_TYPE_CGROUP && info.cgroup.cgroup_id != cg_id) {
-				errorf("the data plane under %s serves cgroup id %llu, not the requested one (id %llu); "
+				log_error("the data plane under %s serves cgroup id %llu, not the requested one (id %llu); "
 				       "hint: use the same cgroup, or sluiced --uninstall first", dir,
 				       (unsigned long long)info.cgroup.cgroup_id, (unsigned long long)cg_id);
 				return -EEXIST;
 			}
 			/* Atomic: the hook never runs without a program. */
 			if ((err = bpf_link__update_program(link, prog))) {
-				errorf("cannot swap the new %s program into %s: %s", name, path, strerror(-err));
+				log_error("cannot swap the new %s program into %s: %s", name, path, strerror(-err));
 				return err;
 			}
 		} else {
@@ -1492,13 +1471,13 @@ attach:
 			link = bpf_program__attach_cgroup(prog, cg_fd);
 			if (!link) {
 				err = -errno;
-				errorf("cannot attach %s to the cgroup: %s; hint: the kernel needs cgroup BPF links (5.7+)",
+				log_error("cannot attach %s to the cgroup: %s; hint: the kernel needs cgroup BPF links (5.7+)",
 				       name, strerror(-err));
 				return err;
 			}
 			dp->links[dp->n_links++] = link;
 			if ((err = bpf_link__pin(link, path))) {
-				errorf("cannot pin %s: %s", path, strerror(-err));
+				log_error("cannot pin %s: %s", path, strerror(-err));
 				return err;
 			}
 		}
@@ -1506,7 +1485,7 @@ attach:
 			return err;
 		unlink(path);
 		if ((err = bpf_program__pin(prog, path))) {
-			errorf("cannot pin %s: %s", path, strerror(-err));
+			log_error("cannot pin %s: %s", path, strerror(-err));
 			return err;
 		}
 	}
@@ -1515,17 +1494,6 @@ attach:
 
 /* ---- TC mode ---- */
 
-static void tc_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void tc_note(const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	fputs("sluiced: tc: ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
-	va_end(ap);
-}
 
 /* The index of an Ethernet-like interface of this network namespace. */
 static int tc_ifindex(const char *ifname, int *ifindex)
@@ -1535,12 +1503,12 @@ static int tc_ifindex(const char *ifname, int *ifindex)
 	int sk, err = 0;
 
 	if (!ifname || !*ifname || strlen(ifname) >= IFNAMSIZ || strpbrk(ifname, "/@ ")) {
-		errorf("'%s' is not an interface name; hint: --tc IFACE[,IFACE...], e.g. --tc eth0", ifname ? ifname : "");
+		log_error("'%s' is not an interface name; hint: --tc IFACE[,IFACE...], e.g. --tc eth0", ifname ? ifname : "");
 		return -EINVAL;
 	}
 	idx = if_nametoindex(ifname);
 	if (!idx) {
-		errorf("no interface %s in sluiced's network namespace; hint: 'ip link' lists them", ifname);
+		log_error("no interface %s in sluiced's network namespace; hint: 'ip link' lists them", ifname);
 		return -ENODEV;
 	}
 	memset(&ifr, 0, sizeof(ifr));
@@ -1551,11 +1519,11 @@ static int tc_ifindex(const char *ifname, int *ifindex)
 	if (sk >= 0)
 		close(sk);
 	if (err) {
-		errorf("cannot read the link type of %s: %s", ifname, strerror(-err));
+		log_error("cannot read the link type of %s: %s", ifname, strerror(-err));
 		return err;
 	}
 	if (ifr.ifr_hwaddr.sa_family != ARPHRD_ETHER) {
-		errorf("interface %s is not Ethernet-like (link type %u): the TC programs read an Ethernet header; "
+		log_error("interface %s is not Ethernet-like (link type %u): the TC programs read an Ethernet header; "
 		       "hint: attach to the node's uplink or to the pods' veths", ifname, ifr.ifr_hwaddr.sa_family);
 		return -EOPNOTSUPP;
 	}
@@ -1592,7 +1560,7 @@ static void tc_prune_links(const struct dataplane_opts *o, bool keep_wanted)
 			close(fd);
 		}
 		unlink(path);
-		tc_note("detached %s: the interface is not in --tc", de->d_name);
+		log_info("tc: detached %s: the interface is not in --tc", de->d_name);
 	}
 	closedir(d);
 }
@@ -1641,7 +1609,7 @@ static int tc_attach_one(struct dataplane *dp, const char *dir, const char *ifna
 			/* Atomic: the hook never runs without a program. */
 			if (bpf_link_update(fd, bpf_program__fd(prog), NULL)) {
 				err = -errno;
-				errorf("cannot swap the new %s program into %s: %s", bpf_program__name(prog), path,
+				log_error("cannot swap the new %s program into %s: %s", bpf_program__name(prog), path,
 				       strerror(-err));
 				close(fd);
 				return err;
@@ -1657,14 +1625,14 @@ static int tc_attach_one(struct dataplane *dp, const char *dir, const char *ifna
 	fd = bpf_link_create(bpf_program__fd(prog), ifindex, attach_type, NULL);
 	if (fd < 0) {
 		err = -errno;
-		errorf("cannot attach %s to %s: %s; hint: TC mode needs tcx links (Linux 6.6+)", bpf_program__name(prog),
+		log_error("cannot attach %s to %s: %s; hint: TC mode needs tcx links (Linux 6.6+)", bpf_program__name(prog),
 		       ifname, strerror(-err));
 		return err;
 	}
 	dp->tc_links[dp->n_tc_links++] = fd;
 	if (bpf_obj_pin(fd, path)) {
 		err = -errno;
-		errorf("cannot pin %s: %s", path, strerror(-err));
+		log_error("cannot pin %s: %s", path, strerror(-err));
 		return err;
 	}
 	return 0;
@@ -1676,7 +1644,7 @@ static int tc_check(const struct dataplane_opts *o, int ifindex[DATAPLANE_MAX_TC
 	int err;
 
 	if (o->n_tc_ifaces > DATAPLANE_MAX_TC_IFACES) {
-		errorf("%zu interfaces for TC mode, at most %d", o->n_tc_ifaces, DATAPLANE_MAX_TC_IFACES);
+		log_error("%zu interfaces for TC mode, at most %d", o->n_tc_ifaces, DATAPLANE_MAX_TC_IFACES);
 		return -E2BIG;
 	}
 	if (o->n_tc_ifaces && !o->tc_ifaces)
@@ -1686,12 +1654,12 @@ static int tc_check(const struct dataplane_opts *o, int ifindex[DATAPLANE_MAX_TC
 			return err;
 		for (size_t j = 0; j < i; j++)
 			if (ifindex[j] == ifindex[i]) {
-				errorf("interface %s is given twice to --tc", o->tc_ifaces[i]);
+				log_error("interface %s is given twice to --tc", o->tc_ifaces[i]);
 				return -EINVAL;
 			}
 	}
 	if (o->tc_flows > (1u << 26)) {
-		errorf("a flow table of %u flows is too large (at most %u); hint: the default is %d", o->tc_flows,
+		log_error("a flow table of %u flows is too large (at most %u); hint: the default is %d", o->tc_flows,
 		       1u << 26, SLUICE_TC_FLOWS_DEFAULT);
 		return -EINVAL;
 	}
@@ -1723,7 +1691,7 @@ static int tc_open(struct dataplane *dp, const struct dataplane_opts *o)
 	dp->tc_skel = sluice_tc_bpf__open();
 	if (!dp->tc_skel) {
 		err = -errno;
-		errorf("cannot open the TC BPF object: %s", strerror(-err));
+		log_error("cannot open the TC BPF object: %s", strerror(-err));
 		return err;
 	}
 	bpf_object__for_each_map(map, dp->tc_skel->obj) {
@@ -1743,7 +1711,7 @@ static int tc_open(struct dataplane *dp, const struct dataplane_opts *o)
 			memset(&info, 0, sizeof(info));
 			if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0 && info.max_entries != entries) {
 				if (o->tc_flows)
-					tc_note("the pinned flow table holds %u flows, kept; --tc-flows %u takes effect "
+					log_info("tc: the pinned flow table holds %u flows, kept; --tc-flows %u takes effect "
 						"after sluiced --uninstall", info.max_entries / 2, o->tc_flows);
 				entries = info.max_entries;
 			}
@@ -1754,11 +1722,11 @@ static int tc_open(struct dataplane *dp, const struct dataplane_opts *o)
 		return err;
 	if ((err = sluice_tc_bpf__load(dp->tc_skel))) {
 		if (adopt)
-			errorf("the TC maps pinned under %s do not fit this build of the data plane: %s; "
+			log_error("the TC maps pinned under %s do not fit this build of the data plane: %s; "
 			       "hint: sluiced --uninstall, then start again (flows in progress are reset)", o->bpffs_dir,
 			       strerror(-err));
 		else
-			errorf("loading the TC data plane failed: %s; hint: rerun with --verbose for the verifier log",
+			log_error("loading the TC data plane failed: %s; hint: rerun with --verbose for the verifier log",
 			       strerror(-err));
 		return err;
 	}
@@ -1767,7 +1735,7 @@ static int tc_open(struct dataplane *dp, const struct dataplane_opts *o)
 			return err;
 		unlink(path);
 		if ((err = bpf_program__pin(prog, path))) {
-			errorf("cannot pin %s: %s", path, strerror(-err));
+			log_error("cannot pin %s: %s", path, strerror(-err));
 			return err;
 		}
 	}
@@ -1870,9 +1838,9 @@ static int rebuild(struct dataplane *dp)
 	err = resync(dp);
 out:
 	if (err == -EUCLEAN)
-		errorf("the pinned maps hold an inconsistent routing table; hint: sluiced --uninstall, then apply again");
+		log_error("the pinned maps hold an inconsistent routing table; hint: sluiced --uninstall, then apply again");
 	else if (err)
-		errorf("cannot read the pinned maps back: %s", strerror(-err));
+		log_error("cannot read the pinned maps back: %s", strerror(-err));
 	free(r);
 	free(keys);
 	return err;
@@ -2037,7 +2005,7 @@ static int upgrade_begin(struct dataplane *dp, const char *dir, uint64_t *genera
 		bpf_object__for_each_map(map, dp->skel->obj)
 			if (!bpf_map__is_internal(map) && !join(path, dir, SLUICE_PIN_MAPS, bpf_map__name(map)))
 				unlink(path);   /* the unfinished new maps: no hook reads them */
-		tc_note("resuming an upgrade that stopped before its switch");
+		log_info("tc: resuming an upgrade that stopped before its switch");
 		read_kept_ids(dp, dir);
 		dp->upgrading = true;
 		return 0;
@@ -2059,10 +2027,10 @@ static int upgrade_begin(struct dataplane *dp, const char *dir, uint64_t *genera
 		return -errno;
 	if ((err = move_map_pins(dp, dir, SLUICE_PIN_MAPS, SLUICE_PIN_MAPS_OLD))) {
 		move_map_pins(dp, dir, SLUICE_PIN_MAPS_OLD, SLUICE_PIN_MAPS);
-		errorf("cannot move the previous maps aside under %s: %s", path, strerror(-err));
+		log_error("cannot move the previous maps aside under %s: %s", path, strerror(-err));
 		return err;
 	}
-	tc_note("the pinned maps do not fit this build: upgrading; the running programs keep the previous "
+	log_info("tc: the pinned maps do not fit this build: upgrading; the running programs keep the previous "
 		"maps (%s) until the saved plan is applied to new ones", path);
 	read_kept_ids(dp, dir);
 	dp->upgrading = true;
@@ -2106,7 +2074,7 @@ int dataplane_finish_open(struct dataplane *dp)
 	close(dp->upgrade_cg_fd);
 	dp->upgrade_cg_fd = -1;
 	pins_record(dp);
-	tc_note("upgraded: the new programs serve from the new maps");
+	log_info("tc: upgraded: the new programs serve from the new maps");
 	return 0;
 }
 
@@ -2152,7 +2120,7 @@ int dataplane_open(const struct dataplane_opts *o, struct dataplane **out)
 	dp->skel = sluice_bpf__open();
 	if (!dp->skel) {
 		err = -errno;
-		errorf("cannot open the BPF object: %s", strerror(-err));
+		log_error("cannot open the BPF object: %s", strerror(-err));
 		goto cleanup;
 	}
 	uint64_t upgrade_gen = 0;
@@ -2168,10 +2136,10 @@ int dataplane_open(const struct dataplane_opts *o, struct dataplane **out)
 	}
 	if ((err = sluice_bpf__load(dp->skel))) {
 		if (adopt)
-			errorf("the maps pinned under %s do not fit this build of the data plane: %s; "
+			log_error("the maps pinned under %s do not fit this build of the data plane: %s; "
 			       "hint: sluiced --uninstall, then start again (counters restart)", o->bpffs_dir, strerror(-err));
 		else
-			errorf("loading the BPF data plane failed: %s; hint: rerun with --verbose for the verifier log",
+			log_error("loading the BPF data plane failed: %s; hint: rerun with --verbose for the verifier log",
 			       strerror(-err));
 		goto cleanup;
 	}
@@ -2184,7 +2152,7 @@ int dataplane_open(const struct dataplane_opts *o, struct dataplane **out)
 	dp->fd_barrier_inner = bpf_map_create(BPF_MAP_TYPE_ARRAY, "sluice_rcu_in", sizeof(__u32), sizeof(__u32), 1, NULL);
 	if (dp->fd_barrier_inner < 0) {
 		err = -errno;
-		errorf("cannot create the grace-period map: %s", strerror(-err));
+		log_error("cannot create the grace-period map: %s", strerror(-err));
 		goto cleanup;
 	}
 	if (dp->upgrading) {
@@ -2465,12 +2433,12 @@ static int uninstall_pins(const char *dir)
 	/* Links first: once they are gone no hook runs, and the maps can go. */
 	if ((err = remove_pins(dir, SLUICE_PIN_LINKS, true)) || (err = remove_pins(dir, SLUICE_PIN_PROGS, false)) ||
 	    (err = remove_pins(dir, SLUICE_PIN_MAPS, false)) || (err = remove_pins(dir, SLUICE_PIN_MAPS_OLD, false))) {
-		errorf("cannot remove the pins under %s: %s", dir, strerror(-err));
+		log_error("cannot remove the pins under %s: %s", dir, strerror(-err));
 		return err;
 	}
 	if (rmdir(dir)) {
 		err = -errno;
-		errorf("cannot remove %s: %s; hint: something else is pinned there", dir, strerror(errno));
+		log_error("cannot remove %s: %s; hint: something else is pinned there", dir, strerror(errno));
 		return err;
 	}
 	return 0;

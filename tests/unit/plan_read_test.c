@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-/* sluiced's saved plan survives a restart: plan_print_json's output read back by plan_load_json
+/* sluiced's saved plan survives a restart: plan_print_json's output read back by plan_read_json
  * gives the same destinations, TCP policy included, and prints the same bytes again; and a saved
  * plan that sluiced did not write is refused with the compiler's rules, at its FILE:LINE:COL. */
 #include <arpa/inet.h>
@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "plan_load.h"
-#include "plan_print.h"
+#include "plan/read.h"
+#include "plan/print.h"
 
 static int failures;
 
@@ -111,8 +111,8 @@ static void test_round_trip(void)
 	struct plan back;
 	struct diags d = { 0 };
 	uint64_t generation = 0;
-	if (!ASSERT_EQ(plan_load_json((unsigned char *)saved, len, "state.json", &back, &generation, &d), 0,
-		       "plan_load_json")) {
+	if (!ASSERT_EQ(plan_read_json((unsigned char *)saved, len, "state.json", &back, &generation, &d), 0,
+		       "plan_read_json")) {
 		diags_print(&d, stderr);
 		goto cleanup;
 	}
@@ -367,7 +367,7 @@ static void check_refused(const char *desc, const char *json, unsigned line, uns
 {
 	struct plan plan;
 	struct diags d = { 0 };
-	int rc = plan_load_json((const unsigned char *)json, strlen(json), "state.json", &plan, NULL, &d);
+	int rc = plan_read_json((const unsigned char *)json, strlen(json), "state.json", &plan, NULL, &d);
 	if (ASSERT_EQ(rc, -1, desc) && ASSERT_EQ(d.n, 1, desc)) {
 		ASSERT_STREQ(d.v[0].msg, error, desc);
 		ASSERT_STREQ(d.v[0].at.file, "state.json", desc);
@@ -399,7 +399,7 @@ static bool reloads_as_saved(const char *desc, const char *json, struct plan *ba
 {
 	struct diags d = { 0 };
 	uint64_t generation = 0;
-	int rc = plan_load_json((const unsigned char *)json, strlen(json), "state.json", back, &generation, &d);
+	int rc = plan_read_json((const unsigned char *)json, strlen(json), "state.json", back, &generation, &d);
 	if (!ASSERT_EQ(rc, 0, desc)) {
 		diags_print(&d, stderr);
 		diags_free(&d);
@@ -445,7 +445,7 @@ static void test_good_saved_plans(void)
 		"\"protocol\":\"TCP\",\"loadBalancer\":\"ROUND_ROBIN\",\"destinations\":["
 		"{\"host\":\"b.default\",\"subset\":\"\",\"weight\":0,\"percent\":0,\"endpoints\":[]}]}]}";
 	struct diags d = { 0 };
-	if (ASSERT_EQ(plan_load_json((const unsigned char *)shares, strlen(shares), "state.json", &back, NULL, &d), 0,
+	if (ASSERT_EQ(plan_read_json((const unsigned char *)shares, strlen(shares), "state.json", &back, NULL, &d), 0,
 		      "shares")) {
 		ASSERT_EQ(back.services[0].destinations[0].percent * 100, 2500, "1 of 4 is 25%");
 		ASSERT_EQ(back.services[0].destinations[1].percent * 100, 7500, "3 of 4 is 75%");
@@ -496,7 +496,7 @@ static void test_limits(void)
 		fclose(out);
 		struct plan plan;
 		struct diags d = { 0 };
-		int rc = plan_load_json((const unsigned char *)json, len, "state.json", &plan, NULL, &d);
+		int rc = plan_read_json((const unsigned char *)json, len, "state.json", &plan, NULL, &d);
 		if (!over) {
 			if (ASSERT_EQ(rc, 0, "16 destinations, 256 endpoints"))
 				plan_free(&plan);
@@ -522,7 +522,7 @@ static void test_limits(void)
 	fclose(out);
 	struct plan plan;
 	struct diags d = { 0 };
-	if (ASSERT_EQ(plan_load_json((const unsigned char *)json, len, "state.json", &plan, NULL, &d), -1,
+	if (ASSERT_EQ(plan_read_json((const unsigned char *)json, len, "state.json", &plan, NULL, &d), -1,
 		      "257 endpoints") && ASSERT_EQ(d.n, 1, "one error")) {
 		ASSERT_STREQ(d.v[0].msg, "services[0].destinations[0].endpoints has 257 endpoints, more than the limit of 256",
 			     "257 endpoints");

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-#include "proto.h"
+#include "common/proto.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /* Reads Kubernetes and Istio objects into compact records, then resolves them into a plan.
  * Every field of a consumed kind is honoured or refused with an error naming it. */
-#include "compile.h"
+#include "compile/compile.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -14,8 +14,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "names.h"
-#include "ytree.h"
+#include "common/names.h"
+#include "compile/ytree.h"
 
 /* ---- records read from the input ---- */
 

@@ -12,10 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "names.h"
-#include "plan_load.h"
-#include "plan_print.h"
-#include "ytree.h"
+#include "common/names.h"
+#include "plan/read.h"
+#include "plan/print.h"
+#include "compile/ytree.h"
 
 struct loader {
 	struct plan *plan;
@@ -659,7 +659,7 @@ static void on_doc(void *ctx, const struct mark *file, struct ynode *root)
 	check_vips_not_endpoints(l, svcs);
 }
 
-int plan_load_json(const unsigned char *buf, size_t len, const char *name, struct plan *plan, uint64_t *generation,
+int plan_read_json(const unsigned char *buf, size_t len, const char *name, struct plan *plan, uint64_t *generation,
 		   struct diags *d)
 {
 	struct arena *arena = calloc(1, sizeof(*arena));

@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: MIT
-#include "ytree.h"
+#include "compile/ytree.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <yaml.h>
 
-#include "names.h"
+#include "common/names.h"
 
 struct frame {
 	struct ynode *node;

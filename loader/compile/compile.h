@@ -3,8 +3,8 @@
 #ifndef SLUICE_COMPILE_H
 #define SLUICE_COMPILE_H
 
-#include "plan.h"
-#include "util.h"
+#include "plan/plan.h"
+#include "common/util.h"
 
 struct compile_opts {
 	const char *namespace;       /* -n: namespace of objects that name none; NULL: "default" */

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-#include "plan.h"
+#include "plan/plan.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "plan_print.h"
-#include "util.h"
+#include "plan/print.h"
+#include "common/util.h"
 
 void plan_free(struct plan *plan)
 {

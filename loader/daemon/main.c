@@ -25,16 +25,16 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "compile.h"
-#include "dataplane.h"
-#include "names.h"
-#include "plan_load.h"
-#include "plan_print.h"
-#include "proto.h"
-#include "ytree.h"
+#include "compile/compile.h"
+#include "dataplane/dataplane.h"
+#include "common/exit.h"
+#include "common/log.h"
+#include "common/names.h"
+#include "plan/read.h"
+#include "plan/print.h"
+#include "common/proto.h"
+#include "compile/ytree.h"
 
-#define EXIT_INVALID 1
-#define EXIT_USAGE 2
 
 #define MAX_CLIENTS 64              /* at the limit, the client connected longest is dropped for a new one */
 #define REQUEST_DEADLINE_MS 10000   /* from accept to the whole request */
@@ -75,17 +75,6 @@ static void on_signal(int sig)
 {
 	(void)sig;
 	stopping = 1;
-}
-
-static void log_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void log_msg(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	fputs("sluiced: ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
-	va_end(ap);
 }
 
 /* A value from a user or a file as messages quote it: escaped and cut (names.h). */
@@ -217,7 +206,7 @@ static int save_plan(struct daemon *dm, char *why, size_t len)
 		dm->saved_generation = dm->generation;
 		char *journal = state_path(dm, "weights.log");
 		if (unlink(journal) && errno != ENOENT)
-			log_msg("warning: cannot remove %s (%s): the plan saved at generation %llu holds its changes, and "
+			log_warn("cannot remove %s (%s): the plan saved at generation %llu holds its changes, and "
 				"a restart skips them", journal, strerror(errno), (unsigned long long)dm->generation);
 		free(journal);
 	}
@@ -268,7 +257,7 @@ static int journal_append(struct daemon *dm, const struct weights *wt, char *why
 		rc = w < 0 ? -errno : w != (ssize_t)line_len ? -ENOSPC : fdatasync(fd) ? -errno : 0;
 		if (rc) {
 			if (ftruncate(fd, st.st_size))
-				log_msg("warning: cannot cut a partial line from %s: %s", path, strerror(errno));
+				log_warn("cannot cut a partial line from %s: %s", path, strerror(errno));
 		}
 	}
 	if (fd >= 0)
@@ -477,7 +466,7 @@ static void replay_journal(struct daemon *dm, struct plan *plan, uint64_t saved_
 	int rc = read_file(path, &buf, &len);
 	if (rc) {
 		if (rc != -ENOENT)
-			log_msg("warning: cannot read %s (%s): the saved plan (generation %llu) is restored without it", path,
+			log_warn("cannot read %s (%s): the saved plan (generation %llu) is restored without it", path,
 				strerror(-rc), (unsigned long long)saved_gen);
 		free(path);
 		return;
@@ -486,7 +475,7 @@ static void replay_journal(struct daemon *dm, struct plan *plan, uint64_t saved_
 		lineno++;
 		end = memchr(line, '\n', (size_t)((char *)buf + len - line));
 		if (!end) {
-			log_msg("%s:%zu: the last line was cut short (a write that never finished): ignored", path, lineno);
+			log_warn("%s:%zu: the last line was cut short (a write that never finished): ignored", path, lineno);
 			break;
 		}
 		*end = 0;
@@ -507,14 +496,14 @@ static void replay_journal(struct daemon *dm, struct plan *plan, uint64_t saved_
 		if (!err)
 			err = set_weights(plan, &jl.wt, msg, sizeof(msg));
 		if (err) {
-			log_msg("%s:%zu: skipping %s: %s", path, lineno, q, err);
+			log_warn("%s:%zu: skipping %s: %s", path, lineno, q, err);
 			skipped++;
 			continue;
 		}
 		applied++;
 	}
 	if (applied || skipped)
-		log_msg("replayed %zu weight change%s from %s, skipped %zu that no longer apply%s", applied,
+		log_info("replayed %zu weight change%s from %s, skipped %zu that no longer apply%s", applied,
 			applied == 1 ? "" : "s", path, skipped, older ? " (and passed over lines the plan already holds)" : "");
 	free(buf);
 	free(path);
@@ -535,18 +524,18 @@ static int restore_state(struct daemon *dm)
 	int rc = read_file(path, &buf, &len);
 	bool saved = !rc;
 	if (rc && rc != -ENOENT) {
-		log_msg("error: cannot read the saved plan %s: %s; hint: move it away to start with an empty data plane",
+		log_error("cannot read the saved plan %s: %s; hint: move it away to start with an empty data plane",
 			path, strerror(-rc));
 		free(path);
 		return rc;
 	}
 	if (saved) {
 		struct diags d = { 0 };
-		rc = plan_load_json(buf, len, path, &plan, &saved_gen, &d);
+		rc = plan_read_json(buf, len, path, &plan, &saved_gen, &d);
 		free(buf);
 		if (rc) {
 			diags_print(&d, stderr);
-			log_msg("error: the saved plan in %s is invalid; hint: move it away to start with an empty data plane",
+			log_error("the saved plan in %s is invalid; hint: move it away to start with an empty data plane",
 				path);
 			diags_free(&d);
 			free(path);
@@ -560,7 +549,7 @@ static int restore_state(struct daemon *dm)
 	struct dataplane_stats st;
 	rc = dataplane_apply(dm->dp, &plan, &dm->generation, &st);
 	if (rc) {
-		log_msg("error: the data plane refused the saved plan in %s (%s)", path, strerror(-rc));
+		log_error("the data plane refused the saved plan in %s (%s)", path, strerror(-rc));
 		plan_free(&plan);
 		free(path);
 		return rc;
@@ -568,19 +557,19 @@ static int restore_state(struct daemon *dm)
 	plan_free(&dm->plan);
 	dm->plan = plan;
 	if (!saved && held)
-		log_msg("no saved plan in %s: cleared the %zu service address%s the pinned maps routed (generation %llu), "
+		log_info("no saved plan in %s: cleared the %zu service address%s the pinned maps routed (generation %llu), "
 			"which sluiced has no record of; 'sluice apply' routes again", dm->state_dir, held,
 			held == 1 ? "" : "es", (unsigned long long)before);
 	else if (!saved)
-		log_msg("no saved plan in %s: starting with an empty data plane", dm->state_dir);
+		log_info("no saved plan in %s: starting with an empty data plane", dm->state_dir);
 	else
-		log_msg("restored %zu services from %s (saved at generation %llu)%s, now generation %llu", plan.n_services,
+		log_info("restored %zu services from %s (saved at generation %llu)%s, now generation %llu", plan.n_services,
 			path, (unsigned long long)saved_gen,
 			st.services_written || st.services_removed ? "; the maps held something else, now replaced" : "",
 			(unsigned long long)dm->generation);
 	char why[512];
 	if (save_plan(dm, why, sizeof(why)))
-		log_msg("warning: %s (the state directory still holds what was restored)", why);
+		log_warn("%s (the state directory still holds what was restored)", why);
 	dm->saved_generation = dm->generation;
 	free(path);
 	return 0;
@@ -621,7 +610,7 @@ static int listen_socket(struct daemon *dm)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	if (strlen(dm->socket_path) >= sizeof(sa.sun_path)) {
-		log_msg("error: socket path %s is too long", dm->socket_path);
+		log_error("socket path %s is too long", dm->socket_path);
 		return -ENAMETOOLONG;
 	}
 	strcpy(sa.sun_path, dm->socket_path);
@@ -641,7 +630,7 @@ static int listen_socket(struct daemon *dm)
 	umask(old);
 	if (rc || chmod(dm->socket_path, 0600) || listen(fd, 64)) {
 		rc = -errno;
-		log_msg("error: cannot listen on %s: %s", dm->socket_path, strerror(-rc));
+		log_error("cannot listen on %s: %s", dm->socket_path, strerror(-rc));
 		close(fd);
 		return rc;
 	}
@@ -668,13 +657,7 @@ static void reply_error(struct reply *r, int code, const char *fmt, ...)
 	if (vasprintf(&msg, fmt, ap) < 0)
 		abort();
 	va_end(ap);
-	if (r->json) {
-		fputs("{\"error\":", r->out);
-		json_string(r->out, msg);
-		fputs("}\n", r->out);
-	} else {
-		fprintf(r->err, "Error: %s\n", msg);
-	}
+	report_error(r->out, r->err, r->json, "%s", msg);
 	free(msg);
 	r->code = code;
 }
@@ -718,7 +701,7 @@ static void unsaved_reply(struct daemon *dm, struct reply *r, const char *why, i
 			    "when); hint: free space in %s",
 			    why, strerror(-undo_rc), (unsigned long long)dm->generation,
 			    (unsigned long long)dm->saved_generation, dir);
-		log_msg("error: generation %llu is live but not saved: %s", (unsigned long long)dm->generation, why);
+		log_error("generation %llu is live but not saved: %s", (unsigned long long)dm->generation, why);
 	}
 	free(dir);
 }
@@ -802,7 +785,7 @@ static void handle_apply(struct daemon *dm, struct msg *req, struct reply *r)
 		} else {
 			plan_free(&old);
 		}
-		log_msg("apply: %s; %s", why, undo ? "the new plan stays live, unsaved" : "taken back");
+		log_info("apply: %s; %s", why, undo ? "the new plan stays live, unsaved" : "taken back");
 		unsaved_reply(dm, r, why, undo);
 		goto out;
 	}
@@ -815,7 +798,7 @@ static void handle_apply(struct daemon *dm, struct msg *req, struct reply *r)
 			plan.n_services == 1 ? "" : "s");
 		print_changes(r, &st);
 	}
-	log_msg("apply: generation %llu, %zu services, %u written, %u removed, switch %llu ns",
+	log_info("apply: generation %llu, %zu services, %u written, %u removed, switch %llu ns",
 		(unsigned long long)gen, plan.n_services, st.services_written, st.services_removed,
 		(unsigned long long)st.flip_ns);
 out:
@@ -924,7 +907,7 @@ static void handle_weight(struct daemon *dm, const struct msg *req, struct reply
 	if (!rc) {
 		dm->generation = gen;
 		if (journal_append(dm, &wt, why, sizeof(why))) {
-			log_msg("weight: %s; saving the whole plan instead", why);
+			log_info("weight: %s; saving the whole plan instead", why);
 			if (!save_plan(dm, why, sizeof(why)))
 				why[0] = 0;
 		}
@@ -943,7 +926,7 @@ static void handle_weight(struct daemon *dm, const struct msg *req, struct reply
 		int undo = dataplane_apply_services(dm->dp, svcs, n_svcs, true, &dm->generation, NULL);
 		if (undo)   /* the maps keep the new weights: so does what sluiced believes */
 			set_weights(&dm->plan, &wt, msg, sizeof(msg));
-		log_msg("weight %s.%s: %s; %s", wt.svc, wt.ns, why, undo ? "the change stays live, unsaved" : "taken back");
+		log_info("weight %s.%s: %s; %s", wt.svc, wt.ns, why, undo ? "the change stays live, unsaved" : "taken back");
 		unsaved_reply(dm, r, why, undo);
 		goto done;
 	}
@@ -988,7 +971,7 @@ static void handle_weight(struct daemon *dm, const struct msg *req, struct reply
 					"Istio does); the weight is kept for when others join\n");
 		fprintf(r->out, "generation %llu\n", (unsigned long long)dm->generation);
 	}
-	log_msg("weight %s.%s: generation %llu, switch %llu ns, apply %llu ns", wt.svc, wt.ns,
+	log_info("weight %s.%s: generation %llu, switch %llu ns, apply %llu ns", wt.svc, wt.ns,
 		(unsigned long long)dm->generation, (unsigned long long)st.flip_ns, (unsigned long long)st.total_ns);
 done:
 	free(svcs);
@@ -1355,7 +1338,7 @@ static void client_accept(struct daemon *dm)
 			for (size_t i = 1; i < dm->n_clients; i++)
 				if (dm->clients[i].accepted < dm->clients[oldest].accepted)
 					oldest = i;
-			log_msg("%d clients connected: dropped the one connected longest (%llu ms ago) for a new one",
+			log_info("%d clients connected: dropped the one connected longest (%llu ms ago) for a new one",
 				MAX_CLIENTS, (unsigned long long)(now - dm->clients[oldest].accepted));
 			client_drop(dm, oldest);
 		}
@@ -1383,7 +1366,7 @@ static void housekeeping(struct daemon *dm)
 		if (rc < 0 && asprintf(&note, "%s (since %s)", msg, when) < 0)
 			note = NULL;
 		if (note && (!dm->pins_note || !dm->pins_broken || rc > 0))
-			log_msg("%s%s", rc < 0 ? "error: " : "", note);
+			log_msg(rc < 0 ? LOG_ERROR : LOG_INFO, "%s", note);
 		if (note && (rc > 0 || !dm->pins_broken)) {
 			free(dm->pins_note);
 			dm->pins_note = note;
@@ -1395,7 +1378,7 @@ static void housekeeping(struct daemon *dm)
 		dm->pins_broken = false;
 	}
 	if (dm->unsaved && !save_plan(dm, msg, sizeof(msg))) {
-		log_msg("saved generation %llu, live since an earlier save failed (%s)", (unsigned long long)dm->generation,
+		log_info("saved generation %llu, live since an earlier save failed (%s)", (unsigned long long)dm->generation,
 			dm->unsaved);
 		free(dm->unsaved);
 		dm->unsaved = NULL;
@@ -1430,9 +1413,8 @@ static void serve(struct daemon *dm)
 			if (p[i + 1].revents)
 				rc = c->out ? client_write(c) : client_read(dm, c);
 			if (!rc && now >= c->deadline) {
-				if (dm->verbose)
-					log_msg("dropped a client: %s within %d s", c->out ? "its reply not taken" : "no whole request",
-						(c->out ? REPLY_DEADLINE_MS : REQUEST_DEADLINE_MS) / 1000);
+				log_debug("dropped a client: %s within %d s", c->out ? "its reply not taken" : "no whole request",
+					  (c->out ? REPLY_DEADLINE_MS : REQUEST_DEADLINE_MS) / 1000);
 				rc = -ETIMEDOUT;
 			}
 			if (rc)
@@ -1465,7 +1447,7 @@ static int uninstall(struct daemon *dm, const struct dataplane_opts *o)
 	/* a socket nobody answers on is a dead sluiced's; one that answers is another data plane's */
 	if (!socket_answers(dm->socket_path))
 		unlink(dm->socket_path);
-	log_msg("uninstalled: links detached, %s removed; a saved plan stays in its state directory (remove it to "
+	log_info("uninstalled: links detached, %s removed; a saved plan stays in its state directory (remove it to "
 		"start empty)", dm->bpffs);
 	return 0;
 }
@@ -1487,6 +1469,7 @@ int main(int argc, char **argv)
 		.listen_fd = -1,
 	};
 	int c, rc = 1;
+	log_init("sluiced", LOG_INFO);
 	while ((c = getopt_long(argc, argv, "vh", options, NULL)) != -1) {
 		switch (c) {
 		case 'c': dm.cgroup = optarg; dm.cgroup_given = true; break;
@@ -1501,7 +1484,7 @@ int main(int argc, char **argv)
 			char *end;
 			dm.tc_flows = strtoul(optarg, &end, 10);
 			if (*end || !dm.tc_flows || dm.tc_flows > UINT32_MAX) {
-				log_msg("error: --tc-flows \"%s\" is not a number of flows above 0", optarg);
+				log_error("--tc-flows \"%s\" is not a number of flows above 0", optarg);
 				return EXIT_USAGE;
 			}
 			break;
@@ -1511,17 +1494,18 @@ int main(int argc, char **argv)
 		}
 	}
 	if (optind < argc) {
-		log_msg("error: unexpected argument \"%s\"", argv[optind]);
+		log_error("unexpected argument \"%s\"", argv[optind]);
 		usage(stderr);
 		return EXIT_USAGE;
 	}
+	log_init("sluiced", dm.verbose ? LOG_DEBUG : LOG_INFO);
 	struct dataplane_opts o = { .bpffs_dir = dm.bpffs, .verbose = dm.verbose };
 	if (dm.uninstall)
 		return uninstall(&dm, &o);
 	if (!dm.cgroup) {
 		dm.cgroup = cgroup2_root();
 		if (!dm.cgroup) {
-			log_msg("error: no cgroup2 mount in /proc/mounts; mount cgroup v2 or pass --cgroup");
+			log_error("no cgroup2 mount in /proc/mounts; mount cgroup v2 or pass --cgroup");
 			return 1;
 		}
 	}
@@ -1541,11 +1525,11 @@ int main(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 
 	if (mkdir_p(dm.state_dir, 0700)) {
-		log_msg("error: cannot create state directory %s: %s", dm.state_dir, strerror(errno));
+		log_error("cannot create state directory %s: %s", dm.state_dir, strerror(errno));
 		return 1;
 	}
 	if (socket_answers(dm.socket_path)) {
-		log_msg("error: another sluiced answers on %s; hint: stop it, or give this one its own --socket",
+		log_error("another sluiced answers on %s; hint: stop it, or give this one its own --socket",
 			dm.socket_path);
 		goto cleanup;
 	}
@@ -1558,13 +1542,13 @@ int main(int argc, char **argv)
 	if (listen_socket(&dm))
 		goto cleanup;
 	if (drop_capabilities()) {
-		log_msg("error: cannot drop capabilities: %s", strerror(errno));
+		log_error("cannot drop capabilities: %s", strerror(errno));
 		goto cleanup;
 	}
-	log_msg("serving cgroup %s%s%s, pins in %s, socket %s, generation %llu", dm.cgroup, dm.tc ? " and TC on " : "",
+	log_info("serving cgroup %s%s%s, pins in %s, socket %s, generation %llu", dm.cgroup, dm.tc ? " and TC on " : "",
 		dm.tc ? dm.tc : "", dm.bpffs, dm.socket_path, (unsigned long long)dm.generation);
 	serve(&dm);
-	log_msg("stopping; the data plane keeps serving from its pins");
+	log_info("stopping; the data plane keeps serving from its pins");
 	rc = 0;
 cleanup:
 	if (dm.listen_fd >= 0) {

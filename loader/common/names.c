@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /* Names and addresses as Kubernetes and Istio accept them; see names.h for where each applies. */
-#include "names.h"
+#include "common/names.h"
 
 #include <stdbool.h>
 #include <stdio.h>

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-#include "util.h"
+#include "common/util.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -5,7 +5,7 @@
 
 #include <stdio.h>
 
-#include "plan.h"
+#include "plan/plan.h"
 
 void plan_addr_str(const struct plan_addr *a, char *buf, size_t len);
 void plan_endpoint_str(const struct plan_addr *a, uint16_t port, char *buf, size_t len);  /* IP:PORT, [IP]:PORT */

@@ -10,7 +10,7 @@
 
 #include <stddef.h>
 
-#include "plan.h"
+#include "plan/plan.h"
 
 /* Kubernetes IsDNS1123Label: namespaces, Service port names. */
 const char *name_dns1123_label_error(const char *s, size_t len);

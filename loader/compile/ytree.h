@@ -3,7 +3,7 @@
 #ifndef SLUICE_YTREE_H
 #define SLUICE_YTREE_H
 
-#include "util.h"
+#include "common/util.h"
 
 enum ynode_type {
 	YN_SCALAR = 1,

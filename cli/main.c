@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "common/options.h"
 #include "common/util.h"
 
 struct cli cli;
@@ -29,18 +30,22 @@ static const struct cmd cmds[] = {
 	{ NULL, NULL, NULL, NULL },
 };
 
-static const struct option options[] = {
-	{ "filename", required_argument, NULL, 'f' },
-	{ "namespace", required_argument, NULL, 'n' },
-	{ "output", required_argument, NULL, 'o' },
-	{ "json", no_argument, NULL, 'j' },
-	{ "verbose", no_argument, NULL, 'v' },
-	{ "socket", required_argument, NULL, 'S' },
-	{ "cluster-domain", required_argument, NULL, 'D' },
-	{ "gateway-address", required_argument, NULL, 'G' },
-	{ "timeout", required_argument, NULL, 'T' },
-	{ "help", no_argument, NULL, 'h' },
-	{ NULL, 0, NULL, 0 },
+enum { OPT_SOCKET = 256, OPT_CLUSTER_DOMAIN, OPT_GATEWAY_ADDRESS, OPT_TIMEOUT, OPT_JSON };
+
+static const struct opt options[] = {
+	{ "filename", 'f', "PATH", "file, directory (read recursively) or - for standard input; repeatable", 'f' },
+	{ "namespace", 'n', "NS", "namespace of objects that name none (default: default)", 'n' },
+	{ "output", 'o', "FORMAT", "text (default) or json", 'o' },
+	{ "json", 'j', NULL, "the same as -o json", OPT_JSON },
+	{ "verbose", 'v', NULL, "also list the objects skipped (kinds sluice does not read)", 'v' },
+	{ "socket", 0, "PATH", "sluiced's socket (default: $SLUICE_SOCKET or /run/sluice/sluice.sock)", OPT_SOCKET },
+	{ "cluster-domain", 0, "D", "cluster domain of service hosts (default: cluster.local)", OPT_CLUSTER_DOMAIN },
+	{ "timeout", 0, "SECONDS", "apply, weight, status: give up on sluiced after this long (default: 30)",
+	  OPT_TIMEOUT },
+	{ "gateway-address", 0, "IP", "plan, validate: where Gateways without spec.addresses are served\n"
+				      "(apply uses sluiced's --gateway-address)", OPT_GATEWAY_ADDRESS },
+	{ "help", 'h', NULL, "this text", 'h' },
+	{ NULL, 0, NULL, NULL, 0 },
 };
 
 void p_err(const char *fmt, ...)
@@ -60,19 +65,44 @@ static void usage(FILE *out)
 	fputs("Usage: sluice [OPTIONS] COMMAND [ARGS]\n\nCommands:\n", out);
 	for (const struct cmd *c = cmds; c->name; c++)
 		fprintf(out, "  %-9s %-40s %s\n", c->name, c->args, c->help);
-	fputs("\nOptions:\n"
-	      "  -f, --filename PATH     file, directory (read recursively) or - for standard input; repeatable\n"
-	      "  -n, --namespace NS      namespace of objects that name none (default: default)\n"
-	      "  -o, --output FORMAT     text (default) or json\n"
-	      "  -v, --verbose           also list the objects skipped (kinds sluice does not read)\n"
-	      "      --socket PATH       sluiced's socket (default: $SLUICE_SOCKET or /run/sluice/sluice.sock)\n"
-	      "      --cluster-domain D  cluster domain of service hosts (default: cluster.local)\n"
-	      "      --timeout SECONDS   apply, weight, status: give up on sluiced after this long (default: 30)\n"
-	      "      --gateway-address IP  plan, validate: where Gateways without spec.addresses are served\n"
-	      "                          (apply uses sluiced's --gateway-address)\n"
-	      "\nExit status: 0 done, 1 not done (invalid input, or sluiced could not apply or save the change),\n"
+	fputs("\nOptions:\n", out);
+	opts_usage(out, options);
+	fputs("\nExit status: 0 done, 1 not done (invalid input, or sluiced could not apply or save the change),\n"
 	      "2 usage, 3 daemon unreachable, not answering in time, or permission denied.\n",
 	      out);
+}
+
+/* One option's value into cli. EXIT_DONE, or the exit status of a bad value. */
+static int set_option(int c, const char *arg)
+{
+	switch (c) {
+	case 'f': cli.files[cli.n_files++] = arg; break;
+	case 'n': cli.namespace = arg; break;
+	case 'v': cli.verbose = true; break;
+	case OPT_JSON: cli.json = true; break;
+	case OPT_SOCKET: cli.socket = arg; break;
+	case OPT_CLUSTER_DOMAIN: cli.cluster_domain = arg; break;
+	case OPT_GATEWAY_ADDRESS: cli.gateway_address = arg; break;
+	case 'o':
+		if (!strcmp(arg, "json")) {
+			cli.json = true;
+		} else if (strcmp(arg, "text")) {
+			p_err("unknown output format \"%s\"; use -o json or -o text", arg);
+			return EXIT_USAGE;
+		}
+		break;
+	case OPT_TIMEOUT: {
+		char *end;
+		unsigned long t = strtoul(arg, &end, 10);
+		if (!*arg || *end || arg[0] == '-' || arg[0] == '+' || !t || t > 86400) {
+			p_err("--timeout \"%s\" is not a number of seconds from 1 to 86400", arg);
+			return EXIT_USAGE;
+		}
+		cli.timeout_s = (unsigned)t;
+		break;
+	}
+	}
+	return EXIT_DONE;
 }
 
 int main(int argc, char **argv)
@@ -85,65 +115,31 @@ int main(int argc, char **argv)
 	if (!cli.files)
 		return EXIT_USAGE;
 	/* a leading '-' keeps arguments such as v1=80 in order, like bpftool's positional words */
-	int c;
-	opterr = 0;
+	char *shortopts;
+	struct option *longopts = opts_getopt(options, "-", &shortopts);
 	char **words = calloc((size_t)argc + 1, sizeof(*words));
-	int n_words = 0;
-	while ((c = getopt_long(argc, argv, "-f:n:o:jvh", options, NULL)) != -1) {
-		switch (c) {
-		case 1:
+	int c, n_words = 0, rc = EXIT_DONE;
+	opterr = 0;
+	while (rc == EXIT_DONE && (c = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
+		if (c == 1) {
 			words[n_words++] = optarg;
-			break;
-		case 'f':
-			cli.files[cli.n_files++] = optarg;
-			break;
-		case 'n':
-			cli.namespace = optarg;
-			break;
-		case 'o':
-			if (!strcmp(optarg, "json")) {
-				cli.json = true;
-			} else if (strcmp(optarg, "text")) {
-				p_err("unknown output format \"%s\"; use -o json or -o text", optarg);
-				return EXIT_USAGE;
-			}
-			break;
-		case 'j':
-			cli.json = true;
-			break;
-		case 'v':
-			cli.verbose = true;
-			break;
-		case 'S':
-			cli.socket = optarg;
-			break;
-		case 'D':
-			cli.cluster_domain = optarg;
-			break;
-		case 'G':
-			cli.gateway_address = optarg;
-			break;
-		case 'T': {
-			char *end;
-			unsigned long t = strtoul(optarg, &end, 10);
-			if (!*optarg || *end || optarg[0] == '-' || optarg[0] == '+' || !t || t > 86400) {
-				p_err("--timeout \"%s\" is not a number of seconds from 1 to 86400", optarg);
-				return EXIT_USAGE;
-			}
-			cli.timeout_s = (unsigned)t;
-			break;
-		}
-		case 'h':
+		} else if (c == 'h') {
 			usage(stdout);
 			return EXIT_DONE;
-		default:
-			if (optopt)
+		} else if (c == '?' || c == ':') {
+			if (optopt && optopt < 256)
 				p_err("option -%c needs a value or is unknown; run 'sluice --help'", optopt);
 			else
-				p_err("unknown option \"%s\"; run 'sluice --help'", argv[optind - 1]);
-			return EXIT_USAGE;
+				p_err("unknown option \"%s\" or a missing value; run 'sluice --help'", argv[optind - 1]);
+			rc = EXIT_USAGE;
+		} else {
+			rc = set_option(c, optarg);
 		}
 	}
+	free(longopts);
+	free(shortopts);
+	if (rc)
+		return rc;
 	if (!n_words) {
 		usage(stderr);
 		return EXIT_USAGE;

@@ -41,12 +41,7 @@ int cli_compile(struct plan *plan, struct compile_stats *st, struct sources *src
 		rc = compile_plan(&o, src->v, src->n, plan, &d, st);
 	if (rc) {
 		diags_sort(&d);
-		if (cli.json)
-			diags_print_json(&d, stdout);
-		else
-			diags_print(&d, stderr);
-		if (!cli.json)
-			fprintf(stderr, "%zu error%s\n", d.n, d.n == 1 ? "" : "s");
+		diags_report(&d, stdout, stderr, cli.json, "");
 		diags_free(&d);
 		return EXIT_INVALID;
 	}

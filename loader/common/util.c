@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include "common/util.h"
 
+#include "common/json.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -306,15 +308,31 @@ void json_string(FILE *out, const char *s)
 
 void diags_print_json(const struct diags *d, FILE *out)
 {
-	fputs("{\"errors\":[", out);
+	json_writer_t *w = jsonw_new(out);
+	jsonw_start_object(w);
+	jsonw_name(w, "errors");
+	jsonw_start_array(w);
 	for (size_t i = 0; i < d->n; i++) {
-		fputs(i ? ",{\"file\":" : "{\"file\":", out);
-		json_string(out, d->v[i].at.file);
-		fprintf(out, ",\"line\":%u,\"column\":%u,\"message\":", d->v[i].at.line, d->v[i].at.col);
-		json_string(out, d->v[i].msg);
-		fputc('}', out);
+		jsonw_start_object(w);
+		jsonw_string_field(w, "file", d->v[i].at.file);
+		jsonw_uint_field(w, "line", d->v[i].at.line);
+		jsonw_uint_field(w, "column", d->v[i].at.col);
+		jsonw_string_field(w, "message", d->v[i].msg);
+		jsonw_end_object(w);
 	}
-	fputs("]}\n", out);
+	jsonw_end_array(w);
+	jsonw_end_object(w);
+	jsonw_destroy(&w);
+}
+
+void diags_report(const struct diags *d, FILE *out, FILE *err, bool json, const char *outcome)
+{
+	if (json) {
+		diags_print_json(d, out);
+		return;
+	}
+	diags_print(d, err);
+	fprintf(err, "%zu error%s%s\n", d->n, d->n == 1 ? "" : "s", outcome);
 }
 
 void diags_free(struct diags *d)

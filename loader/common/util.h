@@ -67,6 +67,9 @@ void diag_verror(struct diags *d, const struct mark *at, const char *fmt, va_lis
 void diags_sort(struct diags *d);
 void diags_print(const struct diags *d, FILE *out);            /* FILE:LINE:COL: error: MESSAGE */
 void diags_print_json(const struct diags *d, FILE *out);       /* {"errors":[...]} */
+/* Every error for the user: {"errors":[...]} on out with json, else each on err and "N errors"
+ * followed by outcome (e.g. ": nothing applied"). */
+void diags_report(const struct diags *d, FILE *out, FILE *err, bool json, const char *outcome);
 void diags_free(struct diags *d);
 
 /* JSON string literal, escaped. */

@@ -14,6 +14,7 @@
 
 #include "common/names.h"
 #include "plan/read.h"
+#include "plan/weights.h"
 #include "plan/print.h"
 #include "compile/ytree.h"
 
@@ -555,18 +556,15 @@ static bool read_service(struct loader *l, const struct ynode *m, struct plan_se
 		sum += s->destinations[i].weight;
 		pop(l, o2);
 	}
-	if (ok && ds->n > 1 && !sum) {
-		fail(l, ds, "%s: the weights of the %u destinations sum to 0: give at least one a positive weight", l->path,
-		     ds->n);
+	char why[160];
+	if (ok && plan_weights_error(sum, ds->n, why, sizeof(why))) {
+		fail(l, ds, "%s: %s", l->path, why);
 		ok = false;
 	}
 	pop(l, old);
-	/* Istio's shares: a lone destination takes everything */
-	for (size_t i = 0; ok && i < s->n_destinations; i++)
-		s->destinations[i].percent =
-			s->n_destinations == 1 ? 100 : 100.0 * s->destinations[i].weight / (double)sum;
 	if (!ok)
 		return false;
+	plan_service_shares(s);   /* never the file's percent: the weights decide */
 	/* a service is one entry, an address, port and protocol one data plane key */
 	const char *key = arena_printf(l->arena, "%s/%s/%u/%s/%s", s->namespace, s->name, s->port,
 				       plan_protocol_name(s->protocol), s->gateway ? s->gateway : "");

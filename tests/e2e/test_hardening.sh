@@ -73,7 +73,8 @@ check "weight in the wrong namespace: the namespaces that have it" "1 Error: no 
 split_rules purchase-history $NS 8080 "v1:100" > "$D/lone.yaml"
 sluice apply -f "$D/cluster.yaml" -f "$D/lone.yaml" >/dev/null
 msg=$(sluice weight purchase-history.$NS v1=5 | grep '^note')
-check "weight on a lone destination: said out loud" "note: a route with one destination sends it all traffic whatever its weight (as Istio does); the weight is kept for when others join" "$msg"
+check "weight on a lone destination: said out loud" "note: a route with one destination sends it all traffic whatever its weight, as Istio does: its weight stays 100" "$msg"
+check "weight on a lone destination: it holds 100, as the compiler gives it" "v1=100" "$(weights)"
 rules "v1:100 v2:0"
 
 # 3. No acknowledged change is lost. A full disk: the change is refused and taken back, and a

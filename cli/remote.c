@@ -103,10 +103,7 @@ int do_apply(void)
 	if (cli_read_sources(&src, &d))
 		return EXIT_USAGE;
 	if (d.n) {
-		if (cli.json)
-			diags_print_json(&d, stdout);
-		else
-			diags_print(&d, stderr);
+		diags_report(&d, stdout, stderr, cli.json, ": nothing applied");
 		diags_free(&d);
 		sources_free(&src);
 		return EXIT_INVALID;

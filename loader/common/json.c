@@ -1,0 +1,105 @@
+// SPDX-License-Identifier: MIT
+#include "common/json.h"
+
+#include <stdlib.h>
+
+#include "common/util.h"
+
+#define JSONW_MAX_DEPTH 32
+
+struct json_writer {
+	FILE *out;
+	unsigned depth;
+	bool first[JSONW_MAX_DEPTH];   /* no value written yet at this depth: no comma before the next */
+	bool named;                    /* a name was just written: its value needs no comma */
+};
+
+json_writer_t *jsonw_new(FILE *out)
+{
+	json_writer_t *self = calloc(1, sizeof(*self));
+	if (!self)
+		abort();
+	self->out = out;
+	self->first[0] = true;
+	return self;
+}
+
+void jsonw_destroy(json_writer_t **self)
+{
+	if (!self || !*self)
+		return;
+	fputc('\n', (*self)->out);
+	free(*self);
+	*self = NULL;
+}
+
+/* Before any value or name: the comma that separates it from the one before. */
+static void sep(json_writer_t *self)
+{
+	if (self->named) {
+		self->named = false;
+		return;
+	}
+	if (!self->first[self->depth])
+		fputc(',', self->out);
+	self->first[self->depth] = false;
+}
+
+static void jsonw_open(json_writer_t *self, char c)
+{
+	sep(self);
+	fputc(c, self->out);
+	if (self->depth + 1 < JSONW_MAX_DEPTH)
+		self->depth++;
+	self->first[self->depth] = true;
+}
+
+static void jsonw_close(json_writer_t *self, char c)
+{
+	fputc(c, self->out);
+	if (self->depth)
+		self->depth--;
+}
+
+void jsonw_start_object(json_writer_t *self) { jsonw_open(self, '{'); }
+void jsonw_end_object(json_writer_t *self) { jsonw_close(self, '}'); }
+void jsonw_start_array(json_writer_t *self) { jsonw_open(self, '['); }
+void jsonw_end_array(json_writer_t *self) { jsonw_close(self, ']'); }
+
+void jsonw_name(json_writer_t *self, const char *name)
+{
+	sep(self);
+	json_string(self->out, name);
+	fputc(':', self->out);
+	self->named = true;
+}
+
+void jsonw_string(json_writer_t *self, const char *value)
+{
+	sep(self);
+	json_string(self->out, value);
+}
+
+void jsonw_uint(json_writer_t *self, uint64_t value)
+{
+	sep(self);
+	fprintf(self->out, "%llu", (unsigned long long)value);
+}
+
+void jsonw_bool(json_writer_t *self, bool value)
+{
+	sep(self);
+	fputs(value ? "true" : "false", self->out);
+}
+
+void jsonw_null(json_writer_t *self)
+{
+	sep(self);
+	fputs("null", self->out);
+}
+
+void jsonw_raw(json_writer_t *self, const char *token)
+{
+	sep(self);
+	fputs(token, self->out);
+}

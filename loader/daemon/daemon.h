@@ -1,0 +1,81 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * sluiced, the node's only writer of the data plane, in five files:
+ *   main.c      options and lifecycle: open or adopt the data plane, restore, drop capabilities, serve
+ *   serve.c     the socket: many clients at once, none able to hold another (deadlines, no blocking)
+ *   requests.c  apply and weight: compile, switch, save, or take the change back
+ *   status.c    status: what the maps hold, in text or JSON from one walk
+ *   state.c     the state directory: the saved plan, the weight journal, what a restart restores
+ */
+#ifndef SLUICE_DAEMON_H
+#define SLUICE_DAEMON_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "common/proto.h"
+#include "dataplane/dataplane.h"
+#include "plan/plan.h"
+#include "plan/weights.h"
+
+#define MAX_CLIENTS 64              /* at the limit, the client connected longest is dropped for a new one */
+
+/* One connection: its request read as bytes arrive, then its reply sent as the peer takes it. */
+struct client {
+	int fd;
+	uint64_t accepted, deadline;
+	struct msg req;
+	struct msg_parser parser;   /* parser.m points at req: fixed up when the slot moves */
+	char *out;                  /* the encoded reply; NULL while reading */
+	size_t out_len, out_off;
+};
+
+struct daemon {
+	const char *cgroup, *bpffs, *socket_path, *state_dir;
+	const char *tc;              /* --tc IFACE[,IFACE...] */
+	unsigned long tc_flows;      /* --tc-flows N; 0: the default */
+	const char *gateway_address; /* --gateway-address: where Gateways without spec.addresses listen */
+	bool cgroup_given, verbose, uninstall;
+	struct dataplane *dp;
+	struct plan plan;            /* what the maps hold now */
+	uint64_t generation;
+	uint64_t saved_generation;   /* of what the state directory holds (plan and journal) */
+	char *unsaved;               /* why the live plan is not saved; NULL when it is */
+	char *pins_note;             /* the last thing the pin check found, with its time; NULL: nothing */
+	bool pins_broken;            /* pins are missing and could not be made again */
+	int listen_fd;
+	struct client clients[MAX_CLIENTS];
+	size_t n_clients;
+};
+
+/* A reply being written: its text or JSON output, its errors, the CLI's exit status. */
+struct reply {
+	FILE *out, *err;
+	int code;
+	bool json;
+};
+
+extern volatile sig_atomic_t stopping;
+
+/* requests.c */
+void handle_request(struct daemon *dm, struct msg *req, struct reply *r);
+void reply_error(struct reply *r, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+const char *request_namespace(const struct msg *req);
+const char *request_domain(const struct msg *req);
+
+/* status.c */
+void handle_status(struct daemon *dm, const struct msg *req, struct reply *r);
+
+/* state.c: 0, or -errno with why in why (saves); restore_state logs what it did */
+int save_plan(struct daemon *dm, char *why, size_t len);
+int journal_append(struct daemon *dm, const struct weight_change *wc, char *why, size_t len);
+int restore_state(struct daemon *dm);
+
+/* serve.c */
+bool socket_answers(const char *path);
+int listen_socket(struct daemon *dm);
+void serve(struct daemon *dm);
+
+#endif

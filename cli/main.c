@@ -116,7 +116,7 @@ int main(int argc, char **argv)
 		return EXIT_USAGE;
 	/* a leading '-' keeps arguments such as v1=80 in order, like bpftool's positional words */
 	char *shortopts;
-	struct option *longopts = opts_getopt(options, "-", &shortopts);
+	struct option *longopts = opts_getopt(options, "-:", &shortopts);
 	char **words = calloc((size_t)argc + 1, sizeof(*words));
 	int c, n_words = 0, rc = EXIT_DONE;
 	opterr = 0;
@@ -126,11 +126,14 @@ int main(int argc, char **argv)
 		} else if (c == 'h') {
 			usage(stdout);
 			return EXIT_DONE;
-		} else if (c == '?' || c == ':') {
+		} else if (c == ':') {
+			p_err("option %s needs a value; run 'sluice --help'", argv[optind - 1]);
+			rc = EXIT_USAGE;
+		} else if (c == '?') {
 			if (optopt && optopt < 256)
-				p_err("option -%c needs a value or is unknown; run 'sluice --help'", optopt);
+				p_err("unknown option -%c; run 'sluice --help'", optopt);
 			else
-				p_err("unknown option \"%s\" or a missing value; run 'sluice --help'", argv[optind - 1]);
+				p_err("unknown option \"%s\"; run 'sluice --help'", argv[optind - 1]);
 			rc = EXIT_USAGE;
 		} else {
 			rc = set_option(c, optarg);

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/fieldpath.h"
 #include "common/names.h"
 #include "compile/ytree.h"
 
@@ -157,8 +158,7 @@ struct cctx {
 	struct diags *d;
 	struct arena *keep;
 	const struct mark *file;
-	char path[512];
-	size_t path_len;
+	struct fieldpath path;
 	struct ptrvec services, pods, vss, drs, gateways;
 	struct plan_addr gateway_address;   /* --gateway-address; family 0 when not given */
 	struct strmap objects;       /* "Kind/ns/name" -> struct mark *, for duplicates */
@@ -192,37 +192,15 @@ static void err_at(struct cctx *c, const struct mark *m, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* The field path (spec.http[0].route) travels with the walk so errors can name the field. */
-static size_t push(struct cctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static size_t push(struct cctx *c, const char *fmt, ...)
+/* The field path (spec.http[0].route) travels with the walk so errors can name it. */
+static size_t push_index(struct cctx *c, uint32_t i)
 {
-	size_t old = c->path_len;
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(c->path + old, sizeof(c->path) - old, fmt, ap);
-	va_end(ap);
-	if (n > 0)
-		c->path_len = old + (size_t)n < sizeof(c->path) ? old + (size_t)n : sizeof(c->path) - 1;
-	return old;
+	return fieldpath_push_index(&c->path, i);
 }
 
 static void pop(struct cctx *c, size_t old)
 {
-	c->path_len = old;
-	c->path[old] = 0;
-}
-
-/* push() without printf: paths are built for every field read, so this is on the hot path. */
-static size_t push_str(struct cctx *c, const char *sep, const char *s)
-{
-	size_t old = c->path_len, room = sizeof(c->path) - 1 - old;
-	size_t ls = strlen(sep), lk = strlen(s);
-	if (ls + lk > room)
-		return push(c, "%s%s", sep, s);
-	memcpy(c->path + old, sep, ls);
-	memcpy(c->path + old + ls, s, lk + 1);
-	c->path_len = old + ls + lk;
-	return old;
+	fieldpath_pop(&c->path, old);
 }
 
 static const char *quote(struct cctx *c, const char *s);
@@ -236,19 +214,7 @@ static size_t push_key(struct cctx *c, const char *key)
 			break;
 	if (key[len] || len > NAME_QUOTE_MAX)
 		key = quote(c, key);
-	return push_str(c, c->path_len ? "." : "", key);
-}
-
-static size_t push_index(struct cctx *c, uint32_t i)
-{
-	char buf[16], *p = buf + sizeof(buf);
-	*--p = 0;
-	*--p = ']';
-	do
-		*--p = (char)('0' + i % 10);
-	while (i /= 10);
-	*--p = '[';
-	return push_str(c, "", p);
+	return fieldpath_push_str(&c->path, c->path.len ? "." : "", key);
 }
 
 static const char *type_name(const struct ynode *n)
@@ -263,7 +229,7 @@ static bool want(struct cctx *c, const struct ynode *n, uint8_t type)
 	if (n->type == type)
 		return true;
 	static const char *names[] = { [YN_SCALAR] = "a scalar", [YN_SEQ] = "a list", [YN_MAP] = "a mapping" };
-	err(c, n, "%s must be %s, got %s", c->path, names[type], type_name(n));
+	err(c, n, "%s must be %s, got %s", c->path.s, names[type], type_name(n));
 	return false;
 }
 
@@ -315,7 +281,7 @@ static void check_fields(struct cctx *c, const struct ynode *m, const char *cons
 				close = *f;
 			}
 		}
-		const char *field = quote(c, arena_printf(c->keep, "%s%s%s", c->path, c->path_len ? "." : "", k->str));
+		const char *field = quote(c, arena_printf(c->keep, "%s%s%s", c->path.s, c->path.len ? "." : "", k->str));
 		if (close)
 			err(c, k, "unknown field %s (did you mean \"%s\"?)", field, close);
 		else
@@ -393,7 +359,7 @@ static const char *get_str(struct cctx *c, const struct ynode *n)
 	if (!want(c, n, YN_SCALAR))
 		return NULL;
 	if (ynode_is_null(n)) {
-		err(c, n, "%s must be a string, got null", c->path);
+		err(c, n, "%s must be a string, got null", c->path.s);
 		return NULL;
 	}
 	return keep_str(c, n);
@@ -426,17 +392,17 @@ static bool get_int(struct cctx *c, const struct ynode *n, long long min, long l
 {
 	if (!is_integer(n)) {
 		if (n->type == YN_SCALAR && !n->plain)
-			err(c, n, "%s must be an integer, got the string %s", c->path, quote_node(c, n));
+			err(c, n, "%s must be an integer, got the string %s", c->path.s, quote_node(c, n));
 		else if (n->type == YN_SCALAR && !ynode_is_null(n))
-			err(c, n, "%s must be an integer, got %s", c->path, quote_node(c, n));
+			err(c, n, "%s must be an integer, got %s", c->path.s, quote_node(c, n));
 		else
-			err(c, n, "%s must be an integer, got %s", c->path, type_name(n));
+			err(c, n, "%s must be an integer, got %s", c->path.s, type_name(n));
 		return false;
 	}
 	errno = 0;
 	long long v = strtoll(n->str, NULL, 10);
 	if (errno || v < min || v > max) {
-		err(c, n, "%s must be an integer from %lld to %lld, got %s", c->path, min, max, clip_node(c, n));
+		err(c, n, "%s must be an integer from %lld to %lld, got %s", c->path.s, min, max, clip_node(c, n));
 		return false;
 	}
 	*out = v;
@@ -458,7 +424,7 @@ static bool get_bool(struct cctx *c, const struct ynode *n, bool *out)
 		*out = n->str[0] == 't';
 		return true;
 	}
-	err(c, n, "%s must be true or false, got %s", c->path, clip_node(c, n));
+	err(c, n, "%s must be true or false, got %s", c->path.s, clip_node(c, n));
 	return false;
 }
 
@@ -475,14 +441,14 @@ static void get_labels(struct cctx *c, const struct ynode *n, struct labels *out
 			continue;
 		const char *why = name_label_key_error(k->str, strlen(k->str));
 		if (why) {
-			err(c, k, "%s key %s %s", c->path, quote_node(c, k), why);
+			err(c, k, "%s key %s %s", c->path.s, quote_node(c, k), why);
 			continue;
 		}
 		size_t old = push_key(c, k->str);
 		if (v->type != YN_SCALAR || ynode_is_null(v)) {
-			err(c, v, "%s must be a string, got %s", c->path, type_name(v));
+			err(c, v, "%s must be a string, got %s", c->path.s, type_name(v));
 		} else if ((why = name_label_value_error(v->str, strlen(v->str)))) {
-			err(c, v, "%s %s %s", c->path, quote_node(c, v), why);
+			err(c, v, "%s %s %s", c->path.s, quote_node(c, v), why);
 		} else {
 			out->v[out->n].key = keep_str(c, k);
 			out->v[out->n].val = keep_str(c, v);
@@ -511,7 +477,7 @@ static bool check_vip(struct cctx *c, const struct ynode *n, const struct plan_a
 {
 	const char *why = name_vip_error(a);
 	if (why)
-		err(c, n, "%s %s %s", c->path, quote_node(c, n), why);
+		err(c, n, "%s %s %s", c->path.s, quote_node(c, n), why);
 	return !why;
 }
 
@@ -613,7 +579,7 @@ static uint8_t get_protocol(struct cctx *c, const struct ynode *n, bool *ok)
 		return IPPROTO_UDP;
 	if (!strcmp(p, "SCTP"))
 		return 0;
-	err(c, n, "%s must be TCP, UDP or SCTP, got %s", c->path, quote_node(c, n));
+	err(c, n, "%s must be TCP, UDP or SCTP, got %s", c->path.s, quote_node(c, n));
 	*ok = false;
 	return 0;
 }
@@ -649,13 +615,13 @@ static bool read_service_port(struct cctx *c, const struct ynode *n, struct svc_
 			else if (v->type == YN_SCALAR && !ynode_is_null(v) && !isdigit((unsigned char)v->str[0]))
 				p->target_name = get_name(c, v, "targetPort", name_port_name_error);
 			else
-				err(c, v, "%s must be a port number or a container port name, got %s", c->path,
+				err(c, v, "%s must be a port number or a container port name, got %s", c->path.s,
 				    clip_node(c, v));
 		}
 		pop(c, old);
 	}
 	if (!p->port && ok && !ymap_get(n, "port"))
-		err(c, n, "%s.port is required", c->path);
+		err(c, n, "%s.port is required", c->path.s);
 	return p->port != 0;
 }
 
@@ -708,7 +674,7 @@ static void read_service(struct cctx *c, const struct ynode *obj)
 				s->headless = true;
 			else if (ip && !s->n_vips) {
 				if (!parse_addr(ip, &s->vips[0])) {
-					err(c, v, "%s must be an IP address or None, got %s", c->path, quote_node(c, v));
+					err(c, v, "%s must be an IP address or None, got %s", c->path.s, quote_node(c, v));
 				} else {
 					check_vip(c, v, &s->vips[0]);
 					s->vip_at[0] = node_mark(c, v);
@@ -729,15 +695,15 @@ static void read_service(struct cctx *c, const struct ynode *obj)
 				if (ip && !strcmp(ip, "None"))
 					s->headless = true;
 				else if (ip && !parse_addr(ip, &a))
-					err(c, v->items[j], "%s must be an IP address, got %s", c->path,
+					err(c, v->items[j], "%s must be an IP address, got %s", c->path.s,
 					    quote_node(c, v->items[j]));
 				else if (ip && (n == 2 || (n == 1 && vips[0].family == a.family)))
 					err(c, v->items[j], "%s: a Service has at most one clusterIP per IP family",
-					    c->path);
+					    c->path.s);
 				else if (ip) {
 					check_vip(c, v->items[j], &a);
 					at[n] = node_mark(c, v->items[j]);
-					field[n] = arena_strdup(c->keep, c->path);
+					field[n] = arena_strdup(c->keep, c->path.s);
 					vips[n++] = a;
 				}
 				pop(c, o3);
@@ -756,7 +722,7 @@ static void read_service(struct cctx *c, const struct ynode *obj)
 				s->external_name = true;
 			else if (t && strcmp(t, "ClusterIP") && strcmp(t, "NodePort") && strcmp(t, "LoadBalancer"))
 				err(c, v, "%s must be ClusterIP, NodePort, LoadBalancer or ExternalName, got %s",
-				    c->path, quote_node(c, v));
+				    c->path.s, quote_node(c, v));
 		} else if (!strcmp(k->str, "publishNotReadyAddresses")) {
 			get_bool(c, v, &s->publish_not_ready);
 		} else if (!strcmp(k->str, "sessionAffinity")) {
@@ -874,15 +840,15 @@ static void read_pod_status(struct cctx *c, const struct ynode *st, struct pod *
 	if (ips && ips->type == YN_SEQ && ips->n) {
 		size_t o2 = push_key(c, "podIPs");
 		for (uint32_t i = 0; i < ips->n; i++) {
-			size_t o3 = push(c, "[%u].ip", i);
+			size_t o3 = fieldpath_push(&c->path, "[%u].ip", i);
 			const struct ynode *one = ymap_get(ips->items[i], "ip");
 			struct plan_addr a;
 			if (!one) {
-				err(c, ips->items[i], "%s is required", c->path);
+				err(c, ips->items[i], "%s is required", c->path.s);
 			} else if (one->type != YN_SCALAR || !parse_addr(one->str, &a)) {
-				err(c, one, "%s must be an IP address, got %s", c->path, clip_node(c, one));
+				err(c, one, "%s must be an IP address, got %s", c->path.s, clip_node(c, one));
 			} else if (p->n_ips == 2 || (p->n_ips == 1 && p->ips[0].family == a.family)) {
-				err(c, one, "%s: a pod has at most one IP per family", c->path);
+				err(c, one, "%s: a pod has at most one IP per family", c->path.s);
 			} else {
 				p->ips[p->n_ips++] = a;
 			}
@@ -892,7 +858,7 @@ static void read_pod_status(struct cctx *c, const struct ynode *st, struct pod *
 	} else if (ip && !ynode_is_null(ip)) {
 		size_t o2 = push_key(c, "podIP");
 		if (ip->type != YN_SCALAR || !parse_addr(ip->str, &p->ips[0]))
-			err(c, ip, "%s must be an IP address, got %s", c->path, clip_node(c, ip));
+			err(c, ip, "%s must be an IP address, got %s", c->path.s, clip_node(c, ip));
 		else
 			p->n_ips = 1;
 		pop(c, o2);
@@ -910,7 +876,7 @@ static void read_pod(struct cctx *c, const struct ynode *obj)
 	p->name = m.name;
 	p->ns = m.ns;
 	p->at = node_mark(c, obj);
-	size_t old = push(c, "metadata.labels");
+	size_t old = fieldpath_push_str(&c->path, "", "metadata.labels");
 	get_labels(c, m.labels, &p->labels);
 	pop(c, old);
 	const struct ynode *spec = ymap_get(obj, "spec");
@@ -1007,7 +973,7 @@ static void refuse_fields(struct cctx *c, const struct ynode *m, const struct re
 		const struct ynode *k = ymap_key(m, i);
 		for (const struct refusal *x = r; x->field; x++)
 			if (k->type == YN_SCALAR && !strcmp(k->str, x->field))
-				err(c, k, "%s.%s: %s", c->path, x->field, x->why);
+				err(c, k, "%s.%s: %s", c->path.s, x->field, x->why);
 	}
 }
 
@@ -1025,7 +991,7 @@ static void check_gateways(struct cctx *c, const struct ynode *g)
 			err(c, g->items[i],
 			    "%s: matching on gateway %s is not supported: bind the whole VirtualService to it "
 			    "in spec.gateways, or give the Gateway's routes their own VirtualService",
-			    c->path, quote(c, name));
+			    c->path.s, quote(c, name));
 		pop(c, old);
 	}
 }
@@ -1076,16 +1042,16 @@ static void read_gateway_server(struct cctx *c, const struct ynode *n, struct gw
 		if (!strcmp(k->str, "tls")) {
 			err(c, k, "%s: TLS termination needs a proxy: sluice forwards connections, it does not decrypt "
 				  "them; terminate TLS in the application, or use protocol TCP to pass TLS through",
-			    c->path);
+			    c->path.s);
 			good = false;
 		} else if (!strcmp(k->str, "bind") || !strcmp(k->str, "defaultEndpoint")) {
-			err(c, k, "%s is not supported: sluice serves a Gateway on the address it is given", c->path);
+			err(c, k, "%s is not supported: sluice serves a Gateway on the address it is given", c->path.s);
 			good = false;
 		} else if (!strcmp(k->str, "name")) {
 			get_str(c, v);
 		} else if (!strcmp(k->str, "hosts") && want(c, v, YN_SEQ)) {
 			if (!v->n) {
-				err(c, v, "%s is empty: use \"*\"", c->path);
+				err(c, v, "%s is empty: use \"*\"", c->path.s);
 				good = false;
 			}
 			for (uint32_t j = 0; j < v->n; j++) {
@@ -1097,14 +1063,14 @@ static void read_gateway_server(struct cctx *c, const struct ynode *n, struct gw
 				if (slash && (slash - h != 1 || (h[0] != '*' && h[0] != '.')))
 					why = name_istio_label_error(h, (size_t)(slash - h));
 				if (why) {
-					err(c, v->items[j], "%s: namespace %s of host %s %s", c->path,
+					err(c, v->items[j], "%s: namespace %s of host %s %s", c->path.s,
 					    quote_len(c, h, (size_t)(slash - h)), quote_node(c, v->items[j]), why);
 					good = false;
 				} else if (h && strcmp(slash ? slash + 1 : h, "*")) {
 					err(c, v->items[j],
 					    "%s: host %s: choosing routes by Host or SNI needs a proxy, and sluice "
 					    "sees connections; use \"*\" and one VirtualService per Gateway port",
-					    c->path, quote_node(c, v->items[j]));
+					    c->path.s, quote_node(c, v->items[j]));
 					good = false;
 				}
 				pop(c, o2);
@@ -1114,7 +1080,7 @@ static void read_gateway_server(struct cctx *c, const struct ynode *n, struct gw
 			const struct ynode *num = ymap_get(v, "number"), *proto = ymap_get(v, "protocol");
 			size_t o2 = push_key(c, "number");
 			if (!num) {
-				err(c, v, "%s is required", c->path);
+				err(c, v, "%s is required", c->path.s);
 				good = false;
 			} else if (!get_port(c, num, &srv->port)) {
 				good = false;
@@ -1123,34 +1089,34 @@ static void read_gateway_server(struct cctx *c, const struct ynode *n, struct gw
 			o2 = push_key(c, "protocol");
 			const char *p = proto ? get_str(c, proto) : NULL;
 			if (!proto) {
-				err(c, v, "%s is required: HTTP, HTTP2, GRPC or TCP", c->path);
+				err(c, v, "%s is required: HTTP, HTTP2, GRPC or TCP", c->path.s);
 				good = false;
 			} else if (p && (!strcmp(p, "HTTP") || !strcmp(p, "HTTP2") || !strcmp(p, "GRPC"))) {
 				srv->http = true;
 			} else if (p && (!strcmp(p, "HTTPS") || !strcmp(p, "TLS"))) {
 				err(c, proto, "%s %s: TLS termination needs a proxy; use TCP to pass TLS through to the pods",
-				    c->path, p);
+				    c->path.s, p);
 				good = false;
 			} else if (p && strcmp(p, "TCP")) {
-				err(c, proto, "%s %s is not supported: use HTTP, HTTP2, GRPC or TCP", c->path, clip(c, p));
+				err(c, proto, "%s %s is not supported: use HTTP, HTTP2, GRPC or TCP", c->path.s, clip(c, p));
 				good = false;
 			}
 			pop(c, o2);
 			const struct ynode *tp = ymap_get(v, "targetPort");
 			if (tp) {
 				err(c, tp, "%s.targetPort is not supported: sluice translates to the destination's port",
-				    c->path);
+				    c->path.s);
 				good = false;
 			}
 		}
 		pop(c, old);
 	}
 	if (!ymap_get(n, "port")) {
-		err(c, n, "%s.port is required", c->path);
+		err(c, n, "%s.port is required", c->path.s);
 		good = false;
 	}
 	if (!ymap_get(n, "hosts")) {
-		err(c, n, "%s.hosts is required: use \"*\"", c->path);
+		err(c, n, "%s.hosts is required: use \"*\"", c->path.s);
 		good = false;
 	}
 	*ok = good;
@@ -1206,10 +1172,10 @@ static void read_gateway(struct cctx *c, const struct ynode *obj)
 					/* Gateway API's form: {type: IPAddress, value: ...} */
 					const struct ynode *t = ymap_get(a, "type");
 					if (t && (t->type != YN_SCALAR || strcmp(t->str, "IPAddress")))
-						err(c, t, "%s.type must be IPAddress", c->path);
+						err(c, t, "%s.type must be IPAddress", c->path.s);
 					a = ymap_get(a, "value");
 					if (!a) {
-						err(c, addrs->items[i], "%s.value is required", c->path);
+						err(c, addrs->items[i], "%s.value is required", c->path.s);
 						ok = false;
 						pop(c, o3);
 						continue;
@@ -1219,19 +1185,19 @@ static void read_gateway(struct cctx *c, const struct ynode *obj)
 				const char *ip = get_str(c, a);
 				struct plan_addr pa;
 				if (ip && !parse_addr(ip, &pa)) {
-					err(c, a, "%s must be an IP address, got %s", c->path, quote_node(c, a));
+					err(c, a, "%s must be an IP address, got %s", c->path.s, quote_node(c, a));
 					ok = false;
 				} else if (ip && g->n_addrs == PLAN_MAX_GATEWAY_ADDRS) {
-					err(c, a, "%s: at most %d addresses", c->path, PLAN_MAX_GATEWAY_ADDRS);
+					err(c, a, "%s: at most %d addresses", c->path.s, PLAN_MAX_GATEWAY_ADDRS);
 					ok = false;
 				} else if (ip && !check_vip(c, a, &pa)) {
 					ok = false;
 				} else if (ip && gateway_has_addr(g, &pa)) {
-					err(c, a, "%s %s is listed twice", c->path, quote_node(c, a));
+					err(c, a, "%s %s is listed twice", c->path.s, quote_node(c, a));
 					ok = false;
 				} else if (ip) {
 					g->addr_at[g->n_addrs] = node_mark(c, a);
-					g->addr_field[g->n_addrs] = arena_strdup(c->keep, c->path);
+					g->addr_field[g->n_addrs] = arena_strdup(c->keep, c->path.s);
 					g->addrs[g->n_addrs++] = pa;
 				}
 				pop(c, o3);
@@ -1252,7 +1218,7 @@ static void read_gateway(struct cctx *c, const struct ynode *obj)
 			read_gateway_server(c, servers->items[i], srv, &good);
 			for (uint32_t q = 0; good && q < g->n_servers; q++)
 				if (g->servers[q].port == srv->port) {
-					err_at(c, &srv->at, "%s: port %u is served twice (first at line %u)", c->path, srv->port,
+					err_at(c, &srv->at, "%s: port %u is served twice (first at line %u)", c->path.s, srv->port,
 					       g->servers[q].at.line);
 					good = false;
 				}
@@ -1286,7 +1252,7 @@ static void check_export_to(struct cctx *c, const struct ynode *e)
 			err(c, e->items[i],
 			    "%s: exportTo %s is not supported: sluice applies rules to every namespace on the "
 			    "node; use \"*\" or remove exportTo",
-			    c->path, quote_node(c, e->items[i]));
+			    c->path.s, quote_node(c, e->items[i]));
 		pop(c, old);
 	}
 }
@@ -1305,7 +1271,7 @@ static void read_destination(struct cctx *c, const struct ynode *rd, bool tcp, s
 		long long v;
 		d->weight_at = node_mark(c, w);
 		if (is_integer(w) && w->str[0] == '-') {
-			err(c, w, "%s must not be negative, got %s: weights are relative shares from 0 up", c->path,
+			err(c, w, "%s must not be negative, got %s: weights are relative shares from 0 up", c->path.s,
 			    w->str);
 			d->weight = -2;
 		} else if (get_int(c, w, 0, INT32_MAX, &v))
@@ -1317,12 +1283,12 @@ static void read_destination(struct cctx *c, const struct ynode *rd, bool tcp, s
 	const struct ynode *dn = ymap_get(rd, "destination");
 	size_t old = push_key(c, "destination");
 	if (!dn || ynode_is_null(dn)) {
-		err(c, rd, "%s is required", c->path);
+		err(c, rd, "%s is required", c->path.s);
 	} else if (want(c, dn, YN_MAP)) {
 		check_fields(c, dn, destination_fields);
 		const struct ynode *h = ymap_get(dn, "host"), *s = ymap_get(dn, "subset"), *p = ymap_get(dn, "port");
 		if (!h) {
-			err(c, dn, "%s.host is required", c->path);
+			err(c, dn, "%s.host is required", c->path.s);
 		} else {
 			size_t o2 = push_key(c, "host");
 			d->host = get_name(c, h, "host", name_host_error);
@@ -1344,7 +1310,7 @@ static void read_destination(struct cctx *c, const struct ynode *rd, bool tcp, s
 				const struct ynode *num = ymap_get(p, "number");
 				size_t o3 = push_key(c, "number");
 				if (!num)
-					err(c, p, "%s is required", c->path);
+					err(c, p, "%s is required", c->path.s);
 				else if (get_port(c, num, &d->port))
 					d->port_at = node_mark(c, num);
 				pop(c, o3);
@@ -1410,13 +1376,13 @@ static void read_route(struct cctx *c, const struct ynode *r, bool tcp, uint32_t
 	old = push_key(c, "route");
 	if (!rs || ynode_is_null(rs)) {
 		if (tcp || !ymap_get(r, "redirect"))
-			err(c, r, "%s is required: list the destinations and their weights", c->path);
+			err(c, r, "%s is required: list the destinations and their weights", c->path.s);
 	} else if (want(c, rs, YN_SEQ)) {
 		if (rs->n > PLAN_MAX_DESTINATIONS)
-			err(c, rs, "%s has %u destinations, more than the limit of %d", c->path, rs->n,
+			err(c, rs, "%s has %u destinations, more than the limit of %d", c->path.s, rs->n,
 			    PLAN_MAX_DESTINATIONS);
 		else if (!rs->n)
-			err(c, rs, "%s is empty: list at least one destination", c->path);
+			err(c, rs, "%s is empty: list at least one destination", c->path.s);
 		out->dests = arena_alloc(c->keep, (rs->n ? rs->n : 1) * sizeof(*out->dests));
 		for (uint32_t i = 0; i < rs->n && rs->n <= PLAN_MAX_DESTINATIONS; i++) {
 			size_t o2 = push_index(c, i);
@@ -1494,7 +1460,7 @@ static void read_virtual_service(struct cctx *c, const struct ynode *obj)
 		} else if (!strcmp(k->str, "tls") && !ynode_is_null(val)) {
 			err(c, k, "%s: tls routes match on the TLS SNI, which sluice cannot see at connect(); "
 				  "use tcp routes",
-			    c->path);
+			    c->path.s);
 		}
 		pop(c, o2);
 	}
@@ -1612,7 +1578,7 @@ static bool parse_duration(const char *s, bool *negative, uint64_t *ns, bool *su
 	return true;
 }
 
-/* A duration field (c->path) in whole units within r. */
+/* A duration field (c->path.s) in whole units within r. */
 static bool get_duration(struct cctx *c, const struct ynode *n, const struct duration_range *r, uint64_t *out)
 {
 	const char *s = get_str(c, n);
@@ -1621,18 +1587,18 @@ static bool get_duration(struct cctx *c, const struct ynode *n, const struct dur
 	bool negative, sub_ns;
 	uint64_t ns;
 	if (!parse_duration(s, &negative, &ns, &sub_ns)) {
-		err(c, n, "%s must be a duration such as \"500ms\", \"10s\" or \"1m\", got %s", c->path,
+		err(c, n, "%s must be a duration such as \"500ms\", \"10s\" or \"1m\", got %s", c->path.s,
 		    quote_node(c, n));
 		return false;
 	}
 	if (negative || ns / r->unit_ns < r->min || ns / r->unit_ns > r->max ||
 	    (ns / r->unit_ns == r->max && ns % r->unit_ns)) {
-		err(c, n, "%s must be from %llu%s to %llu%s%s, got %s", c->path, (unsigned long long)r->min, r->unit,
+		err(c, n, "%s must be from %llu%s to %llu%s%s, got %s", c->path.s, (unsigned long long)r->min, r->unit,
 		    (unsigned long long)r->max, r->unit, r->range_why, quote_node(c, n));
 		return false;
 	}
 	if (ns % r->unit_ns || sub_ns) {
-		err(c, n, "%s must be a whole number of %s%s, got %s", c->path, r->units, r->unit_why, quote_node(c, n));
+		err(c, n, "%s must be a whole number of %s%s, got %s", c->path.s, r->units, r->unit_why, quote_node(c, n));
 		return false;
 	}
 	*out = ns / r->unit_ns;
@@ -1661,7 +1627,7 @@ static void read_tcp_keepalive(struct cctx *c, const struct ynode *ka, struct pl
 			long long probes = is_integer(v) ? strtoll(v->str, NULL, 10) : 0;
 			if (is_integer(v) && (probes < 1 || probes > 127))
 				err(c, v, "%s must be an integer from 1 to 127 (the kernel's limits for TCP_KEEPCNT), got %s",
-				    c->path, clip_node(c, v));
+				    c->path.s, clip_node(c, v));
 			else if (get_int(c, v, 1, 127, &probes))
 				t->keepalive_probes = (uint8_t)probes;
 		}
@@ -1689,7 +1655,7 @@ static void read_tcp_settings(struct cctx *c, const struct ynode *tcp, struct pl
 		} else if (!strcmp(k->str, "maxConnections") || !strcmp(k->str, "maxConnectionDuration") ||
 			   !strcmp(k->str, "idleTimeout")) {
 			err(c, k, "%s is not implemented yet: remove it (sluice honours connectTimeout and tcpKeepalive)",
-			    c->path);
+			    c->path.s);
 		}
 		pop(c, old);
 	}
@@ -1710,7 +1676,7 @@ static void read_connection_pool(struct cctx *c, const struct ynode *cp, struct 
 		else if (!strcmp(k->str, "http"))
 			err(c, k, "%s: HTTP connection pool settings need an L7 proxy, and sluice picks the backend at "
 				  "connect(); remove it",
-			    c->path);
+			    c->path.s);
 		pop(c, old);
 	}
 }
@@ -1741,14 +1707,14 @@ static void read_traffic_policy(struct cctx *c, const struct ynode *tp, struct d
 							d->lb = PLAN_LB_RANDOM;
 						else if (s)
 							err(c, lv, "%s %s is not supported: use ROUND_ROBIN or RANDOM",
-							    c->path, clip(c, s));
+							    c->path.s, clip(c, s));
 					} else if (strcmp(lk->str, "consistentHash") && strcmp(lk->str, "localityLbSetting") &&
 						   strcmp(lk->str, "warmupDurationSecs")) {
 						/* unknown, already reported */
 					} else {
 						err(c, lk, "%s is not supported: sluice balances with simple "
 							   "ROUND_ROBIN or RANDOM",
-						    c->path);
+						    c->path.s);
 					}
 					pop(c, o2);
 				}
@@ -1756,13 +1722,13 @@ static void read_traffic_policy(struct cctx *c, const struct ynode *tp, struct d
 		} else if (!strcmp(k->str, "connectionPool")) {
 			read_connection_pool(c, v, d);
 		} else if (!strcmp(k->str, "outlierDetection")) {
-			err(c, k, "%s needs request outcomes that sluice does not see; remove it", c->path);
+			err(c, k, "%s needs request outcomes that sluice does not see; remove it", c->path.s);
 		} else if (!strcmp(k->str, "tls")) {
-			err(c, k, "%s: TLS origination needs a proxy; remove it", c->path);
+			err(c, k, "%s: TLS origination needs a proxy; remove it", c->path.s);
 		} else if (!strcmp(k->str, "portLevelSettings")) {
-			err(c, k, "%s is not supported: set trafficPolicy for the whole host", c->path);
+			err(c, k, "%s is not supported: set trafficPolicy for the whole host", c->path.s);
 		} else if (!strcmp(k->str, "proxyProtocol") || !strcmp(k->str, "tunnel")) {
-			err(c, k, "%s needs a proxy; remove it", c->path);
+			err(c, k, "%s needs a proxy; remove it", c->path.s);
 		}
 		pop(c, old);
 	}
@@ -1799,7 +1765,7 @@ static void read_destination_rule(struct cctx *c, const struct ynode *obj)
 			check_export_to(c, v);
 		} else if (!strcmp(k->str, "workloadSelector")) {
 			err(c, k, "%s is not supported: sluice applies a DestinationRule on every client; remove it",
-			    c->path);
+			    c->path.s);
 		} else if (!strcmp(k->str, "trafficPolicy")) {
 			read_traffic_policy(c, v, d);
 		} else if (!strcmp(k->str, "subsets") && !ynode_is_null(v) && want(c, v, YN_SEQ)) {
@@ -1814,7 +1780,7 @@ static void read_destination_rule(struct cctx *c, const struct ynode *obj)
 					const struct ynode *name = ymap_get(s, "name"), *tp = ymap_get(s, "trafficPolicy");
 					size_t o4 = push_key(c, "name");
 					if (!name)
-						err(c, s, "%s is required", c->path);
+						err(c, s, "%s is required", c->path.s);
 					else
 						sub->name = get_name(c, name, "subset name", name_subset_error);
 					pop(c, o4);
@@ -1826,7 +1792,7 @@ static void read_destination_rule(struct cctx *c, const struct ynode *obj)
 							err(c, ymap_key(s, q),
 							    "%s.trafficPolicy is not supported per subset: set it for the "
 							    "whole host",
-							    c->path);
+							    c->path.s);
 					for (uint32_t q = 0; sub->name && q < d->n_subsets; q++)
 						if (d->subsets[q].name && !strcmp(d->subsets[q].name, sub->name))
 							err(c, name, "duplicate subset \"%s\" (first at line %u)", sub->name,
@@ -1881,16 +1847,16 @@ static void read_object(struct cctx *c, const struct ynode *obj, bool in_list)
 					     "networking.istio.io/v1", NULL };
 	if (obj->type != YN_MAP) {
 		err(c, obj, "%s must be a Kubernetes object (a mapping with apiVersion and kind), got %s",
-		    c->path_len ? c->path : "a document", type_name(obj));
+		    c->path.len ? c->path.s : "a document", type_name(obj));
 		return;
 	}
 	const struct ynode *kn = ymap_get(obj, "kind"), *av = ymap_get(obj, "apiVersion");
 	if (!kn || kn->type != YN_SCALAR || ynode_is_null(kn)) {
-		err(c, kn ? kn : obj, "%s%sobject has no kind", c->path, c->path_len ? ": " : "");
+		err(c, kn ? kn : obj, "%s%sobject has no kind", c->path.s, c->path.len ? ": " : "");
 		return;
 	}
 	if (!av || av->type != YN_SCALAR || ynode_is_null(av)) {
-		err(c, av ? av : obj, "%s%s%s has no apiVersion", c->path, c->path_len ? ": " : "", clip_node(c, kn));
+		err(c, av ? av : obj, "%s%s%s has no apiVersion", c->path.s, c->path.len ? ": " : "", clip_node(c, kn));
 		return;
 	}
 	const char *kind = kn->str, *api = av->str;

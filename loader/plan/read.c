@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/fieldpath.h"
 #include "common/names.h"
 #include "plan/read.h"
 #include "plan/weights.h"
@@ -24,8 +25,7 @@ struct loader {
 	struct arena *arena;
 	struct diags *d;
 	const struct mark *file;
-	char path[128];              /* the member being read: services[2].destinations[0].weight */
-	size_t path_len;
+	struct fieldpath path;       /* the member being read: services[2].destinations[0].weight */
 	bool seen;
 	struct strmap services;      /* "namespace/name/port/protocol/gateway" -> its node, for repeats */
 	struct strmap keys;          /* "address port protocol" -> its node: one data plane key each */
@@ -42,25 +42,6 @@ static void fail(struct loader *l, const struct ynode *n, const char *fmt, ...)
 	va_start(ap, fmt);
 	diag_verror(l->d, &at, fmt, ap);
 	va_end(ap);
-}
-
-static size_t push(struct loader *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static size_t push(struct loader *l, const char *fmt, ...)
-{
-	size_t old = l->path_len;
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(l->path + old, sizeof(l->path) - old, fmt, ap);
-	va_end(ap);
-	if (n > 0)
-		l->path_len = old + (size_t)n < sizeof(l->path) ? old + (size_t)n : sizeof(l->path) - 1;
-	return old;
-}
-
-static void pop(struct loader *l, size_t old)
-{
-	l->path_len = old;
-	l->path[old] = 0;
 }
 
 /* A scalar as an error quotes it: bounded and escaped (names.h). */
@@ -96,7 +77,7 @@ static void check_members(struct loader *l, const struct ynode *m, const char *c
 			found = !strcmp(*f, k->str);
 		if (!found) {
 			char q[NAME_QUOTE_CAP];
-			fail(l, k, "%s%sunknown member %s: sluiced does not write it", l->path, l->path_len ? ": " : "",
+			fail(l, k, "%s%sunknown member %s: sluiced does not write it", l->path.s, l->path.len ? ": " : "",
 			     name_quote(k->str, k->len, q, sizeof(q)));
 		}
 	}
@@ -107,7 +88,7 @@ static const struct ynode *need(struct loader *l, const struct ynode *m, const c
 {
 	const struct ynode *n = ymap_get(m, key);
 	if (!n)
-		fail(l, m, "%s%s%s is missing", l->path, l->path_len ? "." : "", key);
+		fail(l, m, "%s%s%s is missing", l->path.s, l->path.len ? "." : "", key);
 	return n;
 }
 
@@ -115,7 +96,7 @@ static const struct ynode *need(struct loader *l, const struct ynode *m, const c
 static const char *get_string(struct loader *l, const struct ynode *n)
 {
 	if (!is_string(n)) {
-		fail(l, n, "%s must be a string, got %s", l->path, shown(l, n));
+		fail(l, n, "%s must be a string, got %s", l->path.s, shown(l, n));
 		return NULL;
 	}
 	return arena_strndup(l->arena, n->str, n->len);
@@ -132,7 +113,7 @@ static bool get_uint(struct loader *l, const struct ynode *n, uint64_t min, uint
 		v = v * 10 + digit;
 	}
 	if (!ok || v < min || v > max) {
-		fail(l, n, "%s must be an integer from %llu to %llu written as plain digits, got %s", l->path,
+		fail(l, n, "%s must be an integer from %llu to %llu written as plain digits, got %s", l->path.s,
 		     (unsigned long long)min, (unsigned long long)max, shown(l, n));
 		return false;
 	}
@@ -155,7 +136,7 @@ static bool check_percent(struct loader *l, const struct ynode *n)
 	}
 	ok = ok && !*p && (size_t)(p - start) == n->len && strtod(start, NULL) <= 100;
 	if (!ok)
-		fail(l, n, "%s must be a number from 0 to 100, got %s", l->path, shown(l, n));
+		fail(l, n, "%s must be a number from 0 to 100, got %s", l->path.s, shown(l, n));
 	return ok;
 }
 
@@ -177,7 +158,7 @@ static bool get_vip(struct loader *l, const struct ynode *n, struct plan_addr *a
 		return false;
 	const char *why = parse_ip(s, a) ? name_vip_error(a) : "is not an IP address";
 	if (why)
-		fail(l, n, "%s %s %s", l->path, quoted(l, n), why);
+		fail(l, n, "%s %s %s", l->path.s, quoted(l, n), why);
 	return !why;
 }
 
@@ -187,7 +168,7 @@ static bool check_name(struct loader *l, const struct ynode *n, const char *s,
 {
 	const char *why = rule(s, strlen(s));
 	if (why)
-		fail(l, n, "%s %s %s", l->path, quoted(l, n), why);
+		fail(l, n, "%s %s %s", l->path.s, quoted(l, n), why);
 	return !why;
 }
 
@@ -204,9 +185,9 @@ static bool check_pair(struct loader *l, const struct ynode *n, const char *s, c
 		which = second_part;
 	}
 	if (!at)
-		fail(l, n, "%s %s is not %s", l->path, quoted(l, n), form);
+		fail(l, n, "%s %s is not %s", l->path.s, quoted(l, n), form);
 	else if (why)
-		fail(l, n, "%s %s: its %s %s", l->path, quoted(l, n), which, why);
+		fail(l, n, "%s %s: its %s %s", l->path.s, quoted(l, n), which, why);
 	return at && !why;
 }
 
@@ -247,7 +228,7 @@ static bool get_endpoint(struct loader *l, const struct ynode *n, struct plan_en
 	long port = ok && n_digits && n_digits <= 5 && !digits[n_digits] && digits[0] != '0' ? strtol(digits, NULL, 10) : 0;
 	ok = port >= 1 && port <= 65535;
 	if (!ok) {
-		fail(l, n, "%s must be IP:PORT or [IPv6]:PORT with a port from 1 to 65535, got %s", l->path, shown(l, n));
+		fail(l, n, "%s must be IP:PORT or [IPv6]:PORT with a port from 1 to 65535, got %s", l->path.s, shown(l, n));
 		return false;
 	}
 	e->port = (uint16_t)port;
@@ -262,7 +243,7 @@ static const char *const keepalive_members[] = { "time_s", "interval_s", "probes
 static bool read_tcp_policy(struct loader *l, const struct ynode *m, struct plan_tcp_policy *t)
 {
 	if (m->type != YN_MAP || !m->n) {
-		fail(l, m, "%s must be a mapping of connect_timeout_ms and keepalive, got %s", l->path,
+		fail(l, m, "%s must be a mapping of connect_timeout_ms and keepalive, got %s", l->path.s,
 		     m->type == YN_MAP ? "an empty one" : shown(l, m));
 		return false;
 	}
@@ -271,17 +252,17 @@ static bool read_tcp_policy(struct loader *l, const struct ynode *m, struct plan
 	uint64_t v;
 	const struct ynode *ms = ymap_get(m, "connect_timeout_ms"), *ka = ymap_get(m, "keepalive");
 	if (ms) {
-		size_t old = push(l, ".connect_timeout_ms");
+		size_t old = fieldpath_push(&l->path, ".connect_timeout_ms");
 		ok = get_uint(l, ms, 1, 2147483647, &v);
 		t->connect_timeout_ms = (uint32_t)v;
-		pop(l, old);
+		fieldpath_pop(&l->path, old);
 	}
 	if (!ka)
 		return ok;
-	size_t old = push(l, ".keepalive");
+	size_t old = fieldpath_push(&l->path, ".keepalive");
 	if (ka->type != YN_MAP) {
-		fail(l, ka, "%s must be a mapping of time_s, interval_s and probes, got %s", l->path, shown(l, ka));
-		pop(l, old);
+		fail(l, ka, "%s must be a mapping of time_s, interval_s and probes, got %s", l->path.s, shown(l, ka));
+		fieldpath_pop(&l->path, old);
 		return false;
 	}
 	check_members(l, ka, keepalive_members);
@@ -292,11 +273,11 @@ static bool read_tcp_policy(struct loader *l, const struct ynode *m, struct plan
 	uint64_t got[3] = { 0 };
 	for (size_t i = 0; i < 3; i++) {
 		const struct ynode *n = need(l, ka, fields[i].key);
-		size_t o2 = push(l, ".%s", fields[i].key);
+		size_t o2 = fieldpath_push(&l->path, ".%s", fields[i].key);
 		ok = n && get_uint(l, n, 0, fields[i].max, &got[i]) && ok;
-		pop(l, o2);
+		fieldpath_pop(&l->path, o2);
 	}
-	pop(l, old);
+	fieldpath_pop(&l->path, old);
 	t->keepalive = true;
 	t->keepalive_time_s = (uint16_t)got[0];
 	t->keepalive_interval_s = (uint16_t)got[1];
@@ -321,7 +302,7 @@ static bool read_destination(struct loader *l, const struct ynode *m, const stru
 			     struct plan_destination *d)
 {
 	if (m->type != YN_MAP) {
-		fail(l, m, "%s must be a mapping, got %s", l->path, shown(l, m));
+		fail(l, m, "%s must be a mapping, got %s", l->path.s, shown(l, m));
 		return false;
 	}
 	check_members(l, m, destination_members);
@@ -330,45 +311,45 @@ static bool read_destination(struct loader *l, const struct ynode *m, const stru
 	bool ok = host && subset && weight && percent && eps;
 	size_t old;
 	if (host) {
-		old = push(l, ".host");
+		old = fieldpath_push(&l->path, ".host");
 		ok = (d->host = get_string(l, host)) && check_service_key(l, host, d->host) && ok;
-		pop(l, old);
+		fieldpath_pop(&l->path, old);
 	}
 	if (subset) {
-		old = push(l, ".subset");
+		old = fieldpath_push(&l->path, ".subset");
 		d->subset = get_string(l, subset);
 		ok = d->subset && (!d->subset[0] || check_name(l, subset, d->subset, name_subset_error)) && ok;
-		pop(l, old);
+		fieldpath_pop(&l->path, old);
 	}
 	if (weight) {
 		uint64_t w = 0;
-		old = push(l, ".weight");
+		old = fieldpath_push(&l->path, ".weight");
 		ok = get_uint(l, weight, 0, 2147483647, &w) && ok;
 		d->weight = (uint32_t)w;
-		pop(l, old);
+		fieldpath_pop(&l->path, old);
 	}
 	if (percent) {
-		old = push(l, ".percent");
+		old = fieldpath_push(&l->path, ".percent");
 		ok = check_percent(l, percent) && ok;
-		pop(l, old);
+		fieldpath_pop(&l->path, old);
 	}
 	if (eps) {
-		old = push(l, ".endpoints");
+		old = fieldpath_push(&l->path, ".endpoints");
 		if (eps->type != YN_SEQ) {
-			fail(l, eps, "%s must be a list, got %s", l->path, shown(l, eps));
+			fail(l, eps, "%s must be a list, got %s", l->path.s, shown(l, eps));
 			ok = false;
 		} else if (eps->n > PLAN_MAX_ENDPOINTS) {
-			fail(l, eps, "%s has %u endpoints, more than the limit of %d", l->path, eps->n, PLAN_MAX_ENDPOINTS);
+			fail(l, eps, "%s has %u endpoints, more than the limit of %d", l->path.s, eps->n, PLAN_MAX_ENDPOINTS);
 			ok = false;
 		} else {
 			d->endpoints = arena_alloc(l->arena, (eps->n + 1) * sizeof(*d->endpoints));
 			for (uint32_t i = 0; i < eps->n; i++) {
-				size_t o2 = push(l, "[%u]", i);
+				size_t o2 = fieldpath_push(&l->path, "[%u]", i);
 				struct plan_endpoint *e = &d->endpoints[d->n_endpoints];
 				if (!get_endpoint(l, eps->items[i], e)) {
 					ok = false;
 				} else if (!has_family(s, e->addr.family)) {
-					fail(l, eps->items[i], "%s %s is IPv%c but the service has no IPv%c address", l->path,
+					fail(l, eps->items[i], "%s %s is IPv%c but the service has no IPv%c address", l->path.s,
 					     quoted(l, eps->items[i]), e->addr.family == AF_INET ? '4' : '6',
 					     e->addr.family == AF_INET ? '4' : '6');
 					ok = false;
@@ -379,20 +360,20 @@ static bool read_destination(struct loader *l, const struct ynode *m, const stru
 						strmap_put(&l->endpoints, arena_strdup(l->arena, ip), eps->items[i]);
 					d->n_endpoints++;
 				}
-				pop(l, o2);
+				fieldpath_pop(&l->path, o2);
 			}
 		}
-		pop(l, old);
+		fieldpath_pop(&l->path, old);
 	}
 	if (tcp) {
-		old = push(l, ".tcp");
+		old = fieldpath_push(&l->path, ".tcp");
 		if (s->protocol != IPPROTO_TCP) {
-			fail(l, tcp, "%s: a TCP policy on a UDP service", l->path);
+			fail(l, tcp, "%s: a TCP policy on a UDP service", l->path.s);
 			ok = false;
 		} else {
 			ok = read_tcp_policy(l, tcp, &d->tcp) && ok;
 		}
-		pop(l, old);
+		fieldpath_pop(&l->path, old);
 	}
 	return ok;
 }
@@ -408,7 +389,7 @@ static bool unique_key(struct loader *l, const struct ynode *n, const struct pla
 	if (first) {
 		fail(l, n, "%s: %s port %u/%s is served twice (first at line %u): one address, port and protocol "
 			   "has one route",
-		     l->path, ip, port, plan_protocol_name(protocol), first->line);
+		     l->path.s, ip, port, plan_protocol_name(protocol), first->line);
 		return false;
 	}
 	strmap_put(&l->keys, key, (void *)n);
@@ -422,7 +403,7 @@ static const char *const service_members[] = { "name", "namespace", "vips", "por
 static bool read_service(struct loader *l, const struct ynode *m, struct plan_service *s)
 {
 	if (m->type != YN_MAP) {
-		fail(l, m, "%s must be a mapping, got %s", l->path, shown(l, m));
+		fail(l, m, "%s must be a mapping, got %s", l->path.s, shown(l, m));
 		return false;
 	}
 	check_members(l, m, service_members);
@@ -433,135 +414,135 @@ static bool read_service(struct loader *l, const struct ynode *m, struct plan_se
 	bool ok = name && ns && vips && port && proto && lb && ds;
 	size_t old;
 	if (gw) {
-		old = push(l, ".gateway");
+		old = fieldpath_push(&l->path, ".gateway");
 		ok = (s->gateway = get_string(l, gw)) && check_object_key(l, gw, s->gateway) && ok;
-		pop(l, old);
+		fieldpath_pop(&l->path, old);
 		if (!gwa)
 			ok = need(l, m, "gatewayAddresses") && ok;
 		if (!gwp)
 			ok = need(l, m, "gatewayPort") && ok;
 	} else if (gwa || gwp) {
-		fail(l, gwa ? gwa : gwp, "%s: %s without gateway", l->path, gwa ? "gatewayAddresses" : "gatewayPort");
+		fail(l, gwa ? gwa : gwp, "%s: %s without gateway", l->path.s, gwa ? "gatewayAddresses" : "gatewayPort");
 		ok = false;
 	}
 	if (name) {
 		/* a gateway's entry is named after its Gateway, any other after its Service */
-		old = push(l, ".name");
+		old = fieldpath_push(&l->path, ".name");
 		ok = (s->name = get_string(l, name)) &&
 		     check_name(l, name, s->name, gw ? name_dns1123_subdomain_error : name_dns1035_label_error) && ok;
-		pop(l, old);
+		fieldpath_pop(&l->path, old);
 	}
 	if (ns) {
-		old = push(l, ".namespace");
+		old = fieldpath_push(&l->path, ".namespace");
 		ok = (s->namespace = get_string(l, ns)) && check_name(l, ns, s->namespace, name_dns1123_label_error) && ok;
-		pop(l, old);
+		fieldpath_pop(&l->path, old);
 	}
 	if (route) {
 		/* state files of the release before this one lack "route" */
-		old = push(l, ".route");
+		old = fieldpath_push(&l->path, ".route");
 		ok = (s->route = get_string(l, route)) && check_object_key(l, route, s->route) && ok;
-		pop(l, old);
+		fieldpath_pop(&l->path, old);
 	}
 	uint64_t v = 0;
 	if (port) {
-		old = push(l, ".port");
+		old = fieldpath_push(&l->path, ".port");
 		ok = get_uint(l, port, 1, 65535, &v) && ok;
 		s->port = (uint16_t)v;
-		pop(l, old);
+		fieldpath_pop(&l->path, old);
 	}
 	if (proto) {
-		old = push(l, ".protocol");
+		old = fieldpath_push(&l->path, ".protocol");
 		const char *p = get_string(l, proto);
 		if (p && strcmp(p, "TCP") && strcmp(p, "UDP"))
-			fail(l, proto, "%s must be TCP or UDP, got %s", l->path, shown(l, proto));
+			fail(l, proto, "%s must be TCP or UDP, got %s", l->path.s, shown(l, proto));
 		ok = p && (!strcmp(p, "TCP") || !strcmp(p, "UDP")) && ok;
 		s->protocol = p && !strcmp(p, "UDP") ? IPPROTO_UDP : IPPROTO_TCP;
-		pop(l, old);
+		fieldpath_pop(&l->path, old);
 	}
 	if (lb) {
-		old = push(l, ".loadBalancer");
+		old = fieldpath_push(&l->path, ".loadBalancer");
 		const char *p = get_string(l, lb);
 		if (p && strcmp(p, "ROUND_ROBIN") && strcmp(p, "RANDOM"))
-			fail(l, lb, "%s must be ROUND_ROBIN or RANDOM, got %s", l->path, shown(l, lb));
+			fail(l, lb, "%s must be ROUND_ROBIN or RANDOM, got %s", l->path.s, shown(l, lb));
 		ok = p && (!strcmp(p, "ROUND_ROBIN") || !strcmp(p, "RANDOM")) && ok;
 		s->lb = p && !strcmp(p, "RANDOM") ? PLAN_LB_RANDOM : PLAN_LB_ROUND_ROBIN;
-		pop(l, old);
+		fieldpath_pop(&l->path, old);
 	}
 	if (vips) {
-		old = push(l, ".vips");
+		old = fieldpath_push(&l->path, ".vips");
 		if (vips->type != YN_SEQ || vips->n > 2) {
-			fail(l, vips, "%s must be a list of at most 2 addresses, one per IP family, got %s", l->path,
+			fail(l, vips, "%s must be a list of at most 2 addresses, one per IP family, got %s", l->path.s,
 			     vips->type == YN_SEQ ? arena_printf(l->arena, "%u", vips->n) : shown(l, vips));
 			ok = false;
 		} else {
 			for (uint32_t i = 0; i < vips->n; i++) {
-				size_t o2 = push(l, "[%u]", i);
+				size_t o2 = fieldpath_push(&l->path, "[%u]", i);
 				struct plan_addr *a = &s->vips[s->n_vips];
 				if (!get_vip(l, vips->items[i], a)) {
 					ok = false;
 				} else if (s->n_vips && s->vips[0].family == a->family) {
-					fail(l, vips->items[i], "%s: a service has at most one VIP per IP family", l->path);
+					fail(l, vips->items[i], "%s: a service has at most one VIP per IP family", l->path.s);
 					ok = false;
 				} else {
 					s->n_vips++;
 				}
-				pop(l, o2);
+				fieldpath_pop(&l->path, o2);
 			}
 			if (!vips->n && !gw) {
-				fail(l, vips, "%s is empty and there is no gateway: the service cannot be reached", l->path);
+				fail(l, vips, "%s is empty and there is no gateway: the service cannot be reached", l->path.s);
 				ok = false;
 			}
 		}
-		pop(l, old);
+		fieldpath_pop(&l->path, old);
 	}
 	if (gw && gwa) {
-		old = push(l, ".gatewayAddresses");
+		old = fieldpath_push(&l->path, ".gatewayAddresses");
 		if (gwa->type != YN_SEQ || !gwa->n || gwa->n > PLAN_MAX_GATEWAY_ADDRS) {
-			fail(l, gwa, "%s must be a list of 1 to %d addresses, got %s", l->path, PLAN_MAX_GATEWAY_ADDRS,
+			fail(l, gwa, "%s must be a list of 1 to %d addresses, got %s", l->path.s, PLAN_MAX_GATEWAY_ADDRS,
 			     gwa->type == YN_SEQ ? arena_printf(l->arena, "%u", gwa->n) : shown(l, gwa));
 			ok = false;
 		} else {
 			for (uint32_t i = 0; i < gwa->n; i++) {
-				size_t o2 = push(l, "[%u]", i);
+				size_t o2 = fieldpath_push(&l->path, "[%u]", i);
 				if (get_vip(l, gwa->items[i], &s->gateway_addrs[s->n_gateway_addrs]))
 					s->n_gateway_addrs++;
 				else
 					ok = false;
-				pop(l, o2);
+				fieldpath_pop(&l->path, o2);
 			}
 		}
-		pop(l, old);
+		fieldpath_pop(&l->path, old);
 	}
 	if (gw && gwp) {
-		old = push(l, ".gatewayPort");
+		old = fieldpath_push(&l->path, ".gatewayPort");
 		ok = get_uint(l, gwp, 1, 65535, &v) && ok;
 		s->gateway_port = (uint16_t)v;
-		pop(l, old);
+		fieldpath_pop(&l->path, old);
 	}
 	if (!ok)
 		return false;   /* the destinations need the service's families and protocol */
-	old = push(l, ".destinations");
+	old = fieldpath_push(&l->path, ".destinations");
 	if (ds->type != YN_SEQ || !ds->n || ds->n > PLAN_MAX_DESTINATIONS) {
-		fail(l, ds, "%s must be a list of 1 to %d destinations, got %s", l->path, PLAN_MAX_DESTINATIONS,
+		fail(l, ds, "%s must be a list of 1 to %d destinations, got %s", l->path.s, PLAN_MAX_DESTINATIONS,
 		     ds->type == YN_SEQ ? arena_printf(l->arena, "%u", ds->n) : shown(l, ds));
-		pop(l, old);
+		fieldpath_pop(&l->path, old);
 		return false;
 	}
 	s->destinations = arena_alloc(l->arena, ds->n * sizeof(*s->destinations));
 	s->n_destinations = ds->n;
 	uint64_t sum = 0;
 	for (uint32_t i = 0; i < ds->n; i++) {
-		size_t o2 = push(l, "[%u]", i);
+		size_t o2 = fieldpath_push(&l->path, "[%u]", i);
 		ok = read_destination(l, ds->items[i], s, &s->destinations[i]) && ok;
 		sum += s->destinations[i].weight;
-		pop(l, o2);
+		fieldpath_pop(&l->path, o2);
 	}
 	char why[160];
 	if (ok && plan_weights_error(sum, ds->n, why, sizeof(why))) {
-		fail(l, ds, "%s: %s", l->path, why);
+		fail(l, ds, "%s: %s", l->path.s, why);
 		ok = false;
 	}
-	pop(l, old);
+	fieldpath_pop(&l->path, old);
 	if (!ok)
 		return false;
 	plan_service_shares(s);   /* never the file's percent: the weights decide */
@@ -570,21 +551,21 @@ static bool read_service(struct loader *l, const struct ynode *m, struct plan_se
 				       plan_protocol_name(s->protocol), s->gateway ? s->gateway : "");
 	const struct ynode *first = strmap_get(&l->services, key);
 	if (first) {
-		fail(l, m, "%s repeats service %s.%s port %u/%s%s%s (first at line %u)", l->path, s->name, s->namespace,
+		fail(l, m, "%s repeats service %s.%s port %u/%s%s%s (first at line %u)", l->path.s, s->name, s->namespace,
 		     s->port, plan_protocol_name(s->protocol), s->gateway ? " of gateway " : "",
 		     s->gateway ? s->gateway : "", first->line);
 		return false;
 	}
 	strmap_put(&l->services, (char *)key, (void *)m);
 	for (size_t i = 0; i < s->n_vips; i++) {
-		size_t o2 = push(l, ".vips[%zu]", i);
+		size_t o2 = fieldpath_push(&l->path, ".vips[%zu]", i);
 		ok = unique_key(l, vips->items[i], &s->vips[i], s->port, s->protocol) && ok;
-		pop(l, o2);
+		fieldpath_pop(&l->path, o2);
 	}
 	for (size_t i = 0; i < s->n_gateway_addrs; i++) {
-		size_t o2 = push(l, ".gatewayAddresses[%zu]", i);
+		size_t o2 = fieldpath_push(&l->path, ".gatewayAddresses[%zu]", i);
 		ok = unique_key(l, gwa->items[i], &s->gateway_addrs[i], s->gateway_port, s->protocol) && ok;
-		pop(l, o2);
+		fieldpath_pop(&l->path, o2);
 	}
 	return ok;
 }
@@ -630,26 +611,26 @@ static void on_doc(void *ctx, const struct mark *file, struct ynode *root)
 	check_members(l, root, plan_members);
 	const struct ynode *gen = ymap_get(root, "generation"), *svcs = need(l, root, "services");
 	if (gen) {
-		size_t old = push(l, "generation");
+		size_t old = fieldpath_push(&l->path, "generation");
 		get_uint(l, gen, 0, UINT64_MAX, &l->generation);
-		pop(l, old);
+		fieldpath_pop(&l->path, old);
 	}
 	if (!svcs)
 		return;
-	size_t old = push(l, "services");
+	size_t old = fieldpath_push(&l->path, "services");
 	if (svcs->type != YN_SEQ || svcs->n > PLAN_MAX_SERVICES) {
-		fail(l, svcs, "%s must be a list of at most %d services, got %s", l->path, PLAN_MAX_SERVICES,
+		fail(l, svcs, "%s must be a list of at most %d services, got %s", l->path.s, PLAN_MAX_SERVICES,
 		     svcs->type == YN_SEQ ? arena_printf(l->arena, "%u", svcs->n) : shown(l, svcs));
-		pop(l, old);
+		fieldpath_pop(&l->path, old);
 		return;
 	}
-	pop(l, old);
+	fieldpath_pop(&l->path, old);
 	l->plan->services = arena_alloc(l->arena, (svcs->n + 1) * sizeof(*l->plan->services));
 	bool ok = true;
 	for (uint32_t i = 0; i < svcs->n; i++) {
-		old = push(l, "services[%u]", i);
+		old = fieldpath_push(&l->path, "services[%u]", i);
 		ok = read_service(l, svcs->items[i], &l->plan->services[i]) && ok;
-		pop(l, old);
+		fieldpath_pop(&l->path, old);
 	}
 	if (!ok)
 		return;

@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <arpa/inet.h>
 #include <sys/socket.h>
 
 static bool lower_alnum(char ch)
@@ -217,6 +218,16 @@ const char *name_gateway_ref_error(const char *s, size_t len)
 		return NULL;
 	return "is not a valid gateway reference: \"mesh\", NAME or NAMESPACE/NAME, each a DNS-1123 label: "
 	       ISTIO_LABEL_RULE;
+}
+
+bool name_parse_addr(const char *s, struct plan_addr *addr)
+{
+	memset(addr, 0, sizeof(*addr));
+	if (inet_pton(AF_INET, s, addr->addr) == 1)
+		addr->family = AF_INET;
+	else if (inet_pton(AF_INET6, s, addr->addr) == 1)
+		addr->family = AF_INET6;
+	return addr->family != 0;
 }
 
 const char *name_vip_error(const struct plan_addr *addr)

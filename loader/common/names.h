@@ -8,6 +8,7 @@
 #ifndef SLUICE_NAMES_H
 #define SLUICE_NAMES_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "plan/plan.h"
@@ -32,6 +33,10 @@ const char *name_label_value_error(const char *s, size_t len);
 const char *name_host_error(const char *s, size_t len);
 /* Istio's gateway references (validateGatewayNames): "mesh", NAME, NAMESPACE/NAME. */
 const char *name_gateway_ref_error(const char *s, size_t len);
+
+/* An IPv4 or IPv6 address in inet_pton's text forms into *addr (zeroed first); false when s is
+ * neither. The compiler and the saved plan's reader take addresses through this one door. */
+bool name_parse_addr(const char *s, struct plan_addr *addr);
 
 /* NULL, or why addr cannot be a service VIP or gateway address ("is a loopback address: ..."). */
 const char *name_vip_error(const struct plan_addr *addr);

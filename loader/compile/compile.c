@@ -458,20 +458,6 @@ static void get_labels(struct cctx *c, const struct ynode *n, struct labels *out
 	}
 }
 
-static bool parse_addr(const char *s, struct plan_addr *a)
-{
-	memset(a, 0, sizeof(*a));
-	if (inet_pton(AF_INET, s, a->addr) == 1) {
-		a->family = AF_INET;
-		return true;
-	}
-	if (inet_pton(AF_INET6, s, a->addr) == 1) {
-		a->family = AF_INET6;
-		return true;
-	}
-	return false;
-}
-
 /* A service VIP or gateway address written at n: not one the node or its pods use for themselves. */
 static bool check_vip(struct cctx *c, const struct ynode *n, const struct plan_addr *a)
 {
@@ -673,7 +659,7 @@ static void read_service(struct cctx *c, const struct ynode *obj)
 			if (ip && !strcmp(ip, "None"))
 				s->headless = true;
 			else if (ip && !s->n_vips) {
-				if (!parse_addr(ip, &s->vips[0])) {
+				if (!name_parse_addr(ip, &s->vips[0])) {
 					err(c, v, "%s must be an IP address or None, got %s", c->path.s, quote_node(c, v));
 				} else {
 					check_vip(c, v, &s->vips[0]);
@@ -694,7 +680,7 @@ static void read_service(struct cctx *c, const struct ynode *obj)
 				struct plan_addr a;
 				if (ip && !strcmp(ip, "None"))
 					s->headless = true;
-				else if (ip && !parse_addr(ip, &a))
+				else if (ip && !name_parse_addr(ip, &a))
 					err(c, v->items[j], "%s must be an IP address, got %s", c->path.s,
 					    quote_node(c, v->items[j]));
 				else if (ip && (n == 2 || (n == 1 && vips[0].family == a.family)))
@@ -845,7 +831,7 @@ static void read_pod_status(struct cctx *c, const struct ynode *st, struct pod *
 			struct plan_addr a;
 			if (!one) {
 				err(c, ips->items[i], "%s is required", c->path.s);
-			} else if (one->type != YN_SCALAR || !parse_addr(one->str, &a)) {
+			} else if (one->type != YN_SCALAR || !name_parse_addr(one->str, &a)) {
 				err(c, one, "%s must be an IP address, got %s", c->path.s, clip_node(c, one));
 			} else if (p->n_ips == 2 || (p->n_ips == 1 && p->ips[0].family == a.family)) {
 				err(c, one, "%s: a pod has at most one IP per family", c->path.s);
@@ -857,7 +843,7 @@ static void read_pod_status(struct cctx *c, const struct ynode *st, struct pod *
 		pop(c, o2);
 	} else if (ip && !ynode_is_null(ip)) {
 		size_t o2 = push_key(c, "podIP");
-		if (ip->type != YN_SCALAR || !parse_addr(ip->str, &p->ips[0]))
+		if (ip->type != YN_SCALAR || !name_parse_addr(ip->str, &p->ips[0]))
 			err(c, ip, "%s must be an IP address, got %s", c->path.s, clip_node(c, ip));
 		else
 			p->n_ips = 1;
@@ -1184,7 +1170,7 @@ static void read_gateway(struct cctx *c, const struct ynode *obj)
 				}
 				const char *ip = get_str(c, a);
 				struct plan_addr pa;
-				if (ip && !parse_addr(ip, &pa)) {
+				if (ip && !name_parse_addr(ip, &pa)) {
 					err(c, a, "%s must be an IP address, got %s", c->path.s, quote_node(c, a));
 					ok = false;
 				} else if (ip && g->n_addrs == PLAN_MAX_GATEWAY_ADDRS) {
@@ -1443,7 +1429,7 @@ static void read_virtual_service(struct cctx *c, const struct ynode *obj)
 				const char *h = get_str(c, val->items[j]);
 				struct plan_addr ip;
 				/* a DNS name, a wildcard or, as Istio allows in a VirtualService, an IP address */
-				if (h && (parse_addr(h, &ip) || check_name(c, val->items[j], "host", name_host_error))) {
+				if (h && (name_parse_addr(h, &ip) || check_name(c, val->items[j], "host", name_host_error))) {
 					v->hosts_at[v->n_hosts] = node_mark(c, val->items[j]);
 					v->hosts[v->n_hosts++] = h;
 				}
@@ -2712,7 +2698,7 @@ int compile_plan(const struct compile_opts *o, const struct compile_input *in, s
 	if (o->gateway_address) {
 		struct mark opt = { .file = "--gateway-address", .line = 1, .col = 1 };
 		const char *why = NULL;
-		if (!parse_addr(o->gateway_address, &c.gateway_address))
+		if (!name_parse_addr(o->gateway_address, &c.gateway_address))
 			why = "is not an IP address";
 		else
 			why = name_vip_error(&c.gateway_address);

@@ -140,23 +140,13 @@ static bool check_percent(struct loader *l, const struct ynode *n)
 	return ok;
 }
 
-static bool parse_ip(const char *s, struct plan_addr *a)
-{
-	memset(a, 0, sizeof(*a));
-	if (inet_pton(AF_INET, s, a->addr) == 1)
-		a->family = AF_INET;
-	else if (inet_pton(AF_INET6, s, a->addr) == 1)
-		a->family = AF_INET6;
-	return a->family != 0;
-}
-
 /* A service VIP or gateway address: an IP address that the compiler would take as one. */
 static bool get_vip(struct loader *l, const struct ynode *n, struct plan_addr *a)
 {
 	const char *s = get_string(l, n);
 	if (!s)
 		return false;
-	const char *why = parse_ip(s, a) ? name_vip_error(a) : "is not an IP address";
+	const char *why = name_parse_addr(s, a) ? name_vip_error(a) : "is not an IP address";
 	if (why)
 		fail(l, n, "%s %s %s", l->path.s, quoted(l, n), why);
 	return !why;
@@ -220,7 +210,7 @@ static bool get_endpoint(struct loader *l, const struct ynode *n, struct plan_en
 	if (ok) {
 		memcpy(ip, start, (size_t)(end - start));
 		ip[end - start] = 0;
-		ok = parse_ip(ip, &e->addr) && (e->addr.family == AF_INET6) == (*s == '[');
+		ok = name_parse_addr(ip, &e->addr) && (e->addr.family == AF_INET6) == (*s == '[');
 	}
 	/* the port as the printer writes it: 1 to 5 digits, no leading zero, 1..65535 */
 	const char *digits = ok ? colon + 1 : "";

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "common/fieldpath.h"
+#include "common/file.h"
 #include "common/names.h"
 #include "compile/ytree.h"
 
@@ -2760,39 +2761,6 @@ static void sources_add(struct sources *s, const char *name, unsigned char *buf,
 	s->v[s->n++] = (struct compile_input){ .name = strdup(name), .buf = buf, .len = len };
 }
 
-static int read_fd(int fd, unsigned char **out, size_t *len)
-{
-	size_t cap = 65536, n = 0;
-	unsigned char *buf = malloc(cap);
-	if (!buf)
-		return -ENOMEM;
-	for (;;) {
-		if (n == cap) {
-			cap *= 2;
-			unsigned char *nb = realloc(buf, cap);
-			if (!nb) {
-				free(buf);
-				return -ENOMEM;
-			}
-			buf = nb;
-		}
-		ssize_t r = read(fd, buf + n, cap - n);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0) {
-			int e = errno;
-			free(buf);
-			return -e;
-		}
-		if (!r)
-			break;
-		n += (size_t)r;
-	}
-	*out = buf;
-	*len = n;
-	return 0;
-}
-
 static void path_error(struct diags *d, const char *path, const char *what)
 {
 	struct mark m = { .file = path, .file_index = UINT32_MAX, .line = 1, .col = 1 };
@@ -2858,12 +2826,9 @@ static int read_path(struct sources *s, const char *path, bool explicit, struct 
 		}
 		return rc;
 	}
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	unsigned char *buf;
 	size_t len;
-	int rc = fd < 0 ? -errno : read_fd(fd, &buf, &len);
-	if (fd >= 0)
-		close(fd);
+	int rc = file_read(path, &buf, &len);
 	if (rc) {
 		char msg[256];
 		snprintf(msg, sizeof(msg), "cannot read: %s", strerror(-rc));
@@ -2879,7 +2844,7 @@ int sources_read(struct sources *s, const char *path, struct diags *d)
 	if (!strcmp(path, "-")) {
 		unsigned char *buf;
 		size_t len;
-		int rc = read_fd(STDIN_FILENO, &buf, &len);
+		int rc = file_read_fd(STDIN_FILENO, &buf, &len);
 		if (rc) {
 			path_error(d, "<stdin>", "cannot read standard input");
 			return -1;

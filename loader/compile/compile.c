@@ -166,7 +166,7 @@ struct cctx {
 	struct compile_stats *st;
 };
 
-static struct mark node_mark(const struct cctx *c, const struct ynode *n)
+static struct mark cc_node_mark(const struct cctx *c, const struct ynode *n)
 {
 	struct mark m = *c->file;
 	m.line = n->line;
@@ -174,18 +174,18 @@ static struct mark node_mark(const struct cctx *c, const struct ynode *n)
 	return m;
 }
 
-static void err(struct cctx *c, const struct ynode *n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void err(struct cctx *c, const struct ynode *n, const char *fmt, ...)
+static void cc_err(struct cctx *c, const struct ynode *n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void cc_err(struct cctx *c, const struct ynode *n, const char *fmt, ...)
 {
-	struct mark m = node_mark(c, n);
+	struct mark m = cc_node_mark(c, n);
 	va_list ap;
 	va_start(ap, fmt);
 	diag_verror(c->d, &m, fmt, ap);
 	va_end(ap);
 }
 
-static void err_at(struct cctx *c, const struct mark *m, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void err_at(struct cctx *c, const struct mark *m, const char *fmt, ...)
+static void cc_err_at(struct cctx *c, const struct mark *m, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void cc_err_at(struct cctx *c, const struct mark *m, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -194,19 +194,19 @@ static void err_at(struct cctx *c, const struct mark *m, const char *fmt, ...)
 }
 
 /* The field path (spec.http[0].route) travels with the walk so errors can name it. */
-static size_t push_index(struct cctx *c, uint32_t i)
+static size_t cc_push_index(struct cctx *c, uint32_t i)
 {
 	return fieldpath_push_index(&c->path, i);
 }
 
-static void pop(struct cctx *c, size_t old)
+static void cc_pop(struct cctx *c, size_t old)
 {
 	fieldpath_pop(&c->path, old);
 }
 
-static const char *quote(struct cctx *c, const char *s);
+static const char *cc_quote(struct cctx *c, const char *s);
 
-static size_t push_key(struct cctx *c, const char *key)
+static size_t cc_push_key(struct cctx *c, const char *key)
 {
 	/* keys of the input reach error messages through the path: short and printable, or quoted */
 	size_t len = 0;
@@ -214,23 +214,23 @@ static size_t push_key(struct cctx *c, const char *key)
 		if ((unsigned char)key[len] <= 0x20 || (unsigned char)key[len] >= 0x7f || key[len] == '"')
 			break;
 	if (key[len] || len > NAME_QUOTE_MAX)
-		key = quote(c, key);
+		key = cc_quote(c, key);
 	return fieldpath_push_str(&c->path, c->path.len ? "." : "", key);
 }
 
-static const char *type_name(const struct ynode *n)
+static const char *cc_type_name(const struct ynode *n)
 {
 	if (ynode_is_null(n))
 		return "null";
 	return n->type == YN_MAP ? "a mapping" : n->type == YN_SEQ ? "a list" : "a scalar";
 }
 
-static bool want(struct cctx *c, const struct ynode *n, uint8_t type)
+static bool cc_want(struct cctx *c, const struct ynode *n, uint8_t type)
 {
 	if (n->type == type)
 		return true;
 	static const char *names[] = { [YN_SCALAR] = "a scalar", [YN_SEQ] = "a list", [YN_MAP] = "a mapping" };
-	err(c, n, "%s must be %s, got %s", c->path.s, names[type], type_name(n));
+	cc_err(c, n, "%s must be %s, got %s", c->path.s, names[type], cc_type_name(n));
 	return false;
 }
 
@@ -261,7 +261,7 @@ static unsigned distance(const char *a, const char *b)
 }
 
 /* kubectl's strict validation: a field outside the schema is an error, with a suggestion. */
-static void check_fields(struct cctx *c, const struct ynode *m, const char *const *known)
+static void cc_check_fields(struct cctx *c, const struct ynode *m, const char *const *known)
 {
 	for (uint32_t i = 0; i < m->n; i++) {
 		const struct ynode *k = ymap_key(m, i);
@@ -282,16 +282,16 @@ static void check_fields(struct cctx *c, const struct ynode *m, const char *cons
 				close = *f;
 			}
 		}
-		const char *field = quote(c, arena_printf(c->keep, "%s%s%s", c->path.s, c->path.len ? "." : "", k->str));
+		const char *field = cc_quote(c, arena_printf(c->keep, "%s%s%s", c->path.s, c->path.len ? "." : "", k->str));
 		if (close)
-			err(c, k, "unknown field %s (did you mean \"%s\"?)", field, close);
+			cc_err(c, k, "unknown field %s (did you mean \"%s\"?)", field, close);
 		else
-			err(c, k, "unknown field %s", field);
+			cc_err(c, k, "unknown field %s", field);
 	}
 }
 
 /* "x SEP y [SEP z]" in the arena, without printf: index keys are made per object and label. */
-static char *join(struct arena *a, char sep, const char *x, const char *y, const char *z)
+static char *cc_join(struct arena *a, char sep, const char *x, const char *y, const char *z)
 {
 	size_t lx = strlen(x), ly = strlen(y), lz = z ? strlen(z) + 1 : 0;
 	char *out = arena_alloc(a, lx + ly + lz + 2);
@@ -305,76 +305,76 @@ static char *join(struct arena *a, char sep, const char *x, const char *y, const
 	return out;
 }
 
-static const char *keep_str(struct cctx *c, const struct ynode *n)
+static const char *cc_keep_str(struct cctx *c, const struct ynode *n)
 {
 	return arena_strndup(c->keep, n->str, n->len);
 }
 
 /* A value of the input as an error quotes it: escaped, at most 64 bytes and its length (names.h). */
-static const char *quote_len(struct cctx *c, const char *s, size_t len)
+static const char *cc_quote_len(struct cctx *c, const char *s, size_t len)
 {
 	char buf[NAME_QUOTE_CAP];
 	return arena_strdup(c->keep, name_quote(s, len, buf, sizeof(buf)));
 }
 
-static const char *quote(struct cctx *c, const char *s)
+static const char *cc_quote(struct cctx *c, const char *s)
 {
-	return quote_len(c, s, strlen(s));
+	return cc_quote_len(c, s, strlen(s));
 }
 
-static const char *quote_node(struct cctx *c, const struct ynode *n)
+static const char *cc_quote_node(struct cctx *c, const struct ynode *n)
 {
-	return n->type == YN_SCALAR ? quote_len(c, n->str, n->len) : type_name(n);
+	return n->type == YN_SCALAR ? cc_quote_len(c, n->str, n->len) : cc_type_name(n);
 }
 
-/* A value of the input that an error prints unquoted (a number, a keyword): as quote() when it is
+/* A value of the input that an error prints unquoted (a number, a keyword): as cc_quote() when it is
  * not short printable ASCII, so no control byte or huge value reaches the terminal. */
-static const char *clip(struct cctx *c, const char *s)
+static const char *cc_clip(struct cctx *c, const char *s)
 {
 	size_t len = strlen(s);
 	bool plain = len <= NAME_QUOTE_MAX;
 	for (size_t i = 0; plain && i < len; i++)
 		plain = s[i] > 0x20 && s[i] < 0x7f;
-	return plain ? s : quote_len(c, s, len);
+	return plain ? s : cc_quote_len(c, s, len);
 }
 
-static const char *clip_node(struct cctx *c, const struct ynode *n)
+static const char *cc_clip_node(struct cctx *c, const struct ynode *n)
 {
-	return n->type == YN_SCALAR ? (n->len == strlen(n->str) ? clip(c, n->str) : quote_node(c, n)) : type_name(n);
+	return n->type == YN_SCALAR ? (n->len == strlen(n->str) ? cc_clip(c, n->str) : cc_quote_node(c, n)) : cc_type_name(n);
 }
 
 /* A name read from n checked against a rule of names.h: "WHAT "value" is not a valid ...". A NUL
  * inside is the reader's error already: the name is what the rest of the compiler sees. */
-static bool check_name(struct cctx *c, const struct ynode *n, const char *what,
-		       const char *(*rule)(const char *s, size_t len))
+static bool cc_check_name(struct cctx *c, const struct ynode *n, const char *what,
+			  const char *(*rule)(const char *s, size_t len))
 {
 	const char *why = rule(n->str, strlen(n->str));
 	if (why)
-		err(c, n, "%s %s %s", what, quote_node(c, n), why);
+		cc_err(c, n, "%s %s %s", what, cc_quote_node(c, n), why);
 	return !why;
 }
 
 /* A string field: a scalar that is not null. Returns NULL (after an error) otherwise. */
-static const char *get_str(struct cctx *c, const struct ynode *n)
+static const char *cc_get_str(struct cctx *c, const struct ynode *n)
 {
-	if (!want(c, n, YN_SCALAR))
+	if (!cc_want(c, n, YN_SCALAR))
 		return NULL;
 	if (ynode_is_null(n)) {
-		err(c, n, "%s must be a string, got null", c->path.s);
+		cc_err(c, n, "%s must be a string, got null", c->path.s);
 		return NULL;
 	}
-	return keep_str(c, n);
+	return cc_keep_str(c, n);
 }
 
 /* A string field that names something: NULL (after an error) when the rule of names.h refuses it. */
-static const char *get_name(struct cctx *c, const struct ynode *n, const char *what,
-			    const char *(*rule)(const char *s, size_t len))
+static const char *cc_get_name(struct cctx *c, const struct ynode *n, const char *what,
+			       const char *(*rule)(const char *s, size_t len))
 {
-	const char *s = get_str(c, n);
-	return s && check_name(c, n, what, rule) ? s : NULL;
+	const char *s = cc_get_str(c, n);
+	return s && cc_check_name(c, n, what, rule) ? s : NULL;
 }
 
-static bool is_integer(const struct ynode *n)
+static bool cc_is_integer(const struct ynode *n)
 {
 	if (n->type != YN_SCALAR || !n->plain || !n->len)
 		return false;
@@ -389,51 +389,51 @@ static bool is_integer(const struct ynode *n)
 	return true;
 }
 
-static bool get_int(struct cctx *c, const struct ynode *n, long long min, long long max, long long *out)
+static bool cc_get_int(struct cctx *c, const struct ynode *n, long long min, long long max, long long *out)
 {
-	if (!is_integer(n)) {
+	if (!cc_is_integer(n)) {
 		if (n->type == YN_SCALAR && !n->plain)
-			err(c, n, "%s must be an integer, got the string %s", c->path.s, quote_node(c, n));
+			cc_err(c, n, "%s must be an integer, got the string %s", c->path.s, cc_quote_node(c, n));
 		else if (n->type == YN_SCALAR && !ynode_is_null(n))
-			err(c, n, "%s must be an integer, got %s", c->path.s, quote_node(c, n));
+			cc_err(c, n, "%s must be an integer, got %s", c->path.s, cc_quote_node(c, n));
 		else
-			err(c, n, "%s must be an integer, got %s", c->path.s, type_name(n));
+			cc_err(c, n, "%s must be an integer, got %s", c->path.s, cc_type_name(n));
 		return false;
 	}
 	errno = 0;
 	long long v = strtoll(n->str, NULL, 10);
 	if (errno || v < min || v > max) {
-		err(c, n, "%s must be an integer from %lld to %lld, got %s", c->path.s, min, max, clip_node(c, n));
+		cc_err(c, n, "%s must be an integer from %lld to %lld, got %s", c->path.s, min, max, cc_clip_node(c, n));
 		return false;
 	}
 	*out = v;
 	return true;
 }
 
-static bool get_port(struct cctx *c, const struct ynode *n, uint16_t *out)
+static bool cc_get_port(struct cctx *c, const struct ynode *n, uint16_t *out)
 {
 	long long v;
-	if (!get_int(c, n, 1, 65535, &v))
+	if (!cc_get_int(c, n, 1, 65535, &v))
 		return false;
 	*out = (uint16_t)v;
 	return true;
 }
 
-static bool get_bool(struct cctx *c, const struct ynode *n, bool *out)
+static bool cc_get_bool(struct cctx *c, const struct ynode *n, bool *out)
 {
 	if (n->type == YN_SCALAR && n->plain && (!strcmp(n->str, "true") || !strcmp(n->str, "false"))) {
 		*out = n->str[0] == 't';
 		return true;
 	}
-	err(c, n, "%s must be true or false, got %s", c->path.s, clip_node(c, n));
+	cc_err(c, n, "%s must be true or false, got %s", c->path.s, cc_clip_node(c, n));
 	return false;
 }
 
 /* Label maps: string keys to scalar values, as Kubernetes stores them, and names as it takes them
  * (a label Kubernetes refuses can be on no pod). */
-static void get_labels(struct cctx *c, const struct ynode *n, struct labels *out)
+static void cc_get_labels(struct cctx *c, const struct ynode *n, struct labels *out)
 {
-	if (ynode_is_null(n) || !want(c, n, YN_MAP))
+	if (ynode_is_null(n) || !cc_want(c, n, YN_MAP))
 		return;
 	out->v = arena_alloc(c->keep, (n->n ? n->n : 1) * sizeof(*out->v));
 	for (uint32_t i = 0; i < n->n; i++) {
@@ -442,29 +442,29 @@ static void get_labels(struct cctx *c, const struct ynode *n, struct labels *out
 			continue;
 		const char *why = name_label_key_error(k->str, strlen(k->str));
 		if (why) {
-			err(c, k, "%s key %s %s", c->path.s, quote_node(c, k), why);
+			cc_err(c, k, "%s key %s %s", c->path.s, cc_quote_node(c, k), why);
 			continue;
 		}
-		size_t old = push_key(c, k->str);
+		size_t old = cc_push_key(c, k->str);
 		if (v->type != YN_SCALAR || ynode_is_null(v)) {
-			err(c, v, "%s must be a string, got %s", c->path.s, type_name(v));
+			cc_err(c, v, "%s must be a string, got %s", c->path.s, cc_type_name(v));
 		} else if ((why = name_label_value_error(v->str, strlen(v->str)))) {
-			err(c, v, "%s %s %s", c->path.s, quote_node(c, v), why);
+			cc_err(c, v, "%s %s %s", c->path.s, cc_quote_node(c, v), why);
 		} else {
-			out->v[out->n].key = keep_str(c, k);
-			out->v[out->n].val = keep_str(c, v);
+			out->v[out->n].key = cc_keep_str(c, k);
+			out->v[out->n].val = cc_keep_str(c, v);
 			out->n++;
 		}
-		pop(c, old);
+		cc_pop(c, old);
 	}
 }
 
 /* A service VIP or gateway address written at n: not one the node or its pods use for themselves. */
-static bool check_vip(struct cctx *c, const struct ynode *n, const struct plan_addr *a)
+static bool cc_check_vip(struct cctx *c, const struct ynode *n, const struct plan_addr *a)
 {
 	const char *why = name_vip_error(a);
 	if (why)
-		err(c, n, "%s %s %s", c->path.s, quote_node(c, n), why);
+		cc_err(c, n, "%s %s %s", c->path.s, cc_quote_node(c, n), why);
 	return !why;
 }
 
@@ -477,43 +477,43 @@ struct meta {
 	const struct ynode *node;
 };
 
-static bool read_meta(struct cctx *c, const struct ynode *obj, const char *kind, struct meta *m)
+static bool cc_read_meta(struct cctx *c, const struct ynode *obj, const char *kind, struct meta *m)
 {
 	memset(m, 0, sizeof(*m));
 	m->node = obj;
 	const struct ynode *md = ymap_get(obj, "metadata");
 	if (!md || ynode_is_null(md)) {
-		err(c, obj, "%s has no metadata.name", kind);
+		cc_err(c, obj, "%s has no metadata.name", kind);
 		return false;
 	}
-	size_t old = push_key(c, "metadata");
-	bool ok = want(c, md, YN_MAP);
+	size_t old = cc_push_key(c, "metadata");
+	bool ok = cc_want(c, md, YN_MAP);
 	if (ok) {
 		const struct ynode *name = ymap_get(md, "name"), *ns = ymap_get(md, "namespace");
 		if (!name || ynode_is_null(name)) {
-			err(c, md, "%s has no metadata.name", kind);
+			cc_err(c, md, "%s has no metadata.name", kind);
 			ok = false;
 		} else {
 			/* Kubernetes: a Service's name is a DNS-1035 label (it becomes a DNS name and an
 			 * environment variable), every other kind's a DNS-1123 subdomain */
-			size_t o2 = push_key(c, "name");
+			size_t o2 = cc_push_key(c, "name");
 			char what[64];
 			snprintf(what, sizeof(what), "%s name", kind);
-			m->name = get_name(c, name, what, !strcmp(kind, "Service") ? name_dns1035_label_error :
+			m->name = cc_get_name(c, name, what, !strcmp(kind, "Service") ? name_dns1035_label_error :
 										name_dns1123_subdomain_error);
-			pop(c, o2);
+			cc_pop(c, o2);
 			ok = m->name != NULL;
 		}
 		/* "" is no namespace, as kubectl reads it */
 		if (ns && !ynode_is_null(ns) && !(ns->type == YN_SCALAR && !ns->len)) {
-			size_t o2 = push_key(c, "namespace");
-			m->ns = get_name(c, ns, "namespace", name_dns1123_label_error);
-			pop(c, o2);
+			size_t o2 = cc_push_key(c, "namespace");
+			m->ns = cc_get_name(c, ns, "namespace", name_dns1123_label_error);
+			cc_pop(c, o2);
 			if (!m->ns) {
 				ok = false;
 			} else if (c->o->namespace_forced && strcmp(m->ns, c->default_ns)) {
-				err(c, ns, "metadata.namespace \"%s\" does not match -n %s: drop -n or fix the namespace",
-				    m->ns, c->default_ns);
+				cc_err(c, ns, "metadata.namespace \"%s\" does not match -n %s: drop -n or fix the namespace",
+				       m->ns, c->default_ns);
 				ok = false;
 			}
 		}
@@ -521,24 +521,24 @@ static bool read_meta(struct cctx *c, const struct ynode *obj, const char *kind,
 		const struct ynode *del = ymap_get(md, "deletionTimestamp");
 		m->deleting = del && !ynode_is_null(del);
 	}
-	pop(c, old);
+	cc_pop(c, old);
 	if (!m->ns)
 		m->ns = c->default_ns;
 	return ok;
 }
 
 /* Two objects of one kind, namespace and name in one input would make one of them win silently. */
-static bool unique_object(struct cctx *c, const char *kind, const struct meta *m)
+static bool cc_unique_object(struct cctx *c, const char *kind, const struct meta *m)
 {
-	const char *key = join(c->keep, '/', kind, m->ns, m->name);
+	const char *key = cc_join(c->keep, '/', kind, m->ns, m->name);
 	const struct mark *first = strmap_get(&c->objects, key);
 	if (first) {
-		err(c, m->node, "duplicate %s %s/%s (first defined at %s:%u:%u)", kind, m->ns, m->name, first->file,
-		    first->line, first->col);
+		cc_err(c, m->node, "duplicate %s %s/%s (first defined at %s:%u:%u)", kind, m->ns, m->name, first->file,
+		       first->line, first->col);
 		return false;
 	}
 	struct mark *at = arena_alloc(c->keep, sizeof(*at));
-	*at = node_mark(c, m->node);
+	*at = cc_node_mark(c, m->node);
 	strmap_put(&c->objects, key, at);
 	return true;
 }
@@ -553,9 +553,9 @@ static const char *const service_spec_fields[] = {
 static const char *const service_port_fields[] = { "appProtocol", "name", "nodePort", "port", "protocol",
 						   "targetPort", NULL };
 
-static uint8_t get_protocol(struct cctx *c, const struct ynode *n, bool *ok)
+static uint8_t cc_get_protocol(struct cctx *c, const struct ynode *n, bool *ok)
 {
-	const char *p = get_str(c, n);
+	const char *p = cc_get_str(c, n);
 	if (!p) {
 		*ok = false;
 		return 0;
@@ -566,7 +566,7 @@ static uint8_t get_protocol(struct cctx *c, const struct ynode *n, bool *ok)
 		return IPPROTO_UDP;
 	if (!strcmp(p, "SCTP"))
 		return 0;
-	err(c, n, "%s must be TCP, UDP or SCTP, got %s", c->path.s, quote_node(c, n));
+	cc_err(c, n, "%s must be TCP, UDP or SCTP, got %s", c->path.s, cc_quote_node(c, n));
 	*ok = false;
 	return 0;
 }
@@ -574,126 +574,126 @@ static uint8_t get_protocol(struct cctx *c, const struct ynode *n, bool *ok)
 /* Returns whether p is a port to route: a mapping with a port number (errors are reported). */
 static bool read_service_port(struct cctx *c, const struct ynode *n, struct svc_port *p)
 {
-	if (!want(c, n, YN_MAP))
+	if (!cc_want(c, n, YN_MAP))
 		return false;
-	check_fields(c, n, service_port_fields);
-	p->at = node_mark(c, n);
+	cc_check_fields(c, n, service_port_fields);
+	p->at = cc_node_mark(c, n);
 	p->proto = IPPROTO_TCP;
 	bool ok = true;
 	for (uint32_t i = 0; i < n->n; i++) {
 		const char *k = ymap_key(n, i)->str;
 		const struct ynode *v = ymap_val(n, i);
-		size_t old = push_key(c, k);
+		size_t old = cc_push_key(c, k);
 		long long num;
 		/* Kubernetes: a Service port's name is a DNS-1123 label, a container port's an IANA name */
 		if (!strcmp(k, "name"))
-			p->name = get_name(c, v, "port name", name_dns1123_label_error);
+			p->name = cc_get_name(c, v, "port name", name_dns1123_label_error);
 		else if (!strcmp(k, "port"))
-			ok = get_port(c, v, &p->port) && ok;
+			ok = cc_get_port(c, v, &p->port) && ok;
 		else if (!strcmp(k, "protocol"))
-			p->proto = get_protocol(c, v, &ok);
+			p->proto = cc_get_protocol(c, v, &ok);
 		else if (!strcmp(k, "appProtocol"))
-			p->app_protocol = get_str(c, v);
+			p->app_protocol = cc_get_str(c, v);
 		else if (!strcmp(k, "nodePort"))
-			get_int(c, v, 0, 65535, &num); /* served by kube-proxy, not by the VIP path */
+			cc_get_int(c, v, 0, 65535, &num); /* served by kube-proxy, not by the VIP path */
 		else if (!strcmp(k, "targetPort")) {
-			if (is_integer(v))
-				ok = get_port(c, v, &p->target_num) && ok;
+			if (cc_is_integer(v))
+				ok = cc_get_port(c, v, &p->target_num) && ok;
 			else if (v->type == YN_SCALAR && !ynode_is_null(v) && !isdigit((unsigned char)v->str[0]))
-				p->target_name = get_name(c, v, "targetPort", name_port_name_error);
+				p->target_name = cc_get_name(c, v, "targetPort", name_port_name_error);
 			else
-				err(c, v, "%s must be a port number or a container port name, got %s", c->path.s,
-				    clip_node(c, v));
+				cc_err(c, v, "%s must be a port number or a container port name, got %s", c->path.s,
+				       cc_clip_node(c, v));
 		}
-		pop(c, old);
+		cc_pop(c, old);
 	}
 	if (!p->port && ok && !ymap_get(n, "port"))
-		err(c, n, "%s.port is required", c->path.s);
+		cc_err(c, n, "%s.port is required", c->path.s);
 	return p->port != 0;
 }
 
-static void read_service(struct cctx *c, const struct ynode *obj)
+static void cc_read_service(struct cctx *c, const struct ynode *obj)
 {
 	struct meta m;
-	check_fields(c, obj, service_fields);
-	if (!read_meta(c, obj, "Service", &m) || !unique_object(c, "Service", &m))
+	cc_check_fields(c, obj, service_fields);
+	if (!cc_read_meta(c, obj, "Service", &m) || !cc_unique_object(c, "Service", &m))
 		return;
 	struct service *s = arena_alloc(c->keep, sizeof(*s));
 	s->name = m.name;
 	s->ns = m.ns;
-	s->key = join(c->keep, '.', m.name, m.ns, NULL);
-	s->at = node_mark(c, obj);
+	s->key = cc_join(c->keep, '.', m.name, m.ns, NULL);
+	s->at = cc_node_mark(c, obj);
 	const struct ynode *spec = ymap_get(obj, "spec");
 	if (!spec || ynode_is_null(spec)) {
-		err(c, obj, "Service %s has no spec", s->key);
+		cc_err(c, obj, "Service %s has no spec", s->key);
 		return;
 	}
-	size_t old = push_key(c, "spec");
-	if (!want(c, spec, YN_MAP)) {
-		pop(c, old);
+	size_t old = cc_push_key(c, "spec");
+	if (!cc_want(c, spec, YN_MAP)) {
+		cc_pop(c, old);
 		return;
 	}
-	check_fields(c, spec, service_spec_fields);
+	cc_check_fields(c, spec, service_spec_fields);
 	for (uint32_t i = 0; i < spec->n; i++) {
 		const struct ynode *k = ymap_key(spec, i), *v = ymap_val(spec, i);
-		size_t o2 = push_key(c, k->str);
+		size_t o2 = cc_push_key(c, k->str);
 		if (!strcmp(k->str, "selector")) {
-			get_labels(c, v, &s->selector);
+			cc_get_labels(c, v, &s->selector);
 			s->has_selector = s->selector.n > 0;
-		} else if (!strcmp(k->str, "ports") && !ynode_is_null(v) && want(c, v, YN_SEQ)) {
+		} else if (!strcmp(k->str, "ports") && !ynode_is_null(v) && cc_want(c, v, YN_SEQ)) {
 			s->ports = arena_alloc(c->keep, (v->n ? v->n : 1) * sizeof(*s->ports));
 			for (uint32_t j = 0; j < v->n; j++) {
-				size_t o3 = push_index(c, j);
+				size_t o3 = cc_push_index(c, j);
 				struct svc_port *p = &s->ports[s->n_ports];
 				if (read_service_port(c, v->items[j], p)) {
 					for (uint32_t q = 0; q < s->n_ports; q++)
 						if (s->ports[q].port == p->port && s->ports[q].proto == p->proto)
-							err_at(c, &p->at, "duplicate port %u in Service %s", p->port, s->key);
+							cc_err_at(c, &p->at, "duplicate port %u in Service %s", p->port, s->key);
 					s->n_ports++;
 				} else {
 					memset(p, 0, sizeof(*p));
 				}
-				pop(c, o3);
+				cc_pop(c, o3);
 			}
 		} else if (!strcmp(k->str, "clusterIP") && !ynode_is_null(v)) {
-			const char *ip = get_str(c, v);
+			const char *ip = cc_get_str(c, v);
 			if (ip && !strcmp(ip, "None"))
 				s->headless = true;
 			else if (ip && !s->n_vips) {
 				if (!name_parse_addr(ip, &s->vips[0])) {
-					err(c, v, "%s must be an IP address or None, got %s", c->path.s, quote_node(c, v));
+					cc_err(c, v, "%s must be an IP address or None, got %s", c->path.s, cc_quote_node(c, v));
 				} else {
-					check_vip(c, v, &s->vips[0]);
-					s->vip_at[0] = node_mark(c, v);
+					cc_check_vip(c, v, &s->vips[0]);
+					s->vip_at[0] = cc_node_mark(c, v);
 					s->vip_field[0] = "spec.clusterIP";
 					s->n_vips = 1;
 				}
 			}
 			s->has_cluster_ip = true;
-		} else if (!strcmp(k->str, "clusterIPs") && !ynode_is_null(v) && want(c, v, YN_SEQ)) {
+		} else if (!strcmp(k->str, "clusterIPs") && !ynode_is_null(v) && cc_want(c, v, YN_SEQ)) {
 			struct plan_addr vips[2];
 			struct mark at[2];
 			const char *field[2];
 			size_t n = 0;
 			for (uint32_t j = 0; j < v->n; j++) {
-				size_t o3 = push_index(c, j);
-				const char *ip = get_str(c, v->items[j]);
+				size_t o3 = cc_push_index(c, j);
+				const char *ip = cc_get_str(c, v->items[j]);
 				struct plan_addr a;
 				if (ip && !strcmp(ip, "None"))
 					s->headless = true;
 				else if (ip && !name_parse_addr(ip, &a))
-					err(c, v->items[j], "%s must be an IP address, got %s", c->path.s,
-					    quote_node(c, v->items[j]));
+					cc_err(c, v->items[j], "%s must be an IP address, got %s", c->path.s,
+					       cc_quote_node(c, v->items[j]));
 				else if (ip && (n == 2 || (n == 1 && vips[0].family == a.family)))
-					err(c, v->items[j], "%s: a Service has at most one clusterIP per IP family",
-					    c->path.s);
+					cc_err(c, v->items[j], "%s: a Service has at most one clusterIP per IP family",
+					       c->path.s);
 				else if (ip) {
-					check_vip(c, v->items[j], &a);
-					at[n] = node_mark(c, v->items[j]);
+					cc_check_vip(c, v->items[j], &a);
+					at[n] = cc_node_mark(c, v->items[j]);
 					field[n] = arena_strdup(c->keep, c->path.s);
 					vips[n++] = a;
 				}
-				pop(c, o3);
+				cc_pop(c, o3);
 			}
 			/* clusterIPs is authoritative: clusterIP is its first entry */
 			if (n) {
@@ -704,38 +704,38 @@ static void read_service(struct cctx *c, const struct ynode *obj)
 				s->has_cluster_ip = true;
 			}
 		} else if (!strcmp(k->str, "type")) {
-			const char *t = get_str(c, v);
+			const char *t = cc_get_str(c, v);
 			if (t && !strcmp(t, "ExternalName"))
 				s->external_name = true;
 			else if (t && strcmp(t, "ClusterIP") && strcmp(t, "NodePort") && strcmp(t, "LoadBalancer"))
-				err(c, v, "%s must be ClusterIP, NodePort, LoadBalancer or ExternalName, got %s",
-				    c->path.s, quote_node(c, v));
+				cc_err(c, v, "%s must be ClusterIP, NodePort, LoadBalancer or ExternalName, got %s",
+				       c->path.s, cc_quote_node(c, v));
 		} else if (!strcmp(k->str, "publishNotReadyAddresses")) {
-			get_bool(c, v, &s->publish_not_ready);
+			cc_get_bool(c, v, &s->publish_not_ready);
 		} else if (!strcmp(k->str, "sessionAffinity")) {
-			const char *a = get_str(c, v);
+			const char *a = cc_get_str(c, v);
 			if (a && strcmp(a, "None") && !s->unsupported) {
 				s->unsupported = "spec.sessionAffinity ClientIP is not supported: sluice splits "
 						 "connections by weight; remove sessionAffinity";
-				s->unsupported_at = node_mark(c, v);
+				s->unsupported_at = cc_node_mark(c, v);
 			}
 		} else if (!strcmp(k->str, "internalTrafficPolicy")) {
-			const char *a = get_str(c, v);
+			const char *a = cc_get_str(c, v);
 			if (a && strcmp(a, "Cluster") && !s->unsupported) {
 				s->unsupported = "spec.internalTrafficPolicy Local is not supported: sluice does not "
 						 "know which pods are on this node; use Cluster";
-				s->unsupported_at = node_mark(c, v);
+				s->unsupported_at = cc_node_mark(c, v);
 			}
 		} else if (!strcmp(k->str, "trafficDistribution")) {
 			if (!s->unsupported) {
 				s->unsupported = "spec.trafficDistribution is not supported: sluice splits by the "
 						 "VirtualService's weights only; remove it";
-				s->unsupported_at = node_mark(c, v);
+				s->unsupported_at = cc_node_mark(c, v);
 			}
 		}
-		pop(c, o2);
+		cc_pop(c, o2);
 	}
-	pop(c, old);
+	cc_pop(c, old);
 	ptrvec_push(&c->services, s);
 }
 
@@ -760,49 +760,49 @@ static const char *const container_port_fields[] = { "containerPort", "hostIP", 
 
 static void read_containers(struct cctx *c, const struct ynode *list, struct pod *p)
 {
-	if (ynode_is_null(list) || !want(c, list, YN_SEQ))
+	if (ynode_is_null(list) || !cc_want(c, list, YN_SEQ))
 		return;
 	for (uint32_t i = 0; i < list->n; i++) {
 		const struct ynode *ct = list->items[i];
-		size_t old = push_index(c, i);
-		if (want(c, ct, YN_MAP)) {
-			check_fields(c, ct, container_fields);
+		size_t old = cc_push_index(c, i);
+		if (cc_want(c, ct, YN_MAP)) {
+			cc_check_fields(c, ct, container_fields);
 			const struct ynode *ports = ymap_get(ct, "ports");
-			size_t o2 = push_key(c, "ports");
-			if (ports && !ynode_is_null(ports) && want(c, ports, YN_SEQ)) {
+			size_t o2 = cc_push_key(c, "ports");
+			if (ports && !ynode_is_null(ports) && cc_want(c, ports, YN_SEQ)) {
 				struct pod_port *np = arena_alloc(c->keep, (p->n_ports + ports->n + 1) * sizeof(*np));
 				if (p->n_ports)
 					memcpy(np, p->ports, p->n_ports * sizeof(*np));
 				p->ports = np;
 				for (uint32_t j = 0; j < ports->n; j++) {
 					const struct ynode *cp = ports->items[j];
-					size_t o3 = push_index(c, j);
-					if (want(c, cp, YN_MAP)) {
-						check_fields(c, cp, container_port_fields);
+					size_t o3 = cc_push_index(c, j);
+					if (cc_want(c, cp, YN_MAP)) {
+						cc_check_fields(c, cp, container_port_fields);
 						struct pod_port *pp = &p->ports[p->n_ports];
 						bool ok = true;
 						pp->proto = IPPROTO_TCP;
 						for (uint32_t q = 0; q < cp->n; q++) {
 							const char *k = ymap_key(cp, q)->str;
 							const struct ynode *v = ymap_val(cp, q);
-							size_t o4 = push_key(c, k);
+							size_t o4 = cc_push_key(c, k);
 							if (!strcmp(k, "containerPort"))
-								ok = get_port(c, v, &pp->port) && ok;
+								ok = cc_get_port(c, v, &pp->port) && ok;
 							else if (!strcmp(k, "name"))
-								pp->name = get_name(c, v, "port name", name_port_name_error);
+								pp->name = cc_get_name(c, v, "port name", name_port_name_error);
 							else if (!strcmp(k, "protocol"))
-								pp->proto = get_protocol(c, v, &ok);
-							pop(c, o4);
+								pp->proto = cc_get_protocol(c, v, &ok);
+							cc_pop(c, o4);
 						}
 						if (ok && pp->port)
 							p->n_ports++;
 					}
-					pop(c, o3);
+					cc_pop(c, o3);
 				}
 			}
-			pop(c, o2);
+			cc_pop(c, o2);
 		}
-		pop(c, old);
+		cc_pop(c, old);
 	}
 }
 
@@ -822,59 +822,59 @@ static void read_pod_status(struct cctx *c, const struct ynode *st, struct pod *
 			ready = !strcmp(s->str, "True") || !strcmp(s->str, "true");
 	}
 	p->ready = running && ready;
-	size_t old = push_key(c, "status");
+	size_t old = cc_push_key(c, "status");
 	const struct ynode *ips = ymap_get(st, "podIPs"), *ip = ymap_get(st, "podIP");
 	if (ips && ips->type == YN_SEQ && ips->n) {
-		size_t o2 = push_key(c, "podIPs");
+		size_t o2 = cc_push_key(c, "podIPs");
 		for (uint32_t i = 0; i < ips->n; i++) {
 			size_t o3 = fieldpath_push(&c->path, "[%u].ip", i);
 			const struct ynode *one = ymap_get(ips->items[i], "ip");
 			struct plan_addr a;
 			if (!one) {
-				err(c, ips->items[i], "%s is required", c->path.s);
+				cc_err(c, ips->items[i], "%s is required", c->path.s);
 			} else if (one->type != YN_SCALAR || !name_parse_addr(one->str, &a)) {
-				err(c, one, "%s must be an IP address, got %s", c->path.s, clip_node(c, one));
+				cc_err(c, one, "%s must be an IP address, got %s", c->path.s, cc_clip_node(c, one));
 			} else if (p->n_ips == 2 || (p->n_ips == 1 && p->ips[0].family == a.family)) {
-				err(c, one, "%s: a pod has at most one IP per family", c->path.s);
+				cc_err(c, one, "%s: a pod has at most one IP per family", c->path.s);
 			} else {
 				p->ips[p->n_ips++] = a;
 			}
-			pop(c, o3);
+			cc_pop(c, o3);
 		}
-		pop(c, o2);
+		cc_pop(c, o2);
 	} else if (ip && !ynode_is_null(ip)) {
-		size_t o2 = push_key(c, "podIP");
+		size_t o2 = cc_push_key(c, "podIP");
 		if (ip->type != YN_SCALAR || !name_parse_addr(ip->str, &p->ips[0]))
-			err(c, ip, "%s must be an IP address, got %s", c->path.s, clip_node(c, ip));
+			cc_err(c, ip, "%s must be an IP address, got %s", c->path.s, cc_clip_node(c, ip));
 		else
 			p->n_ips = 1;
-		pop(c, o2);
+		cc_pop(c, o2);
 	}
-	pop(c, old);
+	cc_pop(c, old);
 }
 
-static void read_pod(struct cctx *c, const struct ynode *obj)
+static void cc_read_pod(struct cctx *c, const struct ynode *obj)
 {
 	struct meta m;
-	check_fields(c, obj, pod_fields);
-	if (!read_meta(c, obj, "Pod", &m) || !unique_object(c, "Pod", &m))
+	cc_check_fields(c, obj, pod_fields);
+	if (!cc_read_meta(c, obj, "Pod", &m) || !cc_unique_object(c, "Pod", &m))
 		return;
 	struct pod *p = arena_alloc(c->keep, sizeof(*p));
 	p->name = m.name;
 	p->ns = m.ns;
-	p->at = node_mark(c, obj);
+	p->at = cc_node_mark(c, obj);
 	size_t old = fieldpath_push_str(&c->path, "", "metadata.labels");
-	get_labels(c, m.labels, &p->labels);
-	pop(c, old);
+	cc_get_labels(c, m.labels, &p->labels);
+	cc_pop(c, old);
 	const struct ynode *spec = ymap_get(obj, "spec");
-	old = push_key(c, "spec");
-	if (spec && !ynode_is_null(spec) && want(c, spec, YN_MAP)) {
-		check_fields(c, spec, pod_spec_fields);
-		size_t o2 = push_key(c, "containers");
+	old = cc_push_key(c, "spec");
+	if (spec && !ynode_is_null(spec) && cc_want(c, spec, YN_MAP)) {
+		cc_check_fields(c, spec, pod_spec_fields);
+		size_t o2 = cc_push_key(c, "containers");
 		read_containers(c, ymap_get(spec, "containers"), p);
-		pop(c, o2);
+		cc_pop(c, o2);
 	}
-	pop(c, old);
+	cc_pop(c, old);
 	read_pod_status(c, ymap_get(obj, "status"), p);
 	p->deleting = m.deleting;
 	ptrvec_push(&c->pods, p);
@@ -960,26 +960,26 @@ static void refuse_fields(struct cctx *c, const struct ynode *m, const struct re
 		const struct ynode *k = ymap_key(m, i);
 		for (const struct refusal *x = r; x->field; x++)
 			if (k->type == YN_SCALAR && !strcmp(k->str, x->field))
-				err(c, k, "%s.%s: %s", c->path.s, x->field, x->why);
+				cc_err(c, k, "%s.%s: %s", c->path.s, x->field, x->why);
 	}
 }
 
 /* match[].gateways: a per-route gateway choice; only "mesh" there. */
 static void check_gateways(struct cctx *c, const struct ynode *g)
 {
-	if (ynode_is_null(g) || !want(c, g, YN_SEQ))
+	if (ynode_is_null(g) || !cc_want(c, g, YN_SEQ))
 		return;
 	for (uint32_t i = 0; i < g->n; i++) {
-		size_t old = push_index(c, i);
-		const char *name = get_str(c, g->items[i]);
-		if (name && !check_name(c, g->items[i], "gateway", name_gateway_ref_error))
+		size_t old = cc_push_index(c, i);
+		const char *name = cc_get_str(c, g->items[i]);
+		if (name && !cc_check_name(c, g->items[i], "gateway", name_gateway_ref_error))
 			name = NULL;
 		if (name && strcmp(name, "mesh"))
-			err(c, g->items[i],
-			    "%s: matching on gateway %s is not supported: bind the whole VirtualService to it "
-			    "in spec.gateways, or give the Gateway's routes their own VirtualService",
-			    c->path.s, quote(c, name));
-		pop(c, old);
+			cc_err(c, g->items[i],
+			       "%s: matching on gateway %s is not supported: bind the whole VirtualService to it "
+			       "in spec.gateways, or give the Gateway's routes their own VirtualService",
+			       c->path.s, cc_quote(c, name));
+		cc_pop(c, old);
 	}
 }
 
@@ -988,23 +988,23 @@ static void check_gateways(struct cctx *c, const struct ynode *g)
 static bool read_vs_gateways(struct cctx *c, const struct ynode *g, struct vs *v)
 {
 	bool ok = true;
-	if (ynode_is_null(g) || !want(c, g, YN_SEQ))
+	if (ynode_is_null(g) || !cc_want(c, g, YN_SEQ))
 		return ok;
 	v->mesh = false;
 	v->gateways = arena_alloc(c->keep, (g->n ? g->n : 1) * sizeof(*v->gateways));
 	v->gateways_at = arena_alloc(c->keep, (g->n ? g->n : 1) * sizeof(*v->gateways_at));
 	for (uint32_t i = 0; i < g->n; i++) {
-		size_t old = push_index(c, i);
-		const char *name = get_str(c, g->items[i]);
-		if (name && !check_name(c, g->items[i], "gateway", name_gateway_ref_error)) {
+		size_t old = cc_push_index(c, i);
+		const char *name = cc_get_str(c, g->items[i]);
+		if (name && !cc_check_name(c, g->items[i], "gateway", name_gateway_ref_error)) {
 			ok = false;
 		} else if (name && !strcmp(name, "mesh")) {
 			v->mesh = true;
 		} else if (name) {
-			v->gateways_at[v->n_gateways] = node_mark(c, g->items[i]);
+			v->gateways_at[v->n_gateways] = cc_node_mark(c, g->items[i]);
 			v->gateways[v->n_gateways++] = name;
 		}
-		pop(c, old);
+		cc_pop(c, old);
 	}
 	return ok;
 }
@@ -1016,94 +1016,94 @@ static const char *const gateway_port_fields[] = { "name", "number", "protocol",
 static void read_gateway_server(struct cctx *c, const struct ynode *n, struct gw_server *srv, bool *ok)
 {
 	*ok = false;
-	if (!want(c, n, YN_MAP))
+	if (!cc_want(c, n, YN_MAP))
 		return;
-	check_fields(c, n, gateway_server_fields);
-	srv->at = node_mark(c, n);
+	cc_check_fields(c, n, gateway_server_fields);
+	srv->at = cc_node_mark(c, n);
 	bool good = true;
 	for (uint32_t i = 0; i < n->n; i++) {
 		const struct ynode *k = ymap_key(n, i), *v = ymap_val(n, i);
 		if (k->type != YN_SCALAR)
 			continue;
-		size_t old = push_key(c, k->str);
+		size_t old = cc_push_key(c, k->str);
 		if (!strcmp(k->str, "tls")) {
-			err(c, k, "%s: TLS termination needs a proxy: sluice forwards connections, it does not decrypt "
+			cc_err(c, k, "%s: TLS termination needs a proxy: sluice forwards connections, it does not decrypt "
 				  "them; terminate TLS in the application, or use protocol TCP to pass TLS through",
 			    c->path.s);
 			good = false;
 		} else if (!strcmp(k->str, "bind") || !strcmp(k->str, "defaultEndpoint")) {
-			err(c, k, "%s is not supported: sluice serves a Gateway on the address it is given", c->path.s);
+			cc_err(c, k, "%s is not supported: sluice serves a Gateway on the address it is given", c->path.s);
 			good = false;
 		} else if (!strcmp(k->str, "name")) {
-			get_str(c, v);
-		} else if (!strcmp(k->str, "hosts") && want(c, v, YN_SEQ)) {
+			cc_get_str(c, v);
+		} else if (!strcmp(k->str, "hosts") && cc_want(c, v, YN_SEQ)) {
 			if (!v->n) {
-				err(c, v, "%s is empty: use \"*\"", c->path.s);
+				cc_err(c, v, "%s is empty: use \"*\"", c->path.s);
 				good = false;
 			}
 			for (uint32_t j = 0; j < v->n; j++) {
-				size_t o2 = push_index(c, j);
-				const char *h = get_str(c, v->items[j]);
+				size_t o2 = cc_push_index(c, j);
+				const char *h = cc_get_str(c, v->items[j]);
 				const char *slash = h ? strchr(h, '/') : NULL;
 				const char *why = NULL;
 				/* NAMESPACE/HOST: the namespace is "*", "." or a DNS-1123 label, as Istio has it */
 				if (slash && (slash - h != 1 || (h[0] != '*' && h[0] != '.')))
 					why = name_istio_label_error(h, (size_t)(slash - h));
 				if (why) {
-					err(c, v->items[j], "%s: namespace %s of host %s %s", c->path.s,
-					    quote_len(c, h, (size_t)(slash - h)), quote_node(c, v->items[j]), why);
+					cc_err(c, v->items[j], "%s: namespace %s of host %s %s", c->path.s,
+					       cc_quote_len(c, h, (size_t)(slash - h)), cc_quote_node(c, v->items[j]), why);
 					good = false;
 				} else if (h && strcmp(slash ? slash + 1 : h, "*")) {
-					err(c, v->items[j],
-					    "%s: host %s: choosing routes by Host or SNI needs a proxy, and sluice "
-					    "sees connections; use \"*\" and one VirtualService per Gateway port",
-					    c->path.s, quote_node(c, v->items[j]));
+					cc_err(c, v->items[j],
+					       "%s: host %s: choosing routes by Host or SNI needs a proxy, and sluice "
+					       "sees connections; use \"*\" and one VirtualService per Gateway port",
+					       c->path.s, cc_quote_node(c, v->items[j]));
 					good = false;
 				}
-				pop(c, o2);
+				cc_pop(c, o2);
 			}
-		} else if (!strcmp(k->str, "port") && want(c, v, YN_MAP)) {
-			check_fields(c, v, gateway_port_fields);
+		} else if (!strcmp(k->str, "port") && cc_want(c, v, YN_MAP)) {
+			cc_check_fields(c, v, gateway_port_fields);
 			const struct ynode *num = ymap_get(v, "number"), *proto = ymap_get(v, "protocol");
-			size_t o2 = push_key(c, "number");
+			size_t o2 = cc_push_key(c, "number");
 			if (!num) {
-				err(c, v, "%s is required", c->path.s);
+				cc_err(c, v, "%s is required", c->path.s);
 				good = false;
-			} else if (!get_port(c, num, &srv->port)) {
+			} else if (!cc_get_port(c, num, &srv->port)) {
 				good = false;
 			}
-			pop(c, o2);
-			o2 = push_key(c, "protocol");
-			const char *p = proto ? get_str(c, proto) : NULL;
+			cc_pop(c, o2);
+			o2 = cc_push_key(c, "protocol");
+			const char *p = proto ? cc_get_str(c, proto) : NULL;
 			if (!proto) {
-				err(c, v, "%s is required: HTTP, HTTP2, GRPC or TCP", c->path.s);
+				cc_err(c, v, "%s is required: HTTP, HTTP2, GRPC or TCP", c->path.s);
 				good = false;
 			} else if (p && (!strcmp(p, "HTTP") || !strcmp(p, "HTTP2") || !strcmp(p, "GRPC"))) {
 				srv->http = true;
 			} else if (p && (!strcmp(p, "HTTPS") || !strcmp(p, "TLS"))) {
-				err(c, proto, "%s %s: TLS termination needs a proxy; use TCP to pass TLS through to the pods",
-				    c->path.s, p);
+				cc_err(c, proto, "%s %s: TLS termination needs a proxy; use TCP to pass TLS through to the pods",
+				       c->path.s, p);
 				good = false;
 			} else if (p && strcmp(p, "TCP")) {
-				err(c, proto, "%s %s is not supported: use HTTP, HTTP2, GRPC or TCP", c->path.s, clip(c, p));
+				cc_err(c, proto, "%s %s is not supported: use HTTP, HTTP2, GRPC or TCP", c->path.s, cc_clip(c, p));
 				good = false;
 			}
-			pop(c, o2);
+			cc_pop(c, o2);
 			const struct ynode *tp = ymap_get(v, "targetPort");
 			if (tp) {
-				err(c, tp, "%s.targetPort is not supported: sluice translates to the destination's port",
-				    c->path.s);
+				cc_err(c, tp, "%s.targetPort is not supported: sluice translates to the destination's port",
+				       c->path.s);
 				good = false;
 			}
 		}
-		pop(c, old);
+		cc_pop(c, old);
 	}
 	if (!ymap_get(n, "port")) {
-		err(c, n, "%s.port is required", c->path.s);
+		cc_err(c, n, "%s.port is required", c->path.s);
 		good = false;
 	}
 	if (!ymap_get(n, "hosts")) {
-		err(c, n, "%s.hosts is required: use \"*\"", c->path.s);
+		cc_err(c, n, "%s.hosts is required: use \"*\"", c->path.s);
 		good = false;
 	}
 	*ok = good;
@@ -1117,107 +1117,107 @@ static bool gateway_has_addr(const struct gateway *g, const struct plan_addr *a)
 	return false;
 }
 
-static void read_gateway(struct cctx *c, const struct ynode *obj)
+static void cc_read_gateway(struct cctx *c, const struct ynode *obj)
 {
 	struct meta m;
-	check_fields(c, obj, istio_fields);
-	if (!read_meta(c, obj, "Gateway", &m) || !unique_object(c, "Gateway", &m))
+	cc_check_fields(c, obj, istio_fields);
+	if (!cc_read_meta(c, obj, "Gateway", &m) || !cc_unique_object(c, "Gateway", &m))
 		return;
 	struct gateway *g = arena_alloc(c->keep, sizeof(*g));
 	g->name = m.name;
 	g->ns = m.ns;
-	g->key = join(c->keep, '/', m.ns, m.name, NULL);
-	g->at = node_mark(c, obj);
+	g->key = cc_join(c->keep, '/', m.ns, m.name, NULL);
+	g->at = cc_node_mark(c, obj);
 	const struct ynode *spec = ymap_get(obj, "spec");
 	if (!spec || ynode_is_null(spec)) {
-		err(c, obj, "Gateway %s has no spec", g->key);
+		cc_err(c, obj, "Gateway %s has no spec", g->key);
 		return;
 	}
-	size_t old = push_key(c, "spec");
-	if (!want(c, spec, YN_MAP)) {
-		pop(c, old);
+	size_t old = cc_push_key(c, "spec");
+	if (!cc_want(c, spec, YN_MAP)) {
+		cc_pop(c, old);
 		return;
 	}
-	check_fields(c, spec, gateway_spec_fields);
+	cc_check_fields(c, spec, gateway_spec_fields);
 	bool ok = true;
 	const struct ynode *sel = ymap_get(spec, "selector"), *servers = ymap_get(spec, "servers");
 	const struct ynode *addrs = ymap_get(spec, "addresses");
 	if (sel) {
 		/* the selector names Istio's gateway pods; sluice's TC interfaces take their place */
-		size_t o2 = push_key(c, "selector");
+		size_t o2 = cc_push_key(c, "selector");
 		struct labels ignored = { 0 };
-		get_labels(c, sel, &ignored);
-		pop(c, o2);
+		cc_get_labels(c, sel, &ignored);
+		cc_pop(c, o2);
 	}
 	if (addrs && !ynode_is_null(addrs)) {
-		size_t o2 = push_key(c, "addresses");
-		if (want(c, addrs, YN_SEQ)) {
+		size_t o2 = cc_push_key(c, "addresses");
+		if (cc_want(c, addrs, YN_SEQ)) {
 			for (uint32_t i = 0; i < addrs->n; i++) {
-				size_t o3 = push_index(c, i);
+				size_t o3 = cc_push_index(c, i);
 				const struct ynode *a = addrs->items[i];
 				if (a->type == YN_MAP) {
 					/* Gateway API's form: {type: IPAddress, value: ...} */
 					const struct ynode *t = ymap_get(a, "type");
 					if (t && (t->type != YN_SCALAR || strcmp(t->str, "IPAddress")))
-						err(c, t, "%s.type must be IPAddress", c->path.s);
+						cc_err(c, t, "%s.type must be IPAddress", c->path.s);
 					a = ymap_get(a, "value");
 					if (!a) {
-						err(c, addrs->items[i], "%s.value is required", c->path.s);
+						cc_err(c, addrs->items[i], "%s.value is required", c->path.s);
 						ok = false;
-						pop(c, o3);
+						cc_pop(c, o3);
 						continue;
 					}
-					push_key(c, "value");
+					cc_push_key(c, "value");
 				}
-				const char *ip = get_str(c, a);
+				const char *ip = cc_get_str(c, a);
 				struct plan_addr pa;
 				if (ip && !name_parse_addr(ip, &pa)) {
-					err(c, a, "%s must be an IP address, got %s", c->path.s, quote_node(c, a));
+					cc_err(c, a, "%s must be an IP address, got %s", c->path.s, cc_quote_node(c, a));
 					ok = false;
 				} else if (ip && g->n_addrs == PLAN_MAX_GATEWAY_ADDRS) {
-					err(c, a, "%s: at most %d addresses", c->path.s, PLAN_MAX_GATEWAY_ADDRS);
+					cc_err(c, a, "%s: at most %d addresses", c->path.s, PLAN_MAX_GATEWAY_ADDRS);
 					ok = false;
-				} else if (ip && !check_vip(c, a, &pa)) {
+				} else if (ip && !cc_check_vip(c, a, &pa)) {
 					ok = false;
 				} else if (ip && gateway_has_addr(g, &pa)) {
-					err(c, a, "%s %s is listed twice", c->path.s, quote_node(c, a));
+					cc_err(c, a, "%s %s is listed twice", c->path.s, cc_quote_node(c, a));
 					ok = false;
 				} else if (ip) {
-					g->addr_at[g->n_addrs] = node_mark(c, a);
+					g->addr_at[g->n_addrs] = cc_node_mark(c, a);
 					g->addr_field[g->n_addrs] = arena_strdup(c->keep, c->path.s);
 					g->addrs[g->n_addrs++] = pa;
 				}
-				pop(c, o3);
+				cc_pop(c, o3);
 			}
 		}
-		pop(c, o2);
+		cc_pop(c, o2);
 	}
-	size_t o2 = push_key(c, "servers");
+	size_t o2 = cc_push_key(c, "servers");
 	if (!servers || ynode_is_null(servers)) {
-		err(c, spec, "spec.servers is required: list the ports the Gateway serves");
+		cc_err(c, spec, "spec.servers is required: list the ports the Gateway serves");
 		ok = false;
-	} else if (want(c, servers, YN_SEQ)) {
+	} else if (cc_want(c, servers, YN_SEQ)) {
 		g->servers = arena_alloc(c->keep, (servers->n ? servers->n : 1) * sizeof(*g->servers));
 		for (uint32_t i = 0; i < servers->n; i++) {
-			size_t o3 = push_index(c, i);
+			size_t o3 = cc_push_index(c, i);
 			bool good;
 			struct gw_server *srv = &g->servers[g->n_servers];
 			read_gateway_server(c, servers->items[i], srv, &good);
 			for (uint32_t q = 0; good && q < g->n_servers; q++)
 				if (g->servers[q].port == srv->port) {
-					err_at(c, &srv->at, "%s: port %u is served twice (first at line %u)", c->path.s, srv->port,
-					       g->servers[q].at.line);
+					cc_err_at(c, &srv->at, "%s: port %u is served twice (first at line %u)", c->path.s,
+						  srv->port, g->servers[q].at.line);
 					good = false;
 				}
 			if (good)
 				g->n_servers++;
 			else
 				ok = false;
-			pop(c, o3);
+			cc_pop(c, o3);
 		}
 	}
-	pop(c, o2);
-	pop(c, old);
+	cc_pop(c, o2);
+	cc_pop(c, old);
 	if (ok && !g->n_addrs && c->gateway_address.family) {
 		/* its errors point at the Gateway, and name the option */
 		g->addr_at[g->n_addrs] = g->at;
@@ -1228,238 +1228,238 @@ static void read_gateway(struct cctx *c, const struct ynode *obj)
 		ptrvec_push(&c->gateways, g);
 }
 
-static void check_export_to(struct cctx *c, const struct ynode *e)
+static void cc_check_export_to(struct cctx *c, const struct ynode *e)
 {
-	if (ynode_is_null(e) || !want(c, e, YN_SEQ))
+	if (ynode_is_null(e) || !cc_want(c, e, YN_SEQ))
 		return;
 	for (uint32_t i = 0; i < e->n; i++) {
-		size_t old = push_index(c, i);
-		const char *v = get_str(c, e->items[i]);
+		size_t old = cc_push_index(c, i);
+		const char *v = cc_get_str(c, e->items[i]);
 		if (v && strcmp(v, "*"))
-			err(c, e->items[i],
-			    "%s: exportTo %s is not supported: sluice applies rules to every namespace on the "
-			    "node; use \"*\" or remove exportTo",
-			    c->path.s, quote_node(c, e->items[i]));
-		pop(c, old);
+			cc_err(c, e->items[i],
+			       "%s: exportTo %s is not supported: sluice applies rules to every namespace on the "
+			       "node; use \"*\" or remove exportTo",
+			       c->path.s, cc_quote_node(c, e->items[i]));
+		cc_pop(c, old);
 	}
 }
 
 static void read_destination(struct cctx *c, const struct ynode *rd, bool tcp, struct dest *d)
 {
 	d->weight = -1;
-	d->at = node_mark(c, rd);
-	check_fields(c, rd, tcp ? tcp_dest_fields : http_dest_fields);
+	d->at = cc_node_mark(c, rd);
+	cc_check_fields(c, rd, tcp ? tcp_dest_fields : http_dest_fields);
 	if (!tcp)
 		refuse_fields(c, rd, (const struct refusal[]){
 			{ "headers", "header manipulation needs an L7 proxy: " L7 "; remove headers" }, { NULL, NULL } });
 	const struct ynode *w = ymap_get(rd, "weight");
 	if (w) {
-		size_t old = push_key(c, "weight");
+		size_t old = cc_push_key(c, "weight");
 		long long v;
-		d->weight_at = node_mark(c, w);
-		if (is_integer(w) && w->str[0] == '-') {
-			err(c, w, "%s must not be negative, got %s: weights are relative shares from 0 up", c->path.s,
-			    w->str);
+		d->weight_at = cc_node_mark(c, w);
+		if (cc_is_integer(w) && w->str[0] == '-') {
+			cc_err(c, w, "%s must not be negative, got %s: weights are relative shares from 0 up", c->path.s,
+			       w->str);
 			d->weight = -2;
-		} else if (get_int(c, w, 0, INT32_MAX, &v))
+		} else if (cc_get_int(c, w, 0, INT32_MAX, &v))
 			d->weight = v;
 		else
 			d->weight = -2; /* reported; keeps the route from a second error */
-		pop(c, old);
+		cc_pop(c, old);
 	}
 	const struct ynode *dn = ymap_get(rd, "destination");
-	size_t old = push_key(c, "destination");
+	size_t old = cc_push_key(c, "destination");
 	if (!dn || ynode_is_null(dn)) {
-		err(c, rd, "%s is required", c->path.s);
-	} else if (want(c, dn, YN_MAP)) {
-		check_fields(c, dn, destination_fields);
+		cc_err(c, rd, "%s is required", c->path.s);
+	} else if (cc_want(c, dn, YN_MAP)) {
+		cc_check_fields(c, dn, destination_fields);
 		const struct ynode *h = ymap_get(dn, "host"), *s = ymap_get(dn, "subset"), *p = ymap_get(dn, "port");
 		if (!h) {
-			err(c, dn, "%s.host is required", c->path.s);
+			cc_err(c, dn, "%s.host is required", c->path.s);
 		} else {
-			size_t o2 = push_key(c, "host");
-			d->host = get_name(c, h, "host", name_host_error);
-			d->host_at = node_mark(c, h);
-			pop(c, o2);
+			size_t o2 = cc_push_key(c, "host");
+			d->host = cc_get_name(c, h, "host", name_host_error);
+			d->host_at = cc_node_mark(c, h);
+			cc_pop(c, o2);
 		}
 		if (s && !ynode_is_null(s)) {
-			size_t o2 = push_key(c, "subset");
-			d->subset = get_str(c, s);
-			d->subset_at = node_mark(c, s);
-			if (d->subset && !check_name(c, s, "subset name", name_subset_error))
+			size_t o2 = cc_push_key(c, "subset");
+			d->subset = cc_get_str(c, s);
+			d->subset_at = cc_node_mark(c, s);
+			if (d->subset && !cc_check_name(c, s, "subset name", name_subset_error))
 				d->bad_name = true;
-			pop(c, o2);
+			cc_pop(c, o2);
 		}
 		if (p && !ynode_is_null(p)) {
-			size_t o2 = push_key(c, "port");
-			if (want(c, p, YN_MAP)) {
-				check_fields(c, p, port_selector_fields);
+			size_t o2 = cc_push_key(c, "port");
+			if (cc_want(c, p, YN_MAP)) {
+				cc_check_fields(c, p, port_selector_fields);
 				const struct ynode *num = ymap_get(p, "number");
-				size_t o3 = push_key(c, "number");
+				size_t o3 = cc_push_key(c, "number");
 				if (!num)
-					err(c, p, "%s is required", c->path.s);
-				else if (get_port(c, num, &d->port))
-					d->port_at = node_mark(c, num);
-				pop(c, o3);
+					cc_err(c, p, "%s is required", c->path.s);
+				else if (cc_get_port(c, num, &d->port))
+					d->port_at = cc_node_mark(c, num);
+				cc_pop(c, o3);
 			}
-			pop(c, o2);
+			cc_pop(c, o2);
 		}
 	}
-	pop(c, old);
+	cc_pop(c, old);
 }
 
 static void read_route(struct cctx *c, const struct ynode *r, bool tcp, uint32_t index, struct route *out)
 {
 	out->tcp = tcp;
 	out->index = index;
-	out->at = node_mark(c, r);
-	check_fields(c, r, tcp ? tcp_route_fields : http_route_fields);
+	out->at = cc_node_mark(c, r);
+	cc_check_fields(c, r, tcp ? tcp_route_fields : http_route_fields);
 	if (!tcp)
 		refuse_fields(c, r, http_route_refusals);
 	const struct ynode *ms = ymap_get(r, "match");
-	size_t old = push_key(c, "match");
-	if (ms && !ynode_is_null(ms) && want(c, ms, YN_SEQ)) {
+	size_t old = cc_push_key(c, "match");
+	if (ms && !ynode_is_null(ms) && cc_want(c, ms, YN_SEQ)) {
 		out->matches = arena_alloc(c->keep, (ms->n ? ms->n : 1) * sizeof(*out->matches));
 		out->match_at = arena_alloc(c->keep, (ms->n ? ms->n : 1) * sizeof(*out->match_at));
 		for (uint32_t i = 0; i < ms->n; i++) {
 			const struct ynode *m = ms->items[i];
-			size_t o2 = push_index(c, i);
-			if (want(c, m, YN_MAP)) {
-				check_fields(c, m, tcp ? tcp_match_fields : http_match_fields);
+			size_t o2 = cc_push_index(c, i);
+			if (cc_want(c, m, YN_MAP)) {
+				cc_check_fields(c, m, tcp ? tcp_match_fields : http_match_fields);
 				refuse_fields(c, m, tcp ? tcp_match_refusals : http_match_refusals);
 				struct match *mt = &out->matches[out->n_matches];
-				out->match_at[out->n_matches] = node_mark(c, m);
+				out->match_at[out->n_matches] = cc_node_mark(c, m);
 				const struct ynode *port = ymap_get(m, "port"), *gw = ymap_get(m, "gateways");
 				if (port) {
-					size_t o3 = push_key(c, "port");
-					get_port(c, port, &mt->port);
-					out->match_at[out->n_matches] = node_mark(c, port);
-					pop(c, o3);
+					size_t o3 = cc_push_key(c, "port");
+					cc_get_port(c, port, &mt->port);
+					out->match_at[out->n_matches] = cc_node_mark(c, port);
+					cc_pop(c, o3);
 				}
 				if (gw) {
-					size_t o3 = push_key(c, "gateways");
+					size_t o3 = cc_push_key(c, "gateways");
 					check_gateways(c, gw);
-					pop(c, o3);
+					cc_pop(c, o3);
 				}
 				const struct ynode *name = ymap_get(m, "name");
 				if (name) {
-					size_t o3 = push_key(c, "name");
-					get_str(c, name);
-					pop(c, o3);
+					size_t o3 = cc_push_key(c, "name");
+					cc_get_str(c, name);
+					cc_pop(c, o3);
 				}
 				out->n_matches++;
 			}
-			pop(c, o2);
+			cc_pop(c, o2);
 		}
 	}
-	pop(c, old);
+	cc_pop(c, old);
 	const struct ynode *name = ymap_get(r, "name");
 	if (name) {
-		old = push_key(c, "name");
-		get_str(c, name);
-		pop(c, old);
+		old = cc_push_key(c, "name");
+		cc_get_str(c, name);
+		cc_pop(c, old);
 	}
 	const struct ynode *rs = ymap_get(r, "route");
-	old = push_key(c, "route");
+	old = cc_push_key(c, "route");
 	if (!rs || ynode_is_null(rs)) {
 		if (tcp || !ymap_get(r, "redirect"))
-			err(c, r, "%s is required: list the destinations and their weights", c->path.s);
-	} else if (want(c, rs, YN_SEQ)) {
+			cc_err(c, r, "%s is required: list the destinations and their weights", c->path.s);
+	} else if (cc_want(c, rs, YN_SEQ)) {
 		if (rs->n > PLAN_MAX_DESTINATIONS)
-			err(c, rs, "%s has %u destinations, more than the limit of %d", c->path.s, rs->n,
-			    PLAN_MAX_DESTINATIONS);
+			cc_err(c, rs, "%s has %u destinations, more than the limit of %d", c->path.s, rs->n,
+			       PLAN_MAX_DESTINATIONS);
 		else if (!rs->n)
-			err(c, rs, "%s is empty: list at least one destination", c->path.s);
+			cc_err(c, rs, "%s is empty: list at least one destination", c->path.s);
 		out->dests = arena_alloc(c->keep, (rs->n ? rs->n : 1) * sizeof(*out->dests));
 		for (uint32_t i = 0; i < rs->n && rs->n <= PLAN_MAX_DESTINATIONS; i++) {
-			size_t o2 = push_index(c, i);
-			if (want(c, rs->items[i], YN_MAP))
+			size_t o2 = cc_push_index(c, i);
+			if (cc_want(c, rs->items[i], YN_MAP))
 				read_destination(c, rs->items[i], tcp, &out->dests[out->n_dests++]);
-			pop(c, o2);
+			cc_pop(c, o2);
 		}
 	}
-	pop(c, old);
+	cc_pop(c, old);
 }
 
 static void read_routes(struct cctx *c, const struct ynode *list, bool tcp, struct route **out, uint32_t *n)
 {
-	if (ynode_is_null(list) || !want(c, list, YN_SEQ))
+	if (ynode_is_null(list) || !cc_want(c, list, YN_SEQ))
 		return;
 	*out = arena_alloc(c->keep, (list->n ? list->n : 1) * sizeof(**out));
 	for (uint32_t i = 0; i < list->n; i++) {
-		size_t old = push_index(c, i);
-		if (want(c, list->items[i], YN_MAP))
+		size_t old = cc_push_index(c, i);
+		if (cc_want(c, list->items[i], YN_MAP))
 			read_route(c, list->items[i], tcp, i, &(*out)[(*n)++]);
-		pop(c, old);
+		cc_pop(c, old);
 	}
 }
 
-static void read_virtual_service(struct cctx *c, const struct ynode *obj)
+static void cc_read_virtual_service(struct cctx *c, const struct ynode *obj)
 {
 	struct meta m;
-	check_fields(c, obj, istio_fields);
-	if (!read_meta(c, obj, "VirtualService", &m) || !unique_object(c, "VirtualService", &m))
+	cc_check_fields(c, obj, istio_fields);
+	if (!cc_read_meta(c, obj, "VirtualService", &m) || !cc_unique_object(c, "VirtualService", &m))
 		return;
 	struct vs *v = arena_alloc(c->keep, sizeof(*v));
 	v->name = m.name;
 	v->ns = m.ns;
-	v->key = join(c->keep, '/', m.ns, m.name, NULL);
+	v->key = cc_join(c->keep, '/', m.ns, m.name, NULL);
 	v->mesh = true;
-	v->at = node_mark(c, obj);
+	v->at = cc_node_mark(c, obj);
 	const struct ynode *spec = ymap_get(obj, "spec");
 	if (!spec || ynode_is_null(spec)) {
-		err(c, obj, "VirtualService %s/%s has no spec", m.ns, m.name);
+		cc_err(c, obj, "VirtualService %s/%s has no spec", m.ns, m.name);
 		return;
 	}
-	size_t old = push_key(c, "spec");
-	if (!want(c, spec, YN_MAP)) {
-		pop(c, old);
+	size_t old = cc_push_key(c, "spec");
+	if (!cc_want(c, spec, YN_MAP)) {
+		cc_pop(c, old);
 		return;
 	}
-	check_fields(c, spec, vs_spec_fields);
+	cc_check_fields(c, spec, vs_spec_fields);
 	bool ok = true;
 	size_t errors = c->d->n;
 	for (uint32_t i = 0; i < spec->n; i++) {
 		const struct ynode *k = ymap_key(spec, i), *val = ymap_val(spec, i);
-		size_t o2 = push_key(c, k->str);
-		if (!strcmp(k->str, "hosts") && !ynode_is_null(val) && want(c, val, YN_SEQ)) {
+		size_t o2 = cc_push_key(c, k->str);
+		if (!strcmp(k->str, "hosts") && !ynode_is_null(val) && cc_want(c, val, YN_SEQ)) {
 			v->hosts = arena_alloc(c->keep, (val->n ? val->n : 1) * sizeof(*v->hosts));
 			v->hosts_at = arena_alloc(c->keep, (val->n ? val->n : 1) * sizeof(*v->hosts_at));
 			for (uint32_t j = 0; j < val->n; j++) {
-				size_t o3 = push_index(c, j);
-				const char *h = get_str(c, val->items[j]);
+				size_t o3 = cc_push_index(c, j);
+				const char *h = cc_get_str(c, val->items[j]);
 				struct plan_addr ip;
 				/* a DNS name, a wildcard or, as Istio allows in a VirtualService, an IP address */
-				if (h && (name_parse_addr(h, &ip) || check_name(c, val->items[j], "host", name_host_error))) {
-					v->hosts_at[v->n_hosts] = node_mark(c, val->items[j]);
+				if (h && (name_parse_addr(h, &ip) || cc_check_name(c, val->items[j], "host", name_host_error))) {
+					v->hosts_at[v->n_hosts] = cc_node_mark(c, val->items[j]);
 					v->hosts[v->n_hosts++] = h;
 				}
-				pop(c, o3);
+				cc_pop(c, o3);
 			}
 		} else if (!strcmp(k->str, "gateways")) {
 			ok = read_vs_gateways(c, val, v) && ok;
 		} else if (!strcmp(k->str, "exportTo")) {
-			check_export_to(c, val);
+			cc_check_export_to(c, val);
 		} else if (!strcmp(k->str, "http")) {
 			read_routes(c, val, false, &v->http, &v->n_http);
 		} else if (!strcmp(k->str, "tcp")) {
 			read_routes(c, val, true, &v->tcp, &v->n_tcp);
 		} else if (!strcmp(k->str, "tls") && !ynode_is_null(val)) {
-			err(c, k, "%s: tls routes match on the TLS SNI, which sluice cannot see at connect(); "
+			cc_err(c, k, "%s: tls routes match on the TLS SNI, which sluice cannot see at connect(); "
 				  "use tcp routes",
 			    c->path.s);
 		}
-		pop(c, o2);
+		cc_pop(c, o2);
 	}
 	if (!v->n_hosts && c->d->n == errors) {
-		err(c, spec, "spec.hosts is required: name the Service this VirtualService routes");
+		cc_err(c, spec, "spec.hosts is required: name the Service this VirtualService routes");
 		ok = false;
 	}
 	if (!v->n_http && !v->n_tcp && c->d->n == errors) {
-		err(c, spec, "VirtualService %s/%s has no http or tcp routes", m.ns, m.name);
+		cc_err(c, spec, "VirtualService %s/%s has no http or tcp routes", m.ns, m.name);
 		ok = false;
 	}
-	pop(c, old);
+	cc_pop(c, old);
 	v->read_errors = c->d->n != errors;
 	if (ok)
 		ptrvec_push(&c->vss, v);
@@ -1568,24 +1568,24 @@ static bool parse_duration(const char *s, bool *negative, uint64_t *ns, bool *su
 /* A duration field (c->path.s) in whole units within r. */
 static bool get_duration(struct cctx *c, const struct ynode *n, const struct duration_range *r, uint64_t *out)
 {
-	const char *s = get_str(c, n);
+	const char *s = cc_get_str(c, n);
 	if (!s)
 		return false;
 	bool negative, sub_ns;
 	uint64_t ns;
 	if (!parse_duration(s, &negative, &ns, &sub_ns)) {
-		err(c, n, "%s must be a duration such as \"500ms\", \"10s\" or \"1m\", got %s", c->path.s,
-		    quote_node(c, n));
+		cc_err(c, n, "%s must be a duration such as \"500ms\", \"10s\" or \"1m\", got %s", c->path.s,
+		       cc_quote_node(c, n));
 		return false;
 	}
 	if (negative || ns / r->unit_ns < r->min || ns / r->unit_ns > r->max ||
 	    (ns / r->unit_ns == r->max && ns % r->unit_ns)) {
-		err(c, n, "%s must be from %llu%s to %llu%s%s, got %s", c->path.s, (unsigned long long)r->min, r->unit,
-		    (unsigned long long)r->max, r->unit, r->range_why, quote_node(c, n));
+		cc_err(c, n, "%s must be from %llu%s to %llu%s%s, got %s", c->path.s, (unsigned long long)r->min, r->unit,
+		       (unsigned long long)r->max, r->unit, r->range_why, cc_quote_node(c, n));
 		return false;
 	}
 	if (ns % r->unit_ns || sub_ns) {
-		err(c, n, "%s must be a whole number of %s%s, got %s", c->path.s, r->units, r->unit_why, quote_node(c, n));
+		cc_err(c, n, "%s must be a whole number of %s%s, got %s", c->path.s, r->units, r->unit_why, cc_quote_node(c, n));
 		return false;
 	}
 	*out = ns / r->unit_ns;
@@ -1594,15 +1594,15 @@ static bool get_duration(struct cctx *c, const struct ynode *n, const struct dur
 
 static void read_tcp_keepalive(struct cctx *c, const struct ynode *ka, struct plan_tcp_policy *t)
 {
-	if (ynode_is_null(ka) || !want(c, ka, YN_MAP))
+	if (ynode_is_null(ka) || !cc_want(c, ka, YN_MAP))
 		return;
-	check_fields(c, ka, tcp_keepalive_fields);
+	cc_check_fields(c, ka, tcp_keepalive_fields);
 	t->keepalive = true;  /* even when empty: on, with the kernel's defaults */
 	for (uint32_t i = 0; i < ka->n; i++) {
 		const struct ynode *k = ymap_key(ka, i), *v = ymap_val(ka, i);
 		if (k->type != YN_SCALAR)
 			continue;
-		size_t old = push_key(c, k->str);
+		size_t old = cc_push_key(c, k->str);
 		uint64_t secs;
 		if (!strcmp(k->str, "time")) {
 			if (get_duration(c, v, &keepalive_time_range, &secs))
@@ -1611,28 +1611,28 @@ static void read_tcp_keepalive(struct cctx *c, const struct ynode *ka, struct pl
 			if (get_duration(c, v, &keepalive_interval_range, &secs))
 				t->keepalive_interval_s = (uint16_t)secs;
 		} else if (!strcmp(k->str, "probes")) {
-			long long probes = is_integer(v) ? strtoll(v->str, NULL, 10) : 0;
-			if (is_integer(v) && (probes < 1 || probes > 127))
-				err(c, v, "%s must be an integer from 1 to 127 (the kernel's limits for TCP_KEEPCNT), got %s",
-				    c->path.s, clip_node(c, v));
-			else if (get_int(c, v, 1, 127, &probes))
+			long long probes = cc_is_integer(v) ? strtoll(v->str, NULL, 10) : 0;
+			if (cc_is_integer(v) && (probes < 1 || probes > 127))
+				cc_err(c, v, "%s must be an integer from 1 to 127 (the kernel's limits for TCP_KEEPCNT), got %s",
+				       c->path.s, cc_clip_node(c, v));
+			else if (cc_get_int(c, v, 1, 127, &probes))
 				t->keepalive_probes = (uint8_t)probes;
 		}
-		pop(c, old);
+		cc_pop(c, old);
 	}
 }
 
 /* connectionPool.tcp: what sockops can set on a connection; the pool limits need a proxy's pool. */
 static void read_tcp_settings(struct cctx *c, const struct ynode *tcp, struct plan_tcp_policy *t)
 {
-	if (ynode_is_null(tcp) || !want(c, tcp, YN_MAP))
+	if (ynode_is_null(tcp) || !cc_want(c, tcp, YN_MAP))
 		return;
-	check_fields(c, tcp, tcp_settings_fields);
+	cc_check_fields(c, tcp, tcp_settings_fields);
 	for (uint32_t i = 0; i < tcp->n; i++) {
 		const struct ynode *k = ymap_key(tcp, i), *v = ymap_val(tcp, i);
 		if (k->type != YN_SCALAR)
 			continue;
-		size_t old = push_key(c, k->str);
+		size_t old = cc_push_key(c, k->str);
 		uint64_t ms;
 		if (!strcmp(k->str, "connectTimeout")) {
 			if (get_duration(c, v, &connect_timeout_range, &ms))
@@ -1641,160 +1641,160 @@ static void read_tcp_settings(struct cctx *c, const struct ynode *tcp, struct pl
 			read_tcp_keepalive(c, v, t);
 		} else if (!strcmp(k->str, "maxConnections") || !strcmp(k->str, "maxConnectionDuration") ||
 			   !strcmp(k->str, "idleTimeout")) {
-			err(c, k, "%s is not implemented yet: remove it (sluice honours connectTimeout and tcpKeepalive)",
-			    c->path.s);
+			cc_err(c, k, "%s is not implemented yet: remove it (sluice honours connectTimeout and tcpKeepalive)",
+			       c->path.s);
 		}
-		pop(c, old);
+		cc_pop(c, old);
 	}
 }
 
 static void read_connection_pool(struct cctx *c, const struct ynode *cp, struct dr *d)
 {
-	if (ynode_is_null(cp) || !want(c, cp, YN_MAP))
+	if (ynode_is_null(cp) || !cc_want(c, cp, YN_MAP))
 		return;
-	check_fields(c, cp, connection_pool_fields);
+	cc_check_fields(c, cp, connection_pool_fields);
 	for (uint32_t i = 0; i < cp->n; i++) {
 		const struct ynode *k = ymap_key(cp, i), *v = ymap_val(cp, i);
 		if (k->type != YN_SCALAR)
 			continue;
-		size_t old = push_key(c, k->str);
+		size_t old = cc_push_key(c, k->str);
 		if (!strcmp(k->str, "tcp"))
 			read_tcp_settings(c, v, &d->tcp);
 		else if (!strcmp(k->str, "http"))
-			err(c, k, "%s: HTTP connection pool settings need an L7 proxy, and sluice picks the backend at "
+			cc_err(c, k, "%s: HTTP connection pool settings need an L7 proxy, and sluice picks the backend at "
 				  "connect(); remove it",
 			    c->path.s);
-		pop(c, old);
+		cc_pop(c, old);
 	}
 }
 
 static void read_traffic_policy(struct cctx *c, const struct ynode *tp, struct dr *d)
 {
-	if (ynode_is_null(tp) || !want(c, tp, YN_MAP))
+	if (ynode_is_null(tp) || !cc_want(c, tp, YN_MAP))
 		return;
-	check_fields(c, tp, traffic_policy_fields);
+	cc_check_fields(c, tp, traffic_policy_fields);
 	for (uint32_t i = 0; i < tp->n; i++) {
 		const struct ynode *k = ymap_key(tp, i), *v = ymap_val(tp, i);
 		if (k->type != YN_SCALAR)
 			continue;
-		size_t old = push_key(c, k->str);
+		size_t old = cc_push_key(c, k->str);
 		if (!strcmp(k->str, "loadBalancer")) {
-			if (!ynode_is_null(v) && want(c, v, YN_MAP)) {
-				check_fields(c, v, load_balancer_fields);
+			if (!ynode_is_null(v) && cc_want(c, v, YN_MAP)) {
+				cc_check_fields(c, v, load_balancer_fields);
 				for (uint32_t j = 0; j < v->n; j++) {
 					const struct ynode *lk = ymap_key(v, j), *lv = ymap_val(v, j);
 					if (lk->type != YN_SCALAR)
 						continue;
-					size_t o2 = push_key(c, lk->str);
+					size_t o2 = cc_push_key(c, lk->str);
 					if (!strcmp(lk->str, "simple")) {
-						const char *s = get_str(c, lv);
+						const char *s = cc_get_str(c, lv);
 						if (s && !strcmp(s, "ROUND_ROBIN"))
 							d->lb = PLAN_LB_ROUND_ROBIN;
 						else if (s && !strcmp(s, "RANDOM"))
 							d->lb = PLAN_LB_RANDOM;
 						else if (s)
-							err(c, lv, "%s %s is not supported: use ROUND_ROBIN or RANDOM",
-							    c->path.s, clip(c, s));
+							cc_err(c, lv, "%s %s is not supported: use ROUND_ROBIN or RANDOM",
+							       c->path.s, cc_clip(c, s));
 					} else if (strcmp(lk->str, "consistentHash") && strcmp(lk->str, "localityLbSetting") &&
 						   strcmp(lk->str, "warmupDurationSecs")) {
 						/* unknown, already reported */
 					} else {
-						err(c, lk, "%s is not supported: sluice balances with simple "
+						cc_err(c, lk, "%s is not supported: sluice balances with simple "
 							   "ROUND_ROBIN or RANDOM",
 						    c->path.s);
 					}
-					pop(c, o2);
+					cc_pop(c, o2);
 				}
 			}
 		} else if (!strcmp(k->str, "connectionPool")) {
 			read_connection_pool(c, v, d);
 		} else if (!strcmp(k->str, "outlierDetection")) {
-			err(c, k, "%s needs request outcomes that sluice does not see; remove it", c->path.s);
+			cc_err(c, k, "%s needs request outcomes that sluice does not see; remove it", c->path.s);
 		} else if (!strcmp(k->str, "tls")) {
-			err(c, k, "%s: TLS origination needs a proxy; remove it", c->path.s);
+			cc_err(c, k, "%s: TLS origination needs a proxy; remove it", c->path.s);
 		} else if (!strcmp(k->str, "portLevelSettings")) {
-			err(c, k, "%s is not supported: set trafficPolicy for the whole host", c->path.s);
+			cc_err(c, k, "%s is not supported: set trafficPolicy for the whole host", c->path.s);
 		} else if (!strcmp(k->str, "proxyProtocol") || !strcmp(k->str, "tunnel")) {
-			err(c, k, "%s needs a proxy; remove it", c->path.s);
+			cc_err(c, k, "%s needs a proxy; remove it", c->path.s);
 		}
-		pop(c, old);
+		cc_pop(c, old);
 	}
 }
 
-static void read_destination_rule(struct cctx *c, const struct ynode *obj)
+static void cc_read_destination_rule(struct cctx *c, const struct ynode *obj)
 {
 	struct meta m;
-	check_fields(c, obj, istio_fields);
-	if (!read_meta(c, obj, "DestinationRule", &m) || !unique_object(c, "DestinationRule", &m))
+	cc_check_fields(c, obj, istio_fields);
+	if (!cc_read_meta(c, obj, "DestinationRule", &m) || !cc_unique_object(c, "DestinationRule", &m))
 		return;
 	struct dr *d = arena_alloc(c->keep, sizeof(*d));
 	d->name = m.name;
 	d->ns = m.ns;
-	d->at = node_mark(c, obj);
+	d->at = cc_node_mark(c, obj);
 	const struct ynode *spec = ymap_get(obj, "spec");
 	if (!spec || ynode_is_null(spec)) {
-		err(c, obj, "DestinationRule %s/%s has no spec", m.ns, m.name);
+		cc_err(c, obj, "DestinationRule %s/%s has no spec", m.ns, m.name);
 		return;
 	}
-	size_t old = push_key(c, "spec");
-	if (!want(c, spec, YN_MAP)) {
-		pop(c, old);
+	size_t old = cc_push_key(c, "spec");
+	if (!cc_want(c, spec, YN_MAP)) {
+		cc_pop(c, old);
 		return;
 	}
-	check_fields(c, spec, dr_spec_fields);
+	cc_check_fields(c, spec, dr_spec_fields);
 	for (uint32_t i = 0; i < spec->n; i++) {
 		const struct ynode *k = ymap_key(spec, i), *v = ymap_val(spec, i);
-		size_t o2 = push_key(c, k->str);
+		size_t o2 = cc_push_key(c, k->str);
 		if (!strcmp(k->str, "host")) {
-			d->host = get_name(c, v, "host", name_host_error);
-			d->host_at = node_mark(c, v);
+			d->host = cc_get_name(c, v, "host", name_host_error);
+			d->host_at = cc_node_mark(c, v);
 		} else if (!strcmp(k->str, "exportTo")) {
-			check_export_to(c, v);
+			cc_check_export_to(c, v);
 		} else if (!strcmp(k->str, "workloadSelector")) {
-			err(c, k, "%s is not supported: sluice applies a DestinationRule on every client; remove it",
-			    c->path.s);
+			cc_err(c, k, "%s is not supported: sluice applies a DestinationRule on every client; remove it",
+			       c->path.s);
 		} else if (!strcmp(k->str, "trafficPolicy")) {
 			read_traffic_policy(c, v, d);
-		} else if (!strcmp(k->str, "subsets") && !ynode_is_null(v) && want(c, v, YN_SEQ)) {
+		} else if (!strcmp(k->str, "subsets") && !ynode_is_null(v) && cc_want(c, v, YN_SEQ)) {
 			d->subsets = arena_alloc(c->keep, (v->n ? v->n : 1) * sizeof(*d->subsets));
 			for (uint32_t j = 0; j < v->n; j++) {
 				const struct ynode *s = v->items[j];
-				size_t o3 = push_index(c, j);
-				if (want(c, s, YN_MAP)) {
-					check_fields(c, s, subset_fields);
+				size_t o3 = cc_push_index(c, j);
+				if (cc_want(c, s, YN_MAP)) {
+					cc_check_fields(c, s, subset_fields);
 					struct subset *sub = &d->subsets[d->n_subsets];
-					sub->at = node_mark(c, s);
+					sub->at = cc_node_mark(c, s);
 					const struct ynode *name = ymap_get(s, "name"), *tp = ymap_get(s, "trafficPolicy");
-					size_t o4 = push_key(c, "name");
+					size_t o4 = cc_push_key(c, "name");
 					if (!name)
-						err(c, s, "%s is required", c->path.s);
+						cc_err(c, s, "%s is required", c->path.s);
 					else
-						sub->name = get_name(c, name, "subset name", name_subset_error);
-					pop(c, o4);
-					o4 = push_key(c, "labels");
-					get_labels(c, ymap_get(s, "labels"), &sub->labels);
-					pop(c, o4);
+						sub->name = cc_get_name(c, name, "subset name", name_subset_error);
+					cc_pop(c, o4);
+					o4 = cc_push_key(c, "labels");
+					cc_get_labels(c, ymap_get(s, "labels"), &sub->labels);
+					cc_pop(c, o4);
 					for (uint32_t q = 0; tp && q < s->n; q++)
 						if (ymap_val(s, q) == tp)
-							err(c, ymap_key(s, q),
-							    "%s.trafficPolicy is not supported per subset: set it for the "
-							    "whole host",
-							    c->path.s);
+							cc_err(c, ymap_key(s, q),
+							       "%s.trafficPolicy is not supported per subset: set it for the "
+							       "whole host",
+							       c->path.s);
 					for (uint32_t q = 0; sub->name && q < d->n_subsets; q++)
 						if (d->subsets[q].name && !strcmp(d->subsets[q].name, sub->name))
-							err(c, name, "duplicate subset \"%s\" (first at line %u)", sub->name,
-							    d->subsets[q].at.line);
+							cc_err(c, name, "duplicate subset \"%s\" (first at line %u)", sub->name,
+							       d->subsets[q].at.line);
 					if (sub->name)
 						d->n_subsets++;
 				}
-				pop(c, o3);
+				cc_pop(c, o3);
 			}
 		}
-		pop(c, o2);
+		cc_pop(c, o2);
 	}
 	if (!ymap_get(spec, "host"))
-		err(c, spec, "spec.host is required: name the Service this DestinationRule applies to");
-	pop(c, old);
+		cc_err(c, spec, "spec.host is required: name the Service this DestinationRule applies to");
+	cc_pop(c, old);
 	if (d->host)
 		ptrvec_push(&c->drs, d);
 }
@@ -1814,17 +1814,17 @@ static void read_object(struct cctx *c, const struct ynode *obj, bool in_list);
 static void read_list(struct cctx *c, const struct ynode *obj)
 {
 	static const char *const list_fields[] = { "apiVersion", "items", "kind", "metadata", NULL };
-	check_fields(c, obj, list_fields);
+	cc_check_fields(c, obj, list_fields);
 	const struct ynode *items = ymap_get(obj, "items");
-	size_t old = push_key(c, "items");
-	if (items && !ynode_is_null(items) && want(c, items, YN_SEQ)) {
+	size_t old = cc_push_key(c, "items");
+	if (items && !ynode_is_null(items) && cc_want(c, items, YN_SEQ)) {
 		for (uint32_t i = 0; i < items->n; i++) {
-			size_t o2 = push_index(c, i);
+			size_t o2 = cc_push_index(c, i);
 			read_object(c, items->items[i], true);
-			pop(c, o2);
+			cc_pop(c, o2);
 		}
 	}
-	pop(c, old);
+	cc_pop(c, old);
 }
 
 static void read_object(struct cctx *c, const struct ynode *obj, bool in_list)
@@ -1833,17 +1833,17 @@ static void read_object(struct cctx *c, const struct ynode *obj, bool in_list)
 	static const char *const istio[] = { "networking.istio.io/v1alpha3", "networking.istio.io/v1beta1",
 					     "networking.istio.io/v1", NULL };
 	if (obj->type != YN_MAP) {
-		err(c, obj, "%s must be a Kubernetes object (a mapping with apiVersion and kind), got %s",
-		    c->path.len ? c->path.s : "a document", type_name(obj));
+		cc_err(c, obj, "%s must be a Kubernetes object (a mapping with apiVersion and kind), got %s",
+		       c->path.len ? c->path.s : "a document", cc_type_name(obj));
 		return;
 	}
 	const struct ynode *kn = ymap_get(obj, "kind"), *av = ymap_get(obj, "apiVersion");
 	if (!kn || kn->type != YN_SCALAR || ynode_is_null(kn)) {
-		err(c, kn ? kn : obj, "%s%sobject has no kind", c->path.s, c->path.len ? ": " : "");
+		cc_err(c, kn ? kn : obj, "%s%sobject has no kind", c->path.s, c->path.len ? ": " : "");
 		return;
 	}
 	if (!av || av->type != YN_SCALAR || ynode_is_null(av)) {
-		err(c, av ? av : obj, "%s%s%s has no apiVersion", c->path.s, c->path.len ? ": " : "", clip_node(c, kn));
+		cc_err(c, av ? av : obj, "%s%s%s has no apiVersion", c->path.s, c->path.len ? ": " : "", cc_clip_node(c, kn));
 		return;
 	}
 	const char *kind = kn->str, *api = av->str;
@@ -1859,38 +1859,38 @@ static void read_object(struct cctx *c, const struct ynode *obj, bool in_list)
 	if ((service || pod) && strchr(api, '/'))
 		service = pod = false;
 	if ((service || pod) && !api_version_is(api, v1)) {
-		err(c, av, "apiVersion %s is not served for kind %s: use v1", quote_node(c, av), kind);
+		cc_err(c, av, "apiVersion %s is not served for kind %s: use v1", cc_quote_node(c, av), kind);
 		return;
 	}
 	if ((vs || dr || gw) && !api_version_is(api, istio)) {
 		if (!strncmp(api, "networking.istio.io/", 20)) {
-			err(c, av,
-			    "apiVersion %s is not served for kind %s: use networking.istio.io/v1, v1beta1 or "
-			    "v1alpha3",
-			    quote_node(c, av), kind);
+			cc_err(c, av,
+			       "apiVersion %s is not served for kind %s: use networking.istio.io/v1, v1beta1 or "
+			       "v1alpha3",
+			       cc_quote_node(c, av), kind);
 			return;
 		}
 		vs = dr = gw = false;
 	}
 	c->st->objects++;
 	if (service)
-		read_service(c, obj);
+		cc_read_service(c, obj);
 	else if (pod)
-		read_pod(c, obj);
+		cc_read_pod(c, obj);
 	else if (vs)
-		read_virtual_service(c, obj);
+		cc_read_virtual_service(c, obj);
 	else if (dr)
-		read_destination_rule(c, obj);
+		cc_read_destination_rule(c, obj);
 	else if (gw)
-		read_gateway(c, obj);
+		cc_read_gateway(c, obj);
 	else {
 		c->st->skipped++;
 		if (c->o->skipped_log) {
 			const struct ynode *md = ymap_get(obj, "metadata");
 			const struct ynode *name = ymap_get(md, "name");
 			fprintf(c->o->skipped_log, "%s:%u:%u: skipped %s %s (%s): not a kind sluice reads\n", c->file->file,
-				obj->line, obj->col, clip_node(c, kn),
-				name && name->type == YN_SCALAR ? clip_node(c, name) : "(unnamed)", clip_node(c, av));
+				obj->line, obj->col, cc_clip_node(c, kn),
+				name && name->type == YN_SCALAR ? cc_clip_node(c, name) : "(unnamed)", cc_clip_node(c, av));
 		}
 	}
 }
@@ -1899,7 +1899,7 @@ static void on_document(void *ctx, const struct mark *file, struct ynode *root)
 {
 	struct cctx *c = ctx;
 	c->file = file;
-	pop(c, 0);
+	cc_pop(c, 0);
 	read_object(c, root, false);
 }
 
@@ -1914,7 +1914,7 @@ struct index {
 };
 
 /* Istio host forms: name, name.ns, name.ns.svc, name.ns.svc.DOMAIN. */
-static struct service *resolve_host(struct cctx *c, struct index *ix, const char *host, const char *ns)
+static struct service *cc_resolve_host(struct cctx *c, struct index *ix, const char *host, const char *ns)
 {
 	char buf[512];
 	const char *dot = strchr(host, '.');
@@ -1935,17 +1935,17 @@ static struct service *resolve_host(struct cctx *c, struct index *ix, const char
 	return strmap_get(&ix->services, buf);
 }
 
-static void host_error(struct cctx *c, struct index *ix, const struct mark *at, const char *host, const char *ns)
+static void cc_host_error(struct cctx *c, struct index *ix, const struct mark *at, const char *host, const char *ns)
 {
 	if (strchr(host, '*')) {
-		err_at(c, at, "host %s: wildcard hosts are not supported: name one Service", quote(c, host));
+		cc_err_at(c, at, "host %s: wildcard hosts are not supported: name one Service", cc_quote(c, host));
 		return;
 	}
 	/* name.ns.svc.DOMAIN under another domain: say which flag makes it resolve */
 	const char *dot = strchr(host, '.'), *rest = dot ? strchr(dot + 1, '.') : NULL;
 	if (rest && !strncmp(rest, ".svc.", 5) && strcmp(rest + 5, c->domain)) {
-		err_at(c, at, "host %s is not in the cluster domain %s: set --cluster-domain %s", quote(c, host),
-		       clip(c, c->domain), clip(c, rest + 5));
+		cc_err_at(c, at, "host %s is not in the cluster domain %s: set --cluster-domain %s", cc_quote(c, host),
+			  cc_clip(c, c->domain), cc_clip(c, rest + 5));
 		return;
 	}
 	char known[256] = "";
@@ -1961,8 +1961,8 @@ static void host_error(struct cctx *c, struct index *ix, const struct mark *at, 
 		shown++;
 	}
 	(void)ix;
-	err_at(c, at, "host %s matches no Service in the input (namespace %s has: %s)", quote(c, host), ns,
-	       shown ? known : "none");
+	cc_err_at(c, at, "host %s matches no Service in the input (namespace %s has: %s)", cc_quote(c, host), ns,
+		  shown ? known : "none");
 }
 
 static void check_vip_not_pod(struct cctx *c, struct index *ix, const struct plan_addr *vip, const struct mark *at,
@@ -1972,11 +1972,11 @@ static void check_vip_not_pod(struct cctx *c, struct index *ix, const struct pla
 	inet_ntop(vip->family, vip->addr, ip, sizeof(ip));
 	const struct pod *p = strmap_get(&ix->pod_ips, ip);
 	if (p)
-		err_at(c, at, "%s %s is also the IP of pod %s/%s (%s:%u): as a VIP it would take over every connection "
-		       "made to that pod", field, quote(c, ip), p->ns, p->name, p->at.file, p->at.line);
+		cc_err_at(c, at, "%s %s is also the IP of pod %s/%s (%s:%u): as a VIP it would take over every connection "
+			  "made to that pod", field, cc_quote(c, ip), p->ns, p->name, p->at.file, p->at.line);
 }
 
-static void index_build(struct cctx *c, struct index *ix)
+static void cc_index_build(struct cctx *c, struct index *ix)
 {
 	char ipbuf[INET6_ADDRSTRLEN];
 	struct strmap vips = { 0 };
@@ -1988,8 +1988,8 @@ static void index_build(struct cctx *c, struct index *ix)
 			inet_ntop(s->vips[a].family, s->vips[a].addr, ipbuf, sizeof(ipbuf));
 			const struct service *other = strmap_get(&vips, ipbuf);
 			if (other)
-				err_at(c, &s->at, "Service %s has cluster IP %s, already used by Service %s (%s:%u)", s->key,
-				       ipbuf, other->key, other->at.file, other->at.line);
+				cc_err_at(c, &s->at, "Service %s has cluster IP %s, already used by Service %s (%s:%u)", s->key,
+					  ipbuf, other->key, other->at.file, other->at.line);
 			else
 				strmap_put(&vips, arena_strdup(c->keep, ipbuf), s);
 		}
@@ -1998,7 +1998,7 @@ static void index_build(struct cctx *c, struct index *ix)
 	for (size_t i = 0; i < c->pods.n; i++) {
 		struct pod *p = c->pods.v[i];
 		for (uint32_t l = 0; l < p->labels.n; l++) {
-			char *key = join(c->keep, '\x01', p->ns, p->labels.v[l].key, p->labels.v[l].val);
+			char *key = cc_join(c->keep, '\x01', p->ns, p->labels.v[l].key, p->labels.v[l].val);
 			struct ptrvec *pv = strmap_get(&ix->pods_by_label, key);
 			if (!pv) {
 				pv = calloc(1, sizeof(*pv));
@@ -2013,8 +2013,8 @@ static void index_build(struct cctx *c, struct index *ix)
 			inet_ntop(p->ips[a].family, p->ips[a].addr, ipbuf, sizeof(ipbuf));
 			struct pod *other = strmap_get(&ix->pod_ips, ipbuf);
 			if (other && !p->terminated && !other->terminated) {
-				err_at(c, &p->at, "pod %s/%s has IP %s, already used by pod %s/%s (%s:%u)", p->ns, p->name,
-				       ipbuf, other->ns, other->name, other->at.file, other->at.line);
+				cc_err_at(c, &p->at, "pod %s/%s has IP %s, already used by pod %s/%s (%s:%u)", p->ns, p->name,
+					  ipbuf, other->ns, other->name, other->at.file, other->at.line);
 				continue;
 			}
 			if (!other || other->terminated)
@@ -2034,24 +2034,24 @@ static void index_build(struct cctx *c, struct index *ix)
 	}
 	for (size_t i = 0; i < c->drs.n; i++) {
 		struct dr *d = c->drs.v[i];
-		struct service *s = resolve_host(c, ix, d->host, d->ns);
+		struct service *s = cc_resolve_host(c, ix, d->host, d->ns);
 		if (!s) {
-			host_error(c, ix, &d->host_at, d->host, d->ns);
+			cc_host_error(c, ix, &d->host_at, d->host, d->ns);
 			continue;
 		}
 		struct dr *first = strmap_get(&ix->dr_by_service, s->key);
 		if (first) {
-			err_at(c, &d->host_at,
-			       "DestinationRule %s/%s is the second one for host %s (first: %s/%s at %s:%u): merge their "
-			       "subsets",
-			       d->ns, d->name, s->key, first->ns, first->name, first->at.file, first->at.line);
+			cc_err_at(c, &d->host_at,
+				  "DestinationRule %s/%s is the second one for host %s (first: %s/%s at %s:%u): merge their "
+				  "subsets",
+				  d->ns, d->name, s->key, first->ns, first->name, first->at.file, first->at.line);
 			continue;
 		}
 		strmap_put(&ix->dr_by_service, s->key, d);
 	}
 }
 
-static void index_free(struct index *ix)
+static void cc_index_free(struct index *ix)
 {
 	for (size_t i = 0; i < ix->vecs.n; i++) {
 		ptrvec_free(ix->vecs.v[i]);
@@ -2079,7 +2079,7 @@ static bool port_is_tcp_only(const struct svc_port *p)
 	return n && (!strcmp(n, "tcp") || !strncmp(n, "tcp-", 4));
 }
 
-static const char *port_list(struct cctx *c, const struct service *s)
+static const char *cc_port_list(struct cctx *c, const struct service *s)
 {
 	char *out = arena_strdup(c->keep, "");
 	for (uint32_t i = 0; i < s->n_ports; i++)
@@ -2095,14 +2095,14 @@ static const char *subset_list(struct cctx *c, const struct dr *d)
 	return d && d->n_subsets ? out : "none";
 }
 
-static bool resolve_dest(struct cctx *c, struct index *ix, const struct vs *v, const struct dest *d, struct rdest *r)
+static bool cc_resolve_dest(struct cctx *c, struct index *ix, const struct vs *v, const struct dest *d, struct rdest *r)
 {
 	memset(r, 0, sizeof(*r));
 	if (!d->host || d->bad_name)
 		return false;   /* reported */
-	r->svc = resolve_host(c, ix, d->host, v->ns);
+	r->svc = cc_resolve_host(c, ix, d->host, v->ns);
 	if (!r->svc) {
-		host_error(c, ix, &d->host_at, d->host, v->ns);
+		cc_host_error(c, ix, &d->host_at, d->host, v->ns);
 		return false;
 	}
 	bool ok = true;
@@ -2113,14 +2113,14 @@ static bool resolve_dest(struct cctx *c, struct index *ix, const struct vs *v, c
 				r->subset = &dr->subsets[i];
 		if (!r->subset) {
 			if (dr)
-				err_at(c, &d->subset_at,
-				       "subset %s is not defined by any DestinationRule for host %s (defined: %s)",
-				       quote(c, d->subset), clip(c, d->host), subset_list(c, dr));
+				cc_err_at(c, &d->subset_at,
+					  "subset %s is not defined by any DestinationRule for host %s (defined: %s)",
+					  cc_quote(c, d->subset), cc_clip(c, d->host), subset_list(c, dr));
 			else
-				err_at(c, &d->subset_at,
-				       "subset %s is not defined by any DestinationRule for host %s (no "
-				       "DestinationRule for that host)",
-				       quote(c, d->subset), clip(c, d->host));
+				cc_err_at(c, &d->subset_at,
+					  "subset %s is not defined by any DestinationRule for host %s (no "
+					  "DestinationRule for that host)",
+					  cc_quote(c, d->subset), cc_clip(c, d->host));
 			ok = false;
 		}
 	}
@@ -2129,18 +2129,18 @@ static bool resolve_dest(struct cctx *c, struct index *ix, const struct vs *v, c
 			if (r->svc->ports[i].port == d->port)
 				r->port = &r->svc->ports[i];
 		if (!r->port) {
-			err_at(c, &d->port_at, "port %u is not a port of Service %s (ports: %s)", d->port, r->svc->key,
-			       port_list(c, r->svc));
+			cc_err_at(c, &d->port_at, "port %u is not a port of Service %s (ports: %s)", d->port, r->svc->key,
+				  cc_port_list(c, r->svc));
 			ok = false;
 		}
 	} else if (r->svc->n_ports == 1) {
 		r->port = &r->svc->ports[0];
 	} else if (r->svc->n_ports > 1) {
-		err_at(c, &d->at, "destination.port is required: Service %s has several ports (%s)", r->svc->key,
-		       port_list(c, r->svc));
+		cc_err_at(c, &d->at, "destination.port is required: Service %s has several ports (%s)", r->svc->key,
+			  cc_port_list(c, r->svc));
 		ok = false;
 	} else {
-		err_at(c, &d->host_at, "Service %s has no ports", r->svc->key);
+		cc_err_at(c, &d->host_at, "Service %s has no ports", r->svc->key);
 		ok = false;
 	}
 	r->ok = ok;
@@ -2182,8 +2182,8 @@ static bool has_family(const struct plan_service *ps, uint8_t family)
 }
 
 /* The ready pods a destination reaches: Service selector, subset labels, then targetPort. */
-static bool collect_endpoints(struct cctx *c, struct index *ix, const struct plan_service *ps, const struct rdest *r,
-			      const struct dest *d, struct plan_destination *pd)
+static bool cc_collect_endpoints(struct cctx *c, struct index *ix, const struct plan_service *ps, const struct rdest *r,
+				 const struct dest *d, struct plan_destination *pd)
 {
 	const struct service *s = r->svc;
 	struct labels want = { 0 };
@@ -2237,10 +2237,10 @@ static bool collect_endpoints(struct cctx *c, struct index *ix, const struct pla
 		}
 	}
 	if (pd->n_endpoints > PLAN_MAX_ENDPOINTS) {
-		err_at(c, d->subset ? &d->subset_at : &d->host_at,
-		       "subset \"%s\" of %s has %zu ready endpoints, more than the limit of %d: split the "
-		       "Deployment into more subsets",
-		       d->subset ? d->subset : "(all)", s->key, pd->n_endpoints, PLAN_MAX_ENDPOINTS);
+		cc_err_at(c, d->subset ? &d->subset_at : &d->host_at,
+			  "subset \"%s\" of %s has %zu ready endpoints, more than the limit of %d: split the "
+			  "Deployment into more subsets",
+			  d->subset ? d->subset : "(all)", s->key, pd->n_endpoints, PLAN_MAX_ENDPOINTS);
 		return false;
 	}
 	if (pd->n_endpoints > 1)
@@ -2288,13 +2288,13 @@ static void check_route_ports(struct cctx *c, const struct ptrvec *services, str
 				continue;
 			const struct service *s = services->v[0];
 			if (services->n == 1)
-				err_at(c, &r->match_at[m], "match port %u is not a port of Service %s (ports: %s)",
-				       r->matches[m].port, s->key, port_list(c, s));
+				cc_err_at(c, &r->match_at[m], "match port %u is not a port of Service %s (ports: %s)",
+					  r->matches[m].port, s->key, cc_port_list(c, s));
 			else
-				err_at(c, &r->match_at[m],
-				       "match port %u is not a port of any Service of this VirtualService (%s ports: %s; "
-				       "and %zu more)",
-				       r->matches[m].port, s->key, port_list(c, s), services->n - 1);
+				cc_err_at(c, &r->match_at[m],
+					  "match port %u is not a port of any Service of this VirtualService (%s ports: %s; "
+					  "and %zu more)",
+					  r->matches[m].port, s->key, cc_port_list(c, s), services->n - 1);
 			r->port_missing = true;
 		}
 	}
@@ -2353,13 +2353,13 @@ static bool fill_destinations(struct cctx *c, struct index *ix, struct plan_serv
 		if (dr && sp->proto == IPPROTO_TCP)
 			pd->tcp = dr->tcp;  /* host-wide, as in Istio; a UDP port has no use for it */
 		if (one.port->proto != sp->proto) {
-			err_at(c, &r->dests[j].at, "destination %s port %u is %s but %s port %u is %s", pd->host,
-			       one.port->port, one.port->proto == IPPROTO_UDP ? "UDP" : "TCP", entry, sp->port,
-			       sp->proto == IPPROTO_UDP ? "UDP" : "TCP");
+			cc_err_at(c, &r->dests[j].at, "destination %s port %u is %s but %s port %u is %s", pd->host,
+				  one.port->port, one.port->proto == IPPROTO_UDP ? "UDP" : "TCP", entry, sp->port,
+				  sp->proto == IPPROTO_UDP ? "UDP" : "TCP");
 			ok = false;
 			continue;
 		}
-		ok = collect_endpoints(c, ix, ps, &one, &r->dests[j], pd) && ok;
+		ok = cc_collect_endpoints(c, ix, ps, &one, &r->dests[j], pd) && ok;
 	}
 	return ok;
 }
@@ -2408,11 +2408,11 @@ static void check_entry_keys(struct cctx *c, const struct ptrvec *out)
 			while (fa + 1 < fn &&
 			       memcmp(first_gw ? &first->ps.gateway_addrs[fa] : &first->ps.vips[fa], addr, sizeof(*addr)))
 				fa++;
-			err_at(c, &e->addr_at[a],
-			       "%s %s: %s port %u/%s is already served by %s %s (%s:%u): one address, port and protocol "
-			       "takes one route",
-			       e->kind, e->key, ip, port, ps->protocol == IPPROTO_UDP ? "UDP" : "TCP", first->kind, first->key,
-			       first->addr_at[fa].file, first->addr_at[fa].line);
+			cc_err_at(c, &e->addr_at[a],
+				  "%s %s: %s port %u/%s is already served by %s %s (%s:%u): one address, port and protocol "
+				  "takes one route",
+				  e->kind, e->key, ip, port, ps->protocol == IPPROTO_UDP ? "UDP" : "TCP", first->kind, first->key,
+				  first->addr_at[fa].file, first->addr_at[fa].line);
 		}
 	}
 	strmap_free(&seen);
@@ -2427,8 +2427,8 @@ static bool gateway_entries(struct cctx *c, struct index *ix, struct vs *v, stru
 	for (uint32_t g = 0; g < v->n_gateways; g++) {
 		struct gateway *gw = find_gateway(c, v->gateways[g], v->ns);
 		if (!gw) {
-			err_at(c, &v->gateways_at[g], "gateway %s is not defined in the input: add its Gateway, or "
-			       "remove it from spec.gateways", quote(c, v->gateways[g]));
+			cc_err_at(c, &v->gateways_at[g], "gateway %s is not defined in the input: add its Gateway, or "
+				  "remove it from spec.gateways", cc_quote(c, v->gateways[g]));
 			continue;
 		}
 		for (uint32_t i = 0; i < gw->n_servers; i++) {
@@ -2440,11 +2440,11 @@ static bool gateway_entries(struct cctx *c, struct index *ix, struct vs *v, stru
 				continue;
 			r->used = used = true;
 			if (srv->routed_by) {
-				err_at(c, &v->gateways_at[g],
-				       "Gateway %s port %u is already routed by VirtualService %s/%s (%s:%u): a Gateway port "
-				       "takes one VirtualService, since choosing by Host needs a proxy",
-				       gw->key, srv->port, srv->routed_by->ns, srv->routed_by->name, srv->routed_by->at.file,
-				       srv->routed_by->at.line);
+				cc_err_at(c, &v->gateways_at[g],
+					  "Gateway %s port %u is already routed by VirtualService %s/%s (%s:%u): a Gateway port "
+					  "takes one VirtualService, since choosing by Host needs a proxy",
+					  gw->key, srv->port, srv->routed_by->ns, srv->routed_by->name, srv->routed_by->at.file,
+					  srv->routed_by->at.line);
 				continue;
 			}
 			srv->routed_by = v;
@@ -2452,8 +2452,8 @@ static bool gateway_entries(struct cctx *c, struct index *ix, struct vs *v, stru
 				continue;
 			if (!gw->n_addrs) {
 				if (!gw->no_address_reported)
-					err_at(c, &gw->at, "Gateway %s has no address: give sluiced --gateway-address, or "
-					       "spec.addresses", gw->key);
+					cc_err_at(c, &gw->at, "Gateway %s has no address: give sluiced --gateway-address, or "
+						  "spec.addresses", gw->key);
 				gw->no_address_reported = true;
 				continue;
 			}
@@ -2485,7 +2485,7 @@ static bool gateway_entries(struct cctx *c, struct index *ix, struct vs *v, stru
 	return used;
 }
 
-static void build_plan(struct cctx *c, struct index *ix, struct plan *plan)
+static void cc_build_plan(struct cctx *c, struct index *ix, struct plan *plan)
 {
 	struct ptrvec out = { 0 };
 	bool over_limit = false;
@@ -2509,7 +2509,7 @@ static void build_plan(struct cctx *c, struct index *ix, struct plan *plan)
 				bool route_ok = true;
 				for (uint32_t j = 0; j < r->n_dests; j++, k++) {
 					struct dest *d = &r->dests[j];
-					route_ok = resolve_dest(c, ix, v, d, &resolved[l][k]) && route_ok;
+					route_ok = cc_resolve_dest(c, ix, v, d, &resolved[l][k]) && route_ok;
 					if (d->weight == -2)
 						route_ok = false;
 					sum += d->weight > 0 ? (uint64_t)d->weight : 0;
@@ -2517,26 +2517,26 @@ static void build_plan(struct cctx *c, struct index *ix, struct plan *plan)
 						struct rdest *a = &resolved[l][k - j + q];
 						if (a->ok && a->svc == resolved[l][k].svc &&
 						    a->subset == resolved[l][k].subset && a->port == resolved[l][k].port) {
-							err_at(c, &d->at,
-							       "destination %s subset %s appears twice in this route (first "
-							       "at line %u): merge their weights",
-							       resolved[l][k].svc->key, d->subset ? d->subset : "(none)",
-							       r->dests[q].at.line);
+							cc_err_at(c, &d->at,
+								  "destination %s subset %s appears twice in this route (first "
+								  "at line %u): merge their weights",
+								  resolved[l][k].svc->key, d->subset ? d->subset : "(none)",
+								  r->dests[q].at.line);
 							route_ok = false;
 						}
 					}
 					if (resolved[l][k].ok && resolved[l][k].port->proto == 0) {
-						err_at(c, &d->at, "Service %s port %u is SCTP: sluice splits TCP and UDP only",
-						       resolved[l][k].svc->key, resolved[l][k].port->port);
+						cc_err_at(c, &d->at, "Service %s port %u is SCTP: sluice splits TCP and UDP only",
+							  resolved[l][k].svc->key, resolved[l][k].port->port);
 						route_ok = false;
 					}
 					resolved[l][k].weight = r->n_dests == 1 ? 100 : d->weight > 0 ? (uint32_t)d->weight : 0;
 				}
 				if (r->n_dests > 1 && sum == 0 && route_ok) {
-					err_at(c, &r->at,
-					       "the weights of the %u destinations of this route sum to 0: give at least one "
-					       "a positive weight",
-					       r->n_dests);
+					cc_err_at(c, &r->at,
+						  "the weights of the %u destinations of this route sum to 0: give at least one "
+						  "a positive weight",
+						  r->n_dests);
 					route_ok = false;
 				}
 				valid = valid && route_ok;
@@ -2545,48 +2545,48 @@ static void build_plan(struct cctx *c, struct index *ix, struct plan *plan)
 		bool gw_used = gateway_entries(c, ix, v, resolved, lists, valid, &out);
 		for (uint32_t h = 0; !v->mesh && h < v->n_hosts; h++)
 			if (strcmp(v->hosts[h], "*"))
-				err_at(c, &v->hosts_at[h],
-				       "host %s: at a Gateway, choosing a VirtualService by Host needs a proxy, and "
-				       "sluice sees connections; use \"*\" (one VirtualService per Gateway port)",
-				       quote(c, v->hosts[h]));
+				cc_err_at(c, &v->hosts_at[h],
+					  "host %s: at a Gateway, choosing a VirtualService by Host needs a proxy, and "
+					  "sluice sees connections; use \"*\" (one VirtualService per Gateway port)",
+					  cc_quote(c, v->hosts[h]));
 		for (uint32_t h = 0; v->mesh && h < v->n_hosts; h++) {
 			const char *host = v->hosts[h];
-			struct service *s = resolve_host(c, ix, host, v->ns);
+			struct service *s = cc_resolve_host(c, ix, host, v->ns);
 			if (!s) {
-				host_error(c, ix, &v->hosts_at[h], host, v->ns);
+				cc_host_error(c, ix, &v->hosts_at[h], host, v->ns);
 				continue;
 			}
 			if (s->routed_by == v) {
-				err_at(c, &v->hosts_at[h], "host %s is listed twice in spec.hosts (as %s and %s)",
-				       s->key, clip(c, s->routed_at_host), clip(c, v->hosts[h]));
+				cc_err_at(c, &v->hosts_at[h], "host %s is listed twice in spec.hosts (as %s and %s)",
+					  s->key, cc_clip(c, s->routed_at_host), cc_clip(c, v->hosts[h]));
 				continue;
 			}
 			if (s->routed_by) {
-				err_at(c, &v->hosts_at[h],
-				       "host %s is already routed by VirtualService %s/%s (%s:%u): one VirtualService per "
-				       "host, merge their routes",
-				       s->key, s->routed_by->ns, s->routed_by->name, s->routed_by->at.file,
-				       s->routed_by->at.line);
+				cc_err_at(c, &v->hosts_at[h],
+					  "host %s is already routed by VirtualService %s/%s (%s:%u): one VirtualService per "
+					  "host, merge their routes",
+					  s->key, s->routed_by->ns, s->routed_by->name, s->routed_by->at.file,
+					  s->routed_by->at.line);
 				continue;
 			}
 			s->routed_by = v;
 			s->routed_at_host = host;
 			if (s->unsupported) {
-				err_at(c, &s->unsupported_at, "Service %s: %s", s->key, s->unsupported);
+				cc_err_at(c, &s->unsupported_at, "Service %s: %s", s->key, s->unsupported);
 				continue;
 			}
 			if (s->external_name || s->headless || !s->has_cluster_ip || !s->n_vips) {
-				err_at(c, &v->hosts_at[h],
-				       "Service %s has no cluster IP (%s): sluice rewrites connections to a VIP; use a "
-				       "ClusterIP Service as `kubectl get svc -o yaml` prints it",
-				       s->key,
-				       s->external_name ? "type ExternalName" : s->headless ? "headless" : "spec.clusterIP unset");
+				cc_err_at(c, &v->hosts_at[h],
+					  "Service %s has no cluster IP (%s): sluice rewrites connections to a VIP; use a "
+					  "ClusterIP Service as `kubectl get svc -o yaml` prints it",
+					  s->key, s->external_name ? "type ExternalName" :
+					  s->headless ? "headless" : "spec.clusterIP unset");
 				continue;
 			}
 			if (!s->has_selector) {
-				err_at(c, &s->at,
-				       "Service %s has no selector: sluice finds endpoints through the selector's pods",
-				       s->key);
+				cc_err_at(c, &s->at,
+					  "Service %s has no selector: sluice finds endpoints through the selector's pods",
+					  s->key);
 				continue;
 			}
 			ptrvec_push(&routed, s);
@@ -2599,15 +2599,15 @@ static void build_plan(struct cctx *c, struct index *ix, struct plan *plan)
 				if (!valid)
 					continue;
 				if (sp->proto == 0) {
-					err_at(c, &sp->at, "Service %s port %u is SCTP: sluice splits TCP and UDP only",
-					       s->key, sp->port);
+					cc_err_at(c, &sp->at, "Service %s port %u is SCTP: sluice splits TCP and UDP only",
+						  s->key, sp->port);
 					continue;
 				}
 				if (out.n >= PLAN_MAX_SERVICES) {
 					if (!over_limit)
-						err_at(c, &v->hosts_at[h],
-						       "more than %d service ports are routed: the limit of sluice",
-						       PLAN_MAX_SERVICES);
+						cc_err_at(c, &v->hosts_at[h],
+							  "more than %d service ports are routed: the limit of sluice",
+							  PLAN_MAX_SERVICES);
 					over_limit = true;
 					break;
 				}
@@ -2640,15 +2640,15 @@ static void build_plan(struct cctx *c, struct index *ix, struct plan *plan)
 				if (r->used || r->port_missing || !valid || !(routed.n || gw_used) || v->read_errors)
 					continue;
 				if (l == 0 && v->n_http)
-					err_at(c, &r->at,
-					       "spec.http[%u] is never used: an earlier route takes every port it matches, or "
-					       "the Service's ports are UDP or named tcp (use a tcp route)",
-					       r->index);
+					cc_err_at(c, &r->at,
+						  "spec.http[%u] is never used: an earlier route takes every port it matches, or "
+						  "the Service's ports are UDP or named tcp (use a tcp route)",
+						  r->index);
 				else
-					err_at(c, &r->at,
-					       "spec.tcp[%u] is never used: an earlier route takes every port it matches, or "
-					       "http routes serve the Service's TCP ports",
-					       r->index);
+					cc_err_at(c, &r->at,
+						  "spec.tcp[%u] is never used: an earlier route takes every port it matches, or "
+						  "http routes serve the Service's TCP ports",
+						  r->index);
 			}
 		}
 		ptrvec_free(&routed);
@@ -2704,13 +2704,13 @@ int compile_plan(const struct compile_opts *o, const struct compile_input *in, s
 		else
 			why = name_vip_error(&c.gateway_address);
 		if (why)
-			diag_error(d, &opt, "%s %s", quote(&c, o->gateway_address), why);
+			diag_error(d, &opt, "%s %s", cc_quote(&c, o->gateway_address), why);
 	}
 	const char *ns_why = o->namespace ? name_dns1123_label_error(o->namespace, strlen(o->namespace)) : NULL;
 	if (ns_why) {
 		/* every object would land in that namespace: nothing else can be checked */
 		struct mark opt = { .file = "-n", .line = 1, .col = 1 };
-		diag_error(d, &opt, "namespace %s %s", quote(&c, o->namespace), ns_why);
+		diag_error(d, &opt, "namespace %s %s", cc_quote(&c, o->namespace), ns_why);
 		n_in = 0;
 	}
 	struct mark *files = calloc(n_in ? n_in : 1, sizeof(*files));
@@ -2729,9 +2729,9 @@ int compile_plan(const struct compile_opts *o, const struct compile_input *in, s
 		diag_error(d, &none, "no input: give -f FILE, -f DIR or -f -");
 	}
 	struct index ix = { 0 };
-	index_build(&c, &ix);
-	build_plan(&c, &ix, plan);
-	index_free(&ix);
+	cc_index_build(&c, &ix);
+	cc_build_plan(&c, &ix, plan);
+	cc_index_free(&ix);
 	ptrvec_free(&c.services);
 	ptrvec_free(&c.pods);
 	ptrvec_free(&c.vss);

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* The rule compiler: Services, Pods, VirtualServices and DestinationRules into a plan. */
+/* The rule compiler: Services, Pods, VirtualServices, DestinationRules and Gateways into a plan.
+ * Its steps, one file each, share compile/context.h, kinds.h and resolve.h, never this header. */
 #ifndef SLUICE_COMPILE_H
 #define SLUICE_COMPILE_H
 

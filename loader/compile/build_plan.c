@@ -1,0 +1,444 @@
+// SPDX-License-Identifier: MIT
+/* The plan from the resolved records (records -> plan): each VirtualService's routes on the ports
+ * of its Services and its Gateways' servers, one route per address, port and protocol. */
+#include "compile/resolve.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static bool port_is_tcp_only(const struct svc_port *p)
+{
+	const char *n = p->app_protocol ? p->app_protocol : p->name;
+	return n && (!strcmp(n, "tcp") || !strncmp(n, "tcp-", 4));
+}
+
+static bool route_has_port(const struct route *r, uint16_t port)
+{
+	if (!r->n_matches)
+		return true;
+	for (uint32_t i = 0; i < r->n_matches; i++)
+		if (!r->matches[i].port || r->matches[i].port == port)
+			return true;
+	return false;
+}
+
+/* Istio's choice per port: the first route that matches it, http routes for HTTP ports. */
+static struct route *pick_route(struct vs *v, const struct svc_port *p)
+{
+	bool http = p->proto == IPPROTO_TCP && !port_is_tcp_only(p) && v->n_http;
+	struct route *list = http ? v->http : v->tcp;
+	uint32_t n = http ? v->n_http : v->n_tcp;
+	for (uint32_t i = 0; i < n; i++)
+		if (route_has_port(&list[i], p->port))
+			return &list[i];
+	return NULL;
+}
+
+/* A match port that none of the VirtualService's Services has can never match. One that only some
+ * of them have is a route for those. */
+static void check_route_ports(struct cctx *c, const struct ptrvec *services, struct route *list, uint32_t n)
+{
+	/* a route whose match ports are all missing is reported here, not again as unused */
+	for (uint32_t i = 0; i < n; i++) {
+		struct route *r = &list[i];
+		for (uint32_t m = 0; m < r->n_matches; m++) {
+			bool found = !r->matches[m].port;
+			for (size_t si = 0; si < services->n && !found; si++) {
+				const struct service *s = services->v[si];
+				for (uint32_t p = 0; p < s->n_ports && !found; p++)
+					found = s->ports[p].port == r->matches[m].port;
+			}
+			if (found)
+				continue;
+			const struct service *s = services->v[0];
+			if (services->n == 1)
+				cc_err_at(c, &r->match_at[m], "match port %u is not a port of Service %s (ports: %s)",
+					  r->matches[m].port, s->key, cc_port_list(c, s));
+			else
+				cc_err_at(c, &r->match_at[m],
+					  "match port %u is not a port of any Service of this VirtualService (%s ports: %s; "
+					  "and %zu more)",
+					  r->matches[m].port, s->key, cc_port_list(c, s), services->n - 1);
+			r->port_missing = true;
+		}
+	}
+}
+
+/* One port number may be both TCP and UDP (DNS): each plan entry takes the port of its protocol. */
+static const struct svc_port *dest_port(const struct rdest *r, const struct svc_port *sp)
+{
+	for (uint32_t i = 0; r->port->proto != sp->proto && i < r->svc->n_ports; i++)
+		if (r->svc->ports[i].port == r->port->port && r->svc->ports[i].proto == sp->proto)
+			return &r->svc->ports[i];
+	return r->port;
+}
+
+static int service_cmp(const void *pa, const void *pb)
+{
+	const struct plan_service *a = pa, *b = pb;
+	int r = strcmp(a->namespace, b->namespace);
+	if (!r)
+		r = strcmp(a->name, b->name);
+	if (!r)
+		r = (a->port > b->port) - (a->port < b->port);
+	if (!r)
+		r = (a->protocol > b->protocol) - (a->protocol < b->protocol);
+	return r;
+}
+
+/* The resolved destinations of route r, which follow those of the routes before it. */
+static const struct rdest *route_dests(struct rdest *const *resolved, struct route *const *lists, const struct route *r)
+{
+	const struct rdest *rd = resolved[r->tcp];
+	for (const struct route *q = lists[r->tcp]; q < r; q++)
+		rd += q->n_dests;
+	return rd;
+}
+
+/* A plan entry's destinations from route r, reached on port sp (a Service's, or a Gateway server's). */
+static bool fill_destinations(struct cctx *c, struct index *ix, struct plan_service *ps, const struct route *r,
+			      const struct rdest *rd, const struct svc_port *sp, const char *entry)
+{
+	uint64_t sum = 0;
+	ps->destinations = arena_alloc(c->keep, r->n_dests * sizeof(*ps->destinations));
+	ps->n_destinations = r->n_dests;
+	for (uint32_t j = 0; j < r->n_dests; j++)
+		sum += rd[j].weight;
+	bool ok = true;
+	for (uint32_t j = 0; j < r->n_dests; j++) {
+		struct plan_destination *pd = &ps->destinations[j];
+		struct rdest one = rd[j];
+		one.port = dest_port(&rd[j], sp);
+		pd->host = rd[j].svc->key;
+		pd->subset = r->dests[j].subset ? r->dests[j].subset : "";
+		pd->weight = rd[j].weight;
+		pd->percent = sum ? 100.0 * rd[j].weight / (double)sum : 0;
+		const struct dr *dr = strmap_get(&ix->dr_by_service, pd->host);
+		if (dr && sp->proto == IPPROTO_TCP)
+			pd->tcp = dr->tcp;  /* host-wide, as in Istio; a UDP port has no use for it */
+		if (one.port->proto != sp->proto) {
+			cc_err_at(c, &r->dests[j].at, "destination %s port %u is %s but %s port %u is %s", pd->host,
+				  one.port->port, one.port->proto == IPPROTO_UDP ? "UDP" : "TCP", entry, sp->port,
+				  sp->proto == IPPROTO_UDP ? "UDP" : "TCP");
+			ok = false;
+			continue;
+		}
+		ok = cc_collect_endpoints(c, ix, ps, &one, &r->dests[j], pd) && ok;
+	}
+	return ok;
+}
+
+static struct gateway *find_gateway(struct cctx *c, const char *ref, const char *ns)
+{
+	const char *slash = strchr(ref, '/');
+	for (size_t i = 0; i < c->gateways.n; i++) {
+		struct gateway *g = c->gateways.v[i];
+		if (slash ? !strcmp(g->key, ref) : !strcmp(g->name, ref) && !strcmp(g->ns, ns))
+			return g;
+	}
+	return NULL;
+}
+
+/* A plan entry while the plan is built, with where its addresses are written, for errors. */
+struct entry {
+	struct plan_service ps;      /* first: the entries are collected as plan services */
+	const struct mark *addr_at;  /* of ps.vips (a Service's) or ps.gateway_addrs (a Gateway's) */
+	const char *kind, *key;      /* "Service", "web.default"; "Gateway", "default/ingress" */
+};
+
+/* One address, port and protocol is one data plane key: two entries cannot share one. */
+static void check_entry_keys(struct cctx *c, const struct ptrvec *out)
+{
+	struct strmap seen = { 0 };
+	char ip[INET6_ADDRSTRLEN];
+	for (size_t i = 0; i < out->n; i++) {
+		struct entry *e = out->v[i];
+		const struct plan_service *ps = &e->ps;
+		bool gw = ps->gateway != NULL;
+		size_t n = gw ? ps->n_gateway_addrs : ps->n_vips;
+		uint16_t port = gw ? ps->gateway_port : ps->port;
+		for (size_t a = 0; a < n; a++) {
+			const struct plan_addr *addr = gw ? &ps->gateway_addrs[a] : &ps->vips[a];
+			inet_ntop(addr->family, addr->addr, ip, sizeof(ip));
+			char *key = arena_printf(c->keep, "%s %u %u", ip, port, ps->protocol);
+			const struct entry *first = strmap_get(&seen, key);
+			if (!first) {
+				strmap_put(&seen, key, e);
+				continue;
+			}
+			/* the first's address is at the same place in its list: find it for its mark */
+			bool first_gw = first->ps.gateway != NULL;
+			size_t fa = 0, fn = first_gw ? first->ps.n_gateway_addrs : first->ps.n_vips;
+			while (fa + 1 < fn &&
+			       memcmp(first_gw ? &first->ps.gateway_addrs[fa] : &first->ps.vips[fa], addr, sizeof(*addr)))
+				fa++;
+			cc_err_at(c, &e->addr_at[a],
+				  "%s %s: %s port %u/%s is already served by %s %s (%s:%u): one address, port and protocol "
+				  "takes one route",
+				  e->kind, e->key, ip, port, ps->protocol == IPPROTO_UDP ? "UDP" : "TCP", first->kind, first->key,
+				  first->addr_at[fa].file, first->addr_at[fa].line);
+		}
+	}
+	strmap_free(&seen);
+}
+
+/* Ingress: each server of each Gateway the VirtualService binds becomes a (gateway address, port)
+ * entry with the route that serves that port. Returns whether any route was used. */
+static bool gateway_entries(struct cctx *c, struct index *ix, struct vs *v, struct rdest *const *resolved,
+			    struct route *const *lists, bool valid, struct ptrvec *out)
+{
+	bool used = false;
+	for (uint32_t g = 0; g < v->n_gateways; g++) {
+		struct gateway *gw = find_gateway(c, v->gateways[g], v->ns);
+		if (!gw) {
+			cc_err_at(c, &v->gateways_at[g], "gateway %s is not defined in the input: add its Gateway, or "
+				  "remove it from spec.gateways", cc_quote(c, v->gateways[g]));
+			continue;
+		}
+		for (uint32_t i = 0; i < gw->n_servers; i++) {
+			struct gw_server *srv = &gw->servers[i];
+			struct svc_port sp = { .name = srv->http ? "http" : "tcp", .port = srv->port,
+					       .proto = IPPROTO_TCP, .at = srv->at };
+			struct route *r = pick_route(v, &sp);
+			if (!r)
+				continue;
+			r->used = used = true;
+			if (srv->routed_by) {
+				cc_err_at(c, &v->gateways_at[g],
+					  "Gateway %s port %u is already routed by VirtualService %s/%s (%s:%u): a Gateway port "
+					  "takes one VirtualService, since choosing by Host needs a proxy",
+					  gw->key, srv->port, srv->routed_by->ns, srv->routed_by->name, srv->routed_by->at.file,
+					  srv->routed_by->at.line);
+				continue;
+			}
+			srv->routed_by = v;
+			if (!valid)
+				continue;
+			if (!gw->n_addrs) {
+				if (!gw->no_address_reported)
+					cc_err_at(c, &gw->at, "Gateway %s has no address: give sluiced --gateway-address, or "
+						  "spec.addresses", gw->key);
+				gw->no_address_reported = true;
+				continue;
+			}
+			if (out->n >= PLAN_MAX_SERVICES)
+				continue; /* reported with the mesh entries */
+			struct entry *e = arena_alloc(c->keep, sizeof(*e));
+			struct plan_service *ps = &e->ps;
+			e->addr_at = gw->addr_at;
+			e->kind = "Gateway";
+			e->key = gw->key;
+			ps->name = gw->name;
+			ps->namespace = gw->ns;
+			ps->port = srv->port;
+			ps->protocol = IPPROTO_TCP;
+			ps->gateway = gw->key;
+			ps->gateway_port = srv->port;
+			ps->route = v->key;
+			memcpy(ps->gateway_addrs, gw->addrs, sizeof(gw->addrs));
+			ps->n_gateway_addrs = gw->n_addrs;
+			const struct rdest *rd = route_dests(resolved, lists, r);
+			const struct dr *dr = r->n_dests ? strmap_get(&ix->dr_by_service, rd[0].svc->key) : NULL;
+			ps->lb = dr ? dr->lb : PLAN_LB_ROUND_ROBIN;
+			char entry[320];
+			snprintf(entry, sizeof(entry), "Gateway %s", gw->key);
+			if (fill_destinations(c, ix, ps, r, rd, &sp, entry))
+				ptrvec_push(out, ps);
+		}
+	}
+	return used;
+}
+
+void cc_build_plan(struct cctx *c, struct index *ix, struct plan *plan)
+{
+	struct ptrvec out = { 0 };
+	bool over_limit = false;
+	for (size_t vi = 0; vi < c->vss.n; vi++) {
+		struct vs *v = c->vss.v[vi];
+		/* destinations resolve once per VirtualService: their hosts are relative to its namespace */
+		struct route *lists[2] = { v->http, v->tcp };
+		uint32_t counts[2] = { v->n_http, v->n_tcp };
+		struct rdest *resolved[2];
+		bool valid = true;
+		struct ptrvec routed = { 0 };  /* the Services of the hosts this VirtualService routes */
+		for (int l = 0; l < 2; l++) {
+			size_t total = 0;
+			for (uint32_t i = 0; i < counts[l]; i++)
+				total += lists[l][i].n_dests;
+			resolved[l] = arena_alloc(c->keep, (total + 1) * sizeof(struct rdest));
+			size_t k = 0;
+			for (uint32_t i = 0; i < counts[l]; i++) {
+				struct route *r = &lists[l][i];
+				uint64_t sum = 0;
+				bool route_ok = true;
+				for (uint32_t j = 0; j < r->n_dests; j++, k++) {
+					struct dest *d = &r->dests[j];
+					route_ok = cc_resolve_dest(c, ix, v, d, &resolved[l][k]) && route_ok;
+					if (d->weight == -2)
+						route_ok = false;
+					sum += d->weight > 0 ? (uint64_t)d->weight : 0;
+					for (uint32_t q = 0; q < j && resolved[l][k].ok; q++) {
+						struct rdest *a = &resolved[l][k - j + q];
+						if (a->ok && a->svc == resolved[l][k].svc &&
+						    a->subset == resolved[l][k].subset && a->port == resolved[l][k].port) {
+							cc_err_at(c, &d->at,
+								  "destination %s subset %s appears twice in this route (first "
+								  "at line %u): merge their weights",
+								  resolved[l][k].svc->key, d->subset ? d->subset : "(none)",
+								  r->dests[q].at.line);
+							route_ok = false;
+						}
+					}
+					if (resolved[l][k].ok && resolved[l][k].port->proto == 0) {
+						cc_err_at(c, &d->at, "Service %s port %u is SCTP: sluice splits TCP and UDP only",
+							  resolved[l][k].svc->key, resolved[l][k].port->port);
+						route_ok = false;
+					}
+					resolved[l][k].weight = r->n_dests == 1 ? 100 : d->weight > 0 ? (uint32_t)d->weight : 0;
+				}
+				if (r->n_dests > 1 && sum == 0 && route_ok) {
+					cc_err_at(c, &r->at,
+						  "the weights of the %u destinations of this route sum to 0: give at least one "
+						  "a positive weight",
+						  r->n_dests);
+					route_ok = false;
+				}
+				valid = valid && route_ok;
+			}
+		}
+		bool gw_used = gateway_entries(c, ix, v, resolved, lists, valid, &out);
+		for (uint32_t h = 0; !v->mesh && h < v->n_hosts; h++)
+			if (strcmp(v->hosts[h], "*"))
+				cc_err_at(c, &v->hosts_at[h],
+					  "host %s: at a Gateway, choosing a VirtualService by Host needs a proxy, and "
+					  "sluice sees connections; use \"*\" (one VirtualService per Gateway port)",
+					  cc_quote(c, v->hosts[h]));
+		for (uint32_t h = 0; v->mesh && h < v->n_hosts; h++) {
+			const char *host = v->hosts[h];
+			struct service *s = cc_resolve_host(c, ix, host, v->ns);
+			if (!s) {
+				cc_host_error(c, ix, &v->hosts_at[h], host, v->ns);
+				continue;
+			}
+			if (s->routed_by == v) {
+				cc_err_at(c, &v->hosts_at[h], "host %s is listed twice in spec.hosts (as %s and %s)",
+					  s->key, cc_clip(c, s->routed_at_host), cc_clip(c, v->hosts[h]));
+				continue;
+			}
+			if (s->routed_by) {
+				cc_err_at(c, &v->hosts_at[h],
+					  "host %s is already routed by VirtualService %s/%s (%s:%u): one VirtualService per "
+					  "host, merge their routes",
+					  s->key, s->routed_by->ns, s->routed_by->name, s->routed_by->at.file,
+					  s->routed_by->at.line);
+				continue;
+			}
+			s->routed_by = v;
+			s->routed_at_host = host;
+			if (s->unsupported) {
+				cc_err_at(c, &s->unsupported_at, "Service %s: %s", s->key, s->unsupported);
+				continue;
+			}
+			if (s->external_name || s->headless || !s->has_cluster_ip || !s->n_vips) {
+				cc_err_at(c, &v->hosts_at[h],
+					  "Service %s has no cluster IP (%s): sluice rewrites connections to a VIP; use a "
+					  "ClusterIP Service as `kubectl get svc -o yaml` prints it",
+					  s->key, s->external_name ? "type ExternalName" :
+					  s->headless ? "headless" : "spec.clusterIP unset");
+				continue;
+			}
+			if (!s->has_selector) {
+				cc_err_at(c, &s->at,
+					  "Service %s has no selector: sluice finds endpoints through the selector's pods",
+					  s->key);
+				continue;
+			}
+			ptrvec_push(&routed, s);
+			for (uint32_t pi = 0; pi < s->n_ports; pi++) {
+				const struct svc_port *sp = &s->ports[pi];
+				struct route *r = pick_route(v, sp);
+				if (!r)
+					continue;
+				r->used = true;
+				if (!valid)
+					continue;
+				if (sp->proto == 0) {
+					cc_err_at(c, &sp->at, "Service %s port %u is SCTP: sluice splits TCP and UDP only",
+						  s->key, sp->port);
+					continue;
+				}
+				if (out.n >= PLAN_MAX_SERVICES) {
+					if (!over_limit)
+						cc_err_at(c, &v->hosts_at[h],
+							  "more than %d service ports are routed: the limit of sluice",
+							  PLAN_MAX_SERVICES);
+					over_limit = true;
+					break;
+				}
+				struct entry *e = arena_alloc(c->keep, sizeof(*e));
+				struct plan_service *ps = &e->ps;
+				e->addr_at = s->vip_at;
+				e->kind = "Service";
+				e->key = s->key;
+				ps->name = s->name;
+				ps->namespace = s->ns;
+				memcpy(ps->vips, s->vips, sizeof(ps->vips));
+				ps->n_vips = s->n_vips;
+				ps->port = sp->port;
+				ps->protocol = sp->proto;
+				ps->route = v->key;
+				const struct dr *dr = strmap_get(&ix->dr_by_service, s->key);
+				ps->lb = dr ? dr->lb : PLAN_LB_ROUND_ROBIN;
+				bool ok = fill_destinations(c, ix, ps, r, route_dests(resolved, lists, r), sp, s->key);
+				if (ok)
+					ptrvec_push(&out, ps);
+			}
+		}
+		if (routed.n) {
+			check_route_ports(c, &routed, v->http, v->n_http);
+			check_route_ports(c, &routed, v->tcp, v->n_tcp);
+		}
+		for (int l = 0; l < 2; l++) {
+			for (uint32_t i = 0; i < counts[l]; i++) {
+				struct route *r = &lists[l][i];
+				if (r->used || r->port_missing || !valid || !(routed.n || gw_used) || v->read_errors)
+					continue;
+				if (l == 0 && v->n_http)
+					cc_err_at(c, &r->at,
+						  "spec.http[%u] is never used: an earlier route takes every port it matches, or "
+						  "the Service's ports are UDP or named tcp (use a tcp route)",
+						  r->index);
+				else
+					cc_err_at(c, &r->at,
+						  "spec.tcp[%u] is never used: an earlier route takes every port it matches, or "
+						  "http routes serve the Service's TCP ports",
+						  r->index);
+			}
+		}
+		ptrvec_free(&routed);
+	}
+	/* -v: a Service without a VirtualService stays kube-proxy's; say so rather than leave it unsaid */
+	for (size_t i = 0; c->o->skipped_log && i < c->services.n; i++) {
+		const struct service *s = c->services.v[i];
+		if (!s->routed_by)
+			fprintf(c->o->skipped_log, "%s:%u:%u: skipped Service %s: no VirtualService routes it, "
+				"kube-proxy serves it\n", s->at.file, s->at.line, s->at.col, s->key);
+	}
+	check_entry_keys(c, &out);
+	plan->n_services = out.n;
+	plan->services = arena_alloc(c->keep, (out.n ? out.n : 1) * sizeof(*plan->services));
+	for (size_t i = 0; i < out.n; i++)
+		plan->services[i] = *(struct plan_service *)out.v[i];
+	ptrvec_free(&out);
+	if (plan->n_services > 1)
+		qsort(plan->services, plan->n_services, sizeof(*plan->services), service_cmp);
+	for (size_t i = 0; i < plan->n_services; i++) {
+		c->st->destinations += plan->services[i].n_destinations;
+		for (size_t j = 0; j < plan->services[i].n_destinations; j++)
+			c->st->endpoints += plan->services[i].destinations[j].n_endpoints;
+	}
+	c->st->services = plan->n_services;
+}

@@ -1,0 +1,129 @@
+// SPDX-License-Identifier: MIT
+/* The inputs -f names (compile.h): files, directories read recursively, standard input; read
+ * before the path YAML -> records -> plan starts. */
+#include "compile/compile.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/file.h"
+
+static void sources_add(struct sources *s, const char *name, unsigned char *buf, size_t len)
+{
+	if (s->n == s->cap) {
+		s->cap = s->cap ? s->cap * 2 : 8;
+		s->v = realloc(s->v, s->cap * sizeof(*s->v));
+		if (!s->v)
+			abort();
+	}
+	s->v[s->n++] = (struct compile_input){ .name = strdup(name), .buf = buf, .len = len };
+}
+
+static void path_error(struct diags *d, const char *path, const char *what)
+{
+	struct mark m = { .file = path, .file_index = UINT32_MAX, .line = 1, .col = 1 };
+	diag_error(d, &m, "%s", what);
+}
+
+static bool yaml_name(const char *name)
+{
+	const char *dot = strrchr(name, '.');
+	return dot && (!strcmp(dot, ".yaml") || !strcmp(dot, ".yml") || !strcmp(dot, ".json"));
+}
+
+static int name_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int read_path(struct sources *s, const char *path, bool explicit, struct diags *d, int depth)
+{
+	struct stat st;
+	if (stat(path, &st)) {
+		char msg[256];
+		snprintf(msg, sizeof(msg), "cannot read: %s", strerror(errno));
+		path_error(d, path, msg);
+		return -1;
+	}
+	if (S_ISDIR(st.st_mode)) {
+		if (depth > 32) {
+			path_error(d, path, "directories nest too deep (a symlink loop?)");
+			return -1;
+		}
+		DIR *dir = opendir(path);
+		if (!dir) {
+			char msg[256];
+			snprintf(msg, sizeof(msg), "cannot read directory: %s", strerror(errno));
+			path_error(d, path, msg);
+			return -1;
+		}
+		size_t files_before = s->n;
+		struct ptrvec names = { 0 };
+		struct dirent *e;
+		while ((e = readdir(dir)))
+			if (e->d_name[0] != '.')
+				ptrvec_push(&names, strdup(e->d_name));
+		closedir(dir);
+		qsort(names.v, names.n, sizeof(*names.v), name_cmp);
+		int rc = 0;
+		for (size_t i = 0; i < names.n; i++) {
+			char *child;
+			if (asprintf(&child, "%s%s%s", path, path[strlen(path) - 1] == '/' ? "" : "/",
+				     (char *)names.v[i]) < 0)
+				abort();
+			struct stat cst;
+			if (!stat(child, &cst) && (S_ISDIR(cst.st_mode) || yaml_name(child)))
+				rc |= read_path(s, child, false, d, depth + 1);
+			free(child);
+			free(names.v[i]);
+		}
+		ptrvec_free(&names);
+		if (explicit && !rc && s->n == files_before) {
+			path_error(d, path, "no .yaml, .yml or .json file in this directory");
+			return -1;
+		}
+		return rc;
+	}
+	unsigned char *buf;
+	size_t len;
+	int rc = file_read(path, &buf, &len);
+	if (rc) {
+		char msg[256];
+		snprintf(msg, sizeof(msg), "cannot read: %s", strerror(-rc));
+		path_error(d, path, msg);
+		return -1;
+	}
+	sources_add(s, path, buf, len);
+	return 0;
+}
+
+int sources_read(struct sources *s, const char *path, struct diags *d)
+{
+	if (!strcmp(path, "-")) {
+		unsigned char *buf;
+		size_t len;
+		int rc = file_read_fd(STDIN_FILENO, &buf, &len);
+		if (rc) {
+			path_error(d, "<stdin>", "cannot read standard input");
+			return -1;
+		}
+		sources_add(s, "<stdin>", buf, len);
+		return 0;
+	}
+	return read_path(s, path, true, d, 0);
+}
+
+void sources_free(struct sources *s)
+{
+	for (size_t i = 0; i < s->n; i++) {
+		free((void *)s->v[i].name);
+		free((void *)s->v[i].buf);
+	}
+	free(s->v);
+	memset(s, 0, sizeof(*s));
+}

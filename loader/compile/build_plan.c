@@ -89,11 +89,21 @@ static int service_cmp(const void *pa, const void *pb)
 	return r;
 }
 
+/* One VirtualService while its entries are made. */
+struct vs_build {
+	struct vs *v;
+	struct route *lists[2];      /* its http and tcp routes, indexed by route.tcp */
+	uint32_t counts[2];
+	struct rdest *resolved[2];   /* per list, every route's destinations in order */
+	bool valid;                  /* every route resolved: only then are entries made */
+	struct ptrvec routed;        /* the Services of the hosts it routes */
+};
+
 /* The resolved destinations of route r, which follow those of the routes before it. */
-static const struct rdest *route_dests(struct rdest *const *resolved, struct route *const *lists, const struct route *r)
+static const struct rdest *route_dests(const struct vs_build *b, const struct route *r)
 {
-	const struct rdest *rd = resolved[r->tcp];
-	for (const struct route *q = lists[r->tcp]; q < r; q++)
+	const struct rdest *rd = b->resolved[r->tcp];
+	for (const struct route *q = b->lists[r->tcp]; q < r; q++)
 		rd += q->n_dests;
 	return rd;
 }
@@ -185,11 +195,81 @@ static void check_entry_keys(struct cctx *c, const struct ptrvec *out)
 	strmap_free(&seen);
 }
 
+/* A new entry of kind "Service" or "Gateway"; addr_at says where its addresses are written. */
+static struct plan_service *new_entry(struct cctx *c, const char *kind, const char *key, const struct mark *addr_at)
+{
+	struct entry *e = arena_alloc(c->keep, sizeof(*e));
+	e->addr_at = addr_at;
+	e->kind = kind;
+	e->key = key;
+	return &e->ps;
+}
+
+/* Resolves route r's destinations into rd, one each, with their weights. Returns false when the
+ * route cannot make entries (the reason is reported). */
+static bool resolve_route(struct cctx *c, struct index *ix, const struct vs *v, const struct route *r,
+			  struct rdest *rd)
+{
+	uint64_t sum = 0;
+	bool ok = true;
+	for (uint32_t j = 0; j < r->n_dests; j++) {
+		const struct dest *d = &r->dests[j];
+		ok = cc_resolve_dest(c, ix, v, d, &rd[j]) && ok;
+		if (d->weight == -2)
+			ok = false;
+		sum += d->weight > 0 ? (uint64_t)d->weight : 0;
+		for (uint32_t q = 0; q < j && rd[j].ok; q++) {
+			const struct rdest *a = &rd[q];
+			if (a->ok && a->svc == rd[j].svc && a->subset == rd[j].subset && a->port == rd[j].port) {
+				cc_err_at(c, &d->at,
+					  "destination %s subset %s appears twice in this route (first at line %u): "
+					  "merge their weights",
+					  rd[j].svc->key, d->subset ? d->subset : "(none)", r->dests[q].at.line);
+				ok = false;
+			}
+		}
+		if (rd[j].ok && rd[j].port->proto == 0) {
+			cc_err_at(c, &d->at, "Service %s port %u is SCTP: sluice splits TCP and UDP only",
+				  rd[j].svc->key, rd[j].port->port);
+			ok = false;
+		}
+		rd[j].weight = r->n_dests == 1 ? 100 : d->weight > 0 ? (uint32_t)d->weight : 0;
+	}
+	if (r->n_dests > 1 && sum == 0 && ok) {
+		cc_err_at(c, &r->at,
+			  "the weights of the %u destinations of this route sum to 0: give at least one a positive "
+			  "weight",
+			  r->n_dests);
+		ok = false;
+	}
+	return ok;
+}
+
+/* Destinations resolve once per VirtualService: their hosts are relative to its namespace. Returns
+ * whether every route resolved. */
+static bool resolve_routes(struct cctx *c, struct index *ix, struct vs_build *b)
+{
+	bool valid = true;
+	for (int l = 0; l < 2; l++) {
+		size_t total = 0;
+		for (uint32_t i = 0; i < b->counts[l]; i++)
+			total += b->lists[l][i].n_dests;
+		b->resolved[l] = arena_alloc(c->keep, (total + 1) * sizeof(struct rdest));
+		struct rdest *rd = b->resolved[l];
+		for (uint32_t i = 0; i < b->counts[l]; i++) {
+			const struct route *r = &b->lists[l][i];
+			valid = resolve_route(c, ix, b->v, r, rd) && valid;
+			rd += r->n_dests;
+		}
+	}
+	return valid;
+}
+
 /* Ingress: each server of each Gateway the VirtualService binds becomes a (gateway address, port)
  * entry with the route that serves that port. Returns whether any route was used. */
-static bool gateway_entries(struct cctx *c, struct index *ix, struct vs *v, struct rdest *const *resolved,
-			    struct route *const *lists, bool valid, struct ptrvec *out)
+static bool gateway_entries(struct cctx *c, struct index *ix, struct vs_build *b, struct ptrvec *out)
 {
+	struct vs *v = b->v;
 	bool used = false;
 	for (uint32_t g = 0; g < v->n_gateways; g++) {
 		struct gateway *gw = find_gateway(c, v->gateways[g], v->ns);
@@ -215,7 +295,7 @@ static bool gateway_entries(struct cctx *c, struct index *ix, struct vs *v, stru
 				continue;
 			}
 			srv->routed_by = v;
-			if (!valid)
+			if (!b->valid)
 				continue;
 			if (!gw->n_addrs) {
 				if (!gw->no_address_reported)
@@ -226,11 +306,7 @@ static bool gateway_entries(struct cctx *c, struct index *ix, struct vs *v, stru
 			}
 			if (out->n >= PLAN_MAX_SERVICES)
 				continue; /* reported with the mesh entries */
-			struct entry *e = arena_alloc(c->keep, sizeof(*e));
-			struct plan_service *ps = &e->ps;
-			e->addr_at = gw->addr_at;
-			e->kind = "Gateway";
-			e->key = gw->key;
+			struct plan_service *ps = new_entry(c, "Gateway", gw->key, gw->addr_at);
 			ps->name = gw->name;
 			ps->namespace = gw->ns;
 			ps->port = srv->port;
@@ -240,7 +316,7 @@ static bool gateway_entries(struct cctx *c, struct index *ix, struct vs *v, stru
 			ps->route = v->key;
 			memcpy(ps->gateway_addrs, gw->addrs, sizeof(gw->addrs));
 			ps->n_gateway_addrs = gw->n_addrs;
-			const struct rdest *rd = route_dests(resolved, lists, r);
+			const struct rdest *rd = route_dests(b, r);
 			const struct dr *dr = r->n_dests ? strmap_get(&ix->dr_by_service, rd[0].svc->key) : NULL;
 			ps->lb = dr ? dr->lb : PLAN_LB_ROUND_ROBIN;
 			char entry[320];
@@ -252,187 +328,164 @@ static bool gateway_entries(struct cctx *c, struct index *ix, struct vs *v, stru
 	return used;
 }
 
-void cc_build_plan(struct cctx *c, struct index *ix, struct plan *plan)
+/* Bound to Gateways only, a VirtualService serves whatever reaches their ports: no host to pick. */
+static void check_gateway_hosts(struct cctx *c, const struct vs *v)
 {
-	struct ptrvec out = { 0 };
-	bool over_limit = false;
-	for (size_t vi = 0; vi < c->vss.n; vi++) {
-		struct vs *v = c->vss.v[vi];
-		/* destinations resolve once per VirtualService: their hosts are relative to its namespace */
-		struct route *lists[2] = { v->http, v->tcp };
-		uint32_t counts[2] = { v->n_http, v->n_tcp };
-		struct rdest *resolved[2];
-		bool valid = true;
-		struct ptrvec routed = { 0 };  /* the Services of the hosts this VirtualService routes */
-		for (int l = 0; l < 2; l++) {
-			size_t total = 0;
-			for (uint32_t i = 0; i < counts[l]; i++)
-				total += lists[l][i].n_dests;
-			resolved[l] = arena_alloc(c->keep, (total + 1) * sizeof(struct rdest));
-			size_t k = 0;
-			for (uint32_t i = 0; i < counts[l]; i++) {
-				struct route *r = &lists[l][i];
-				uint64_t sum = 0;
-				bool route_ok = true;
-				for (uint32_t j = 0; j < r->n_dests; j++, k++) {
-					struct dest *d = &r->dests[j];
-					route_ok = cc_resolve_dest(c, ix, v, d, &resolved[l][k]) && route_ok;
-					if (d->weight == -2)
-						route_ok = false;
-					sum += d->weight > 0 ? (uint64_t)d->weight : 0;
-					for (uint32_t q = 0; q < j && resolved[l][k].ok; q++) {
-						struct rdest *a = &resolved[l][k - j + q];
-						if (a->ok && a->svc == resolved[l][k].svc &&
-						    a->subset == resolved[l][k].subset && a->port == resolved[l][k].port) {
-							cc_err_at(c, &d->at,
-								  "destination %s subset %s appears twice in this route (first "
-								  "at line %u): merge their weights",
-								  resolved[l][k].svc->key, d->subset ? d->subset : "(none)",
-								  r->dests[q].at.line);
-							route_ok = false;
-						}
-					}
-					if (resolved[l][k].ok && resolved[l][k].port->proto == 0) {
-						cc_err_at(c, &d->at, "Service %s port %u is SCTP: sluice splits TCP and UDP only",
-							  resolved[l][k].svc->key, resolved[l][k].port->port);
-						route_ok = false;
-					}
-					resolved[l][k].weight = r->n_dests == 1 ? 100 : d->weight > 0 ? (uint32_t)d->weight : 0;
-				}
-				if (r->n_dests > 1 && sum == 0 && route_ok) {
-					cc_err_at(c, &r->at,
-						  "the weights of the %u destinations of this route sum to 0: give at least one "
-						  "a positive weight",
-						  r->n_dests);
-					route_ok = false;
-				}
-				valid = valid && route_ok;
-			}
-		}
-		bool gw_used = gateway_entries(c, ix, v, resolved, lists, valid, &out);
-		for (uint32_t h = 0; !v->mesh && h < v->n_hosts; h++)
-			if (strcmp(v->hosts[h], "*"))
-				cc_err_at(c, &v->hosts_at[h],
-					  "host %s: at a Gateway, choosing a VirtualService by Host needs a proxy, and "
-					  "sluice sees connections; use \"*\" (one VirtualService per Gateway port)",
-					  cc_quote(c, v->hosts[h]));
-		for (uint32_t h = 0; v->mesh && h < v->n_hosts; h++) {
-			const char *host = v->hosts[h];
-			struct service *s = cc_resolve_host(c, ix, host, v->ns);
-			if (!s) {
-				cc_host_error(c, ix, &v->hosts_at[h], host, v->ns);
-				continue;
-			}
-			if (s->routed_by == v) {
-				cc_err_at(c, &v->hosts_at[h], "host %s is listed twice in spec.hosts (as %s and %s)",
-					  s->key, cc_clip(c, s->routed_at_host), cc_clip(c, v->hosts[h]));
-				continue;
-			}
-			if (s->routed_by) {
-				cc_err_at(c, &v->hosts_at[h],
-					  "host %s is already routed by VirtualService %s/%s (%s:%u): one VirtualService per "
-					  "host, merge their routes",
-					  s->key, s->routed_by->ns, s->routed_by->name, s->routed_by->at.file,
-					  s->routed_by->at.line);
-				continue;
-			}
-			s->routed_by = v;
-			s->routed_at_host = host;
-			if (s->unsupported) {
-				cc_err_at(c, &s->unsupported_at, "Service %s: %s", s->key, s->unsupported);
-				continue;
-			}
-			if (s->external_name || s->headless || !s->has_cluster_ip || !s->n_vips) {
-				cc_err_at(c, &v->hosts_at[h],
-					  "Service %s has no cluster IP (%s): sluice rewrites connections to a VIP; use a "
-					  "ClusterIP Service as `kubectl get svc -o yaml` prints it",
-					  s->key, s->external_name ? "type ExternalName" :
-					  s->headless ? "headless" : "spec.clusterIP unset");
-				continue;
-			}
-			if (!s->has_selector) {
-				cc_err_at(c, &s->at,
-					  "Service %s has no selector: sluice finds endpoints through the selector's pods",
-					  s->key);
-				continue;
-			}
-			ptrvec_push(&routed, s);
-			for (uint32_t pi = 0; pi < s->n_ports; pi++) {
-				const struct svc_port *sp = &s->ports[pi];
-				struct route *r = pick_route(v, sp);
-				if (!r)
-					continue;
-				r->used = true;
-				if (!valid)
-					continue;
-				if (sp->proto == 0) {
-					cc_err_at(c, &sp->at, "Service %s port %u is SCTP: sluice splits TCP and UDP only",
-						  s->key, sp->port);
-					continue;
-				}
-				if (out.n >= PLAN_MAX_SERVICES) {
-					if (!over_limit)
-						cc_err_at(c, &v->hosts_at[h],
-							  "more than %d service ports are routed: the limit of sluice",
-							  PLAN_MAX_SERVICES);
-					over_limit = true;
-					break;
-				}
-				struct entry *e = arena_alloc(c->keep, sizeof(*e));
-				struct plan_service *ps = &e->ps;
-				e->addr_at = s->vip_at;
-				e->kind = "Service";
-				e->key = s->key;
-				ps->name = s->name;
-				ps->namespace = s->ns;
-				memcpy(ps->vips, s->vips, sizeof(ps->vips));
-				ps->n_vips = s->n_vips;
-				ps->port = sp->port;
-				ps->protocol = sp->proto;
-				ps->route = v->key;
-				const struct dr *dr = strmap_get(&ix->dr_by_service, s->key);
-				ps->lb = dr ? dr->lb : PLAN_LB_ROUND_ROBIN;
-				bool ok = fill_destinations(c, ix, ps, r, route_dests(resolved, lists, r), sp, s->key);
-				if (ok)
-					ptrvec_push(&out, ps);
-			}
-		}
-		if (routed.n) {
-			check_route_ports(c, &routed, v->http, v->n_http);
-			check_route_ports(c, &routed, v->tcp, v->n_tcp);
-		}
-		for (int l = 0; l < 2; l++) {
-			for (uint32_t i = 0; i < counts[l]; i++) {
-				struct route *r = &lists[l][i];
-				if (r->used || r->port_missing || !valid || !(routed.n || gw_used) || v->read_errors)
-					continue;
-				if (l == 0 && v->n_http)
-					cc_err_at(c, &r->at,
-						  "spec.http[%u] is never used: an earlier route takes every port it matches, or "
-						  "the Service's ports are UDP or named tcp (use a tcp route)",
-						  r->index);
-				else
-					cc_err_at(c, &r->at,
-						  "spec.tcp[%u] is never used: an earlier route takes every port it matches, or "
-						  "http routes serve the Service's TCP ports",
-						  r->index);
-			}
-		}
-		ptrvec_free(&routed);
+	for (uint32_t h = 0; !v->mesh && h < v->n_hosts; h++)
+		if (strcmp(v->hosts[h], "*"))
+			cc_err_at(c, &v->hosts_at[h],
+				  "host %s: at a Gateway, choosing a VirtualService by Host needs a proxy, and sluice sees "
+				  "connections; use \"*\" (one VirtualService per Gateway port)",
+				  cc_quote(c, v->hosts[h]));
+}
+
+/* The Service that host h of v names, now routed by v; NULL (reported) when v cannot route it. */
+static struct service *routed_service(struct cctx *c, struct index *ix, struct vs *v, uint32_t h)
+{
+	const char *host = v->hosts[h];
+	struct service *s = cc_resolve_host(c, ix, host, v->ns);
+	if (!s) {
+		cc_host_error(c, ix, &v->hosts_at[h], host, v->ns);
+		return NULL;
 	}
-	/* -v: a Service without a VirtualService stays kube-proxy's; say so rather than leave it unsaid */
+	if (s->routed_by == v) {
+		cc_err_at(c, &v->hosts_at[h], "host %s is listed twice in spec.hosts (as %s and %s)", s->key,
+			  cc_clip(c, s->routed_at_host), cc_clip(c, v->hosts[h]));
+		return NULL;
+	}
+	if (s->routed_by) {
+		cc_err_at(c, &v->hosts_at[h],
+			  "host %s is already routed by VirtualService %s/%s (%s:%u): one VirtualService per host, "
+			  "merge their routes",
+			  s->key, s->routed_by->ns, s->routed_by->name, s->routed_by->at.file, s->routed_by->at.line);
+		return NULL;
+	}
+	s->routed_by = v;
+	s->routed_at_host = host;
+	if (s->unsupported) {
+		cc_err_at(c, &s->unsupported_at, "Service %s: %s", s->key, s->unsupported);
+		return NULL;
+	}
+	if (s->external_name || s->headless || !s->has_cluster_ip || !s->n_vips) {
+		cc_err_at(c, &v->hosts_at[h],
+			  "Service %s has no cluster IP (%s): sluice rewrites connections to a VIP; use a ClusterIP "
+			  "Service as `kubectl get svc -o yaml` prints it",
+			  s->key,
+			  s->external_name ? "type ExternalName" : s->headless ? "headless" : "spec.clusterIP unset");
+		return NULL;
+	}
+	if (!s->has_selector) {
+		cc_err_at(c, &s->at, "Service %s has no selector: sluice finds endpoints through the selector's pods",
+			  s->key);
+		return NULL;
+	}
+	return s;
+}
+
+/* Mesh: each port of Service s that a route serves becomes an entry at the Service's VIPs. host_at
+ * is where the VirtualService names s; *over_limit says the limit of entries is reported. */
+static void service_entries(struct cctx *c, struct index *ix, struct vs_build *b, const struct service *s,
+			    const struct mark *host_at, struct ptrvec *out, bool *over_limit)
+{
+	for (uint32_t pi = 0; pi < s->n_ports; pi++) {
+		const struct svc_port *sp = &s->ports[pi];
+		struct route *r = pick_route(b->v, sp);
+		if (!r)
+			continue;
+		r->used = true;
+		if (!b->valid)
+			continue;
+		if (sp->proto == 0) {
+			cc_err_at(c, &sp->at, "Service %s port %u is SCTP: sluice splits TCP and UDP only", s->key,
+				  sp->port);
+			continue;
+		}
+		if (out->n >= PLAN_MAX_SERVICES) {
+			if (!*over_limit)
+				cc_err_at(c, host_at, "more than %d service ports are routed: the limit of sluice",
+					  PLAN_MAX_SERVICES);
+			*over_limit = true;
+			break;
+		}
+		struct plan_service *ps = new_entry(c, "Service", s->key, s->vip_at);
+		ps->name = s->name;
+		ps->namespace = s->ns;
+		memcpy(ps->vips, s->vips, sizeof(ps->vips));
+		ps->n_vips = s->n_vips;
+		ps->port = sp->port;
+		ps->protocol = sp->proto;
+		ps->route = b->v->key;
+		const struct dr *dr = strmap_get(&ix->dr_by_service, s->key);
+		ps->lb = dr ? dr->lb : PLAN_LB_ROUND_ROBIN;
+		if (fill_destinations(c, ix, ps, r, route_dests(b, r), sp, s->key))
+			ptrvec_push(out, ps);
+	}
+}
+
+/* A route that no port reaches is a mistake, unless an error already said why it cannot be placed. */
+static void report_unused_routes(struct cctx *c, const struct vs_build *b, bool gw_used)
+{
+	if (!b->valid || !(b->routed.n || gw_used) || b->v->read_errors)
+		return;
+	for (int l = 0; l < 2; l++) {
+		for (uint32_t i = 0; i < b->counts[l]; i++) {
+			const struct route *r = &b->lists[l][i];
+			if (r->used || r->port_missing)
+				continue;
+			if (l == 0 && b->v->n_http)
+				cc_err_at(c, &r->at,
+					  "spec.http[%u] is never used: an earlier route takes every port it matches, or the "
+					  "Service's ports are UDP or named tcp (use a tcp route)",
+					  r->index);
+			else
+				cc_err_at(c, &r->at,
+					  "spec.tcp[%u] is never used: an earlier route takes every port it matches, or http "
+					  "routes serve the Service's TCP ports",
+					  r->index);
+		}
+	}
+}
+
+/* The entries of one VirtualService: its Gateways' servers, then the ports of its hosts' Services. */
+static void vs_entries(struct cctx *c, struct index *ix, struct vs *v, struct ptrvec *out, bool *over_limit)
+{
+	struct vs_build b = { .v = v, .lists = { v->http, v->tcp }, .counts = { v->n_http, v->n_tcp } };
+	b.valid = resolve_routes(c, ix, &b);
+	bool gw_used = gateway_entries(c, ix, &b, out);
+	check_gateway_hosts(c, v);
+	for (uint32_t h = 0; v->mesh && h < v->n_hosts; h++) {
+		struct service *s = routed_service(c, ix, v, h);
+		if (!s)
+			continue;
+		ptrvec_push(&b.routed, s);
+		service_entries(c, ix, &b, s, &v->hosts_at[h], out, over_limit);
+	}
+	if (b.routed.n) {
+		check_route_ports(c, &b.routed, v->http, v->n_http);
+		check_route_ports(c, &b.routed, v->tcp, v->n_tcp);
+	}
+	report_unused_routes(c, &b, gw_used);
+	ptrvec_free(&b.routed);
+}
+
+/* -v: a Service without a VirtualService stays kube-proxy's; say so rather than leave it unsaid. */
+static void log_unrouted_services(const struct cctx *c)
+{
 	for (size_t i = 0; c->o->skipped_log && i < c->services.n; i++) {
 		const struct service *s = c->services.v[i];
 		if (!s->routed_by)
 			fprintf(c->o->skipped_log, "%s:%u:%u: skipped Service %s: no VirtualService routes it, "
 				"kube-proxy serves it\n", s->at.file, s->at.line, s->at.col, s->key);
 	}
-	check_entry_keys(c, &out);
-	plan->n_services = out.n;
-	plan->services = arena_alloc(c->keep, (out.n ? out.n : 1) * sizeof(*plan->services));
-	for (size_t i = 0; i < out.n; i++)
-		plan->services[i] = *(struct plan_service *)out.v[i];
-	ptrvec_free(&out);
+}
+
+/* The plan holds the entries sorted by namespace, name, port and protocol, and the compile counts them. */
+static void plan_from_entries(struct cctx *c, const struct ptrvec *out, struct plan *plan)
+{
+	plan->n_services = out->n;
+	plan->services = arena_alloc(c->keep, (out->n ? out->n : 1) * sizeof(*plan->services));
+	for (size_t i = 0; i < out->n; i++)
+		plan->services[i] = *(struct plan_service *)out->v[i];
 	if (plan->n_services > 1)
 		qsort(plan->services, plan->n_services, sizeof(*plan->services), service_cmp);
 	for (size_t i = 0; i < plan->n_services; i++) {
@@ -441,4 +494,16 @@ void cc_build_plan(struct cctx *c, struct index *ix, struct plan *plan)
 			c->st->endpoints += plan->services[i].destinations[j].n_endpoints;
 	}
 	c->st->services = plan->n_services;
+}
+
+void cc_build_plan(struct cctx *c, struct index *ix, struct plan *plan)
+{
+	struct ptrvec out = { 0 };
+	bool over_limit = false;
+	for (size_t i = 0; i < c->vss.n; i++)
+		vs_entries(c, ix, c->vss.v[i], &out, &over_limit);
+	log_unrouted_services(c);
+	check_entry_keys(c, &out);
+	plan_from_entries(c, &out, plan);
+	ptrvec_free(&out);
 }

@@ -122,7 +122,7 @@ void cc_check_fields(struct cctx *c, const struct ynode *m, const char *const *k
 }
 
 /* The top-level fields of every kind sluice reads. */
-const char *const cc_object_fields[] = { "apiVersion", "kind", "metadata", "spec", "status", NULL };
+static const char *const object_fields[] = { "apiVersion", "kind", "metadata", "spec", "status", NULL };
 
 /* "x SEP y [SEP z]" in the arena, without printf: index keys are made per object and label. */
 char *cc_join(struct arena *a, char sep, const char *x, const char *y, const char *z)
@@ -320,7 +320,7 @@ bool cc_check_vip(struct cctx *c, const struct ynode *n, const struct plan_addr 
 	return !why;
 }
 
-bool cc_read_meta(struct cctx *c, const struct ynode *obj, const char *kind, struct meta *m)
+static bool read_meta(struct cctx *c, const struct ynode *obj, const char *kind, struct meta *m)
 {
 	memset(m, 0, sizeof(*m));
 	m->node = obj;
@@ -371,7 +371,7 @@ bool cc_read_meta(struct cctx *c, const struct ynode *obj, const char *kind, str
 }
 
 /* Two objects of one kind, namespace and name in one input would make one of them win silently. */
-bool cc_unique_object(struct cctx *c, const char *kind, const struct meta *m)
+static bool unique_object(struct cctx *c, const char *kind, const struct meta *m)
 {
 	const char *key = cc_join(c->keep, '/', kind, m->ns, m->name);
 	const struct mark *first = strmap_get(&c->objects, key);
@@ -384,6 +384,33 @@ bool cc_unique_object(struct cctx *c, const char *kind, const struct meta *m)
 	*at = cc_node_mark(c, m->node);
 	strmap_put(&c->objects, key, at);
 	return true;
+}
+
+/* Every reader starts here: the object's top-level fields, its metadata, and no other object of its
+ * kind, namespace and name in the input. */
+bool cc_open_object(struct cctx *c, const struct ynode *obj, const char *kind, struct meta *m)
+{
+	cc_check_fields(c, obj, object_fields);
+	return read_meta(c, obj, kind, m) && unique_object(c, kind, m);
+}
+
+/* The spec of obj, a mapping of the given fields, with the path at "spec": give *old to cc_pop.
+ * NULL after an error ("Kind key has no spec"), with the path as it was. */
+const struct ynode *cc_open_spec(struct cctx *c, const struct ynode *obj, const char *kind, const char *key,
+				 const char *const *fields, size_t *old)
+{
+	const struct ynode *spec = ymap_get(obj, "spec");
+	if (!spec || ynode_is_null(spec)) {
+		cc_err(c, obj, "%s %s has no spec", kind, key);
+		return NULL;
+	}
+	*old = cc_push_key(c, "spec");
+	if (!cc_want(c, spec, YN_MAP)) {
+		cc_pop(c, *old);
+		return NULL;
+	}
+	cc_check_fields(c, spec, fields);
+	return spec;
 }
 
 void cc_check_export_to(struct cctx *c, const struct ynode *e)

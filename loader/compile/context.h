@@ -52,7 +52,6 @@ static inline void cc_pop(struct cctx *c, size_t old)
 const char *cc_type_name(const struct ynode *n);
 bool cc_want(struct cctx *c, const struct ynode *n, uint8_t type);
 void cc_check_fields(struct cctx *c, const struct ynode *m, const char *const *known);
-extern const char *const cc_object_fields[];
 
 /* Strings kept in the compile's arena, and values of the input as errors show them. */
 char *cc_join(struct arena *a, char sep, const char *x, const char *y, const char *z);
@@ -85,8 +84,9 @@ struct meta {
 	const struct ynode *node;
 };
 
-bool cc_read_meta(struct cctx *c, const struct ynode *obj, const char *kind, struct meta *m);
-bool cc_unique_object(struct cctx *c, const char *kind, const struct meta *m);
+bool cc_open_object(struct cctx *c, const struct ynode *obj, const char *kind, struct meta *m);
+const struct ynode *cc_open_spec(struct cctx *c, const struct ynode *obj, const char *kind, const char *key,
+				 const char *const *fields, size_t *old);
 void cc_check_export_to(struct cctx *c, const struct ynode *e);   /* VirtualService, DestinationRule */
 
 #endif

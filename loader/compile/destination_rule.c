@@ -268,24 +268,17 @@ static void read_traffic_policy(struct cctx *c, const struct ynode *tp, struct d
 void cc_read_destination_rule(struct cctx *c, const struct ynode *obj)
 {
 	struct meta m;
-	cc_check_fields(c, obj, cc_object_fields);
-	if (!cc_read_meta(c, obj, "DestinationRule", &m) || !cc_unique_object(c, "DestinationRule", &m))
+	if (!cc_open_object(c, obj, "DestinationRule", &m))
 		return;
 	struct dr *d = arena_alloc(c->keep, sizeof(*d));
 	d->name = m.name;
 	d->ns = m.ns;
 	d->at = cc_node_mark(c, obj);
-	const struct ynode *spec = ymap_get(obj, "spec");
-	if (!spec || ynode_is_null(spec)) {
-		cc_err(c, obj, "DestinationRule %s/%s has no spec", m.ns, m.name);
+	size_t old;
+	const struct ynode *spec = cc_open_spec(c, obj, "DestinationRule", cc_join(c->keep, '/', m.ns, m.name, NULL),
+						dr_spec_fields, &old);
+	if (!spec)
 		return;
-	}
-	size_t old = cc_push_key(c, "spec");
-	if (!cc_want(c, spec, YN_MAP)) {
-		cc_pop(c, old);
-		return;
-	}
-	cc_check_fields(c, spec, dr_spec_fields);
 	for (uint32_t i = 0; i < spec->n; i++) {
 		const struct ynode *k = ymap_key(spec, i), *v = ymap_val(spec, i);
 		size_t o2 = cc_push_key(c, k->str);

@@ -118,25 +118,17 @@ static bool gateway_has_addr(const struct gateway *g, const struct plan_addr *a)
 void cc_read_gateway(struct cctx *c, const struct ynode *obj)
 {
 	struct meta m;
-	cc_check_fields(c, obj, cc_object_fields);
-	if (!cc_read_meta(c, obj, "Gateway", &m) || !cc_unique_object(c, "Gateway", &m))
+	if (!cc_open_object(c, obj, "Gateway", &m))
 		return;
 	struct gateway *g = arena_alloc(c->keep, sizeof(*g));
 	g->name = m.name;
 	g->ns = m.ns;
 	g->key = cc_join(c->keep, '/', m.ns, m.name, NULL);
 	g->at = cc_node_mark(c, obj);
-	const struct ynode *spec = ymap_get(obj, "spec");
-	if (!spec || ynode_is_null(spec)) {
-		cc_err(c, obj, "Gateway %s has no spec", g->key);
+	size_t old;
+	const struct ynode *spec = cc_open_spec(c, obj, "Gateway", g->key, gateway_spec_fields, &old);
+	if (!spec)
 		return;
-	}
-	size_t old = cc_push_key(c, "spec");
-	if (!cc_want(c, spec, YN_MAP)) {
-		cc_pop(c, old);
-		return;
-	}
-	cc_check_fields(c, spec, gateway_spec_fields);
 	bool ok = true;
 	const struct ynode *sel = ymap_get(spec, "selector"), *servers = ymap_get(spec, "servers");
 	const struct ynode *addrs = ymap_get(spec, "addresses");

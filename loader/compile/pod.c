@@ -124,8 +124,7 @@ static void read_pod_status(struct cctx *c, const struct ynode *st, struct pod *
 void cc_read_pod(struct cctx *c, const struct ynode *obj)
 {
 	struct meta m;
-	cc_check_fields(c, obj, cc_object_fields);
-	if (!cc_read_meta(c, obj, "Pod", &m) || !cc_unique_object(c, "Pod", &m))
+	if (!cc_open_object(c, obj, "Pod", &m))
 		return;
 	struct pod *p = arena_alloc(c->keep, sizeof(*p));
 	p->name = m.name;

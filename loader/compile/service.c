@@ -62,25 +62,17 @@ static bool read_service_port(struct cctx *c, const struct ynode *n, struct svc_
 void cc_read_service(struct cctx *c, const struct ynode *obj)
 {
 	struct meta m;
-	cc_check_fields(c, obj, cc_object_fields);
-	if (!cc_read_meta(c, obj, "Service", &m) || !cc_unique_object(c, "Service", &m))
+	if (!cc_open_object(c, obj, "Service", &m))
 		return;
 	struct service *s = arena_alloc(c->keep, sizeof(*s));
 	s->name = m.name;
 	s->ns = m.ns;
 	s->key = cc_join(c->keep, '.', m.name, m.ns, NULL);
 	s->at = cc_node_mark(c, obj);
-	const struct ynode *spec = ymap_get(obj, "spec");
-	if (!spec || ynode_is_null(spec)) {
-		cc_err(c, obj, "Service %s has no spec", s->key);
+	size_t old;
+	const struct ynode *spec = cc_open_spec(c, obj, "Service", s->key, service_spec_fields, &old);
+	if (!spec)
 		return;
-	}
-	size_t old = cc_push_key(c, "spec");
-	if (!cc_want(c, spec, YN_MAP)) {
-		cc_pop(c, old);
-		return;
-	}
-	cc_check_fields(c, spec, service_spec_fields);
 	for (uint32_t i = 0; i < spec->n; i++) {
 		const struct ynode *k = ymap_key(spec, i), *v = ymap_val(spec, i);
 		size_t o2 = cc_push_key(c, k->str);

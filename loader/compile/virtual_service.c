@@ -286,8 +286,7 @@ static void read_routes(struct cctx *c, const struct ynode *list, bool tcp, stru
 void cc_read_virtual_service(struct cctx *c, const struct ynode *obj)
 {
 	struct meta m;
-	cc_check_fields(c, obj, cc_object_fields);
-	if (!cc_read_meta(c, obj, "VirtualService", &m) || !cc_unique_object(c, "VirtualService", &m))
+	if (!cc_open_object(c, obj, "VirtualService", &m))
 		return;
 	struct vs *v = arena_alloc(c->keep, sizeof(*v));
 	v->name = m.name;
@@ -295,17 +294,10 @@ void cc_read_virtual_service(struct cctx *c, const struct ynode *obj)
 	v->key = cc_join(c->keep, '/', m.ns, m.name, NULL);
 	v->mesh = true;
 	v->at = cc_node_mark(c, obj);
-	const struct ynode *spec = ymap_get(obj, "spec");
-	if (!spec || ynode_is_null(spec)) {
-		cc_err(c, obj, "VirtualService %s/%s has no spec", m.ns, m.name);
+	size_t old;
+	const struct ynode *spec = cc_open_spec(c, obj, "VirtualService", v->key, vs_spec_fields, &old);
+	if (!spec)
 		return;
-	}
-	size_t old = cc_push_key(c, "spec");
-	if (!cc_want(c, spec, YN_MAP)) {
-		cc_pop(c, old);
-		return;
-	}
-	cc_check_fields(c, spec, vs_spec_fields);
 	bool ok = true;
 	size_t errors = c->d->n;
 	for (uint32_t i = 0; i < spec->n; i++) {

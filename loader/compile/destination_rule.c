@@ -212,6 +212,35 @@ static void read_connection_pool(struct cctx *c, const struct ynode *cp, struct 
 	}
 }
 
+/* trafficPolicy.loadBalancer: simple ROUND_ROBIN or RANDOM, which the data plane's tables can do. */
+static void read_load_balancer(struct cctx *c, const struct ynode *lb, struct dr *d)
+{
+	if (ynode_is_null(lb) || !cc_want(c, lb, YN_MAP))
+		return;
+	cc_check_fields(c, lb, load_balancer_fields);
+	for (uint32_t j = 0; j < lb->n; j++) {
+		const struct ynode *k = ymap_key(lb, j), *v = ymap_val(lb, j);
+		if (k->type != YN_SCALAR)
+			continue;
+		size_t old = cc_push_key(c, k->str);
+		if (!strcmp(k->str, "simple")) {
+			const char *s = cc_get_str(c, v);
+			if (s && !strcmp(s, "ROUND_ROBIN"))
+				d->lb = PLAN_LB_ROUND_ROBIN;
+			else if (s && !strcmp(s, "RANDOM"))
+				d->lb = PLAN_LB_RANDOM;
+			else if (s)
+				cc_err(c, v, "%s %s is not supported: use ROUND_ROBIN or RANDOM", c->path.s, cc_clip(c, s));
+		} else if (strcmp(k->str, "consistentHash") && strcmp(k->str, "localityLbSetting") &&
+			   strcmp(k->str, "warmupDurationSecs")) {
+			/* unknown, already reported */
+		} else {
+			cc_err(c, k, "%s is not supported: sluice balances with simple ROUND_ROBIN or RANDOM", c->path.s);
+		}
+		cc_pop(c, old);
+	}
+}
+
 static void read_traffic_policy(struct cctx *c, const struct ynode *tp, struct dr *d)
 {
 	if (ynode_is_null(tp) || !cc_want(c, tp, YN_MAP))
@@ -223,33 +252,7 @@ static void read_traffic_policy(struct cctx *c, const struct ynode *tp, struct d
 			continue;
 		size_t old = cc_push_key(c, k->str);
 		if (!strcmp(k->str, "loadBalancer")) {
-			if (!ynode_is_null(v) && cc_want(c, v, YN_MAP)) {
-				cc_check_fields(c, v, load_balancer_fields);
-				for (uint32_t j = 0; j < v->n; j++) {
-					const struct ynode *lk = ymap_key(v, j), *lv = ymap_val(v, j);
-					if (lk->type != YN_SCALAR)
-						continue;
-					size_t o2 = cc_push_key(c, lk->str);
-					if (!strcmp(lk->str, "simple")) {
-						const char *s = cc_get_str(c, lv);
-						if (s && !strcmp(s, "ROUND_ROBIN"))
-							d->lb = PLAN_LB_ROUND_ROBIN;
-						else if (s && !strcmp(s, "RANDOM"))
-							d->lb = PLAN_LB_RANDOM;
-						else if (s)
-							cc_err(c, lv, "%s %s is not supported: use ROUND_ROBIN or RANDOM",
-							       c->path.s, cc_clip(c, s));
-					} else if (strcmp(lk->str, "consistentHash") && strcmp(lk->str, "localityLbSetting") &&
-						   strcmp(lk->str, "warmupDurationSecs")) {
-						/* unknown, already reported */
-					} else {
-						cc_err(c, lk, "%s is not supported: sluice balances with simple "
-							   "ROUND_ROBIN or RANDOM",
-						    c->path.s);
-					}
-					cc_pop(c, o2);
-				}
-			}
+			read_load_balancer(c, v, d);
 		} else if (!strcmp(k->str, "connectionPool")) {
 			read_connection_pool(c, v, d);
 		} else if (!strcmp(k->str, "outlierDetection")) {
@@ -261,6 +264,45 @@ static void read_traffic_policy(struct cctx *c, const struct ynode *tp, struct d
 		} else if (!strcmp(k->str, "proxyProtocol") || !strcmp(k->str, "tunnel")) {
 			cc_err(c, k, "%s needs a proxy; remove it", c->path.s);
 		}
+		cc_pop(c, old);
+	}
+}
+
+/* One subset: a name no subset before it took, and the labels that pick its pods. */
+static void read_subset(struct cctx *c, const struct ynode *s, struct dr *d)
+{
+	cc_check_fields(c, s, subset_fields);
+	struct subset *sub = &d->subsets[d->n_subsets];
+	sub->at = cc_node_mark(c, s);
+	const struct ynode *name = ymap_get(s, "name"), *tp = ymap_get(s, "trafficPolicy");
+	size_t old = cc_push_key(c, "name");
+	if (!name)
+		cc_err(c, s, "%s is required", c->path.s);
+	else
+		sub->name = cc_get_name(c, name, "subset name", name_subset_error);
+	cc_pop(c, old);
+	old = cc_push_key(c, "labels");
+	cc_get_labels(c, ymap_get(s, "labels"), &sub->labels);
+	cc_pop(c, old);
+	for (uint32_t q = 0; tp && q < s->n; q++)
+		if (ymap_val(s, q) == tp)
+			cc_err(c, ymap_key(s, q),
+			       "%s.trafficPolicy is not supported per subset: set it for the whole host", c->path.s);
+	for (uint32_t q = 0; sub->name && q < d->n_subsets; q++)
+		if (d->subsets[q].name && !strcmp(d->subsets[q].name, sub->name))
+			cc_err(c, name, "duplicate subset \"%s\" (first at line %u)", sub->name,
+			       d->subsets[q].at.line);
+	if (sub->name)
+		d->n_subsets++;
+}
+
+static void read_subsets(struct cctx *c, const struct ynode *v, struct dr *d)
+{
+	d->subsets = arena_alloc(c->keep, (v->n ? v->n : 1) * sizeof(*d->subsets));
+	for (uint32_t j = 0; j < v->n; j++) {
+		size_t old = cc_push_index(c, j);
+		if (cc_want(c, v->items[j], YN_MAP))
+			read_subset(c, v->items[j], d);
 		cc_pop(c, old);
 	}
 }
@@ -293,39 +335,7 @@ void cc_read_destination_rule(struct cctx *c, const struct ynode *obj)
 		} else if (!strcmp(k->str, "trafficPolicy")) {
 			read_traffic_policy(c, v, d);
 		} else if (!strcmp(k->str, "subsets") && !ynode_is_null(v) && cc_want(c, v, YN_SEQ)) {
-			d->subsets = arena_alloc(c->keep, (v->n ? v->n : 1) * sizeof(*d->subsets));
-			for (uint32_t j = 0; j < v->n; j++) {
-				const struct ynode *s = v->items[j];
-				size_t o3 = cc_push_index(c, j);
-				if (cc_want(c, s, YN_MAP)) {
-					cc_check_fields(c, s, subset_fields);
-					struct subset *sub = &d->subsets[d->n_subsets];
-					sub->at = cc_node_mark(c, s);
-					const struct ynode *name = ymap_get(s, "name"), *tp = ymap_get(s, "trafficPolicy");
-					size_t o4 = cc_push_key(c, "name");
-					if (!name)
-						cc_err(c, s, "%s is required", c->path.s);
-					else
-						sub->name = cc_get_name(c, name, "subset name", name_subset_error);
-					cc_pop(c, o4);
-					o4 = cc_push_key(c, "labels");
-					cc_get_labels(c, ymap_get(s, "labels"), &sub->labels);
-					cc_pop(c, o4);
-					for (uint32_t q = 0; tp && q < s->n; q++)
-						if (ymap_val(s, q) == tp)
-							cc_err(c, ymap_key(s, q),
-							       "%s.trafficPolicy is not supported per subset: set it for the "
-							       "whole host",
-							       c->path.s);
-					for (uint32_t q = 0; sub->name && q < d->n_subsets; q++)
-						if (d->subsets[q].name && !strcmp(d->subsets[q].name, sub->name))
-							cc_err(c, name, "duplicate subset \"%s\" (first at line %u)", sub->name,
-							       d->subsets[q].at.line);
-					if (sub->name)
-						d->n_subsets++;
-				}
-				cc_pop(c, o3);
-			}
+			read_subsets(c, v, d);
 		}
 		cc_pop(c, o2);
 	}

@@ -26,6 +26,44 @@ static const char *const container_fields[] = {
 static const char *const container_port_fields[] = { "containerPort", "hostIP", "hostPort", "name", "protocol",
 						      NULL };
 
+/* One port of a container, added to p when it has a number: a named targetPort looks it up. */
+static void read_container_port(struct cctx *c, const struct ynode *cp, struct pod *p)
+{
+	cc_check_fields(c, cp, container_port_fields);
+	struct pod_port *pp = &p->ports[p->n_ports];
+	bool ok = true;
+	pp->proto = IPPROTO_TCP;
+	for (uint32_t q = 0; q < cp->n; q++) {
+		const char *k = ymap_key(cp, q)->str;
+		const struct ynode *v = ymap_val(cp, q);
+		size_t old = cc_push_key(c, k);
+		if (!strcmp(k, "containerPort"))
+			ok = cc_get_port(c, v, &pp->port) && ok;
+		else if (!strcmp(k, "name"))
+			pp->name = cc_get_name(c, v, "port name", name_port_name_error);
+		else if (!strcmp(k, "protocol"))
+			pp->proto = cc_get_protocol(c, v, &ok);
+		cc_pop(c, old);
+	}
+	if (ok && pp->port)
+		p->n_ports++;
+}
+
+/* A container's ports join those of the containers before it: a pod has one list. */
+static void read_container_ports(struct cctx *c, const struct ynode *ports, struct pod *p)
+{
+	struct pod_port *np = arena_alloc(c->keep, (p->n_ports + ports->n + 1) * sizeof(*np));
+	if (p->n_ports)
+		memcpy(np, p->ports, p->n_ports * sizeof(*np));
+	p->ports = np;
+	for (uint32_t j = 0; j < ports->n; j++) {
+		size_t old = cc_push_index(c, j);
+		if (cc_want(c, ports->items[j], YN_MAP))
+			read_container_port(c, ports->items[j], p);
+		cc_pop(c, old);
+	}
+}
+
 static void read_containers(struct cctx *c, const struct ynode *list, struct pod *p)
 {
 	if (ynode_is_null(list) || !cc_want(c, list, YN_SEQ))
@@ -37,37 +75,8 @@ static void read_containers(struct cctx *c, const struct ynode *list, struct pod
 			cc_check_fields(c, ct, container_fields);
 			const struct ynode *ports = ymap_get(ct, "ports");
 			size_t o2 = cc_push_key(c, "ports");
-			if (ports && !ynode_is_null(ports) && cc_want(c, ports, YN_SEQ)) {
-				struct pod_port *np = arena_alloc(c->keep, (p->n_ports + ports->n + 1) * sizeof(*np));
-				if (p->n_ports)
-					memcpy(np, p->ports, p->n_ports * sizeof(*np));
-				p->ports = np;
-				for (uint32_t j = 0; j < ports->n; j++) {
-					const struct ynode *cp = ports->items[j];
-					size_t o3 = cc_push_index(c, j);
-					if (cc_want(c, cp, YN_MAP)) {
-						cc_check_fields(c, cp, container_port_fields);
-						struct pod_port *pp = &p->ports[p->n_ports];
-						bool ok = true;
-						pp->proto = IPPROTO_TCP;
-						for (uint32_t q = 0; q < cp->n; q++) {
-							const char *k = ymap_key(cp, q)->str;
-							const struct ynode *v = ymap_val(cp, q);
-							size_t o4 = cc_push_key(c, k);
-							if (!strcmp(k, "containerPort"))
-								ok = cc_get_port(c, v, &pp->port) && ok;
-							else if (!strcmp(k, "name"))
-								pp->name = cc_get_name(c, v, "port name", name_port_name_error);
-							else if (!strcmp(k, "protocol"))
-								pp->proto = cc_get_protocol(c, v, &ok);
-							cc_pop(c, o4);
-						}
-						if (ok && pp->port)
-							p->n_ports++;
-					}
-					cc_pop(c, o3);
-				}
-			}
+			if (ports && !ynode_is_null(ports) && cc_want(c, ports, YN_SEQ))
+				read_container_ports(c, ports, p);
 			cc_pop(c, o2);
 		}
 		cc_pop(c, old);

@@ -197,6 +197,46 @@ static void read_destination(struct cctx *c, const struct ynode *rd, bool tcp, s
 	cc_pop(c, old);
 }
 
+/* One match of a route: the port it takes (0: any), the rest refused or checked. */
+static void read_match(struct cctx *c, const struct ynode *m, bool tcp, struct route *out)
+{
+	cc_check_fields(c, m, tcp ? tcp_match_fields : http_match_fields);
+	refuse_fields(c, m, tcp ? tcp_match_refusals : http_match_refusals);
+	struct match *mt = &out->matches[out->n_matches];
+	out->match_at[out->n_matches] = cc_node_mark(c, m);
+	const struct ynode *port = ymap_get(m, "port"), *gw = ymap_get(m, "gateways");
+	if (port) {
+		size_t old = cc_push_key(c, "port");
+		cc_get_port(c, port, &mt->port);
+		out->match_at[out->n_matches] = cc_node_mark(c, port);
+		cc_pop(c, old);
+	}
+	if (gw) {
+		size_t old = cc_push_key(c, "gateways");
+		check_gateways(c, gw);
+		cc_pop(c, old);
+	}
+	const struct ynode *name = ymap_get(m, "name");
+	if (name) {
+		size_t old = cc_push_key(c, "name");
+		cc_get_str(c, name);
+		cc_pop(c, old);
+	}
+	out->n_matches++;
+}
+
+static void read_matches(struct cctx *c, const struct ynode *ms, bool tcp, struct route *out)
+{
+	out->matches = arena_alloc(c->keep, (ms->n ? ms->n : 1) * sizeof(*out->matches));
+	out->match_at = arena_alloc(c->keep, (ms->n ? ms->n : 1) * sizeof(*out->match_at));
+	for (uint32_t i = 0; i < ms->n; i++) {
+		size_t old = cc_push_index(c, i);
+		if (cc_want(c, ms->items[i], YN_MAP))
+			read_match(c, ms->items[i], tcp, out);
+		cc_pop(c, old);
+	}
+}
+
 static void read_route(struct cctx *c, const struct ynode *r, bool tcp, uint32_t index, struct route *out)
 {
 	out->tcp = tcp;
@@ -207,40 +247,8 @@ static void read_route(struct cctx *c, const struct ynode *r, bool tcp, uint32_t
 		refuse_fields(c, r, http_route_refusals);
 	const struct ynode *ms = ymap_get(r, "match");
 	size_t old = cc_push_key(c, "match");
-	if (ms && !ynode_is_null(ms) && cc_want(c, ms, YN_SEQ)) {
-		out->matches = arena_alloc(c->keep, (ms->n ? ms->n : 1) * sizeof(*out->matches));
-		out->match_at = arena_alloc(c->keep, (ms->n ? ms->n : 1) * sizeof(*out->match_at));
-		for (uint32_t i = 0; i < ms->n; i++) {
-			const struct ynode *m = ms->items[i];
-			size_t o2 = cc_push_index(c, i);
-			if (cc_want(c, m, YN_MAP)) {
-				cc_check_fields(c, m, tcp ? tcp_match_fields : http_match_fields);
-				refuse_fields(c, m, tcp ? tcp_match_refusals : http_match_refusals);
-				struct match *mt = &out->matches[out->n_matches];
-				out->match_at[out->n_matches] = cc_node_mark(c, m);
-				const struct ynode *port = ymap_get(m, "port"), *gw = ymap_get(m, "gateways");
-				if (port) {
-					size_t o3 = cc_push_key(c, "port");
-					cc_get_port(c, port, &mt->port);
-					out->match_at[out->n_matches] = cc_node_mark(c, port);
-					cc_pop(c, o3);
-				}
-				if (gw) {
-					size_t o3 = cc_push_key(c, "gateways");
-					check_gateways(c, gw);
-					cc_pop(c, o3);
-				}
-				const struct ynode *name = ymap_get(m, "name");
-				if (name) {
-					size_t o3 = cc_push_key(c, "name");
-					cc_get_str(c, name);
-					cc_pop(c, o3);
-				}
-				out->n_matches++;
-			}
-			cc_pop(c, o2);
-		}
-	}
+	if (ms && !ynode_is_null(ms) && cc_want(c, ms, YN_SEQ))
+		read_matches(c, ms, tcp, out);
 	cc_pop(c, old);
 	const struct ynode *name = ymap_get(r, "name");
 	if (name) {
@@ -283,6 +291,25 @@ static void read_routes(struct cctx *c, const struct ynode *list, bool tcp, stru
 	}
 }
 
+/* spec.hosts: the Services the VirtualService routes, resolved once every object is read. */
+static void read_vs_hosts(struct cctx *c, const struct ynode *hosts, struct vs *v)
+{
+	v->hosts = arena_alloc(c->keep, (hosts->n ? hosts->n : 1) * sizeof(*v->hosts));
+	v->hosts_at = arena_alloc(c->keep, (hosts->n ? hosts->n : 1) * sizeof(*v->hosts_at));
+	for (uint32_t j = 0; j < hosts->n; j++) {
+		size_t old = cc_push_index(c, j);
+		const struct ynode *n = hosts->items[j];
+		const char *h = cc_get_str(c, n);
+		struct plan_addr ip;
+		/* a DNS name, a wildcard or, as Istio allows in a VirtualService, an IP address */
+		if (h && (name_parse_addr(h, &ip) || cc_check_name(c, n, "host", name_host_error))) {
+			v->hosts_at[v->n_hosts] = cc_node_mark(c, n);
+			v->hosts[v->n_hosts++] = h;
+		}
+		cc_pop(c, old);
+	}
+}
+
 void cc_read_virtual_service(struct cctx *c, const struct ynode *obj)
 {
 	struct meta m;
@@ -304,19 +331,7 @@ void cc_read_virtual_service(struct cctx *c, const struct ynode *obj)
 		const struct ynode *k = ymap_key(spec, i), *val = ymap_val(spec, i);
 		size_t o2 = cc_push_key(c, k->str);
 		if (!strcmp(k->str, "hosts") && !ynode_is_null(val) && cc_want(c, val, YN_SEQ)) {
-			v->hosts = arena_alloc(c->keep, (val->n ? val->n : 1) * sizeof(*v->hosts));
-			v->hosts_at = arena_alloc(c->keep, (val->n ? val->n : 1) * sizeof(*v->hosts_at));
-			for (uint32_t j = 0; j < val->n; j++) {
-				size_t o3 = cc_push_index(c, j);
-				const char *h = cc_get_str(c, val->items[j]);
-				struct plan_addr ip;
-				/* a DNS name, a wildcard or, as Istio allows in a VirtualService, an IP address */
-				if (h && (name_parse_addr(h, &ip) || cc_check_name(c, val->items[j], "host", name_host_error))) {
-					v->hosts_at[v->n_hosts] = cc_node_mark(c, val->items[j]);
-					v->hosts[v->n_hosts++] = h;
-				}
-				cc_pop(c, o3);
-			}
+			read_vs_hosts(c, val, v);
 		} else if (!strcmp(k->str, "gateways")) {
 			ok = read_vs_gateways(c, val, v) && ok;
 		} else if (!strcmp(k->str, "exportTo")) {

@@ -114,6 +114,42 @@ static void on_document(void *ctx, const struct mark *file, struct ynode *root)
 	read_object(c, root, false);
 }
 
+/* The options' values, which errors place at the option's name. Returns false for a -n namespace
+ * that is not one. */
+static bool check_options(struct cctx *c, const struct compile_opts *o)
+{
+	if (o->gateway_address) {
+		struct mark opt = { .file = "--gateway-address", .line = 1, .col = 1 };
+		const char *why = NULL;
+		if (!name_parse_addr(o->gateway_address, &c->gateway_address))
+			why = "is not an IP address";
+		else
+			why = name_vip_error(&c->gateway_address);
+		if (why)
+			diag_error(c->d, &opt, "%s %s", cc_quote(c, o->gateway_address), why);
+	}
+	const char *ns_why = o->namespace ? name_dns1123_label_error(o->namespace, strlen(o->namespace)) : NULL;
+	if (ns_why) {
+		struct mark opt = { .file = "-n", .line = 1, .col = 1 };
+		diag_error(c->d, &opt, "namespace %s %s", cc_quote(c, o->namespace), ns_why);
+	}
+	return !ns_why;
+}
+
+/* Every document of every input, read in order; files[i] is where input i's errors point. An input
+ * without objects is an error unless errors since errors_before already speak of it. */
+static void read_inputs(struct cctx *c, const struct compile_input *in, size_t n_in, struct mark *files,
+			size_t errors_before)
+{
+	for (size_t i = 0; i < n_in; i++) {
+		files[i] = (struct mark){ .file = in[i].name, .file_index = (uint32_t)i, .line = 1, .col = 1 };
+		size_t docs = yaml_each_document(in[i].buf, in[i].len, &files[i], c->d, on_document, c);
+		if (!docs && c->d->n == errors_before)
+			diag_error(c->d, &files[i], "no objects in this file: it is empty or holds only comments");
+		errors_before = c->d->n;
+	}
+}
+
 int compile_plan(const struct compile_opts *o, const struct compile_input *in, size_t n_in, struct plan *plan,
 		 struct diags *d, struct compile_stats *stats)
 {
@@ -134,35 +170,15 @@ int compile_plan(const struct compile_opts *o, const struct compile_input *in, s
 		.st = stats,
 	};
 	size_t errors_before = d->n;
-	if (o->gateway_address) {
-		struct mark opt = { .file = "--gateway-address", .line = 1, .col = 1 };
-		const char *why = NULL;
-		if (!name_parse_addr(o->gateway_address, &c.gateway_address))
-			why = "is not an IP address";
-		else
-			why = name_vip_error(&c.gateway_address);
-		if (why)
-			diag_error(d, &opt, "%s %s", cc_quote(&c, o->gateway_address), why);
-	}
-	const char *ns_why = o->namespace ? name_dns1123_label_error(o->namespace, strlen(o->namespace)) : NULL;
-	if (ns_why) {
-		/* every object would land in that namespace: nothing else can be checked */
-		struct mark opt = { .file = "-n", .line = 1, .col = 1 };
-		diag_error(d, &opt, "namespace %s %s", cc_quote(&c, o->namespace), ns_why);
-		n_in = 0;
-	}
+	bool ns_ok = check_options(&c, o);
+	if (!ns_ok)
+		n_in = 0;   /* every object would land in that namespace: nothing else can be checked */
 	struct mark *files = calloc(n_in ? n_in : 1, sizeof(*files));
 	if (!files)
 		abort();
-	for (size_t i = 0; i < n_in; i++) {
-		files[i] = (struct mark){ .file = in[i].name, .file_index = (uint32_t)i, .line = 1, .col = 1 };
-		size_t docs = yaml_each_document(in[i].buf, in[i].len, &files[i], d, on_document, &c);
-		if (!docs && d->n == errors_before)
-			diag_error(d, &files[i], "no objects in this file: it is empty or holds only comments");
-		errors_before = d->n;
-	}
+	read_inputs(&c, in, n_in, files, errors_before);
 	stats->files = n_in;
-	if (!n_in && !ns_why) {
+	if (!n_in && ns_ok) {
 		struct mark none = { .file = "sluice", .line = 1, .col = 1 };
 		diag_error(d, &none, "no input: give -f FILE, -f DIR or -f -");
 	}

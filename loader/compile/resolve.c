@@ -71,7 +71,7 @@ static void check_vip_not_pod(struct cctx *c, struct index *ix, const struct pla
 			  "made to that pod", field, cc_quote(c, ip), p->ns, p->name, p->at.file, p->at.line);
 }
 
-void cc_index_build(struct cctx *c, struct index *ix)
+static void index_services(struct cctx *c, struct index *ix)
 {
 	char ipbuf[INET6_ADDRSTRLEN];
 	struct strmap vips = { 0 };
@@ -90,6 +90,12 @@ void cc_index_build(struct cctx *c, struct index *ix)
 		}
 	}
 	strmap_free(&vips);
+}
+
+/* Pods by each of their labels, and by IP: a finished pod's IP may be taken by a running one. */
+static void index_pods(struct cctx *c, struct index *ix)
+{
+	char ipbuf[INET6_ADDRSTRLEN];
 	for (size_t i = 0; i < c->pods.n; i++) {
 		struct pod *p = c->pods.v[i];
 		for (uint32_t l = 0; l < p->labels.n; l++) {
@@ -116,7 +122,11 @@ void cc_index_build(struct cctx *c, struct index *ix)
 				strmap_put(&ix->pod_ips, arena_strdup(c->keep, ipbuf), p);
 		}
 	}
-	/* a VIP that is also a pod's IP (ready or not) would take over the connections made to that pod */
+}
+
+/* A VIP that is also a pod's IP (ready or not) would take over the connections made to that pod. */
+static void check_vips_not_pods(struct cctx *c, struct index *ix)
+{
 	for (size_t i = 0; i < c->services.n; i++) {
 		const struct service *s = c->services.v[i];
 		for (size_t a = 0; a < s->n_vips; a++)
@@ -127,6 +137,11 @@ void cc_index_build(struct cctx *c, struct index *ix)
 		for (size_t a = 0; a < g->n_addrs; a++)
 			check_vip_not_pod(c, ix, &g->addrs[a], &g->addr_at[a], g->addr_field[a]);
 	}
+}
+
+/* One DestinationRule per Service: two would each define subsets the other does not know. */
+static void index_destination_rules(struct cctx *c, struct index *ix)
+{
 	for (size_t i = 0; i < c->drs.n; i++) {
 		struct dr *d = c->drs.v[i];
 		struct service *s = cc_resolve_host(c, ix, d->host, d->ns);
@@ -144,6 +159,14 @@ void cc_index_build(struct cctx *c, struct index *ix)
 		}
 		strmap_put(&ix->dr_by_service, s->key, d);
 	}
+}
+
+void cc_index_build(struct cctx *c, struct index *ix)
+{
+	index_services(c, ix);
+	index_pods(c, ix);
+	check_vips_not_pods(c, ix);
+	index_destination_rules(c, ix);
 }
 
 void cc_index_free(struct index *ix)

@@ -41,6 +41,50 @@ static int name_cmp(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+static int read_path(struct sources *s, const char *path, bool explicit, struct diags *d, int depth);
+
+/* As kubectl apply -f DIR: its subdirectories and YAML or JSON files, in name order, hidden ones
+ * left out. A directory named on the command line must hold one. */
+static int read_dir(struct sources *s, const char *path, bool explicit, struct diags *d, int depth)
+{
+	if (depth > 32) {
+		path_error(d, path, "directories nest too deep (a symlink loop?)");
+		return -1;
+	}
+	DIR *dir = opendir(path);
+	if (!dir) {
+		char msg[256];
+		snprintf(msg, sizeof(msg), "cannot read directory: %s", strerror(errno));
+		path_error(d, path, msg);
+		return -1;
+	}
+	size_t files_before = s->n;
+	struct ptrvec names = { 0 };
+	struct dirent *e;
+	while ((e = readdir(dir)))
+		if (e->d_name[0] != '.')
+			ptrvec_push(&names, strdup(e->d_name));
+	closedir(dir);
+	qsort(names.v, names.n, sizeof(*names.v), name_cmp);
+	int rc = 0;
+	for (size_t i = 0; i < names.n; i++) {
+		char *child;
+		if (asprintf(&child, "%s%s%s", path, path[strlen(path) - 1] == '/' ? "" : "/", (char *)names.v[i]) < 0)
+			abort();
+		struct stat cst;
+		if (!stat(child, &cst) && (S_ISDIR(cst.st_mode) || yaml_name(child)))
+			rc |= read_path(s, child, false, d, depth + 1);
+		free(child);
+		free(names.v[i]);
+	}
+	ptrvec_free(&names);
+	if (explicit && !rc && s->n == files_before) {
+		path_error(d, path, "no .yaml, .yml or .json file in this directory");
+		return -1;
+	}
+	return rc;
+}
+
 static int read_path(struct sources *s, const char *path, bool explicit, struct diags *d, int depth)
 {
 	struct stat st;
@@ -50,45 +94,8 @@ static int read_path(struct sources *s, const char *path, bool explicit, struct 
 		path_error(d, path, msg);
 		return -1;
 	}
-	if (S_ISDIR(st.st_mode)) {
-		if (depth > 32) {
-			path_error(d, path, "directories nest too deep (a symlink loop?)");
-			return -1;
-		}
-		DIR *dir = opendir(path);
-		if (!dir) {
-			char msg[256];
-			snprintf(msg, sizeof(msg), "cannot read directory: %s", strerror(errno));
-			path_error(d, path, msg);
-			return -1;
-		}
-		size_t files_before = s->n;
-		struct ptrvec names = { 0 };
-		struct dirent *e;
-		while ((e = readdir(dir)))
-			if (e->d_name[0] != '.')
-				ptrvec_push(&names, strdup(e->d_name));
-		closedir(dir);
-		qsort(names.v, names.n, sizeof(*names.v), name_cmp);
-		int rc = 0;
-		for (size_t i = 0; i < names.n; i++) {
-			char *child;
-			if (asprintf(&child, "%s%s%s", path, path[strlen(path) - 1] == '/' ? "" : "/",
-				     (char *)names.v[i]) < 0)
-				abort();
-			struct stat cst;
-			if (!stat(child, &cst) && (S_ISDIR(cst.st_mode) || yaml_name(child)))
-				rc |= read_path(s, child, false, d, depth + 1);
-			free(child);
-			free(names.v[i]);
-		}
-		ptrvec_free(&names);
-		if (explicit && !rc && s->n == files_before) {
-			path_error(d, path, "no .yaml, .yml or .json file in this directory");
-			return -1;
-		}
-		return rc;
-	}
+	if (S_ISDIR(st.st_mode))
+		return read_dir(s, path, explicit, d, depth);
 	unsigned char *buf;
 	size_t len;
 	int rc = file_read(path, &buf, &len);

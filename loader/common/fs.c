@@ -10,6 +10,41 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+int fs_read_fd(int fd, size_t size_hint, unsigned char **buf, size_t *len)
+{
+	size_t cap = size_hint + 1, n = 0;
+	unsigned char *b = malloc(cap);
+	int rc = 0;
+	while (b) {
+		if (n + 1 == cap) {   /* more than the hint: a pipe, or a file that grew since fstat */
+			unsigned char *nb = realloc(b, cap *= 2);
+			if (!nb)
+				free(b);
+			b = nb;
+			if (!b)
+				break;
+		}
+		ssize_t r = read(fd, b + n, cap - n - 1);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			rc = r ? -errno : 0;
+			break;
+		}
+		n += (size_t)r;
+	}
+	if (!b)
+		return -ENOMEM;
+	if (rc) {
+		free(b);
+		return rc;
+	}
+	b[n] = 0;
+	*buf = b;
+	*len = n;
+	return 0;
+}
+
 int fs_read_file(const char *path, unsigned char **buf, size_t *len)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC), rc = 0;
@@ -21,35 +56,9 @@ int fs_read_file(const char *path, unsigned char **buf, size_t *len)
 		close(fd);
 		return rc;
 	}
-	size_t cap = (size_t)st.st_size + 1, n = 0;
-	unsigned char *b = malloc(cap);
-	while (b) {
-		ssize_t r = read(fd, b + n, cap - n - 1);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0) {
-			rc = r ? -errno : 0;
-			break;
-		}
-		n += (size_t)r;
-		if (n + 1 == cap) {   /* the file grew since fstat */
-			unsigned char *nb = realloc(b, cap *= 2);
-			if (!nb)
-				free(b);
-			b = nb;
-		}
-	}
+	rc = fs_read_fd(fd, (size_t)st.st_size, buf, len);
 	close(fd);
-	if (!b)
-		return -ENOMEM;
-	if (rc) {
-		free(b);
-		return rc;
-	}
-	b[n] = 0;
-	*buf = b;
-	*len = n;
-	return 0;
+	return rc;
 }
 
 int fs_mkdir_p(const char *path, mode_t mode)

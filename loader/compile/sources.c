@@ -5,13 +5,16 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "common/file.h"
+#include "common/fs.h"
+
+#define INPUT_SIZE_HINT 65535   /* most manifests fit: one allocation, then doubling */
 
 static void sources_add(struct sources *s, const char *name, unsigned char *buf, size_t len)
 {
@@ -98,7 +101,11 @@ static int read_path(struct sources *s, const char *path, bool explicit, struct 
 		return read_dir(s, path, explicit, d, depth);
 	unsigned char *buf;
 	size_t len;
-	int rc = file_read(path, &buf, &len);
+	/* any file the user can read, as kubectl takes it: a FIFO or /dev/stdin too, not only a regular one */
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int rc = fd < 0 ? -errno : fs_read_fd(fd, INPUT_SIZE_HINT, &buf, &len);
+	if (fd >= 0)
+		close(fd);
 	if (rc) {
 		char msg[256];
 		snprintf(msg, sizeof(msg), "cannot read: %s", strerror(-rc));
@@ -114,7 +121,7 @@ int sources_read(struct sources *s, const char *path, struct diags *d)
 	if (!strcmp(path, "-")) {
 		unsigned char *buf;
 		size_t len;
-		int rc = file_read_fd(STDIN_FILENO, &buf, &len);
+		int rc = fs_read_fd(STDIN_FILENO, INPUT_SIZE_HINT, &buf, &len);
 		if (rc) {
 			path_error(d, "<stdin>", "cannot read standard input");
 			return -1;

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* The rule compiler: Services, Pods, VirtualServices, DestinationRules and Gateways into a plan.
- * Its steps, one file each, share compile/context.h, kinds.h and resolve.h, never this header. */
+/* The rule compiler's API for the CLI, sluiced and the tests: Services, Pods, VirtualServices,
+ * DestinationRules and Gateways into a plan. Its own files share context.h, kinds.h and resolve.h. */
 #ifndef SLUICE_COMPILE_H
 #define SLUICE_COMPILE_H
 

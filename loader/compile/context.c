@@ -121,9 +121,6 @@ void cc_check_fields(struct cctx *c, const struct ynode *m, const char *const *k
 	}
 }
 
-/* The top-level fields of every kind sluice reads. */
-static const char *const object_fields[] = { "apiVersion", "kind", "metadata", "spec", "status", NULL };
-
 /* "x SEP y [SEP z]" in the arena, without printf: index keys are made per object and label. */
 char *cc_join(struct arena *a, char sep, const char *x, const char *y, const char *z)
 {
@@ -320,6 +317,9 @@ bool cc_check_vip(struct cctx *c, const struct ynode *n, const struct plan_addr 
 	return !why;
 }
 
+/* The top-level fields of every kind sluice reads. */
+static const char *const object_fields[] = { "apiVersion", "kind", "metadata", "spec", "status", NULL };
+
 static bool read_meta(struct cctx *c, const struct ynode *obj, const char *kind, struct meta *m)
 {
 	memset(m, 0, sizeof(*m));
@@ -413,6 +413,7 @@ const struct ynode *cc_open_spec(struct cctx *c, const struct ynode *obj, const 
 	return spec;
 }
 
+/* exportTo of a VirtualService or DestinationRule: "*" only, as sluice applies every rule node-wide. */
 void cc_check_export_to(struct cctx *c, const struct ynode *e)
 {
 	if (ynode_is_null(e) || !cc_want(c, e, YN_SEQ))

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "plan/weights.h"
+
 static bool port_is_tcp_only(const struct svc_port *p)
 {
 	const char *n = p->app_protocol ? p->app_protocol : p->name;
@@ -125,7 +127,7 @@ static bool fill_destinations(struct cctx *c, struct index *ix, struct plan_serv
 		pd->host = rd[j].svc->key;
 		pd->subset = r->dests[j].subset ? r->dests[j].subset : "";
 		pd->weight = rd[j].weight;
-		pd->percent = sum ? 100.0 * rd[j].weight / (double)sum : 0;
+		pd->percent = plan_share(rd[j].weight, sum, r->n_dests);
 		const struct dr *dr = strmap_get(&ix->dr_by_service, pd->host);
 		if (dr && sp->proto == IPPROTO_TCP)
 			pd->tcp = dr->tcp;  /* host-wide, as in Istio; a UDP port has no use for it */

@@ -235,13 +235,11 @@ static bool resolve_route(struct cctx *c, struct index *ix, const struct vs *v, 
 				  rd[j].svc->key, rd[j].port->port);
 			ok = false;
 		}
-		rd[j].weight = r->n_dests == 1 ? 100 : d->weight > 0 ? (uint32_t)d->weight : 0;
+		rd[j].weight = plan_weight_held(d->weight > 0 ? (uint32_t)d->weight : 0, r->n_dests);
 	}
-	if (r->n_dests > 1 && sum == 0 && ok) {
-		cc_err_at(c, &r->at,
-			  "the weights of the %u destinations of this route sum to 0: give at least one a positive "
-			  "weight",
-			  r->n_dests);
+	char why[160];
+	if (ok && plan_weights_error(sum, r->n_dests, why, sizeof(why))) {
+		cc_err_at(c, &r->at, "%s", why);
 		ok = false;
 	}
 	return ok;

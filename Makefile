@@ -92,6 +92,9 @@ $(BUILD)/%: tests/tools/%.c | $(BUILD)
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libsluice.a | $(BUILD)/tests
 	$(CC) $(CFLAGS) $(SLUICE_CFLAGS) $< $(BUILD)/libsluice.a -o $@ $(LDLIBS_COMPILER)
+# The round-robin arithmetic's test links rr.o alone: no skeleton, no libbpf, no root.
+$(BUILD)/tests/rr_test: tests/unit/rr_test.c $(BUILD)/lib/dataplane/rr.o | $(BUILD)/tests
+	$(CC) $(CFLAGS) $(SLUICE_CFLAGS) $^ -o $@
 
 # Drivers of the root suites: the data plane's map writer (tests/e2e/dataplane.sh) and TC's
 # packet fixtures (tests/prog/run).

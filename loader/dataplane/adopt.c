@@ -31,6 +31,51 @@
 #include "dataplane/internal.h"
 #include "sluice.skel.h"
 
+/* One live record and its endpoints, read back into the bookkeeping. */
+static int read_back(struct dataplane *dp, const struct sluice_service_key *key, const struct sluice_service *r)
+{
+	struct svc_state *s;
+	uint32_t prev = 0;
+
+	if (r->id >= SLUICE_MAX_SERVICE_IDS || dp->by_id[r->id] ||
+	    r->n_destinations == 0 || r->n_destinations > SLUICE_MAX_DESTINATIONS)
+		return -EUCLEAN;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->pos = dp->n_svcs;
+	dp->svcs[dp->n_svcs++] = s;
+	s->key = *key;
+	s->key.side = 0;
+	s->id = r->id;
+	s->generation = r->generation;
+	s->lb = r->lb;
+	s->n_destinations = r->n_destinations;
+	for (size_t d = 0; d < r->n_destinations; d++) {
+		s->configured[d] = r->destinations[d].weight;
+		s->weights[d] = r->destinations[d].cum_weight - prev;
+		prev = r->destinations[d].cum_weight;
+		s->n_endpoints[d] = r->destinations[d].n_endpoints;
+		s->tcp[d] = r->destinations[d].tcp;
+		s->n_slots += r->destinations[d].n_endpoints;
+	}
+	dp->slots_in_use += s->n_slots;
+	dp->by_id[s->id] = s;
+	s->slots = calloc(s->n_slots ? s->n_slots : 1, sizeof(*s->slots));
+	if (!s->slots)
+		return -ENOMEM;
+	for (uint32_t slot = 0; slot < s->n_slots; slot++) {
+		struct sluice_endpoint_key k;
+		memset(&k, 0, sizeof(k));
+		k.service_id = s->id;
+		k.slot = slot;
+		k.generation = s->generation;
+		if (bpf_map_lookup_elem(dp->fd_endpoints, &k, &s->slots[slot]))
+			return -EUCLEAN;
+	}
+	return 0;
+}
+
 /* Rebuilds the bookkeeping from the maps alone: the active side is the truth. */
 int rebuild(struct dataplane *dp)
 {
@@ -55,59 +100,11 @@ int rebuild(struct dataplane *dp)
 		err = -ENOMEM;
 		goto out;
 	}
-	for (size_t i = 0; i < n; i++) {
-		struct svc_state *s;
-		uint32_t prev = 0;
-
-		if (bpf_map_lookup_elem(dp->fd_services, &keys[i], r))
-			continue;
-		if (keys[i].side != (dp->generation & 1))
-			continue;
-		if (r->id >= SLUICE_MAX_SERVICE_IDS || dp->by_id[r->id] ||
-		    r->n_destinations == 0 || r->n_destinations > SLUICE_MAX_DESTINATIONS) {
-			err = -EUCLEAN;
-			goto out;
-		}
-		s = calloc(1, sizeof(*s));
-		if (!s) {
-			err = -ENOMEM;
-			goto out;
-		}
-		s->pos = dp->n_svcs;
-		dp->svcs[dp->n_svcs++] = s;
-		s->key = keys[i];
-		s->key.side = 0;
-		s->id = r->id;
-		s->generation = r->generation;
-		s->lb = r->lb;
-		s->n_destinations = r->n_destinations;
-		for (size_t d = 0; d < r->n_destinations; d++) {
-			s->configured[d] = r->destinations[d].weight;
-			s->weights[d] = r->destinations[d].cum_weight - prev;
-			prev = r->destinations[d].cum_weight;
-			s->n_endpoints[d] = r->destinations[d].n_endpoints;
-			s->tcp[d] = r->destinations[d].tcp;
-			s->n_slots += r->destinations[d].n_endpoints;
-		}
-		dp->slots_in_use += s->n_slots;
-		dp->by_id[s->id] = s;
-		s->slots = calloc(s->n_slots ? s->n_slots : 1, sizeof(*s->slots));
-		if (!s->slots) {
-			err = -ENOMEM;
-			goto out;
-		}
-		for (uint32_t slot = 0; slot < s->n_slots; slot++) {
-			struct sluice_endpoint_key k;
-			memset(&k, 0, sizeof(k));
-			k.service_id = s->id;
-			k.slot = slot;
-			k.generation = s->generation;
-			if (bpf_map_lookup_elem(dp->fd_endpoints, &k, &s->slots[slot])) {
-				err = -EUCLEAN;
-				goto out;
-			}
-		}
-	}
+	for (size_t i = 0; i < n && !err; i++)
+		if (keys[i].side == (dp->generation & 1) && bpf_map_lookup_elem(dp->fd_services, &keys[i], r) == 0)
+			err = read_back(dp, &keys[i], r);
+	if (err)
+		goto out;
 	if ((err = index_build(&dp->index, dp->svcs, dp->n_svcs)))
 		goto out;
 	err = resync(dp);

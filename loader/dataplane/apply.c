@@ -289,26 +289,109 @@ int resync(struct dataplane *dp)
 
 enum change { SAME, ADDED, CHANGED };
 
-/* An apply switched but not settled: what steps 4-6 and the bookkeeping still need. */
-struct pending {
+/*
+ * What one apply changes, from the diff to settle(): the routing after it (`next`, in plan
+ * order; unchanged services keep their svc_state), what each entry of it is and replaces, and
+ * what goes. Between the switch and settle() it is dp->pending.
+ */
+struct changes {
 	struct svc_state **next, **old_of, **removed;
 	enum change *what;
 	size_t n_next, n_removed;
-	struct svc_index nix;
-	bool same_keys;
+	size_t ids_needed;              /* services added */
+	struct svc_index nix;           /* next's index, built unless same_keys */
+	bool same_keys;                 /* none added or removed: the index is patched in place */
 	uint64_t slots_new, slots_freed;
 };
+
+/* An apply that did not switch: its new states go, unchanged ones stay the bookkeeping's. */
+static void changes_free(struct changes *c)
+{
+	if (!c)
+		return;
+	for (size_t i = 0; c->next && i < c->n_next; i++)
+		if (c->what[i] != SAME)
+			svc_free(c->next[i]);
+	free(c->next);
+	free(c->nix.tab);
+	free(c->what);
+	free(c->old_of);
+	free(c->removed);
+	free(c);
+}
+
+/* The bookkeeping becomes `next`; unchanged services keep their objects. */
+static void commit(struct dataplane *dp, struct changes *c)
+{
+	for (size_t i = 0; i < c->n_removed; i++) {
+		dp->by_id[c->removed[i]->id] = NULL;
+		svc_free(c->removed[i]);
+	}
+	for (size_t i = 0; i < c->n_next; i++) {
+		if (c->what[i] == SAME)
+			continue;
+		dp->by_id[c->next[i]->id] = c->next[i];
+		if (c->same_keys) {
+			c->next[i]->pos = i;
+			index_replace(&dp->index, c->next[i]);
+		}
+		svc_free(c->old_of[i]);
+	}
+	if (!c->same_keys) {
+		free(dp->index.tab);
+		dp->index = c->nix;
+		for (size_t i = 0; i < c->n_next; i++)
+			c->next[i]->pos = i;
+	}
+	free(dp->svcs);
+	dp->svcs = c->next;
+	dp->n_svcs = c->n_next;
+	dp->slots_in_use = dp->slots_in_use + c->slots_new - c->slots_freed;
+	free(c->old_of);
+	free(c->removed);
+	free(c->what);
+	free(c);
+}
+
+/* 5. The old side, which nobody reads now, gets the same record edits. */
+static int replay(struct dataplane *dp, const struct changes *c, unsigned side_old)
+{
+	int err = 0;
+
+	for (size_t i = 0; i < c->n_next && !err; i++)
+		if (c->what[i] != SAME)
+			err = write_record(dp, c->next[i], side_old);
+	for (size_t i = 0; i < c->n_removed && !err; i++)
+		err = delete_record(dp, c->removed[i], side_old);
+	return err;
+}
+
+/* 6. Nothing references the previous records' endpoints now, nor removed services' ids. */
+static void delete_unreferenced(struct dataplane *dp, const struct changes *c)
+{
+	for (size_t i = 0; i < c->n_next; i++) {
+		if (c->what[i] != CHANGED)
+			continue;
+		delete_endpoints(dp, c->old_of[i]);
+		delete_counters(dp, c->old_of[i], c->next[i]);
+	}
+	for (size_t i = 0; i < c->n_removed; i++) {
+		delete_endpoints(dp, c->removed[i]);
+		delete_counters(dp, c->removed[i], NULL);
+		bpf_map_delete_elem(dp->fd_rr_state, &c->removed[i]->id);   /* the id is free from here on */
+	}
+}
 
 /* Steps 4-6 of an apply (readers of the old side finish, the old side is replayed, what only the
  * previous records named goes), then the bookkeeping becomes the new routing. */
 int settle(struct dataplane *dp, uint64_t *drain_ns)
 {
-	struct pending *p = dp->pending;
+	struct changes *c = dp->pending;
 	unsigned side_old = (dp->generation + 1) & 1;   /* the side readers left at the switch */
 	uint64_t t1;
 	int err;
 
-	if (!p)
+	if (!c)
 		return 0;
 	dp->pending = NULL;
 	/* 4. Programs that read the old side finish. */
@@ -321,71 +404,198 @@ int settle(struct dataplane *dp, uint64_t *drain_ns)
 		log_error("waiting for readers of the previous generation failed: %s; the switch is done, "
 		       "old entries stay until the next apply", strerror(-err));
 		dp->sides_differ = true;
-		goto commit;
-	}
-
-	/* 5. Replay on the side nobody reads now. */
-	for (size_t i = 0; i < p->n_next && !err; i++)
-		if (p->what[i] != SAME)
-			err = write_record(dp, p->next[i], side_old);
-	for (size_t i = 0; i < p->n_removed && !err; i++)
-		err = delete_record(dp, p->removed[i], side_old);
-	if (err) {
+	} else if ((err = replay(dp, c, side_old))) {
 		log_error("equalising the previous side failed: %s; the switch is done, the next apply resynchronises",
 		       strerror(-err));
 		dp->sides_differ = true;
-		goto commit;
+	} else {
+		delete_unreferenced(dp, c);
 	}
-
-	/* 6. Nothing references the previous records' endpoints now, nor removed services' ids. */
-	for (size_t i = 0; i < p->n_next; i++) {
-		if (p->what[i] != CHANGED)
-			continue;
-		delete_endpoints(dp, p->old_of[i]);
-		delete_counters(dp, p->old_of[i], p->next[i]);
-	}
-	for (size_t i = 0; i < p->n_removed; i++) {
-		delete_endpoints(dp, p->removed[i]);
-		delete_counters(dp, p->removed[i], NULL);
-		bpf_map_delete_elem(dp->fd_rr_state, &p->removed[i]->id);   /* the id is free from here on */
-	}
-
-commit:
-	/* The bookkeeping becomes `next`; unchanged services keep their objects. */
-	for (size_t i = 0; i < p->n_removed; i++) {
-		dp->by_id[p->removed[i]->id] = NULL;
-		svc_free(p->removed[i]);
-	}
-	for (size_t i = 0; i < p->n_next; i++) {
-		if (p->what[i] == SAME)
-			continue;
-		dp->by_id[p->next[i]->id] = p->next[i];
-		if (p->same_keys) {
-			p->next[i]->pos = i;
-			index_replace(&dp->index, p->next[i]);
-		}
-		svc_free(p->old_of[i]);
-	}
-	if (!p->same_keys) {
-		free(dp->index.tab);
-		dp->index = p->nix;
-		for (size_t i = 0; i < p->n_next; i++)
-			p->next[i]->pos = i;
-	}
-	free(dp->svcs);
-	dp->svcs = p->next;
-	dp->n_svcs = p->n_next;
-	dp->slots_in_use = dp->slots_in_use + p->slots_new - p->slots_freed;
-	free(p->old_of);
-	free(p->removed);
-	free(p->what);
-	free(p);
+	commit(dp, c);
 	return 0;
 }
 
 int dataplane_settle(struct dataplane *dp)
 {
 	return dp ? settle(dp, NULL) : -EINVAL;
+}
+
+/*
+ * Step 1 for the j-th address of ps: its state, filled in scratch, against the bookkeeping's.
+ * An unchanged service keeps its svc_state in `next`; an added or changed one gets a copy.
+ */
+static int diff_address(struct dataplane *dp, const struct plan_service *ps, size_t j, bool only,
+			struct svc_state *scratch, size_t *cursor, struct changes *c, struct dataplane_stats *st)
+{
+	struct svc_state *old;
+	uint16_t port;
+	size_t at;
+	const struct plan_addr *addr = svc_addr(ps, j, &port);
+	int err;
+
+	if ((err = svc_fill(ps, addr, port, scratch)))
+		return err;
+	/* Plans come sorted, so the next service is usually the one after the last match. */
+	if (*cursor < dp->n_svcs && key_eq(&dp->svcs[*cursor]->key, &scratch->key))
+		old = dp->svcs[*cursor];
+	else
+		old = index_get(&dp->index, &scratch->key);
+	*cursor = old ? old->pos + 1 : *cursor;
+	if (old && old->stamp == dp->stamp)
+		return -EEXIST;
+	if (!old && only) {
+		log_error("service %s/%s: not routed now; a weight change only changes routed services",
+		       ps->namespace, ps->name);
+		return -ENOENT;
+	}
+	if (old)
+		old->stamp = dp->stamp;
+	at = only ? old->pos : c->n_next++;
+	if (old && svc_same_routing(old, scratch)) {
+		c->next[at] = old;
+		c->what[at] = SAME;
+		st->services_unchanged += !only;
+		return 0;
+	}
+	if (!(c->next[at] = svc_dup(scratch)))
+		return -ENOMEM;
+	c->old_of[at] = old;
+	c->what[at] = old ? CHANGED : ADDED;
+	c->ids_needed += !old;
+	c->slots_new += scratch->n_slots;
+	c->slots_freed += old ? old->n_slots : 0;
+	return 0;
+}
+
+/*
+ * 1. The diff of the plan's services (or only those listed, every other staying) against the
+ * bookkeeping, in a scratch state: only added and changed services are copied. Fills c, and
+ * st's counts of removed and unchanged services.
+ */
+static int diff(struct dataplane *dp, const struct plan *plan, const struct plan_service *const *only,
+		size_t n_only, struct changes *c, struct dataplane_stats *st)
+{
+	struct svc_state scratch = { 0 };
+	size_t n_in = only ? n_only : plan->n_services, cap = 0, n_seen, cursor = 0;
+	int err = 0;
+
+	for (size_t i = 0; i < n_in; i++) {
+		const struct plan_service *ps = only ? only[i] : &plan->services[i];
+		if ((err = check_service(ps)))
+			return err;
+		cap += svc_n_addrs(ps);
+	}
+	if (only)
+		cap = dp->n_svcs;
+	scratch.slots = malloc(SLUICE_MAX_DESTINATIONS * SLUICE_MAX_ENDPOINTS * sizeof(*scratch.slots));
+	c->next = calloc(cap ? cap : 1, sizeof(*c->next));
+	c->old_of = calloc(cap ? cap : 1, sizeof(*c->old_of));
+	c->what = calloc(cap ? cap : 1, sizeof(*c->what));   /* SAME */
+	if (!scratch.slots || !c->next || !c->old_of || !c->what) {
+		err = -ENOMEM;
+		goto out;
+	}
+	if (only) {
+		memcpy(c->next, dp->svcs, dp->n_svcs * sizeof(*c->next));
+		c->n_next = dp->n_svcs;
+	}
+	dp->stamp++;
+	for (size_t i = 0; i < n_in && !err; i++) {
+		const struct plan_service *ps = only ? only[i] : &plan->services[i];
+		for (size_t j = 0; j < svc_n_addrs(ps) && !err; j++)
+			err = diff_address(dp, ps, j, only, &scratch, &cursor, c, st);
+	}
+	if (err)
+		goto out;
+	/* the services of the bookkeeping the plan named: all but the added ones of next */
+	n_seen = only ? dp->n_svcs : c->n_next - c->ids_needed;
+	if (n_seen < dp->n_svcs) {
+		c->removed = calloc(dp->n_svcs - n_seen, sizeof(*c->removed));
+		if (!c->removed) {
+			err = -ENOMEM;
+			goto out;
+		}
+		for (size_t i = 0; i < dp->n_svcs; i++)
+			if (dp->svcs[i]->stamp != dp->stamp) {
+				c->removed[c->n_removed++] = dp->svcs[i];
+				c->slots_freed += dp->svcs[i]->n_slots;
+			}
+	}
+	st->services_removed = c->n_removed;
+	if (only)
+		for (size_t i = 0; i < c->n_next; i++)
+			st->services_unchanged += c->what[i] == SAME;
+out:
+	free(scratch.slots);
+	return err;
+}
+
+/* Before any write: next's index when services come or go, and room for their ids and endpoints. */
+static int check_room(struct dataplane *dp, struct changes *c)
+{
+	int err;
+
+	c->same_keys = c->ids_needed == 0 && c->n_removed == 0;
+	if (!c->same_keys && (err = index_build(&c->nix, c->next, c->n_next)))
+		return err;
+	if (c->ids_needed > SLUICE_MAX_SERVICE_IDS - dp->n_svcs + c->n_removed) {
+		log_error("the plan needs %zu new service ids, %zu are free (limit %d VIP/port entries); hint: split the cluster",
+		       c->ids_needed, SLUICE_MAX_SERVICE_IDS - dp->n_svcs, SLUICE_MAX_SERVICE_IDS);
+		return -ENOSPC;
+	}
+	if (dp->slots_in_use + c->slots_new > SLUICE_MAX_ENDPOINT_SLOTS) {
+		log_error("the plan needs %llu endpoint slots while %llu are in use (limit %d); hint: apply it in smaller steps",
+		       (unsigned long long)c->slots_new, (unsigned long long)dp->slots_in_use, SLUICE_MAX_ENDPOINT_SLOTS);
+		return -ENOSPC;
+	}
+	return 0;
+}
+
+/* 2. The inactive side: endpoints and counters first, then the records that name them. */
+static int write_inactive(struct dataplane *dp, struct changes *c, struct dataplane_stats *st)
+{
+	unsigned side_new = (dp->generation + 1) & 1;
+	int err;
+
+	for (size_t i = 0; i < c->n_next; i++) {
+		struct svc_state *s = c->next[i];
+		if (c->what[i] == SAME)
+			continue;
+		if (c->what[i] == ADDED) {
+			struct sluice_rr_state zero_rr = { 0 };
+			if ((err = alloc_id(dp, &s->key, &s->id)))
+				return err;
+			dp->by_id[s->id] = s;   /* reserved; released on failure */
+			if (bpf_map_update_elem(dp->fd_rr_state, &s->id, &zero_rr, BPF_ANY))
+				return -errno;
+		} else {
+			s->id = c->old_of[i]->id;
+		}
+		s->generation = dp->generation + 1;   /* the switch makes it live */
+		if ((err = write_endpoints(dp, s)) || (err = create_counters(dp, s)) ||
+		    (err = write_record(dp, s, side_new)))
+			return err;
+		st->services_written++;
+		st->endpoints_written += s->n_slots;
+	}
+	for (size_t i = 0; i < c->n_removed; i++)
+		if ((err = delete_record(dp, c->removed[i], side_new)))
+			return err;
+	return 0;
+}
+
+/* A write before the switch failed: the ids reserved are released, the inactive side restored. */
+static void write_failed(struct dataplane *dp, struct changes *c, int err)
+{
+	log_error("writing the routing maps failed: %s; nothing was switched, the previous routing stays; hint: %s",
+	       strerror(-err), err == -E2BIG || err == -ENOMEM || err == -ENOSPC
+				   ? "a map is full or memory is short, apply fewer services"
+				   : "rerun with --verbose");
+	for (size_t i = 0; i < c->n_next; i++)
+		if (c->what[i] == ADDED && dp->by_id[c->next[i]->id] == c->next[i])
+			dp->by_id[c->next[i]->id] = NULL;
+	dp->sides_differ = true;
+	resync(dp);   /* the inactive side back to the bookkeeping; new endpoints, counters and rr state deleted */
 }
 
 /*
@@ -397,191 +607,42 @@ static int apply(struct dataplane *dp, const struct plan *plan, const struct pla
 		 bool defer, uint64_t *generation, struct dataplane_stats *stats)
 {
 	struct dataplane_stats st = { 0 };
-	uint64_t t0 = now_ns(), t1, slots_new = 0, slots_freed = 0;
-	struct svc_state scratch = { 0 };
-	struct svc_state **next = NULL, **old_of = NULL, **removed = NULL;
-	enum change *what = NULL;
-	struct svc_index nix = { 0 };
-	size_t n_in = only ? n_only : plan->n_services;
-	size_t n_next = 0, cap = 0, n_removed = 0, n_seen = 0, ids_needed = 0, cursor = 0;
-	unsigned side_new;
-	bool same_keys;
-	int err = 0;
+	uint64_t t0 = now_ns(), t1;
+	struct changes *c;
+	int err;
 
 	if ((err = settle(dp, NULL)))
 		return err;
 	if (dp->sides_differ && (err = resync(dp)))
 		return err;
-	for (size_t i = 0; i < n_in; i++) {
-		const struct plan_service *ps = only ? only[i] : &plan->services[i];
-		if ((err = check_service(ps)))
-			return err;
-		cap += svc_n_addrs(ps);
-	}
-	if (only)
-		cap = dp->n_svcs;
-	scratch.slots = malloc(SLUICE_MAX_DESTINATIONS * SLUICE_MAX_ENDPOINTS * sizeof(*scratch.slots));
-	next = calloc(cap ? cap : 1, sizeof(*next));
-	old_of = calloc(cap ? cap : 1, sizeof(*old_of));
-	what = calloc(cap ? cap : 1, sizeof(*what));   /* SAME */
-	if (!scratch.slots || !next || !old_of || !what) {
-		err = -ENOMEM;
+	if (!(c = calloc(1, sizeof(*c))))
+		return -ENOMEM;
+	if ((err = diff(dp, plan, only, n_only, c, &st)))
 		goto out;
-	}
-	if (only) {
-		memcpy(next, dp->svcs, dp->n_svcs * sizeof(*next));
-		n_next = n_seen = dp->n_svcs;
-	}
-
-	/* 1. Diff, in a scratch record: only added and changed services are copied. */
-	dp->stamp++;
-	for (size_t i = 0; i < n_in; i++) {
-		const struct plan_service *ps = only ? only[i] : &plan->services[i];
-		for (size_t j = 0; j < svc_n_addrs(ps); j++) {
-			struct svc_state *old;
-			uint16_t port;
-			size_t at;
-			const struct plan_addr *addr = svc_addr(ps, j, &port);
-			if ((err = svc_fill(ps, addr, port, &scratch)))
-				goto out;
-			/* Plans come sorted, so the next service is usually the one after the last match. */
-			if (cursor < dp->n_svcs && key_eq(&dp->svcs[cursor]->key, &scratch.key))
-				old = dp->svcs[cursor];
-			else
-				old = index_get(&dp->index, &scratch.key);
-			cursor = old ? old->pos + 1 : cursor;
-			if (old && old->stamp == dp->stamp) {
-				err = -EEXIST;
-				goto out;
-			}
-			if (!old && only) {
-				log_error("service %s/%s: not routed now; a weight change only changes routed services",
-				       ps->namespace, ps->name);
-				err = -ENOENT;
-				goto out;
-			}
-			if (old) {
-				old->stamp = dp->stamp;
-				n_seen += !only;
-			}
-			at = only ? old->pos : n_next++;
-			if (old && svc_same_routing(old, &scratch)) {
-				next[at] = old;
-				what[at] = SAME;
-				st.services_unchanged += !only;
-				continue;
-			}
-			if (!(next[at] = svc_dup(&scratch))) {
-				err = -ENOMEM;
-				goto out;
-			}
-			old_of[at] = old;
-			what[at] = old ? CHANGED : ADDED;
-			ids_needed += !old;
-			slots_new += scratch.n_slots;
-			slots_freed += old ? old->n_slots : 0;
-		}
-	}
-	if (n_seen < dp->n_svcs) {
-		removed = calloc(dp->n_svcs - n_seen, sizeof(*removed));
-		if (!removed) {
-			err = -ENOMEM;
-			goto out;
-		}
-		for (size_t i = 0; i < dp->n_svcs; i++)
-			if (dp->svcs[i]->stamp != dp->stamp) {
-				removed[n_removed++] = dp->svcs[i];
-				slots_freed += dp->svcs[i]->n_slots;
-			}
-	}
-	st.services_removed = n_removed;
-	if (only)
-		for (size_t i = 0; i < n_next; i++)
-			st.services_unchanged += what[i] == SAME;
-	if (n_removed == 0 && st.services_unchanged == n_next)
+	if (c->n_removed == 0 && st.services_unchanged == c->n_next)
 		goto done;   /* nothing changed: no switch */
-	same_keys = ids_needed == 0 && n_removed == 0;
-	if (!same_keys && (err = index_build(&nix, next, n_next)))
+	if ((err = check_room(dp, c)))
 		goto out;
-	if (ids_needed > SLUICE_MAX_SERVICE_IDS - dp->n_svcs + n_removed) {
-		log_error("the plan needs %zu new service ids, %zu are free (limit %d VIP/port entries); hint: split the cluster",
-		       ids_needed, SLUICE_MAX_SERVICE_IDS - dp->n_svcs, SLUICE_MAX_SERVICE_IDS);
-		err = -ENOSPC;
+	if ((err = write_inactive(dp, c, &st))) {
+		write_failed(dp, c, err);
 		goto out;
 	}
-	if (dp->slots_in_use + slots_new > SLUICE_MAX_ENDPOINT_SLOTS) {
-		log_error("the plan needs %llu endpoint slots while %llu are in use (limit %d); hint: apply it in smaller steps",
-		       (unsigned long long)slots_new, (unsigned long long)dp->slots_in_use, SLUICE_MAX_ENDPOINT_SLOTS);
-		err = -ENOSPC;
-		goto out;
-	}
-
-	/* 2. The inactive side: endpoints and counters first, then the records that name them. */
-	side_new = (dp->generation + 1) & 1;
-	for (size_t i = 0; i < n_next; i++) {
-		struct svc_state *s = next[i];
-		if (what[i] == SAME)
-			continue;
-		if (what[i] == ADDED) {
-			struct sluice_rr_state zero_rr = { 0 };
-			if ((err = alloc_id(dp, &s->key, &s->id)))
-				goto write_failed;
-			dp->by_id[s->id] = s;   /* reserved; released on failure */
-			if (bpf_map_update_elem(dp->fd_rr_state, &s->id, &zero_rr, BPF_ANY)) {
-				err = -errno;
-				goto write_failed;
-			}
-		} else {
-			s->id = old_of[i]->id;
-		}
-		s->generation = dp->generation + 1;   /* the switch below makes it live */
-		if ((err = write_endpoints(dp, s)) || (err = create_counters(dp, s)) ||
-		    (err = write_record(dp, s, side_new)))
-			goto write_failed;
-		st.services_written++;
-		st.endpoints_written += s->n_slots;
-	}
-	for (size_t i = 0; i < n_removed; i++)
-		if ((err = delete_record(dp, removed[i], side_new)))
-			goto write_failed;
 
 	/* 3. The switch. */
 	t1 = now_ns();
 	err = set_generation(dp, dp->generation + 1);
 	st.flip_ns = now_ns() - t1;
-	if (err)
-		goto write_failed;
+	if (err) {
+		write_failed(dp, c, err);
+		goto out;
+	}
 	dp->generation++;
 
 	/* The rest waits for readers of the old side: now, or at dataplane_settle() when deferred. */
-	if (!(dp->pending = malloc(sizeof(*dp->pending)))) {
-		err = -ENOMEM;   /* switched without bookkeeping: rebuild it from the maps */
-		log_error("out of memory after the switch; the data plane resynchronises at the next apply");
-		dp->sides_differ = true;
-		goto out;
-	}
-	*dp->pending = (struct pending){ .next = next, .old_of = old_of, .removed = removed, .what = what,
-					 .n_next = n_next, .n_removed = n_removed, .nix = nix,
-					 .same_keys = same_keys, .slots_new = slots_new, .slots_freed = slots_freed };
-	next = old_of = removed = NULL;
-	what = NULL;
-	nix.tab = NULL;
+	dp->pending = c;
+	c = NULL;
 	if (!defer)
 		settle(dp, &st.drain_ns);
-	goto done;
-
-write_failed:
-	log_error("writing the routing maps failed: %s; nothing was switched, the previous routing stays; hint: %s",
-	       strerror(-err), err == -E2BIG || err == -ENOMEM || err == -ENOSPC
-				   ? "a map is full or memory is short, apply fewer services"
-				   : "rerun with --verbose");
-	for (size_t i = 0; i < n_next; i++)
-		if (what[i] == ADDED && dp->by_id[next[i]->id] == next[i])
-			dp->by_id[next[i]->id] = NULL;
-	dp->sides_differ = true;
-	resync(dp);   /* the inactive side back to the bookkeeping; new endpoints, counters and rr state deleted */
-	goto out;
-
 done:
 	st.total_ns = now_ns() - t0;
 	if (stats)
@@ -592,15 +653,7 @@ out:
 	if (err == -EEXIST)
 		log_error("the plan routes one address (VIP or gateway address), port and protocol twice; "
 		       "hint: the compiler should have merged them");
-	for (size_t i = 0; next && i < n_next; i++)
-		if (what[i] != SAME)
-			svc_free(next[i]);
-	free(next);
-	free(nix.tab);
-	free(scratch.slots);
-	free(what);
-	free(old_of);
-	free(removed);
+	changes_free(c);
 	return err == -EEXIST ? -EINVAL : err;
 }
 

@@ -85,6 +85,71 @@ static int open_cgroup(const struct dataplane_opts *o, int *fd_out, uint64_t *id
 	return 0;
 }
 
+/*
+ * Swaps prog into the link pinned at path, atomically: the hook never runs without a program.
+ * 1 when the link served a cgroup since removed (perhaps made again): it is gone, attach anew.
+ */
+static int swap_into_pinned_link(struct dataplane *dp, struct bpf_program *prog, const char *path, const char *dir,
+				 uint64_t cg_id)
+{
+	struct bpf_link_info info;
+	__u32 len = sizeof(info);
+	struct bpf_link *link = bpf_link__open(path);
+	bool cgroup_link;
+	int err;
+
+	if (!link) {
+		err = -errno;
+		log_error("cannot open pinned link %s: %s; hint: sluiced --uninstall, then start again", path,
+		       strerror(-err));
+		return err;
+	}
+	dp->links[dp->n_links++] = link;
+	memset(&info, 0, sizeof(info));
+	cgroup_link = bpf_obj_get_info_by_fd(bpf_link__fd(link), &info, &len) == 0 && info.type == BPF_LINK_TYPE_CGROUP;
+	if (cgroup_link && info.cgroup.cgroup_id == 0) {
+		/* its cgroup was removed (and perhaps made again): the link serves nothing now */
+		log_info("the pinned link %s served a cgroup that no longer exists (removed, perhaps made "
+		      "again): attaching anew to the cgroup given", path);
+		bpf_link__unpin(link);
+		bpf_link__destroy(link);
+		dp->n_links--;
+		unlink(path);
+		return 1;
+	}
+	if (cgroup_link && info.cgroup.cgroup_id != cg_id) {
+		log_error("the data plane under %s serves cgroup id %llu, not the requested one (id %llu); "
+		       "hint: use the same cgroup, or sluiced --uninstall first", dir,
+		       (unsigned long long)info.cgroup.cgroup_id, (unsigned long long)cg_id);
+		return -EEXIST;
+	}
+	if ((err = bpf_link__update_program(link, prog))) {
+		log_error("cannot swap the new %s program into %s: %s", bpf_program__name(prog), path, strerror(-err));
+		return err;
+	}
+	return 0;
+}
+
+/* Attaches prog to the cgroup with a link pinned at path. */
+static int attach_pinned_link(struct dataplane *dp, struct bpf_program *prog, const char *path, int cg_fd)
+{
+	struct bpf_link *link = bpf_program__attach_cgroup(prog, cg_fd);
+	int err;
+
+	if (!link) {
+		err = -errno;
+		log_error("cannot attach %s to the cgroup: %s; hint: the kernel needs cgroup BPF links (5.7+)",
+		       bpf_program__name(prog), strerror(-err));
+		return err;
+	}
+	dp->links[dp->n_links++] = link;
+	if ((err = bpf_link__pin(link, path))) {
+		log_error("cannot pin %s: %s", path, strerror(-err));
+		return err;
+	}
+	return 0;
+}
+
 /* Attaches each program with a pinned link, or swaps the program inside an existing pinned link. */
 int attach_programs(struct dataplane *dp, const char *dir, int cg_fd, uint64_t cg_id)
 {
@@ -94,63 +159,16 @@ int attach_programs(struct dataplane *dp, const char *dir, int cg_fd, uint64_t c
 
 	bpf_object__for_each_program(prog, dp->skel->obj) {
 		const char *name = bpf_program__name(prog);
-		struct bpf_link *link;
 
 		if (dp->n_links == sizeof(dp->links) / sizeof(dp->links[0]))
 			return -E2BIG;
 		if ((err = pin_path(path, dir, SLUICE_PIN_LINKS, name)))
 			return err;
-		if (path_exists(path)) {
-			struct bpf_link_info info;
-			__u32 len = sizeof(info);
-
-			link = bpf_link__open(path);
-			if (!link) {
-				err = -errno;
-				log_error("cannot open pinned link %s: %s; hint: sluiced --uninstall, then start again", path,
-				       strerror(-err));
-				return err;
-			}
-			dp->links[dp->n_links++] = link;
-			memset(&info, 0, sizeof(info));
-			if (bpf_obj_get_info_by_fd(bpf_link__fd(link), &info, &len) == 0 &&
-			    info.type == BPF_LINK_TYPE_CGROUP && info.cgroup.cgroup_id == 0) {
-				/* its cgroup was removed (and perhaps made again): the link serves nothing now */
-				log_info("the pinned link %s served a cgroup that no longer exists (removed, perhaps made "
-				      "again): attaching anew to the cgroup given", path);
-				bpf_link__unpin(link);
-				bpf_link__destroy(link);
-				dp->n_links--;
-				unlink(path);
-				goto attach;
-			}
-			if (bpf_obj_get_info_by_fd(bpf_link__fd(link), &info, &len) == 0 &&
-			    info.type == BPF_LINK_TYPE_CGROUP && info.cgroup.cgroup_id != cg_id) {
-				log_error("the data plane under %s serves cgroup id %llu, not the requested one (id %llu); "
-				       "hint: use the same cgroup, or sluiced --uninstall first", dir,
-				       (unsigned long long)info.cgroup.cgroup_id, (unsigned long long)cg_id);
-				return -EEXIST;
-			}
-			/* Atomic: the hook never runs without a program. */
-			if ((err = bpf_link__update_program(link, prog))) {
-				log_error("cannot swap the new %s program into %s: %s", name, path, strerror(-err));
-				return err;
-			}
-		} else {
-attach:
-			link = bpf_program__attach_cgroup(prog, cg_fd);
-			if (!link) {
-				err = -errno;
-				log_error("cannot attach %s to the cgroup: %s; hint: the kernel needs cgroup BPF links (5.7+)",
-				       name, strerror(-err));
-				return err;
-			}
-			dp->links[dp->n_links++] = link;
-			if ((err = bpf_link__pin(link, path))) {
-				log_error("cannot pin %s: %s", path, strerror(-err));
-				return err;
-			}
-		}
+		err = path_exists(path) ? swap_into_pinned_link(dp, prog, path, dir, cg_id) : 1;
+		if (err == 1)
+			err = attach_pinned_link(dp, prog, path, cg_fd);
+		if (err)
+			return err;
 		if ((err = pin_path(path, dir, SLUICE_PIN_PROGS, name)))
 			return err;
 		unlink(path);
@@ -162,61 +180,57 @@ attach:
 	return 0;
 }
 
-int dataplane_open(const struct dataplane_opts *o, struct dataplane **out)
+/* A handle with its bookkeeping's arrays; it takes the lock on dir from *lock_fd. */
+static int handle_new(const char *dir, int *lock_fd, struct dataplane **out)
 {
-	struct dataplane *dp = NULL;
-	struct bpf_map *map;
-	char path[PATH_MAX];
-	bool adopt = false;
-	uint64_t cg_id = 0;
-	int cg_fd = -1, lock_fd = -1, err;
+	struct dataplane *dp = calloc(1, sizeof(*dp));
+	int err = 0;
 
-	if (!o || !out)
-		return -EINVAL;
-	*out = NULL;
-	libbpf_set_print(o->verbose ? libbpf_verbose : libbpf_quiet);
-	int tc_ifindexes[DATAPLANE_MAX_TC_IFACES];
-	if ((err = tc_check(o, tc_ifindexes)) || (err = open_cgroup(o, &cg_fd, &cg_id)))
-		return err;
-	if ((err = prepare_bpffs(o->bpffs_dir)) || (err = lock_pins(o->bpffs_dir, "cannot start", &lock_fd))) {
-		close(cg_fd);
-		return err;   /* nothing of ours to undo: never the pins of the writer holding the lock */
-	}
-	if ((err = pin_path(path, o->bpffs_dir, SLUICE_PIN_MAPS, "active")))
-		goto cleanup;
-	adopt = path_exists(path);
-
-	dp = calloc(1, sizeof(*dp));
-	if (!dp || !(dp->by_id = calloc(SLUICE_MAX_SERVICE_IDS, sizeof(*dp->by_id))) ||
-	    !(dp->dir = strdup(o->bpffs_dir))) {
-		err = -ENOMEM;
-		goto cleanup;
-	}
-	dp->lock_fd = lock_fd;
-	lock_fd = -1;
+	if (!dp)
+		return -ENOMEM;
+	dp->lock_fd = -1;
 	dp->fd_barrier_inner = -1;
 	dp->upgrade_cg_fd = -1;
 	dp->ncpus = libbpf_num_possible_cpus();
-	if (dp->ncpus <= 0) {
+	if (!(dp->by_id = calloc(SLUICE_MAX_SERVICE_IDS, sizeof(*dp->by_id))) || !(dp->dir = strdup(dir)))
+		err = -ENOMEM;
+	else if (dp->ncpus <= 0)
 		err = dp->ncpus ? dp->ncpus : -EINVAL;
-		goto cleanup;
+	if (err) {
+		dataplane_close(dp);
+		return err;
 	}
+	dp->lock_fd = *lock_fd;
+	*lock_fd = -1;
+	*out = dp;
+	return 0;
+}
+
+/*
+ * The socket object, loaded over the pinned maps (those missing are created and pinned by the
+ * load) once upgrade_begin() has moved maps of another layout aside; then the maps' descriptors
+ * and the grace-period map. *upgrade_gen: the generation an upgrade carries on from.
+ */
+static int load_socket_object(struct dataplane *dp, const struct dataplane_opts *o, bool adopt, uint64_t *upgrade_gen)
+{
+	struct bpf_map *map;
+	char path[PATH_MAX];
+	int err;
+
 	dp->skel = sluice_bpf__open();
 	if (!dp->skel) {
 		err = -errno;
 		log_error("cannot open the BPF object: %s", strerror(-err));
-		goto cleanup;
+		return err;
 	}
-	uint64_t upgrade_gen = 0;
-	if (adopt && (err = upgrade_begin(dp, o->bpffs_dir, &upgrade_gen)))
-		goto cleanup;
-	/* Pinned maps are reused (adopt); missing ones are created and pinned by the load. */
+	if (adopt && (err = upgrade_begin(dp, o->bpffs_dir, upgrade_gen)))
+		return err;
 	bpf_object__for_each_map(map, dp->skel->obj) {
 		if (bpf_map__is_internal(map))
 			continue;
 		if ((err = pin_path(path, o->bpffs_dir, SLUICE_PIN_MAPS, bpf_map__name(map))) ||
 		    (err = bpf_map__set_pin_path(map, path)))
-			goto cleanup;
+			return err;
 	}
 	if ((err = sluice_bpf__load(dp->skel))) {
 		if (adopt)
@@ -225,7 +239,7 @@ int dataplane_open(const struct dataplane_opts *o, struct dataplane **out)
 		else
 			log_error("loading the BPF data plane failed: %s; hint: rerun with --verbose for the verifier log",
 			       strerror(-err));
-		goto cleanup;
+		return err;
 	}
 	dp->fd_active = bpf_map__fd(dp->skel->maps.active);
 	dp->fd_services = bpf_map__fd(dp->skel->maps.services);
@@ -237,8 +251,35 @@ int dataplane_open(const struct dataplane_opts *o, struct dataplane **out)
 	if (dp->fd_barrier_inner < 0) {
 		err = -errno;
 		log_error("cannot create the grace-period map: %s", strerror(-err));
-		goto cleanup;
+		return err;
 	}
+	return 0;
+}
+
+int dataplane_open(const struct dataplane_opts *o, struct dataplane **out)
+{
+	int tc_ifindexes[DATAPLANE_MAX_TC_IFACES];
+	struct dataplane *dp = NULL;
+	char path[PATH_MAX];
+	bool adopt = false;
+	uint64_t cg_id = 0, upgrade_gen = 0;
+	int cg_fd = -1, lock_fd = -1, err;
+
+	if (!o || !out)
+		return -EINVAL;
+	*out = NULL;
+	libbpf_set_print(o->verbose ? libbpf_verbose : libbpf_quiet);
+	if ((err = tc_check(o, tc_ifindexes)) || (err = open_cgroup(o, &cg_fd, &cg_id)))
+		return err;
+	if ((err = prepare_bpffs(o->bpffs_dir)) || (err = lock_pins(o->bpffs_dir, "cannot start", &lock_fd))) {
+		close(cg_fd);
+		return err;   /* nothing of ours to undo: never the pins of the writer holding the lock */
+	}
+	if ((err = pin_path(path, o->bpffs_dir, SLUICE_PIN_MAPS, "active")))
+		goto cleanup;
+	adopt = path_exists(path);
+	if ((err = handle_new(o->bpffs_dir, &lock_fd, &dp)) || (err = load_socket_object(dp, o, adopt, &upgrade_gen)))
+		goto cleanup;
 	if (dp->upgrading) {
 		/* fresh maps: nothing to rebuild; the programs are swapped in after the first apply */
 		dp->upgrade_cg_fd = cg_fd;

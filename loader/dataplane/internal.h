@@ -94,7 +94,7 @@ struct dataplane {
 	uint64_t stamp;                 /* apply counter, for the diff */
 	uint64_t slots_in_use;          /* endpoint slots of all current records */
 	bool sides_differ;              /* a failed write left the inactive side stale: resync before use */
-	struct pending *pending;        /* an apply switched, its old side not yet replayed (deferred) */
+	struct changes *pending;        /* an apply switched, its old side not yet replayed (deferred) */
 	/* An upgrade that changed the maps' layout: new programs wait for the first apply (upgrade_begin). */
 	bool upgrading;
 	char *dir;                      /* the bpffs directory, for the deferred attach */

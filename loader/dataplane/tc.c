@@ -216,27 +216,38 @@ int tc_check(const struct dataplane_opts *o, int ifindex[DATAPLANE_MAX_TC_IFACES
 }
 
 /*
- * Loads the TC object over the shared maps' pins, attaches it to the wanted
- * interfaces and detaches it from the others; with no interface (and no
- * tc_load) removes TC mode. Called after the socket object pinned its maps.
+ * A flow table pinned at path keeps its size (*entries, 2 a flow): replacing it would drop every
+ * flow in progress. True if one is pinned.
  */
-int tc_open(struct dataplane *dp, const struct dataplane_opts *o)
+static bool tc_flow_table_size(const struct dataplane_opts *o, const char *path, uint64_t *entries)
 {
-	int ifindex[DATAPLANE_MAX_TC_IFACES];
+	struct bpf_map_info info;
+	__u32 len = sizeof(info);
+	int fd = bpf_obj_get(path);
+
+	if (fd < 0)
+		return false;
+	memset(&info, 0, sizeof(info));
+	if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0 && info.max_entries != *entries) {
+		if (o->tc_flows)
+			log_info("tc: the pinned flow table holds %u flows, kept; --tc-flows %u takes effect "
+				"after sluiced --uninstall", info.max_entries / 2, o->tc_flows);
+		*entries = info.max_entries;
+	}
+	close(fd);
+	return true;
+}
+
+/* Opens and loads the TC object over the shared maps' pins (its own maps pinned beside them), and pins its programs. */
+static int tc_load(struct dataplane *dp, const struct dataplane_opts *o)
+{
 	char path[PATH_MAX];
 	struct bpf_program *prog;
 	struct bpf_map *map;
-	uint64_t entries;
+	uint64_t entries = 2ull * (o->tc_flows ? o->tc_flows : SLUICE_TC_FLOWS_DEFAULT);
 	bool adopt = false;
 	int err;
 
-	if (!o->n_tc_ifaces && !o->tc_load) {
-		tc_remove(dp, o);
-		return 0;
-	}
-	if ((err = tc_check(o, ifindex)))
-		return err;
-	entries = 2ull * (o->tc_flows ? o->tc_flows : SLUICE_TC_FLOWS_DEFAULT);
 	dp->tc_skel = sluice_tc_bpf__open();
 	if (!dp->tc_skel) {
 		err = -errno;
@@ -250,23 +261,8 @@ int tc_open(struct dataplane *dp, const struct dataplane_opts *o)
 		    (err = bpf_map__set_pin_path(map, path)))
 			return err;
 	}
-	/* A pinned flow table keeps its size: replacing it would drop every flow in progress. */
-	if (!pin_path(path, o->bpffs_dir, SLUICE_PIN_MAPS, bpf_map__name(dp->tc_skel->maps.tc_flows))) {
-		int fd = bpf_obj_get(path);
-		adopt = fd >= 0;
-		if (fd >= 0) {
-			struct bpf_map_info info;
-			__u32 len = sizeof(info);
-			memset(&info, 0, sizeof(info));
-			if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0 && info.max_entries != entries) {
-				if (o->tc_flows)
-					log_info("tc: the pinned flow table holds %u flows, kept; --tc-flows %u takes effect "
-						"after sluiced --uninstall", info.max_entries / 2, o->tc_flows);
-				entries = info.max_entries;
-			}
-			close(fd);
-		}
-	}
+	if (!pin_path(path, o->bpffs_dir, SLUICE_PIN_MAPS, bpf_map__name(dp->tc_skel->maps.tc_flows)))
+		adopt = tc_flow_table_size(o, path, &entries);
 	if ((err = bpf_map__set_max_entries(dp->tc_skel->maps.tc_flows, (__u32)entries)))
 		return err;
 	if ((err = sluice_tc_bpf__load(dp->tc_skel))) {
@@ -290,6 +286,25 @@ int tc_open(struct dataplane *dp, const struct dataplane_opts *o)
 			return err;
 		}
 	}
+	return 0;
+}
+
+/*
+ * Loads the TC object over the shared maps' pins, attaches it to the wanted
+ * interfaces and detaches it from the others; with no interface (and no
+ * tc_load) removes TC mode. Called after the socket object pinned its maps.
+ */
+int tc_open(struct dataplane *dp, const struct dataplane_opts *o)
+{
+	int ifindex[DATAPLANE_MAX_TC_IFACES];
+	int err;
+
+	if (!o->n_tc_ifaces && !o->tc_load) {
+		tc_remove(dp, o);
+		return 0;
+	}
+	if ((err = tc_check(o, ifindex)) || (err = tc_load(dp, o)))
+		return err;
 	for (size_t i = 0; i < o->n_tc_ifaces; i++) {
 		if (dp->upgrading) {   /* attached with the socket programs, after the first apply */
 			if (!(dp->tc_names[dp->n_tc_pending] = strdup(o->tc_ifaces[i])))

@@ -191,7 +191,6 @@ static __always_inline int do_sendmsg(struct bpf_sock_addr *ctx, bool v6)
 {
 	struct sluice_flow_key fkey, rkey;
 	struct sluice_flow fwd, rev;
-	struct sluice_counter_key ckey;
 	struct peer p;
 	int err;
 
@@ -208,12 +207,7 @@ static __always_inline int do_sendmsg(struct bpf_sock_addr *ctx, bool v6)
 	struct sluice_flow *flow = bpf_map_lookup_elem(&udp_flows, &fkey);
 	if (flow && flow->service_id == svc->id) {
 		/* Keep the flow's backend while the service still has it (its counter exists). */
-		__builtin_memset(&ckey, 0, sizeof(ckey));
-		ckey.service_id = svc->id;
-		ckey.addr = flow->addr;
-		ckey.port = flow->port;
-		ckey.family = flow->family;
-		if (bpf_map_lookup_elem(&counters, &ckey)) {
+		if (endpoint_stats(svc->id, &flow->addr, flow->port, flow->family)) {
 			write_peer(ctx, v6, &flow->addr, flow->family, flow->port);
 			return 1;
 		}

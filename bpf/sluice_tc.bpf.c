@@ -624,14 +624,9 @@ static __always_inline bool flow_alive(const struct sluice_ct *ct, const struct 
 	if (syn && (ct->flags & SLUICE_CT_CLOSING) && p->tcp_seq != ct->syn_seq)
 		return false;
 	if (p->protocol == IPPROTO_UDP) {
-		/* UDP follows an endpoint removed from the service, as socket mode's sticky flows do. */
-		struct sluice_counter_key ck;
-		__builtin_memset(&ck, 0, sizeof(ck));
-		ck.service_id = ct->service_id;
-		ck.addr = ct->addr;
-		ck.port = bpf_ntohs(ct->port);   /* the conntrack keeps wire order, counters host order */
-		ck.family = p->family;
-		if (!bpf_map_lookup_elem(&counters, &ck))
+		/* UDP follows an endpoint removed from the service, as socket mode's sticky flows do;
+		 * the conntrack keeps the port in wire order, the counters in host order */
+		if (!endpoint_stats(ct->service_id, &ct->addr, bpf_ntohs(ct->port), p->family))
 			return false;
 	}
 	return true;

@@ -35,7 +35,6 @@
 static int read_back(struct dataplane *dp, const struct sluice_service_key *key, const struct sluice_service *r)
 {
 	struct svc_state *s;
-	uint32_t prev = 0;
 
 	if (r->id >= SLUICE_MAX_SERVICE_IDS || dp->by_id[r->id] ||
 	    r->n_destinations == 0 || r->n_destinations > SLUICE_MAX_DESTINATIONS)
@@ -45,20 +44,7 @@ static int read_back(struct dataplane *dp, const struct sluice_service_key *key,
 		return -ENOMEM;
 	s->pos = dp->n_svcs;
 	dp->svcs[dp->n_svcs++] = s;
-	s->key = *key;
-	s->key.side = 0;
-	s->id = r->id;
-	s->generation = r->generation;
-	s->lb = r->lb;
-	s->n_destinations = r->n_destinations;
-	for (size_t d = 0; d < r->n_destinations; d++) {
-		s->configured[d] = r->destinations[d].weight;
-		s->weights[d] = r->destinations[d].cum_weight - prev;
-		prev = r->destinations[d].cum_weight;
-		s->n_endpoints[d] = r->destinations[d].n_endpoints;
-		s->tcp[d] = r->destinations[d].tcp;
-		s->n_slots += r->destinations[d].n_endpoints;
-	}
+	svc_of_record(key, r, s);
 	dp->slots_in_use += s->n_slots;
 	dp->by_id[s->id] = s;
 	s->slots = calloc(s->n_slots ? s->n_slots : 1, sizeof(*s->slots));
@@ -66,10 +52,7 @@ static int read_back(struct dataplane *dp, const struct sluice_service_key *key,
 		return -ENOMEM;
 	for (uint32_t slot = 0; slot < s->n_slots; slot++) {
 		struct sluice_endpoint_key k;
-		memset(&k, 0, sizeof(k));
-		k.service_id = s->id;
-		k.slot = slot;
-		k.generation = s->generation;
+		endpoint_key(s->id, slot, s->generation, &k);
 		if (bpf_map_lookup_elem(dp->fd_endpoints, &k, &s->slots[slot]))
 			return -EUCLEAN;
 	}

@@ -43,10 +43,7 @@ static int write_endpoints(struct dataplane *dp, const struct svc_state *s)
 	struct sluice_endpoint_key k;
 
 	for (uint32_t i = 0; i < s->n_slots; i++) {
-		memset(&k, 0, sizeof(k));
-		k.service_id = s->id;
-		k.slot = i;
-		k.generation = s->generation;
+		endpoint_key(s->id, i, s->generation, &k);
 		if (bpf_map_update_elem(dp->fd_endpoints, &k, &s->slots[i], BPF_ANY))
 			return -errno;
 	}
@@ -58,10 +55,7 @@ static void delete_endpoints(struct dataplane *dp, const struct svc_state *s)
 	struct sluice_endpoint_key k;
 
 	for (uint32_t i = 0; i < s->n_slots; i++) {
-		memset(&k, 0, sizeof(k));
-		k.service_id = s->id;
-		k.slot = i;
-		k.generation = s->generation;
+		endpoint_key(s->id, i, s->generation, &k);
 		bpf_map_delete_elem(dp->fd_endpoints, &k);
 	}
 }
@@ -89,6 +83,19 @@ static bool has_endpoint(const struct svc_state *s, const struct sluice_endpoint
 	for (uint32_t i = 0; i < s->n_slots; i++)
 		if (memcmp(&s->slots[i], ep, sizeof(*ep)) == 0)
 			return true;
+	return false;
+}
+
+/* Whether k is the key of the counters of one of s's endpoints. */
+static bool has_counter(const struct svc_state *s, const struct sluice_counter_key *k)
+{
+	struct sluice_counter_key mine;
+
+	for (uint32_t i = 0; i < s->n_slots; i++) {
+		counter_key(s->id, &s->slots[i], &mine);
+		if (memcmp(&mine, k, sizeof(mine)) == 0)
+			return true;
+	}
 	return false;
 }
 
@@ -255,12 +262,7 @@ int resync(struct dataplane *dp)
 		for (size_t i = 0; i < n; i++) {
 			const struct sluice_counter_key *k = &ckeys[i];
 			struct svc_state *s = k->service_id < SLUICE_MAX_SERVICE_IDS ? dp->by_id[k->service_id] : NULL;
-			struct sluice_endpoint ep;
-			memset(&ep, 0, sizeof(ep));
-			ep.addr = k->addr;
-			ep.port = k->port;
-			ep.family = k->family;
-			if (!s || !has_endpoint(s, &ep))
+			if (!s || !has_counter(s, k))
 				bpf_map_delete_elem(dp->fd_counters, k);
 		}
 	}

@@ -167,15 +167,8 @@ int attach_programs(struct dataplane *dp, const char *dir, int cg_fd, uint64_t c
 		err = path_exists(path) ? swap_into_pinned_link(dp, prog, path, dir, cg_id) : 1;
 		if (err == 1)
 			err = attach_pinned_link(dp, prog, path, cg_fd);
-		if (err)
+		if (err || (err = pin_program(prog, dir)))
 			return err;
-		if ((err = pin_path(path, dir, SLUICE_PIN_PROGS, name)))
-			return err;
-		unlink(path);
-		if ((err = bpf_program__pin(prog, path))) {
-			log_error("cannot pin %s: %s", path, strerror(-err));
-			return err;
-		}
 	}
 	return 0;
 }
@@ -213,8 +206,6 @@ static int handle_new(const char *dir, int *lock_fd, struct dataplane **out)
  */
 static int load_socket_object(struct dataplane *dp, const struct dataplane_opts *o, bool adopt, uint64_t *upgrade_gen)
 {
-	struct bpf_map *map;
-	char path[PATH_MAX];
 	int err;
 
 	dp->skel = sluice_bpf__open();
@@ -225,13 +216,8 @@ static int load_socket_object(struct dataplane *dp, const struct dataplane_opts 
 	}
 	if (adopt && (err = upgrade_begin(dp, o->bpffs_dir, upgrade_gen)))
 		return err;
-	bpf_object__for_each_map(map, dp->skel->obj) {
-		if (bpf_map__is_internal(map))
-			continue;
-		if ((err = pin_path(path, o->bpffs_dir, SLUICE_PIN_MAPS, bpf_map__name(map))) ||
-		    (err = bpf_map__set_pin_path(map, path)))
-			return err;
-	}
+	if ((err = set_map_pins(dp->skel->obj, o->bpffs_dir)))
+		return err;
 	if ((err = sluice_bpf__load(dp->skel))) {
 		if (adopt)
 			log_error("the maps pinned under %s do not fit this build of the data plane: %s; "

@@ -30,6 +30,9 @@
 #include "plan/plan.h"
 
 struct bpf_link;
+struct bpf_map;
+struct bpf_object;
+struct bpf_program;
 struct sluice_bpf;      /* sluice.skel.h */
 struct sluice_tc_bpf;   /* sluice_tc.skel.h */
 
@@ -126,6 +129,9 @@ struct svc_state *svc_dup(const struct svc_state *from);
 void svc_free(struct svc_state *s);
 void svcs_free(struct svc_state **v, size_t n);
 void build_record(const struct svc_state *s, struct sluice_service *r);
+void svc_of_record(const struct sluice_service_key *key, const struct sluice_service *r, struct svc_state *s);
+void endpoint_of(const struct plan_endpoint *pe, struct sluice_endpoint *ep);
+void endpoint_key(uint32_t id, uint32_t slot, uint64_t generation, struct sluice_endpoint_key *k);
 void counter_key(uint32_t id, const struct sluice_endpoint *ep, struct sluice_counter_key *k);
 
 /* apply.c: map writes and the switch */
@@ -138,6 +144,8 @@ int settle(struct dataplane *dp, uint64_t *drain_ns);
 bool path_exists(const char *path);
 int pin_path(char *buf, const char *dir, const char *a, const char *b);
 int prepare_bpffs(const char *dir);
+int set_map_pins(struct bpf_object *obj, const char *dir);
+int pin_program(struct bpf_program *prog, const char *dir);
 int lock_pins(const char *dir, const char *doing, int *fd_out);
 void pins_record(struct dataplane *dp);
 int remove_pins(const char *dir, const char *sub, bool links);

@@ -20,6 +20,7 @@
 #include <linux/magic.h>
 
 #include <bpf/bpf.h>
+#include <bpf/libbpf.h>
 
 #include "common/log.h"
 #include "dataplane/internal.h"
@@ -38,6 +39,39 @@ int pin_path(char *buf, const char *dir, const char *a, const char *b)
 	int n = b ? snprintf(buf, PATH_MAX, "%s/%s/%s", dir, a, b) : snprintf(buf, PATH_MAX, "%s/%s", dir, a);
 
 	return n < 0 || n >= PATH_MAX ? -ENAMETOOLONG : 0;
+}
+
+/* Points each map of obj at its pin under DIR/maps: pinned maps are reused by the load, missing ones pinned by it. */
+int set_map_pins(struct bpf_object *obj, const char *dir)
+{
+	char path[PATH_MAX];
+	struct bpf_map *map;
+	int err;
+
+	bpf_object__for_each_map(map, obj) {
+		if (bpf_map__is_internal(map))
+			continue;
+		if ((err = pin_path(path, dir, SLUICE_PIN_MAPS, bpf_map__name(map))) ||
+		    (err = bpf_map__set_pin_path(map, path)))
+			return err;
+	}
+	return 0;
+}
+
+/* Pins a loaded program as DIR/progs/NAME, in place of the previous build's. */
+int pin_program(struct bpf_program *prog, const char *dir)
+{
+	char path[PATH_MAX];
+	int err;
+
+	if ((err = pin_path(path, dir, SLUICE_PIN_PROGS, bpf_program__name(prog))))
+		return err;
+	unlink(path);
+	if ((err = bpf_program__pin(prog, path))) {
+		log_error("cannot pin %s: %s", path, strerror(-err));
+		return err;
+	}
+	return 0;
 }
 
 /* The directory must be on a bpf filesystem; mounts one at /sys/fs/bpf if nothing is mounted there. */

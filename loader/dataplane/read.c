@@ -37,10 +37,7 @@ int dataplane_endpoint_stats(struct dataplane *dp, const struct plan_service *sv
 	if (svc->n_vips > 2 || svc->n_gateway_addrs > PLAN_MAX_GATEWAY_ADDRS)
 		return -EINVAL;
 	memset(out, 0, sizeof(*out));
-	memset(&e, 0, sizeof(e));
-	memcpy(e.addr.bytes, ep->addr.addr, ep->addr.family == AF_INET ? 4 : 16);
-	e.port = ep->port;
-	e.family = ep->addr.family;
+	endpoint_of(ep, &e);
 	v = calloc(dp->ncpus, sizeof(*v));
 	if (!v)
 		return -ENOMEM;

@@ -201,11 +201,7 @@ int svc_fill(const struct plan_service *ps, const struct plan_addr *vip, uint16_
 				       addr_str(pe->addr.family, pe->addr.addr, a, sizeof(a)));
 				return -EINVAL;
 			}
-			struct sluice_endpoint *ep = &s->slots[s->n_slots++];
-			memset(ep, 0, sizeof(*ep));
-			memcpy(ep->addr.bytes, pe->addr.addr, pe->addr.family == AF_INET ? 4 : 16);
-			ep->port = pe->port;
-			ep->family = pe->addr.family;
+			endpoint_of(pe, &s->slots[s->n_slots++]);
 			s->n_endpoints[d]++;
 		}
 	}
@@ -254,6 +250,8 @@ void svcs_free(struct svc_state **v, size_t n)
 	free(v);
 }
 
+/* The record a service state becomes: its weights as configured and as cumulative reduced ones,
+ * each destination's endpoint slots, and for ROUND_ROBIN the table (rr.c). */
 void build_record(const struct svc_state *s, struct sluice_service *r)
 {
 	uint32_t cum = 0;
@@ -277,6 +275,46 @@ void build_record(const struct svc_state *s, struct sluice_service *r)
 		r->rr_slots = build_rr_table(s->weights, s->n_destinations, r->rr_table);
 }
 
+/* The other way, for a record read back from the maps (its endpoints aside): s's routing, key and id. */
+void svc_of_record(const struct sluice_service_key *key, const struct sluice_service *r, struct svc_state *s)
+{
+	uint32_t prev = 0;
+
+	s->key = *key;
+	s->key.side = 0;
+	s->id = r->id;
+	s->generation = r->generation;
+	s->lb = r->lb;
+	s->n_destinations = r->n_destinations;
+	for (size_t d = 0; d < r->n_destinations; d++) {
+		s->configured[d] = r->destinations[d].weight;
+		s->weights[d] = r->destinations[d].cum_weight - prev;
+		prev = r->destinations[d].cum_weight;
+		s->n_endpoints[d] = r->destinations[d].n_endpoints;
+		s->tcp[d] = r->destinations[d].tcp;
+		s->n_slots += r->destinations[d].n_endpoints;
+	}
+}
+
+/* An endpoint of the plan as the maps hold it: the address in its family's bytes, the rest zero. */
+void endpoint_of(const struct plan_endpoint *pe, struct sluice_endpoint *ep)
+{
+	memset(ep, 0, sizeof(*ep));
+	memcpy(ep->addr.bytes, pe->addr.addr, pe->addr.family == AF_INET ? 4 : 16);
+	ep->port = pe->port;
+	ep->family = pe->addr.family;
+}
+
+/* The key of one endpoint slot of a record: the service's id, the slot, the record's generation. */
+void endpoint_key(uint32_t id, uint32_t slot, uint64_t generation, struct sluice_endpoint_key *k)
+{
+	memset(k, 0, sizeof(*k));
+	k->service_id = id;
+	k->slot = slot;
+	k->generation = generation;
+}
+
+/* The key of an endpoint's counters in a service: kept whatever its slot or the record's generation. */
 void counter_key(uint32_t id, const struct sluice_endpoint *ep, struct sluice_counter_key *k)
 {
 	memset(k, 0, sizeof(*k));

@@ -243,7 +243,6 @@ static int tc_load(struct dataplane *dp, const struct dataplane_opts *o)
 {
 	char path[PATH_MAX];
 	struct bpf_program *prog;
-	struct bpf_map *map;
 	uint64_t entries = 2ull * (o->tc_flows ? o->tc_flows : SLUICE_TC_FLOWS_DEFAULT);
 	bool adopt = false;
 	int err;
@@ -254,13 +253,8 @@ static int tc_load(struct dataplane *dp, const struct dataplane_opts *o)
 		log_error("cannot open the TC BPF object: %s", strerror(-err));
 		return err;
 	}
-	bpf_object__for_each_map(map, dp->tc_skel->obj) {
-		if (bpf_map__is_internal(map))
-			continue;
-		if ((err = pin_path(path, o->bpffs_dir, SLUICE_PIN_MAPS, bpf_map__name(map))) ||
-		    (err = bpf_map__set_pin_path(map, path)))
-			return err;
-	}
+	if ((err = set_map_pins(dp->tc_skel->obj, o->bpffs_dir)))
+		return err;
 	if (!pin_path(path, o->bpffs_dir, SLUICE_PIN_MAPS, bpf_map__name(dp->tc_skel->maps.tc_flows)))
 		adopt = tc_flow_table_size(o, path, &entries);
 	if ((err = bpf_map__set_max_entries(dp->tc_skel->maps.tc_flows, (__u32)entries)))
@@ -277,15 +271,9 @@ static int tc_load(struct dataplane *dp, const struct dataplane_opts *o)
 	}
 	dp->fd_tc_stats = bpf_map__fd(dp->tc_skel->maps.tc_stats);
 	dp->fd_tc_flows = bpf_map__fd(dp->tc_skel->maps.tc_flows);
-	bpf_object__for_each_program(prog, dp->tc_skel->obj) {
-		if ((err = pin_path(path, o->bpffs_dir, SLUICE_PIN_PROGS, bpf_program__name(prog))))
+	bpf_object__for_each_program(prog, dp->tc_skel->obj)
+		if ((err = pin_program(prog, o->bpffs_dir)))
 			return err;
-		unlink(path);
-		if ((err = bpf_program__pin(prog, path))) {
-			log_error("cannot pin %s: %s", path, strerror(-err));
-			return err;
-		}
-	}
 	return 0;
 }
 

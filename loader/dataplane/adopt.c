@@ -88,7 +88,7 @@ int rebuild(struct dataplane *dp)
 			err = read_back(dp, &keys[i], r);
 	if (err)
 		goto out;
-	if ((err = index_build(&dp->index, dp->svcs, dp->n_svcs)))
+	if ((err = index_build(&dp->index, dp->svcs, dp->n_svcs, NULL)))
 		goto out;
 	err = resync(dp);
 out:

@@ -422,6 +422,16 @@ int dataplane_settle(struct dataplane *dp)
 	return dp ? settle(dp, NULL) : -EINVAL;
 }
 
+/* A plan that routes one address, port and protocol twice: refused as invalid. */
+static int routed_twice(const struct sluice_service_key *k)
+{
+	char key[SVC_STR_LEN];
+
+	log_error("the plan routes one address (VIP or gateway address), port and protocol twice: %s; "
+	       "hint: the compiler should have merged them", key_str(k, key, sizeof(key)));
+	return -EINVAL;
+}
+
 /*
  * Step 1 for the j-th address of ps: its state, filled in scratch, against the bookkeeping's.
  * An unchanged service keeps its svc_state in `next`; an added or changed one gets a copy.
@@ -444,10 +454,11 @@ static int diff_address(struct dataplane *dp, const struct plan_service *ps, siz
 		old = index_get(&dp->index, &scratch->key);
 	*cursor = old ? old->pos + 1 : *cursor;
 	if (old && old->stamp == dp->stamp)
-		return -EEXIST;
+		return routed_twice(&scratch->key);
 	if (!old && only) {
-		log_error("service %s/%s: not routed now; a weight change only changes routed services",
-		       ps->namespace, ps->name);
+		char name[SVC_STR_LEN], key[SVC_STR_LEN];
+		log_error("service %s: %s is not routed now; a weight change only changes routed services",
+		       svc_name(ps, name, sizeof(name)), key_str(&scratch->key, key, sizeof(key)));
 		return -ENOENT;
 	}
 	if (old)
@@ -535,11 +546,12 @@ out:
 /* Before any write: next's index when services come or go, and room for their ids and endpoints. */
 static int check_room(struct dataplane *dp, struct changes *c)
 {
+	const struct svc_state *dup;
 	int err;
 
 	c->same_keys = c->ids_needed == 0 && c->n_removed == 0;
-	if (!c->same_keys && (err = index_build(&c->nix, c->next, c->n_next)))
-		return err;
+	if (!c->same_keys && (err = index_build(&c->nix, c->next, c->n_next, &dup)))
+		return err == -EEXIST ? routed_twice(&dup->key) : err;
 	if (c->ids_needed > SLUICE_MAX_SERVICE_IDS - dp->n_svcs + c->n_removed) {
 		log_error("the plan needs %zu new service ids, %zu are free (limit %d VIP/port entries); hint: split the cluster",
 		       c->ids_needed, SLUICE_MAX_SERVICE_IDS - dp->n_svcs, SLUICE_MAX_SERVICE_IDS);
@@ -652,11 +664,8 @@ done:
 	if (generation)
 		*generation = dp->generation;
 out:
-	if (err == -EEXIST)
-		log_error("the plan routes one address (VIP or gateway address), port and protocol twice; "
-		       "hint: the compiler should have merged them");
 	changes_free(c);
-	return err == -EEXIST ? -EINVAL : err;
+	return err;
 }
 
 int dataplane_apply(struct dataplane *dp, const struct plan *plan, uint64_t *generation, struct dataplane_stats *stats)

@@ -116,9 +116,12 @@ struct dataplane {
 /* records.c: plan -> bookkeeping, the index, records and keys */
 uint64_t key_hash(const struct sluice_service_key *k);
 bool key_eq(const struct sluice_service_key *a, const struct sluice_service_key *b);
-int index_build(struct svc_index *ix, struct svc_state **v, size_t n);
+int index_build(struct svc_index *ix, struct svc_state **v, size_t n, const struct svc_state **dup);
 struct svc_state *index_get(const struct svc_index *ix, const struct sluice_service_key *k);
 void index_replace(struct svc_index *ix, struct svc_state *s);
+#define SVC_STR_LEN 256   /* svc_name(), key_str() */
+const char *svc_name(const struct plan_service *ps, char *buf, size_t len);
+const char *key_str(const struct sluice_service_key *k, char *buf, size_t len);
 int make_key(const struct plan_addr *vip, uint16_t port, uint8_t protocol, struct sluice_service_key *k);
 size_t svc_n_addrs(const struct plan_service *ps);
 const struct plan_addr *svc_addr(const struct plan_service *ps, size_t j, uint16_t *port);

@@ -14,6 +14,7 @@
 #include "common/log.h"
 #include "dataplane/internal.h"
 #include "dataplane/rr.h"
+#include "plan/print.h"
 
 _Static_assert(SLUICE_AF_INET == AF_INET && SLUICE_AF_INET6 == AF_INET6, "address family numbers");
 _Static_assert((int)SLUICE_PROTO_TCP == (int)IPPROTO_TCP && (int)SLUICE_PROTO_UDP == (int)IPPROTO_UDP, "protocol numbers");
@@ -41,7 +42,7 @@ bool key_eq(const struct sluice_service_key *a, const struct sluice_service_key 
 	return memcmp(a, b, sizeof(*a)) == 0;
 }
 
-int index_build(struct svc_index *ix, struct svc_state **v, size_t n)
+int index_build(struct svc_index *ix, struct svc_state **v, size_t n, const struct svc_state **dup)
 {
 	size_t cap = 16;
 
@@ -54,8 +55,11 @@ int index_build(struct svc_index *ix, struct svc_state **v, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		size_t j = key_hash(&v[i]->key) & (cap - 1);
 		while (ix->tab[j]) {
-			if (key_eq(&ix->tab[j]->key, &v[i]->key))
+			if (key_eq(&ix->tab[j]->key, &v[i]->key)) {
+				if (dup)
+					*dup = v[i];
 				return -EEXIST;
+			}
 			j = (j + 1) & (cap - 1);
 		}
 		ix->tab[j] = v[i];
@@ -83,13 +87,6 @@ void index_replace(struct svc_index *ix, struct svc_state *s)
 		}
 }
 
-static const char *addr_str(uint8_t family, const void *addr, char *buf, size_t len)
-{
-	if (!inet_ntop(family, addr, buf, len))
-		snprintf(buf, len, "(family %u)", family);
-	return buf;
-}
-
 int make_key(const struct plan_addr *vip, uint16_t port, uint8_t protocol, struct sluice_service_key *k)
 {
 	memset(k, 0, sizeof(*k));
@@ -100,6 +97,25 @@ int make_key(const struct plan_addr *vip, uint16_t port, uint8_t protocol, struc
 	k->port = port;
 	k->protocol = protocol;
 	return 0;
+}
+
+/* A service as the CLI and sluiced name it: name.namespace. */
+const char *svc_name(const struct plan_service *ps, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s.%s", ps->name ? ps->name : "?", ps->namespace ? ps->namespace : "?");
+	return buf;
+}
+
+/* A record's address, port and protocol as users write them: 198.19.0.10:8080/TCP, [2001:db8::a]:53/UDP. */
+const char *key_str(const struct sluice_service_key *k, char *buf, size_t len)
+{
+	struct plan_addr a = { .family = k->family };
+	char ep[INET6_ADDRSTRLEN + 8];
+
+	memcpy(a.addr, k->vip.bytes, sizeof(a.addr));
+	plan_endpoint_str(&a, k->port, ep, sizeof(ep));
+	snprintf(buf, len, "%s/%s", ep, plan_protocol_name(k->protocol));
+	return buf;
 }
 
 /*
@@ -123,13 +139,15 @@ const struct plan_addr *svc_addr(const struct plan_service *ps, size_t j, uint16
 
 int check_service(const struct plan_service *ps)
 {
+	char name[SVC_STR_LEN];
+
 	if (ps->n_vips > 2) {
-		log_error("service %s/%s: %zu VIPs, at most one per family", ps->namespace, ps->name, ps->n_vips);
+		log_error("service %s: %zu VIPs, at most one per family", svc_name(ps, name, sizeof(name)), ps->n_vips);
 		return -EINVAL;
 	}
 	if (ps->n_gateway_addrs > PLAN_MAX_GATEWAY_ADDRS) {
-		log_error("service %s/%s: %zu gateway addresses, at most %d", ps->namespace, ps->name, ps->n_gateway_addrs,
-		       PLAN_MAX_GATEWAY_ADDRS);
+		log_error("service %s: %zu gateway addresses, at most %d", svc_name(ps, name, sizeof(name)),
+		       ps->n_gateway_addrs, PLAN_MAX_GATEWAY_ADDRS);
 		return -EINVAL;
 	}
 	return 0;
@@ -142,30 +160,29 @@ int check_service(const struct plan_service *ps)
  */
 int svc_fill(const struct plan_service *ps, const struct plan_addr *vip, uint16_t port, struct svc_state *s)
 {
-	char a[INET6_ADDRSTRLEN];
-	const char *name = ps->name ? ps->name : "?";
-	const char *ns = ps->namespace ? ps->namespace : "?";
+	char name[SVC_STR_LEN], a[INET6_ADDRSTRLEN + 8];
 	struct sluice_endpoint *slots = s->slots;
 
 	memset(s, 0, sizeof(*s));
 	s->slots = slots;
 	if (ps->protocol != IPPROTO_TCP && ps->protocol != IPPROTO_UDP) {
-		log_error("service %s/%s: protocol %u is not tcp or udp; hint: the compiler should have rejected it",
-		       ns, name, ps->protocol);
+		log_error("service %s: protocol %u is not tcp or udp; hint: the compiler should have rejected it",
+		       svc_name(ps, name, sizeof(name)), ps->protocol);
 		return -EINVAL;
 	}
 	if (port == 0 || ps->n_destinations == 0 || ps->n_destinations > SLUICE_MAX_DESTINATIONS) {
-		log_error("service %s/%s port %u: %zu destinations (allowed 1..%d) or port 0",
-		       ns, name, port, ps->n_destinations, SLUICE_MAX_DESTINATIONS);
+		plan_endpoint_str(vip, port, a, sizeof(a));
+		log_error("service %s on %s: %zu destinations (allowed 1..%d) or port 0",
+		       svc_name(ps, name, sizeof(name)), a, ps->n_destinations, SLUICE_MAX_DESTINATIONS);
 		return -EINVAL;
 	}
 	if (ps->lb != PLAN_LB_ROUND_ROBIN && ps->lb != PLAN_LB_RANDOM) {
-		log_error("service %s/%s: unknown load-balancing mode %d", ns, name, (int)ps->lb);
+		log_error("service %s: unknown load-balancing mode %d", svc_name(ps, name, sizeof(name)), (int)ps->lb);
 		return -EINVAL;
 	}
 	if (make_key(vip, port, ps->protocol, &s->key)) {
-		log_error("service %s/%s: VIP of address family %u; hint: only AF_INET and AF_INET6", ns, name,
-		       vip->family);
+		log_error("service %s: VIP of address family %u; hint: only AF_INET and AF_INET6",
+		       svc_name(ps, name, sizeof(name)), vip->family);
 		return -EINVAL;
 	}
 	s->lb = (uint8_t)ps->lb;
@@ -173,8 +190,8 @@ int svc_fill(const struct plan_service *ps, const struct plan_addr *vip, uint16_
 	for (size_t d = 0; d < ps->n_destinations; d++)
 		s->configured[d] = ps->destinations[d].weight;
 	if (reduce_weights(s->configured, ps->n_destinations, s->weights)) {
-		log_error("service %s/%s: the weights of its %zu destinations sum to 0; hint: give at least one a weight",
-		       ns, name, ps->n_destinations);
+		log_error("service %s: the weights of its %zu destinations sum to 0; hint: give at least one a weight",
+		       svc_name(ps, name, sizeof(name)), ps->n_destinations);
 		return -EINVAL;
 	}
 	for (size_t d = 0; d < ps->n_destinations && ps->protocol == IPPROTO_TCP; d++) {
@@ -188,8 +205,8 @@ int svc_fill(const struct plan_service *ps, const struct plan_addr *vip, uint16_
 	for (size_t d = 0; d < ps->n_destinations; d++) {
 		const struct plan_destination *pd = &ps->destinations[d];
 		if (pd->n_endpoints > SLUICE_MAX_ENDPOINTS) {
-			log_error("service %s/%s destination %zu: %zu endpoints, at most %d", ns, name, d,
-			       pd->n_endpoints, SLUICE_MAX_ENDPOINTS);
+			log_error("service %s destination %zu: %zu endpoints, at most %d", svc_name(ps, name, sizeof(name)),
+			       d, pd->n_endpoints, SLUICE_MAX_ENDPOINTS);
 			return -EINVAL;
 		}
 		for (size_t e = 0; e < pd->n_endpoints; e++) {
@@ -197,8 +214,8 @@ int svc_fill(const struct plan_service *ps, const struct plan_addr *vip, uint16_
 			if (pe->addr.family != vip->family)
 				continue;   /* a dual-stack pod: its other address serves the other VIP */
 			if (pe->port == 0) {
-				log_error("service %s/%s: endpoint %s has port 0", ns, name,
-				       addr_str(pe->addr.family, pe->addr.addr, a, sizeof(a)));
+				plan_addr_str(&pe->addr, a, sizeof(a));
+				log_error("service %s: endpoint %s has port 0", svc_name(ps, name, sizeof(name)), a);
 				return -EINVAL;
 			}
 			endpoint_of(pe, &s->slots[s->n_slots++]);

@@ -70,11 +70,7 @@ char LICENSE[] SEC("license") = "GPL";
 #define TC_REDIRECT 7
 
 #define NSEC_PER_SEC 1000000000ull
-
-/* Set by the loader before load; the defaults are in sluice_abi.h. */
-const volatile __u64 tcp_timeout_ns = SLUICE_TC_TCP_TIMEOUT_S * NSEC_PER_SEC;
-const volatile __u64 closing_timeout_ns = SLUICE_TC_CLOSING_TIMEOUT_S * NSEC_PER_SEC;
-const volatile __u64 udp_timeout_ns = SLUICE_TC_UDP_TIMEOUT_S * NSEC_PER_SEC;
+/* A flow's idle timeouts: SLUICE_CT_TIMEOUT_NS() of sluice_abi.h, which sluice status counts live flows by too. */
 
 /*
  * tc_flows: LRU_HASH, two entries per flow: forward {client, service address,
@@ -615,8 +611,7 @@ static __always_inline int answer_port_unreachable(struct __sk_buff *skb, const 
 /* Whether a flow entry still routes p: not idle past its timeout, not a new connection on a closed flow's ports. */
 static __always_inline bool flow_alive(const struct sluice_ct *ct, const struct pkt *p, bool syn, __u64 now)
 {
-	__u64 timeout = p->protocol != IPPROTO_TCP ? udp_timeout_ns
-			: (ct->flags & SLUICE_CT_CLOSING) ? closing_timeout_ns : tcp_timeout_ns;
+	__u64 timeout = SLUICE_CT_TIMEOUT_NS(p->protocol, ct->flags);
 
 	if (now > ct->last_seen && now - ct->last_seen > timeout)
 		return false;

@@ -122,9 +122,9 @@ out:
 /* Whether a forward flow entry would still be used by the TC program at now (coarse monotonic ns). */
 static bool flow_live(const struct sluice_ct_key *k, const struct sluice_ct *ct, uint64_t now)
 {
-	uint64_t timeout = k->protocol != SLUICE_PROTO_TCP ? SLUICE_TC_UDP_TIMEOUT_S
-			   : (ct->flags & SLUICE_CT_CLOSING) ? SLUICE_TC_CLOSING_TIMEOUT_S : SLUICE_TC_TCP_TIMEOUT_S;
-	return k->direction == SLUICE_CT_FORWARD && !(now > ct->last_seen && now - ct->last_seen > timeout * 1000000000ull);
+	uint64_t timeout = SLUICE_CT_TIMEOUT_NS(k->protocol, ct->flags);
+
+	return k->direction == SLUICE_CT_FORWARD && !(now > ct->last_seen && now - ct->last_seen > timeout);
 }
 
 int dataplane_tc_status(struct dataplane *dp, struct dataplane_tc_status *st)

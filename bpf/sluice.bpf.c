@@ -5,9 +5,10 @@
  * (subset), chosen by weight; getpeername/recvmsg hooks show the VIP again.
  *
  * Consistency (DESIGN.md properties 1-3): every record lives twice, once per
- * side of a double buffer. A program reads `active` once and uses only side
- * `generation & 1`. The writer (loader/dataplane.c) edits only the other side,
- * flips `active` with one 8-byte write, waits one RCU grace period (a
+ * side of a double buffer. A program reads `active` once and uses only its
+ * side byte (`generation & 1`). The writer (loader/dataplane/apply.c) edits
+ * only the other side, flips `active` with one map write (the generation and
+ * its side), waits one RCU grace period (a
  * map-in-map update from userspace calls synchronize_rcu()), and then replays
  * the same edits on the side nobody reads any more. Per-connection work is a
  * fixed number of lookups and loops bounded by SLUICE_MAX_DESTINATIONS.

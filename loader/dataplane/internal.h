@@ -8,7 +8,8 @@
  *              it by key, the records and keys the maps hold
  *   apply.c    an apply: diff, writes to the inactive side, the switch, settle; resync
  *   install.c  open (load the socket object, attach it to the cgroup) and close
- *   pins.c     the pin directory: bpffs, the one-writer lock, pins made again, uninstall
+ *   pins.c     the pin directory: bpffs, where each object is pinned, the one-writer lock,
+ *              pins made again, uninstall
  *   adopt.c    pins found at open: the bookkeeping rebuilt from the maps, or an upgrade
  *              across a change of their layout
  *   tc.c       TC mode: its object over the shared maps, tcx links per interface

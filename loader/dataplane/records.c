@@ -137,6 +137,7 @@ const struct plan_addr *svc_addr(const struct plan_service *ps, size_t j, uint16
 	return &ps->gateway_addrs[j - ps->n_vips];
 }
 
+/* What a service's records cannot hold: more than a VIP per family, more gateway addresses than a plan has. */
 int check_service(const struct plan_service *ps)
 {
 	char name[SVC_STR_LEN];

@@ -59,8 +59,11 @@ $(BPF_OBJS): $(BUILD)/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/*.bpf.h) include/sluic
 $(BPF_SKELS): $(BUILD)/%.skel.h: $(BUILD)/%.bpf.o
 	$(BPFTOOL) gen skeleton $< > $@.tmp && mv $@.tmp $@
 
-# The data plane's objects include the skeletons; nothing else waits for clang and bpftool.
-$(BUILD)/lib/dataplane/%.o: loader/dataplane/%.c $(HEADERS) $(BPF_SKELS)
+# Of the data plane's objects only those whose source includes a skeleton (*.skel.h: never from
+# a header) wait for clang and bpftool; the round-robin arithmetic (rr.c) and its unit test do not.
+DATAPLANE_SKEL_OBJS := $(call lib_objs,$(shell grep -l '^\#include "[a-z_]*\.skel\.h"' $(DATAPLANE_SRCS)))
+$(DATAPLANE_SKEL_OBJS): $(BPF_SKELS)
+$(BUILD)/lib/dataplane/%.o: loader/dataplane/%.c $(HEADERS)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(SLUICE_CFLAGS) -I$(BUILD) -c $< -o $@
 
@@ -89,6 +92,9 @@ $(BUILD)/%: tests/tools/%.c | $(BUILD)
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libsluice.a | $(BUILD)/tests
 	$(CC) $(CFLAGS) $(SLUICE_CFLAGS) $< $(BUILD)/libsluice.a -o $@ $(LDLIBS_COMPILER)
+# The round-robin arithmetic's test links rr.o alone: no skeleton, no libbpf, no root.
+$(BUILD)/tests/rr_test: tests/unit/rr_test.c $(BUILD)/lib/dataplane/rr.o | $(BUILD)/tests
+	$(CC) $(CFLAGS) $(SLUICE_CFLAGS) $^ -o $@
 
 # Drivers of the root suites: the data plane's map writer (tests/e2e/dataplane.sh) and TC's
 # packet fixtures (tests/prog/run).

@@ -5,9 +5,10 @@
  * (subset), chosen by weight; getpeername/recvmsg hooks show the VIP again.
  *
  * Consistency (DESIGN.md properties 1-3): every record lives twice, once per
- * side of a double buffer. A program reads `active` once and uses only side
- * `generation & 1`. The writer (loader/dataplane.c) edits only the other side,
- * flips `active` with one 8-byte write, waits one RCU grace period (a
+ * side of a double buffer. A program reads `active` once and uses only its
+ * side byte (`generation & 1`). The writer (loader/dataplane/apply.c) edits
+ * only the other side, flips `active` with one map write (the generation and
+ * its side), waits one RCU grace period (a
  * map-in-map update from userspace calls synchronize_rcu()), and then replays
  * the same edits on the side nobody reads any more. Per-connection work is a
  * fixed number of lookups and loops bounded by SLUICE_MAX_DESTINATIONS.
@@ -191,7 +192,6 @@ static __always_inline int do_sendmsg(struct bpf_sock_addr *ctx, bool v6)
 {
 	struct sluice_flow_key fkey, rkey;
 	struct sluice_flow fwd, rev;
-	struct sluice_counter_key ckey;
 	struct peer p;
 	int err;
 
@@ -208,12 +208,7 @@ static __always_inline int do_sendmsg(struct bpf_sock_addr *ctx, bool v6)
 	struct sluice_flow *flow = bpf_map_lookup_elem(&udp_flows, &fkey);
 	if (flow && flow->service_id == svc->id) {
 		/* Keep the flow's backend while the service still has it (its counter exists). */
-		__builtin_memset(&ckey, 0, sizeof(ckey));
-		ckey.service_id = svc->id;
-		ckey.addr = flow->addr;
-		ckey.port = flow->port;
-		ckey.family = flow->family;
-		if (bpf_map_lookup_elem(&counters, &ckey)) {
+		if (endpoint_stats(svc->id, &flow->addr, flow->port, flow->family)) {
 			write_peer(ctx, v6, &flow->addr, flow->family, flow->port);
 			return 1;
 		}

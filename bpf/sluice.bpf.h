@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * What both data planes share: the routing maps the map writer
- * (loader/dataplane.c) fills, and the per-connection choice of an endpoint.
+ * (loader/dataplane/) fills, and the per-connection choice of an endpoint.
  * bpf/sluice.bpf.c (socket mode, at connect) and bpf/sluice_tc.bpf.c (TC
  * mode, at a flow's first packet) include it; the loader loads the socket
  * object first and the TC object reuses these maps through their pins, so both

@@ -70,11 +70,7 @@ char LICENSE[] SEC("license") = "GPL";
 #define TC_REDIRECT 7
 
 #define NSEC_PER_SEC 1000000000ull
-
-/* Set by the loader before load; the defaults are in sluice_abi.h. */
-const volatile __u64 tcp_timeout_ns = SLUICE_TC_TCP_TIMEOUT_S * NSEC_PER_SEC;
-const volatile __u64 closing_timeout_ns = SLUICE_TC_CLOSING_TIMEOUT_S * NSEC_PER_SEC;
-const volatile __u64 udp_timeout_ns = SLUICE_TC_UDP_TIMEOUT_S * NSEC_PER_SEC;
+/* A flow's idle timeouts: SLUICE_CT_TIMEOUT_NS() of sluice_abi.h, which sluice status counts live flows by too. */
 
 /*
  * tc_flows: LRU_HASH, two entries per flow: forward {client, service address,
@@ -615,8 +611,7 @@ static __always_inline int answer_port_unreachable(struct __sk_buff *skb, const 
 /* Whether a flow entry still routes p: not idle past its timeout, not a new connection on a closed flow's ports. */
 static __always_inline bool flow_alive(const struct sluice_ct *ct, const struct pkt *p, bool syn, __u64 now)
 {
-	__u64 timeout = p->protocol != IPPROTO_TCP ? udp_timeout_ns
-			: (ct->flags & SLUICE_CT_CLOSING) ? closing_timeout_ns : tcp_timeout_ns;
+	__u64 timeout = SLUICE_CT_TIMEOUT_NS(p->protocol, ct->flags);
 
 	if (now > ct->last_seen && now - ct->last_seen > timeout)
 		return false;
@@ -624,14 +619,9 @@ static __always_inline bool flow_alive(const struct sluice_ct *ct, const struct 
 	if (syn && (ct->flags & SLUICE_CT_CLOSING) && p->tcp_seq != ct->syn_seq)
 		return false;
 	if (p->protocol == IPPROTO_UDP) {
-		/* UDP follows an endpoint removed from the service, as socket mode's sticky flows do. */
-		struct sluice_counter_key ck;
-		__builtin_memset(&ck, 0, sizeof(ck));
-		ck.service_id = ct->service_id;
-		ck.addr = ct->addr;
-		ck.port = bpf_ntohs(ct->port);   /* the conntrack keeps wire order, counters host order */
-		ck.family = p->family;
-		if (!bpf_map_lookup_elem(&counters, &ck))
+		/* UDP follows an endpoint removed from the service, as socket mode's sticky flows do;
+		 * the conntrack keeps the port in wire order, the counters in host order */
+		if (!endpoint_stats(ct->service_id, &ct->addr, bpf_ntohs(ct->port), p->family))
 			return false;
 	}
 	return true;

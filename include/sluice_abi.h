@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The ABI between the BPF data plane (bpf/sluice.bpf.c socket mode,
- * bpf/sluice_tc.bpf.c TC mode) and the map writer (loader/dataplane.c): map
+ * bpf/sluice_tc.bpf.c TC mode) and the map writer (loader/dataplane/): map
  * keys, values, limits and pin names. One header,
  * included from both sides; only fixed-width types (and 1-byte enums),
  * explicit padding, and a size assertion on every struct and enum, so a key
@@ -261,6 +261,16 @@ SLUICE_ASSERT_SIZE(struct sluice_ct_key, 40);
 
 #define SLUICE_CT_CLOSING 1        /* a FIN or RST was seen: the flow ages in SLUICE_TC_CLOSING_TIMEOUT_S;
                                       a SYN with a new sequence number opens a new flow on its ports */
+
+/*
+ * How long (ns) a flow entry idle since its last_seen still routes, by the key's protocol and the
+ * entry's flags: the one rule for TC mode, which lets a flow go after it, and for `sluice status`,
+ * which counts the flows still live.
+ */
+#define SLUICE_CT_TIMEOUT_NS(protocol, flags)                                \
+	(1000000000ull * ((protocol) != SLUICE_PROTO_TCP ? SLUICE_TC_UDP_TIMEOUT_S \
+			  : ((flags) & SLUICE_CT_CLOSING) ? SLUICE_TC_CLOSING_TIMEOUT_S \
+			  : SLUICE_TC_TCP_TIMEOUT_S))
 
 /* Value of `tc_flows`: where this direction's packets are rewritten to. */
 struct sluice_ct {

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# End-to-end test of the socket-mode data plane (bpf/sluice.bpf.c + loader/dataplane.c), as root.
+# End-to-end test of the socket-mode data plane (bpf/sluice.bpf.c + loader/dataplane/), as root.
 #
 # Topology: a "node" network namespace whose client processes live in a cgroup this test
 # creates, and a "pods" namespace holding the backends (198.18.x.y/32, 2001:db8:1::/64),

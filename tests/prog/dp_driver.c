@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * dp_driver: drives loader/dataplane.c from the command line for
+ * dp_driver: drives the map writer (loader/dataplane/) from the command line for
  * tests/e2e/dataplane.sh. Plans are built in C from the arguments, without
  * the YAML compiler.
  *

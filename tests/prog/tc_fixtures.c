@@ -4,7 +4,7 @@
  *
  *   tc_fixtures --bpffs DIR --cgroup DIR [-v]      (root; tests/prog/run makes both and cleans up)
  *
- * The map writer (loader/dataplane.c) loads the data plane with TC mode and no
+ * The map writer (loader/dataplane/) loads the data plane with TC mode and no
  * interface, and applies the plan below; then every row of `fixtures` runs a
  * frame through the ingress or egress program and compares the verdict and
  * the frame that comes out, byte for byte. Rows run in order and share the

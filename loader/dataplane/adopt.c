@@ -265,7 +265,7 @@ int upgrade_begin(struct dataplane *dp, const char *dir, uint64_t *generation)
 		bpf_object__for_each_map(map, dp->skel->obj)
 			if (!bpf_map__is_internal(map) && !pin_path(path, dir, SLUICE_PIN_MAPS, bpf_map__name(map)))
 				unlink(path);   /* the unfinished new maps: no hook reads them */
-		log_info("tc: resuming an upgrade that stopped before its switch");
+		log_info("upgrade: resuming an upgrade that stopped before its switch");
 		read_kept_ids(dp, dir);
 		dp->upgrading = true;
 		return 0;
@@ -290,7 +290,7 @@ int upgrade_begin(struct dataplane *dp, const char *dir, uint64_t *generation)
 		log_error("cannot move the previous maps aside under %s: %s", path, strerror(-err));
 		return err;
 	}
-	log_info("tc: the pinned maps do not fit this build: upgrading; the running programs keep the previous "
+	log_info("upgrade: the pinned maps do not fit this build; the running programs keep the previous "
 		"maps (%s) until the saved plan is applied to new ones", path);
 	read_kept_ids(dp, dir);
 	dp->upgrading = true;
@@ -331,6 +331,6 @@ int dataplane_finish_open(struct dataplane *dp)
 	close(dp->upgrade_cg_fd);
 	dp->upgrade_cg_fd = -1;
 	pins_record(dp);
-	log_info("tc: upgraded: the new programs serve from the new maps");
+	log_info("upgrade: done: the new programs serve from the new maps");
 	return 0;
 }

@@ -21,6 +21,7 @@
 #include <bpf/libbpf.h>
 
 #include "common/log.h"
+#include "common/fs.h"
 #include "dataplane/internal.h"
 #include "sluice.skel.h"
 #include "sluice_tc.skel.h"
@@ -40,10 +41,7 @@ static int open_cgroup(const struct dataplane_opts *o, int *fd_out, uint64_t *id
 {
 	const char *cg = o->cgroup_path;
 	struct statfs fs;
-	struct stat st, mst;
-	char line[PATH_MAX + 256], mnt[PATH_MAX], type[64], first_mnt[PATH_MAX] = "";
-	bool root = false;
-	FILE *f;
+	struct stat st;
 	int fd;
 
 	if (!cg || !*cg) {
@@ -54,29 +52,21 @@ static int open_cgroup(const struct dataplane_opts *o, int *fd_out, uint64_t *id
 	if (fd < 0) {
 		int err = -errno;
 		log_error("cannot open cgroup %s: %s; hint: create it under the cgroup v2 mount (see /proc/mounts)",
-		       cg, strerror(errno));
+			  cg, strerror(errno));
 		return err;
 	}
-	f = fopen("/proc/mounts", "re");
-	while (f && fgets(line, sizeof(line), f)) {
-		if (sscanf(line, "%*s %4095s %63s", mnt, type) != 2 || strcmp(type, "cgroup2") != 0)
-			continue;
-		if (!first_mnt[0])
-			snprintf(first_mnt, sizeof(first_mnt), "%s", mnt);
-		if (stat(mnt, &mst) == 0 && fstat(fd, &st) == 0 && st.st_dev == mst.st_dev && st.st_ino == mst.st_ino)
-			root = true;
-	}
-	if (f)
-		fclose(f);
 	if (fstatfs(fd, &fs) || fs.f_type != CGROUP2_SUPER_MAGIC || fstat(fd, &st)) {
+		char *mnt = fs_cgroup2_mount();
 		log_error("%s is not a cgroup v2 directory; hint: cgroup v2 is mounted at %s", cg,
-		       first_mnt[0] ? first_mnt : "(nowhere: mount -t cgroup2 none /sys/fs/cgroup)");
+			  mnt ? mnt : "(nowhere: mount -t cgroup2 none /sys/fs/cgroup)");
+		free(mnt);
 		close(fd);
 		return -ENOTDIR;
 	}
-	if (root && !o->allow_cgroup_root) {
+	/* every cgroup but the hierarchy's root has cgroup.type: the root serves every process on the machine */
+	if (faccessat(fd, "cgroup.type", F_OK, 0) && errno == ENOENT && !o->allow_cgroup_root) {
 		log_error("refusing to attach to %s, the root of the cgroup v2 hierarchy: every process on the machine "
-		       "would be redirected; hint: pass a child cgroup, or allow the root explicitly", cg);
+			  "would be redirected; hint: pass a child cgroup, or allow the root explicitly", cg);
 		close(fd);
 		return -EPERM;
 	}

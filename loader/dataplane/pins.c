@@ -23,6 +23,7 @@
 #include <bpf/libbpf.h>
 
 #include "common/log.h"
+#include "common/fs.h"
 #include "dataplane/internal.h"
 
 #define DEFAULT_BPFFS "/sys/fs/bpf"
@@ -104,27 +105,17 @@ int prepare_bpffs(const char *dir)
 			return -ENOTSUP;
 		}
 	}
-	/* mkdir -p of the directories between the existing ancestor and dir. */
-	strcpy(path, dir);
-	for (char *p = strchr(path + strlen(up), '/'); p; p = strchr(p + 1, '/')) {
-		if (p == path)
-			continue;
-		*p = '\0';
-		if (mkdir(path, 0700) && errno != EEXIST) {
-			int err = -errno;
-			log_error("cannot create %s: %s", path, strerror(errno));
-			return err;
-		}
-		*p = '/';
+	int err = fs_mkdir_p(dir, 0700);
+	if (err) {
+		log_error("cannot create %s: %s", dir, strerror(-err));
+		return err;
 	}
-	const char *subs[] = { "", SLUICE_PIN_MAPS, SLUICE_PIN_PROGS, SLUICE_PIN_LINKS };
+	const char *subs[] = { SLUICE_PIN_MAPS, SLUICE_PIN_PROGS, SLUICE_PIN_LINKS };
 	for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
-		if (i == 0)
-			snprintf(path, sizeof(path), "%s", dir);
-		else if (pin_path(path, dir, subs[i], NULL))
+		if (pin_path(path, dir, subs[i], NULL))
 			return -ENAMETOOLONG;
 		if (mkdir(path, 0700) && errno != EEXIST) {
-			int err = -errno;
+			err = -errno;
 			log_error("cannot create %s: %s; hint: is %s on a bpf filesystem?", path, strerror(errno), dir);
 			return err;
 		}

@@ -12,6 +12,7 @@
 #include <netinet/in.h>
 
 #include "common/log.h"
+#include "plan/weights.h"
 #include "dataplane/internal.h"
 #include "dataplane/rr.h"
 #include "plan/print.h"
@@ -191,8 +192,9 @@ int svc_fill(const struct plan_service *ps, const struct plan_addr *vip, uint16_
 	for (size_t d = 0; d < ps->n_destinations; d++)
 		s->configured[d] = ps->destinations[d].weight;
 	if (reduce_weights(s->configured, ps->n_destinations, s->weights)) {
-		log_error("service %s: the weights of its %zu destinations sum to 0; hint: give at least one a weight",
-		       svc_name(ps, name, sizeof(name)), ps->n_destinations);
+		char why[160];
+		log_error("service %s: %s", svc_name(ps, name, sizeof(name)),
+			  plan_weights_error(0, ps->n_destinations, why, sizeof(why)) ? why : "no weight to reduce");
 		return -EINVAL;
 	}
 	for (size_t d = 0; d < ps->n_destinations && ps->protocol == IPPROTO_TCP; d++) {

@@ -121,7 +121,7 @@ upgrade_from() {
 		check "$from: $(jqr "$out" '.per_connection | length') ${f#tc_} flows through TC ($(jqr "$out" '.requests') echoes) across the upgrade: none failed, none moved" \
 			"0 0 {} 1" "$(jqr "$out" '"\(.failed) \(.switched) \(.errors | tojson) \([.per_connection[].versions | length] | max)"')"
 	done
-	check "$from: sluiced logged the upgrade" 1 "$(grep -c 'do not fit this build: upgrading' "$D/sluiced.log")"
+	check "$from: sluiced logged the upgrade" 1 "$(grep -c 'do not fit this build; the running programs keep' "$D/sluiced.log")"
 	check "$from: the previous maps are gone once the new programs serve" no \
 		"$([ -e "$CLUSTER_BPFFS/maps_old" ] && echo yes || echo no)"
 
@@ -149,7 +149,7 @@ upgrade_from() {
 	# A second start over the new pins is a plain adopt.
 	sluiced_stop TERM
 	start || return 1
-	check "$from: a second restart adopts without upgrading" 1 "$(grep -c 'do not fit this build: upgrading' "$D/sluiced.log")"
+	check "$from: a second restart adopts without upgrading" 1 "$(grep -c 'do not fit this build; the running programs keep' "$D/sluiced.log")"
 	check "$from: ... same generation" "$((gen_old + 1))" "$(sluice status -o json | jq .generation)"
 
 	# The next round starts from an empty node.

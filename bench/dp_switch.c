@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * dp_switch: how long one weight change takes to apply, with 1 and with
- * 10,000 services loaded (DESIGN.md property 3). Prints figures; never fails
+ * 10,000 services loaded (DESIGN.md §2, property 3). Prints figures; never fails
  * on a slow machine. Needs root: it installs the data plane on a cgroup and
  * a bpffs directory of its own and removes both at the end.
  *

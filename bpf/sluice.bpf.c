@@ -4,7 +4,7 @@
  * connection to a service VIP:port onto one endpoint of one destination
  * (subset), chosen by weight; getpeername/recvmsg hooks show the VIP again.
  *
- * Consistency (DESIGN.md properties 1-3): every record lives twice, once per
+ * Consistency (DESIGN.md §2 properties 1-3, §7): every record lives twice, once per
  * side of a double buffer. A program reads `active` once and uses only its
  * side byte (`generation & 1`). The writer (loader/dataplane/apply.c) edits
  * only the other side, flips `active` with one map write (the generation and

@@ -110,9 +110,10 @@ struct {
  * rr_state: HASH service id -> round-robin position (136 B), one entry per id
  * in use: created (zeroed) by userspace when an id is allocated, deleted when
  * it is freed, so a dump shows the services' ids and nothing else. One value
- * shared by all CPUs on purpose: one atomic fetch-add per connection makes
- * round robin exact node-wide (of any 100 consecutive connections to an 80/20
- * service, exactly 80 go to v1). NO_PREALLOC: memory follows the ids in use
+ * shared by all CPUs on purpose: atomic fetch-adds per connection (one for
+ * the table slot, one for the endpoint within the destination) make round
+ * robin exact node-wide (of any 100 consecutive connections to an 80/20
+ * service, exactly 80 go to v1; DESIGN.md §8). NO_PREALLOC: memory follows the ids in use
  * (at most SLUICE_MAX_SERVICE_IDS), and a deleted entry is freed after a
  * grace period, never handed to another id under a reader. Read and advanced
  * by connect/sendmsg and TC.

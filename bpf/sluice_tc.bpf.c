@@ -2,7 +2,7 @@
 /*
  * sluice TC data plane: per-packet translation for traffic that does not start
  * in a cgroup socket mode serves (north-south, other nodes, an ingress
- * gateway's address).
+ * gateway's address). DESIGN.md §11.
  *
  * Attached with tcx links to the ingress and egress of the interfaces sluiced
  * is given (--tc), typically the node's uplink:
@@ -76,11 +76,11 @@ char LICENSE[] SEC("license") = "GPL";
  * tc_flows: LRU_HASH, two entries per flow: forward {client, service address,
  * ports} -> endpoint, reverse {endpoint, client, ports} -> service address.
  * LRU because packets, not userspace, create flows: a full table must still
- * take new flows (DESIGN: new flows are never refused for want of room), and
+ * take new flows (DESIGN.md §2, property 9: never refused for want of room), and
  * a lookup refreshes an entry, so flows that carry packets stay. One map for
  * both directions so one size bounds it. Common LRU (not per-CPU): a flow's
  * two directions are handled on different CPUs. Size: 2 x --tc-flows
- * (default SLUICE_TC_FLOWS_DEFAULT flows, ~9 MB). Addresses and ports as on
+ * (default SLUICE_TC_FLOWS_DEFAULT flows: 18 MiB locked, bench/results). Addresses and ports as on
  * the wire (network byte order), unlike the routing maps: its layout is kept
  * from release to release, and a restart or an upgrade of sluiced reuses the
  * pinned table, so flows in progress keep their endpoints. Written and read by

@@ -50,14 +50,10 @@ static const struct opt options[] = {
 
 void p_err(const char *fmt, ...)
 {
-	char *msg;
 	va_list ap;
 	va_start(ap, fmt);
-	if (vasprintf(&msg, fmt, ap) < 0)
-		msg = NULL;
+	report_verror(stdout, stderr, cli.json, fmt, ap);
 	va_end(ap);
-	report_error(stdout, stderr, cli.json, "%s", msg ? msg : "out of memory");
-	free(msg);
 }
 
 static void usage(FILE *out)

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "common/json.h"
 #include "compile/compile.h"
 #include "main.h"
 #include "plan/print.h"
@@ -49,42 +50,59 @@ int cli_compile(struct plan *plan, struct compile_stats *st, struct sources *src
 	return EXIT_DONE;
 }
 
-int do_plan(void)
+/* Compiles every -f, then prints what a command shows of a valid plan. */
+static int compile_and(void (*show)(const struct plan *plan, const struct compile_stats *st))
 {
 	struct plan plan;
 	struct compile_stats st;
 	struct sources src = { 0 };
 	int rc = cli_compile(&plan, &st, &src);
 	if (rc == EXIT_DONE) {
-		if (cli.json)
-			plan_print_json(&plan, stdout);
-		else
-			plan_print_text(&plan, stdout);
+		show(&plan, &st);
 		plan_free(&plan);
 	}
 	sources_free(&src);
 	return rc;
 }
 
+static void show_plan(const struct plan *plan, const struct compile_stats *st)
+{
+	(void)st;
+	if (cli.json)
+		plan_print_json(plan, stdout);
+	else
+		plan_print_text(plan, stdout);
+}
+
+static void show_valid(const struct plan *plan, const struct compile_stats *st)
+{
+	(void)plan;
+	if (cli.json) {
+		json_writer_t *w = jsonw_new(stdout);
+		jsonw_start_object(w);
+		jsonw_bool_field(w, "valid", true);
+		jsonw_uint_field(w, "files", st->files);
+		jsonw_uint_field(w, "objects", st->objects);
+		jsonw_uint_field(w, "skipped", st->skipped);
+		jsonw_uint_field(w, "services", st->services);
+		jsonw_uint_field(w, "destinations", st->destinations);
+		jsonw_uint_field(w, "endpoints", st->endpoints);
+		jsonw_end_object(w);
+		jsonw_destroy(&w);
+	} else
+		printf("valid: %zu file%s, %zu object%s (%zu skipped), %zu service%s, %zu destination%s, "
+		       "%zu endpoint%s\n",
+		       st->files, st->files == 1 ? "" : "s", st->objects, st->objects == 1 ? "" : "s", st->skipped,
+		       st->services, st->services == 1 ? "" : "s", st->destinations, st->destinations == 1 ? "" : "s",
+		       st->endpoints, st->endpoints == 1 ? "" : "s");
+}
+
+int do_plan(void)
+{
+	return compile_and(show_plan);
+}
+
 int do_validate(void)
 {
-	struct plan plan;
-	struct compile_stats st;
-	struct sources src = { 0 };
-	int rc = cli_compile(&plan, &st, &src);
-	if (rc == EXIT_DONE) {
-		if (cli.json)
-			printf("{\"valid\":true,\"files\":%zu,\"objects\":%zu,\"skipped\":%zu,\"services\":%zu,"
-			       "\"destinations\":%zu,\"endpoints\":%zu}\n",
-			       st.files, st.objects, st.skipped, st.services, st.destinations, st.endpoints);
-		else
-			printf("valid: %zu file%s, %zu object%s (%zu skipped), %zu service%s, %zu destination%s, "
-			       "%zu endpoint%s\n",
-			       st.files, st.files == 1 ? "" : "s", st.objects, st.objects == 1 ? "" : "s", st.skipped,
-			       st.services, st.services == 1 ? "" : "s", st.destinations,
-			       st.destinations == 1 ? "" : "s", st.endpoints, st.endpoints == 1 ? "" : "s");
-		plan_free(&plan);
-	}
-	sources_free(&src);
-	return rc;
+	return compile_and(show_valid);
 }

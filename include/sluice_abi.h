@@ -8,7 +8,7 @@
  * built on one side matches the other byte for byte (uninitialised padding
  * would make lookups miss). The maps are also read by people with bpftool
  * (README: "Inspecting the maps with bpftool"): types are chosen so that its
- * BTF-driven dump prints them plainly.
+ * BTF-driven dump prints them plainly. Every map: DESIGN.md §6.
  */
 #ifndef SLUICE_ABI_H
 #define SLUICE_ABI_H

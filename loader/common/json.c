@@ -3,9 +3,30 @@
 
 #include <stdlib.h>
 
-#include "common/util.h"
 
 #define JSONW_MAX_DEPTH 32
+
+/* A string as a JSON literal: quotes, backslashes and control bytes escaped. */
+static void json_string(FILE *out, const char *s)
+{
+	fputc('"', out);
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		switch (*p) {
+		case '"': fputs("\\\"", out); break;
+		case '\\': fputs("\\\\", out); break;
+		case '\n': fputs("\\n", out); break;
+		case '\t': fputs("\\t", out); break;
+		case '\r': fputs("\\r", out); break;
+		default:
+			if (*p < 0x20)
+				fprintf(out, "\\u%04x", *p);
+			else
+				fputc(*p, out);
+		}
+	}
+	fputc('"', out);
+}
+
 
 struct json_writer {
 	FILE *out;

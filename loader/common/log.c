@@ -4,7 +4,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 
-#include "common/util.h"
+#include "common/json.h"
 
 static const char *program = "sluice";
 static enum log_level max_level = LOG_INFO;
@@ -35,16 +35,23 @@ void log_msg(enum log_level level, const char *fmt, ...)
 
 void report_error(FILE *out, FILE *err, bool json, const char *fmt, ...)
 {
-	char *msg;
 	va_list ap;
 	va_start(ap, fmt);
+	report_verror(out, err, json, fmt, ap);
+	va_end(ap);
+}
+
+void report_verror(FILE *out, FILE *err, bool json, const char *fmt, va_list ap)
+{
+	char *msg;
 	if (vasprintf(&msg, fmt, ap) < 0)
 		msg = NULL;
-	va_end(ap);
 	if (json) {
-		fputs("{\"error\":", out);
-		json_string(out, msg ? msg : "out of memory");
-		fputs("}\n", out);
+		json_writer_t *w = jsonw_new(out);
+		jsonw_start_object(w);
+		jsonw_string_field(w, "error", msg ? msg : "out of memory");
+		jsonw_end_object(w);
+		jsonw_destroy(&w);
 	} else {
 		fprintf(err, "Error: %s\n", msg ? msg : "out of memory");
 	}

@@ -10,6 +10,7 @@
 #ifndef SLUICE_LOG_H
 #define SLUICE_LOG_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 
@@ -32,5 +33,6 @@ void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(p
 
 /* An error for the user: "Error: MESSAGE" on err, or {"error":"MESSAGE"} on out when json. */
 void report_error(FILE *out, FILE *err, bool json, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+void report_verror(FILE *out, FILE *err, bool json, const char *fmt, va_list ap);
 
 #endif

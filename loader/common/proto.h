@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* The CLI <-> sluiced protocol: one request, one response, each a list of tagged fields.
- * Frame: "sluice/1 NFIELDS\n", then per field "TAG LEN\n" and LEN bytes. */
+/* The CLI <-> sluiced protocol (DESIGN.md §13): one request, one response, each a list of tagged
+ * fields. Frame: "sluice/1 NFIELDS\n", then per field "TAG LEN\n" and LEN bytes. */
 #ifndef SLUICE_PROTO_H
 #define SLUICE_PROTO_H
 

@@ -72,7 +72,5 @@ void diags_print_json(const struct diags *d, FILE *out);       /* {"errors":[...
 void diags_report(const struct diags *d, FILE *out, FILE *err, bool json, const char *outcome);
 void diags_free(struct diags *d);
 
-/* JSON string literal, escaped. */
-void json_string(FILE *out, const char *s);
 
 #endif

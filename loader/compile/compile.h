@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* The rule compiler's API for the CLI, sluiced and the tests: Services, Pods, VirtualServices,
- * DestinationRules and Gateways into a plan. Its own files share context.h, kinds.h and resolve.h. */
+ * DestinationRules and Gateways into a plan (DESIGN.md §5). Its own files share context.h, kinds.h
+ * and resolve.h. */
 #ifndef SLUICE_COMPILE_H
 #define SLUICE_COMPILE_H
 
@@ -39,6 +40,8 @@ struct sources {
 };
 
 int sources_read(struct sources *s, const char *path, struct diags *d);
+/* One input more; s owns name and buf from now on (sources_free frees them). */
+void sources_add(struct sources *s, char *name, unsigned char *buf, size_t len);
 void sources_free(struct sources *s);
 
 #endif

@@ -273,17 +273,6 @@ static int endpoint_cmp(const void *pa, const void *pb)
 	return (a->port > b->port) - (a->port < b->port);
 }
 
-static bool has_family(const struct plan_service *ps, uint8_t family)
-{
-	for (size_t i = 0; i < ps->n_vips; i++)
-		if (ps->vips[i].family == family)
-			return true;
-	for (size_t i = 0; i < ps->n_gateway_addrs; i++)
-		if (ps->gateway_addrs[i].family == family)
-			return true;
-	return false;
-}
-
 /* The ready pods a destination reaches: Service selector, subset labels, then targetPort. */
 bool cc_collect_endpoints(struct cctx *c, struct index *ix, const struct plan_service *ps, const struct rdest *r,
 			  const struct dest *d, struct plan_destination *pd)
@@ -326,7 +315,7 @@ bool cc_collect_endpoints(struct cctx *c, struct index *ix, const struct plan_se
 				continue; /* as Kubernetes: a pod without the named port is no endpoint */
 		}
 		for (size_t a = 0; a < p->n_ips; a++) {
-			if (!has_family(ps, p->ips[a].family))
+			if (!plan_service_has_family(ps, p->ips[a].family))
 				continue;
 			if (pd->n_endpoints == cap) {
 				cap = cap ? cap * 2 : 8;

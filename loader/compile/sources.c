@@ -16,7 +16,7 @@
 
 #define INPUT_SIZE_HINT 65535   /* most manifests fit: one allocation, then doubling */
 
-static void sources_add(struct sources *s, const char *name, unsigned char *buf, size_t len)
+void sources_add(struct sources *s, char *name, unsigned char *buf, size_t len)
 {
 	if (s->n == s->cap) {
 		s->cap = s->cap ? s->cap * 2 : 8;
@@ -24,7 +24,7 @@ static void sources_add(struct sources *s, const char *name, unsigned char *buf,
 		if (!s->v)
 			abort();
 	}
-	s->v[s->n++] = (struct compile_input){ .name = strdup(name), .buf = buf, .len = len };
+	s->v[s->n++] = (struct compile_input){ .name = name, .buf = buf, .len = len };
 }
 
 static void path_error(struct diags *d, const char *path, const char *what)
@@ -112,7 +112,7 @@ static int read_path(struct sources *s, const char *path, bool explicit, struct 
 		path_error(d, path, msg);
 		return -1;
 	}
-	sources_add(s, path, buf, len);
+	sources_add(s, strdup(path), buf, len);
 	return 0;
 }
 
@@ -126,7 +126,7 @@ int sources_read(struct sources *s, const char *path, struct diags *d)
 			path_error(d, "<stdin>", "cannot read standard input");
 			return -1;
 		}
-		sources_add(s, "<stdin>", buf, len);
+		sources_add(s, strdup("<stdin>"), buf, len);
 		return 0;
 	}
 	return read_path(s, path, true, d, 0);

@@ -6,6 +6,7 @@
  *   requests.c  apply and weight: compile, switch, save, or take the change back
  *   status.c    status: what the maps hold, in text or JSON from one walk
  *   state.c     the state directory: the saved plan, the weight journal, what a restart restores
+ * What it guarantees (one writer, no client holding another, durability, start): DESIGN.md §12.
  */
 #ifndef SLUICE_DAEMON_H
 #define SLUICE_DAEMON_H

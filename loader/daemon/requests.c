@@ -20,14 +20,10 @@
 
 void reply_error(struct reply *r, int code, const char *fmt, ...)
 {
-	char *msg;
 	va_list ap;
 	va_start(ap, fmt);
-	if (vasprintf(&msg, fmt, ap) < 0)
-		abort();
+	report_verror(r->out, r->err, r->json, fmt, ap);
 	va_end(ap);
-	report_error(r->out, r->err, r->json, "%s", msg);
-	free(msg);
 	r->code = code;
 }
 
@@ -75,16 +71,8 @@ static int compile_request(struct daemon *dm, struct msg *req, struct sources *s
 		if (strcmp(req->f[i].tag, "file") || strcmp(req->f[i + 1].tag, "data"))
 			continue;
 		/* the request's own buffers: a cluster's YAML is not copied */
-		struct compile_input in = { .name = req->f[i].data, .buf = (unsigned char *)req->f[i + 1].data,
-					    .len = req->f[i + 1].len };
+		sources_add(src, req->f[i].data, (unsigned char *)req->f[i + 1].data, req->f[i + 1].len);
 		req->f[i].data = req->f[i + 1].data = NULL;
-		if (src->n == src->cap) {
-			src->cap = src->cap ? src->cap * 2 : 8;
-			src->v = realloc(src->v, src->cap * sizeof(*src->v));
-			if (!src->v)
-				abort();
-		}
-		src->v[src->n++] = in;
 	}
 	struct compile_opts o = {
 		.namespace = msg_get(req, "namespace", NULL),

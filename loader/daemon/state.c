@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "common/fs.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "common/names.h"
 #include "compile/ytree.h"
@@ -89,17 +90,22 @@ int journal_append(struct daemon *dm, const struct weight_change *wt, char *why,
 	char *line = NULL;
 	size_t line_len = 0;
 	FILE *m = open_memstream(&line, &line_len);
-	fprintf(m, "{\"generation\":%llu,\"service\":", (unsigned long long)dm->generation);
-	json_string(m, wt->service);
-	fputs(",\"namespace\":", m);
-	json_string(m, wt->namespace);
-	fputs(",\"weights\":[", m);
+	json_writer_t *w = jsonw_new(m);
+	jsonw_start_object(w);
+	jsonw_uint_field(w, "generation", dm->generation);
+	jsonw_string_field(w, "service", wt->service);
+	jsonw_string_field(w, "namespace", wt->namespace);
+	jsonw_name(w, "weights");
+	jsonw_start_array(w);
 	for (size_t j = 0; j < wt->n; j++) {
-		fputs(j ? ",{\"subset\":" : "{\"subset\":", m);
-		json_string(m, wt->w[j].subset);
-		fprintf(m, ",\"weight\":%u}", wt->w[j].weight);
+		jsonw_start_object(w);
+		jsonw_string_field(w, "subset", wt->w[j].subset);
+		jsonw_uint_field(w, "weight", wt->w[j].weight);
+		jsonw_end_object(w);
 	}
-	fputs("]}\n", m);
+	jsonw_end_array(w);
+	jsonw_end_object(w);
+	jsonw_destroy(&w);   /* the line's newline */
 	fclose(m);
 	int rc = 0, fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 	struct stat st;

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Inside the map writer: the handle, its bookkeeping, and what the files of loader/dataplane/
- * share. dataplane.h is the API; nothing outside this folder includes this header.
+ * share. dataplane.h is the API; nothing outside this folder includes this header. The switch
+ * and why it is atomic: DESIGN.md §7; adoption, upgrades and pins: §12.
  *
  *   rr.c       weights and the round-robin table: arithmetic only, no BPF (rr.h)
  *   records.c  plan -> bookkeeping: one svc_state per service address, the index that finds

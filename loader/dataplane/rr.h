@@ -2,7 +2,7 @@
 /*
  * Weights and the round-robin table: Istio's weights become the reduced weights a service
  * record holds (RANDOM draws against their sum) and the interleaved table ROUND_ROBIN walks.
- * Arithmetic only, no BPF and no maps: tests/unit/rr_test.c checks it without root.
+ * Arithmetic only, no BPF and no maps: tests/unit/rr_test.c checks it without root (DESIGN.md §8).
  */
 #ifndef SLUICE_DATAPLANE_RR_H
 #define SLUICE_DATAPLANE_RR_H

@@ -24,6 +24,17 @@ static const char *copy_str(struct arena *a, const char *s)
 	return s ? arena_strdup(a, s) : NULL;
 }
 
+bool plan_service_has_family(const struct plan_service *s, uint8_t family)
+{
+	for (size_t i = 0; i < s->n_vips; i++)
+		if (s->vips[i].family == family)
+			return true;
+	for (size_t i = 0; i < s->n_gateway_addrs; i++)
+		if (s->gateway_addrs[i].family == family)
+			return true;
+	return false;
+}
+
 int plan_copy(const struct plan *from, struct plan *to)
 {
 	struct arena *a = calloc(1, sizeof(*a));

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* The routing plan: what the compiler produces from YAML and the map writer consumes. */
+/* The routing plan: what the compiler produces from YAML and the map writer consumes (DESIGN.md §5). */
 #ifndef SLUICE_PLAN_H
 #define SLUICE_PLAN_H
 
@@ -82,6 +82,9 @@ struct plan {
 };
 
 void plan_free(struct plan *plan);
+
+/* Whether the service has a VIP or gateway address of this family (AF_INET, AF_INET6). */
+bool plan_service_has_family(const struct plan_service *s, uint8_t family);
 
 /* A copy of the plan alone, in an arena of its own: what a compile built to reach it is not kept. 0 or -1. */
 int plan_copy(const struct plan *from, struct plan *to);

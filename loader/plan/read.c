@@ -275,17 +275,6 @@ static bool read_tcp_policy(struct loader *l, const struct ynode *m, struct plan
 	return ok;
 }
 
-static bool has_family(const struct plan_service *s, uint8_t family)
-{
-	for (size_t i = 0; i < s->n_vips; i++)
-		if (s->vips[i].family == family)
-			return true;
-	for (size_t i = 0; i < s->n_gateway_addrs; i++)
-		if (s->gateway_addrs[i].family == family)
-			return true;
-	return false;
-}
-
 static const char *const destination_members[] = { "host", "subset", "weight", "percent", "endpoints", "tcp", NULL };
 
 static bool read_destination(struct loader *l, const struct ynode *m, const struct plan_service *s,
@@ -338,7 +327,7 @@ static bool read_destination(struct loader *l, const struct ynode *m, const stru
 				struct plan_endpoint *e = &d->endpoints[d->n_endpoints];
 				if (!get_endpoint(l, eps->items[i], e)) {
 					ok = false;
-				} else if (!has_family(s, e->addr.family)) {
+				} else if (!plan_service_has_family(s, e->addr.family)) {
 					fail(l, eps->items[i], "%s %s is IPv%c but the service has no IPv%c address", l->path.s,
 					     quoted(l, eps->items[i]), e->addr.family == AF_INET ? '4' : '6',
 					     e->addr.family == AF_INET ? '4' : '6');
@@ -390,18 +379,13 @@ static const char *const service_members[] = { "name", "namespace", "vips", "por
 					       "route", "gateway", "gatewayAddresses", "gatewayPort", "destinations",
 					       NULL };
 
-static bool read_service(struct loader *l, const struct ynode *m, struct plan_service *s)
+/* The members of a service every other member's check depends on: gateway, name, namespace, route. */
+static bool read_service_names(struct loader *l, const struct ynode *m, struct plan_service *s)
 {
-	if (m->type != YN_MAP) {
-		fail(l, m, "%s must be a mapping, got %s", l->path.s, shown(l, m));
-		return false;
-	}
-	check_members(l, m, service_members);
-	const struct ynode *name = need(l, m, "name"), *ns = need(l, m, "namespace"), *vips = need(l, m, "vips");
-	const struct ynode *port = need(l, m, "port"), *proto = need(l, m, "protocol"), *lb = need(l, m, "loadBalancer");
-	const struct ynode *ds = need(l, m, "destinations"), *route = ymap_get(m, "route"), *gw = ymap_get(m, "gateway");
-	const struct ynode *gwa = ymap_get(m, "gatewayAddresses"), *gwp = ymap_get(m, "gatewayPort");
-	bool ok = name && ns && vips && port && proto && lb && ds;
+	const struct ynode *name = need(l, m, "name"), *ns = need(l, m, "namespace"), *route = ymap_get(m, "route");
+	const struct ynode *gw = ymap_get(m, "gateway"), *gwa = ymap_get(m, "gatewayAddresses");
+	const struct ynode *gwp = ymap_get(m, "gatewayPort");
+	bool ok = name && ns;
 	size_t old;
 	if (gw) {
 		old = fieldpath_push(&l->path, ".gateway");
@@ -433,85 +417,76 @@ static bool read_service(struct loader *l, const struct ynode *m, struct plan_se
 		ok = (s->route = get_string(l, route)) && check_object_key(l, route, s->route) && ok;
 		fieldpath_pop(&l->path, old);
 	}
+	return ok;
+}
+
+/* One of the words a member may be; which one in *index. */
+static bool read_word(struct loader *l, const struct ynode *m, const char *member, const char *a, const char *b,
+		      int *index)
+{
+	const struct ynode *n = need(l, m, member);
+	if (!n)
+		return false;
+	char path[32];
+	snprintf(path, sizeof(path), ".%s", member);
+	size_t old = fieldpath_push(&l->path, "%s", path);
+	const char *p = get_string(l, n);
+	bool ok = p && (!strcmp(p, a) || !strcmp(p, b));
+	if (p && !ok)
+		fail(l, n, "%s must be %s or %s, got %s", l->path.s, a, b, shown(l, n));
+	*index = p && !strcmp(p, b);
+	fieldpath_pop(&l->path, old);
+	return ok;
+}
+
+static bool read_port(struct loader *l, const struct ynode *n, const char *member, uint16_t *port)
+{
 	uint64_t v = 0;
-	if (port) {
-		old = fieldpath_push(&l->path, ".port");
-		ok = get_uint(l, port, 1, 65535, &v) && ok;
-		s->port = (uint16_t)v;
+	size_t old = fieldpath_push(&l->path, ".%s", member);
+	bool ok = get_uint(l, n, 1, 65535, &v);
+	*port = (uint16_t)v;
+	fieldpath_pop(&l->path, old);
+	return ok;
+}
+
+/* A list of service addresses (VIPs, a gateway's addresses), each held to the VIP rules. */
+static bool read_addrs(struct loader *l, const struct ynode *list, const char *member, size_t min, size_t max,
+		       struct plan_addr *out, size_t *n_out, bool one_per_family)
+{
+	bool ok = true;
+	size_t old = fieldpath_push(&l->path, ".%s", member);
+	if (list->type != YN_SEQ || list->n < min || list->n > max) {
+		if (one_per_family)
+			fail(l, list, "%s must be a list of at most %zu addresses, one per IP family, got %s", l->path.s, max,
+			     list->type == YN_SEQ ? arena_printf(l->arena, "%u", list->n) : shown(l, list));
+		else
+			fail(l, list, "%s must be a list of %zu to %zu addresses, got %s", l->path.s, min, max,
+			     list->type == YN_SEQ ? arena_printf(l->arena, "%u", list->n) : shown(l, list));
 		fieldpath_pop(&l->path, old);
+		return false;
 	}
-	if (proto) {
-		old = fieldpath_push(&l->path, ".protocol");
-		const char *p = get_string(l, proto);
-		if (p && strcmp(p, "TCP") && strcmp(p, "UDP"))
-			fail(l, proto, "%s must be TCP or UDP, got %s", l->path.s, shown(l, proto));
-		ok = p && (!strcmp(p, "TCP") || !strcmp(p, "UDP")) && ok;
-		s->protocol = p && !strcmp(p, "UDP") ? IPPROTO_UDP : IPPROTO_TCP;
-		fieldpath_pop(&l->path, old);
-	}
-	if (lb) {
-		old = fieldpath_push(&l->path, ".loadBalancer");
-		const char *p = get_string(l, lb);
-		if (p && strcmp(p, "ROUND_ROBIN") && strcmp(p, "RANDOM"))
-			fail(l, lb, "%s must be ROUND_ROBIN or RANDOM, got %s", l->path.s, shown(l, lb));
-		ok = p && (!strcmp(p, "ROUND_ROBIN") || !strcmp(p, "RANDOM")) && ok;
-		s->lb = p && !strcmp(p, "RANDOM") ? PLAN_LB_RANDOM : PLAN_LB_ROUND_ROBIN;
-		fieldpath_pop(&l->path, old);
-	}
-	if (vips) {
-		old = fieldpath_push(&l->path, ".vips");
-		if (vips->type != YN_SEQ || vips->n > 2) {
-			fail(l, vips, "%s must be a list of at most 2 addresses, one per IP family, got %s", l->path.s,
-			     vips->type == YN_SEQ ? arena_printf(l->arena, "%u", vips->n) : shown(l, vips));
+	for (uint32_t i = 0; i < list->n; i++) {
+		size_t o2 = fieldpath_push(&l->path, "[%u]", i);
+		struct plan_addr *a = &out[*n_out];
+		if (!get_vip(l, list->items[i], a)) {
+			ok = false;
+		} else if (one_per_family && *n_out && out[0].family == a->family) {
+			fail(l, list->items[i], "%s: a service has at most one VIP per IP family", l->path.s);
 			ok = false;
 		} else {
-			for (uint32_t i = 0; i < vips->n; i++) {
-				size_t o2 = fieldpath_push(&l->path, "[%u]", i);
-				struct plan_addr *a = &s->vips[s->n_vips];
-				if (!get_vip(l, vips->items[i], a)) {
-					ok = false;
-				} else if (s->n_vips && s->vips[0].family == a->family) {
-					fail(l, vips->items[i], "%s: a service has at most one VIP per IP family", l->path.s);
-					ok = false;
-				} else {
-					s->n_vips++;
-				}
-				fieldpath_pop(&l->path, o2);
-			}
-			if (!vips->n && !gw) {
-				fail(l, vips, "%s is empty and there is no gateway: the service cannot be reached", l->path.s);
-				ok = false;
-			}
+			(*n_out)++;
 		}
-		fieldpath_pop(&l->path, old);
+		fieldpath_pop(&l->path, o2);
 	}
-	if (gw && gwa) {
-		old = fieldpath_push(&l->path, ".gatewayAddresses");
-		if (gwa->type != YN_SEQ || !gwa->n || gwa->n > PLAN_MAX_GATEWAY_ADDRS) {
-			fail(l, gwa, "%s must be a list of 1 to %d addresses, got %s", l->path.s, PLAN_MAX_GATEWAY_ADDRS,
-			     gwa->type == YN_SEQ ? arena_printf(l->arena, "%u", gwa->n) : shown(l, gwa));
-			ok = false;
-		} else {
-			for (uint32_t i = 0; i < gwa->n; i++) {
-				size_t o2 = fieldpath_push(&l->path, "[%u]", i);
-				if (get_vip(l, gwa->items[i], &s->gateway_addrs[s->n_gateway_addrs]))
-					s->n_gateway_addrs++;
-				else
-					ok = false;
-				fieldpath_pop(&l->path, o2);
-			}
-		}
-		fieldpath_pop(&l->path, old);
-	}
-	if (gw && gwp) {
-		old = fieldpath_push(&l->path, ".gatewayPort");
-		ok = get_uint(l, gwp, 1, 65535, &v) && ok;
-		s->gateway_port = (uint16_t)v;
-		fieldpath_pop(&l->path, old);
-	}
-	if (!ok)
-		return false;   /* the destinations need the service's families and protocol */
-	old = fieldpath_push(&l->path, ".destinations");
+	fieldpath_pop(&l->path, old);
+	return ok;
+}
+
+/* The destinations, their weights held to Istio's rules, and the shares they give. */
+static bool read_service_destinations(struct loader *l, const struct ynode *ds, struct plan_service *s)
+{
+	bool ok = true;
+	size_t old = fieldpath_push(&l->path, ".destinations");
 	if (ds->type != YN_SEQ || !ds->n || ds->n > PLAN_MAX_DESTINATIONS) {
 		fail(l, ds, "%s must be a list of 1 to %d destinations, got %s", l->path.s, PLAN_MAX_DESTINATIONS,
 		     ds->type == YN_SEQ ? arena_printf(l->arena, "%u", ds->n) : shown(l, ds));
@@ -533,13 +508,19 @@ static bool read_service(struct loader *l, const struct ynode *m, struct plan_se
 		ok = false;
 	}
 	fieldpath_pop(&l->path, old);
-	if (!ok)
-		return false;
-	plan_service_shares(s);   /* never the file's percent: the weights decide */
-	/* a service is one entry, an address, port and protocol one data plane key */
+	if (ok)
+		plan_service_shares(s);   /* never the file's percent: the weights decide */
+	return ok;
+}
+
+/* A service is one entry, and each of its addresses, port and protocol one data plane key. */
+static bool check_service_unique(struct loader *l, const struct ynode *m, const struct plan_service *s)
+{
+	const struct ynode *vips = ymap_get(m, "vips"), *gwa = ymap_get(m, "gatewayAddresses");
 	const char *key = arena_printf(l->arena, "%s/%s/%u/%s/%s", s->namespace, s->name, s->port,
 				       plan_protocol_name(s->protocol), s->gateway ? s->gateway : "");
 	const struct ynode *first = strmap_get(&l->services, key);
+	bool ok = true;
 	if (first) {
 		fail(l, m, "%s repeats service %s.%s port %u/%s%s%s (first at line %u)", l->path.s, s->name, s->namespace,
 		     s->port, plan_protocol_name(s->protocol), s->gateway ? " of gateway " : "",
@@ -558,6 +539,41 @@ static bool read_service(struct loader *l, const struct ynode *m, struct plan_se
 		fieldpath_pop(&l->path, o2);
 	}
 	return ok;
+}
+
+static bool read_service(struct loader *l, const struct ynode *m, struct plan_service *s)
+{
+	if (m->type != YN_MAP) {
+		fail(l, m, "%s must be a mapping, got %s", l->path.s, shown(l, m));
+		return false;
+	}
+	check_members(l, m, service_members);
+	const struct ynode *vips = need(l, m, "vips"), *port = need(l, m, "port"), *ds = need(l, m, "destinations");
+	const struct ynode *gwa = ymap_get(m, "gatewayAddresses"), *gwp = ymap_get(m, "gatewayPort");
+	bool ok = read_service_names(l, m, s) && vips && port && ds;
+	int udp = 0, random = 0;
+	ok = (!port || read_port(l, port, "port", &s->port)) && ok;
+	ok = read_word(l, m, "protocol", "TCP", "UDP", &udp) && ok;
+	s->protocol = udp ? IPPROTO_UDP : IPPROTO_TCP;
+	ok = read_word(l, m, "loadBalancer", "ROUND_ROBIN", "RANDOM", &random) && ok;
+	s->lb = random ? PLAN_LB_RANDOM : PLAN_LB_ROUND_ROBIN;
+	if (vips) {
+		ok = read_addrs(l, vips, "vips", 0, 2, s->vips, &s->n_vips, true) && ok;
+		if (vips->type == YN_SEQ && !vips->n && !ymap_get(m, "gateway")) {
+			size_t old = fieldpath_push(&l->path, ".vips");
+			fail(l, vips, "%s is empty and there is no gateway: the service cannot be reached", l->path.s);
+			fieldpath_pop(&l->path, old);
+			ok = false;
+		}
+	}
+	if (ymap_get(m, "gateway") && gwa)
+		ok = read_addrs(l, gwa, "gatewayAddresses", 1, PLAN_MAX_GATEWAY_ADDRS, s->gateway_addrs,
+				&s->n_gateway_addrs, false) && ok;
+	if (ymap_get(m, "gateway") && gwp)
+		ok = read_port(l, gwp, "gatewayPort", &s->gateway_port) && ok;
+	if (!ok)
+		return false;   /* the destinations need the service's families and protocol */
+	return read_service_destinations(l, ds, s) && check_service_unique(l, m, s);
 }
 
 /* A VIP that is also an endpoint would take over the connections made to that pod. */

@@ -5,7 +5,7 @@
  *   - weights are relative non-negative integers up to 2^31 - 1;
  *   - a lone destination gets all traffic, whatever its weight, and holds weight 100;
  *   - several destinations whose weights sum to 0 are refused;
- *   - a destination's share is its weight over the sum.
+ *   - a destination's share is its weight over the sum (DESIGN.md §2, property 6).
  */
 #ifndef SLUICE_PLAN_WEIGHTS_H
 #define SLUICE_PLAN_WEIGHTS_H

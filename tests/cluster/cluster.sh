@@ -4,6 +4,7 @@
 # their own cgroup under a cgroup this cluster made, and sluiced attached to that cgroup only.
 # Source it, then: cluster_up; pod_add ...; svc_add ...; cluster_objects FILE; ...; cluster_down.
 # Every cluster lives under its own prefix, so a crashed run never blocks the next one.
+# The topology and the safety rules it keeps: DESIGN.md §16.
 
 SLUICE_TOP=${SLUICE_TOP:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 SLUICE_BUILD=${SLUICE_BUILD:-$SLUICE_TOP/build}

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Upgrading sluiced across a change of the maps' layout (DESIGN property 5), from each earlier
+# Upgrading sluiced across a change of the maps' layout (DESIGN.md §2 property 5, §12), from each earlier
 # release whose maps this build cannot reuse:
 #   d4bc8ac  the release before the maps became readable with bpftool (host-order ports,
 #            configured weights in the record, rr_state a hash of the ids in use)

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-/* The name and address rules of loader/names.c against the examples Kubernetes' and Istio's own
+/* The name and address rules of loader/common/names.c against the examples Kubernetes' and Istio's own
  * tests use, the hostile names of issue 10, and the quote every error puts a value in. */
 #include <arpa/inet.h>
 #include <stdbool.h>

@@ -146,6 +146,11 @@ bench-plan: $(BUILD)/sluice $(BUILD)/plan-time
 # bench/results/RESULTS.md, results.json, chart.png (about 10 minutes; BENCH_QUICK=1 for less).
 $(BUILD)/dp_switch: bench/dp_switch.c $(BUILD)/libsluice-dataplane.a $(BUILD)/libsluice.a | $(BUILD)
 	$(CC) $(CFLAGS) $(SLUICE_CFLAGS) $^ -o $@ $(LDLIBS)
+$(BUILD)/tc-flood: bench/tc-flood.c | $(BUILD)
+	$(CC) $(CFLAGS) $< -o $@
+# against vmlinux.h like the data plane's objects: <linux/bpf.h> wants asm/ headers clang -target bpf lacks
+$(BUILD)/tc-xdp-pass.bpf.o: bench/tc-xdp-pass.bpf.c $(BUILD)/vmlinux.h
+	$(CLANG) -g -O2 -target bpf -I$(BUILD) -c $< -o $@
 $(BUILD)/bench-probe: bench/probe.c | $(BUILD)
 	$(CC) $(CFLAGS) $< -o $@
 bench: deps

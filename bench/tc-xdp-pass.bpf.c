@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /* The cheapest XDP program there is: bench/tc-bench attaches it to measure what XDP costs on a
  * veth before it does any work (the floor under any XDP translation). */
-#include <linux/bpf.h>
+#include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 
 SEC("xdp")

@@ -13,9 +13,10 @@ CFLAGS  += -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Iinclude -Iloader
 SLUICE_CFLAGS := -D_GNU_SOURCE
 # The compiler, the plan and the CLI need libyaml only; what loads BPF needs the rest.
 LDLIBS_COMPILER := -lyaml -lm
-LDLIBS  := -lbpf -lelf -lz -lcap $(LDLIBS_COMPILER)
+LDLIBS_KUBE := -lcurl -lpthread
+LDLIBS  := -lbpf -lelf -lz -lcap $(LDLIBS_KUBE) $(LDLIBS_COMPILER)
 
-DEB_PACKAGES := build-essential clang llvm libbpf-dev bpftool libyaml-dev libcap-dev \
+DEB_PACKAGES := build-essential clang llvm libbpf-dev bpftool libyaml-dev libcap-dev libcurl4-openssl-dev \
 	libelf-dev zlib1g-dev libclang-rt-14-dev iproute2 pkg-config jq \
 	iptables nftables conntrack haproxy socat gnuplot-nox
 
@@ -26,6 +27,7 @@ BPF_SKELS := $(patsubst bpf/%.bpf.c,$(BUILD)/%.skel.h,$(BPF_SRCS))
 # everything `sluice plan` and the unit tests need; the data plane's objects alone read skeletons.
 COMPILER_SRCS  := $(wildcard loader/common/*.c loader/compile/*.c loader/plan/*.c)
 DATAPLANE_SRCS := $(wildcard loader/dataplane/*.c)
+KUBE_SRCS      := $(wildcard loader/kube/*.c)
 DAEMON_SRCS    := $(wildcard loader/daemon/*.c)
 lib_objs = $(patsubst loader/%.c,$(BUILD)/lib/%.o,$(1))
 CLI_OBJS  := $(patsubst cli/%.c,$(BUILD)/cli/%.o,$(wildcard cli/*.c))
@@ -77,13 +79,17 @@ $(BUILD)/libsluice.a: $(call lib_objs,$(COMPILER_SRCS))
 $(BUILD)/libsluice-dataplane.a: $(call lib_objs,$(DATAPLANE_SRCS))
 	rm -f $@ && ar rcs $@ $^
 
+# The Kubernetes API client (libcurl): sluiced's follower and sluice weight against a cluster.
+$(BUILD)/libsluice-kube.a: $(call lib_objs,$(KUBE_SRCS))
+	rm -f $@ && ar rcs $@ $^
+
 $(BUILD)/cli/%.o: cli/%.c $(HEADERS) | $(BUILD)/cli
 	$(CC) $(CFLAGS) $(SLUICE_CFLAGS) -Icli -c $< -o $@
 
-$(BUILD)/sluice: $(CLI_OBJS) $(BUILD)/libsluice.a
-	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS_COMPILER)
+$(BUILD)/sluice: $(CLI_OBJS) $(BUILD)/libsluice-kube.a $(BUILD)/libsluice.a
+	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS_KUBE) $(LDLIBS_COMPILER)
 
-$(BUILD)/sluiced: $(call lib_objs,$(DAEMON_SRCS)) $(BUILD)/libsluice-dataplane.a $(BUILD)/libsluice.a
+$(BUILD)/sluiced: $(call lib_objs,$(DAEMON_SRCS)) $(BUILD)/libsluice-dataplane.a $(BUILD)/libsluice-kube.a $(BUILD)/libsluice.a
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
 # Test tools (backend server, load generator) are standalone programs.

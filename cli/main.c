@@ -30,7 +30,8 @@ static const struct cmd cmds[] = {
 	{ NULL, NULL, NULL, NULL },
 };
 
-enum { OPT_SOCKET = 256, OPT_CLUSTER_DOMAIN, OPT_GATEWAY_ADDRESS, OPT_TIMEOUT, OPT_JSON };
+enum { OPT_SOCKET = 256, OPT_CLUSTER_DOMAIN, OPT_GATEWAY_ADDRESS, OPT_TIMEOUT, OPT_JSON, OPT_CLUSTER, OPT_KUBECONFIG,
+       OPT_CONTEXT };
 
 static const struct opt options[] = {
 	{ "filename", 'f', "PATH", "file, directory (read recursively) or - for standard input; repeatable", 'f' },
@@ -44,6 +45,10 @@ static const struct opt options[] = {
 	  OPT_TIMEOUT },
 	{ "gateway-address", 0, "IP", "plan, validate: where Gateways without spec.addresses are served\n"
 				      "(apply uses sluiced's --gateway-address)", OPT_GATEWAY_ADDRESS },
+	{ "cluster", 0, NULL, "weight: change the VirtualService on the Kubernetes API server, which every\n"
+			      "node's sluiced follows ($KUBECONFIG, else ~/.kube/config)", OPT_CLUSTER },
+	{ "kubeconfig", 0, "PATH", "the same as --cluster, with this kubeconfig", OPT_KUBECONFIG },
+	{ "context", 0, "NAME", "with --cluster: the kubeconfig's context (default: its current one)", OPT_CONTEXT },
 	{ "help", 'h', NULL, "this text", 'h' },
 	{ NULL, 0, NULL, NULL, 0 },
 };
@@ -79,6 +84,9 @@ static int set_option(int c, const char *arg)
 	case OPT_SOCKET: cli.socket = arg; break;
 	case OPT_CLUSTER_DOMAIN: cli.cluster_domain = arg; break;
 	case OPT_GATEWAY_ADDRESS: cli.gateway_address = arg; break;
+	case OPT_CLUSTER: cli.cluster = true; break;
+	case OPT_KUBECONFIG: cli.kubeconfig = arg; cli.cluster = true; break;
+	case OPT_CONTEXT: cli.context = arg; break;
 	case 'o':
 		if (!strcmp(arg, "json")) {
 			cli.json = true;
@@ -146,6 +154,14 @@ int main(int argc, char **argv)
 	if (!strcmp(words[0], "help")) {
 		usage(stdout);
 		return EXIT_DONE;
+	}
+	if ((cli.cluster || cli.context) && strcmp(words[0], "weight")) {
+		p_err("--cluster, --kubeconfig and --context go with weight: the other commands talk to the node's sluiced");
+		return EXIT_USAGE;
+	}
+	if (cli.context && !cli.cluster) {
+		p_err("--context goes with --cluster or --kubeconfig");
+		return EXIT_USAGE;
 	}
 	cli.argc = n_words - 1;
 	cli.argv = words + 1;

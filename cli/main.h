@@ -16,6 +16,8 @@ struct cli {
 	const char *cluster_domain;
 	const char *gateway_address;
 	unsigned timeout_s;     /* --timeout: the whole round trip to sluiced */
+	bool cluster;           /* --cluster or --kubeconfig: weight changes the VirtualService on the API server */
+	const char *kubeconfig, *context;
 	const char **files;     /* -f, in order */
 	size_t n_files;
 	int argc;               /* the command's own arguments */
@@ -36,5 +38,6 @@ int do_validate(void);
 int do_apply(void);
 int do_weight(void);
 int do_status(void);
+int cluster_weight(void);   /* cluster.c: sluice weight against the API server */
 
 #endif

@@ -124,6 +124,8 @@ int do_weight(void)
 		p_err("usage: sluice weight SERVICE[.NAMESPACE] SUBSET=WEIGHT...; e.g. sluice weight purchase-history v1=80 v2=20");
 		return EXIT_USAGE;
 	}
+	if (cli.cluster)
+		return cluster_weight();
 	struct msg req = { 0 };
 	add_common(&req, "weight");
 	return round_trip(&req);

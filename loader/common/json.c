@@ -4,7 +4,7 @@
 #include <stdlib.h>
 
 
-#define JSONW_MAX_DEPTH 32
+#define JSONW_MAX_DEPTH 64   /* Kubernetes objects nest deeply (pod templates, CRD schemas) */
 
 /* A string as a JSON literal: quotes, backslashes and control bytes escaped. */
 static void json_string(FILE *out, const char *s)
@@ -45,13 +45,20 @@ json_writer_t *jsonw_new(FILE *out)
 	return self;
 }
 
+void jsonw_free(json_writer_t **self)
+{
+	if (!self || !*self)
+		return;
+	free(*self);
+	*self = NULL;
+}
+
 void jsonw_destroy(json_writer_t **self)
 {
 	if (!self || !*self)
 		return;
 	fputc('\n', (*self)->out);
-	free(*self);
-	*self = NULL;
+	jsonw_free(self);
 }
 
 /* Before any value or name: the comma that separates it from the one before. */

@@ -15,6 +15,7 @@ typedef struct json_writer json_writer_t;
 
 json_writer_t *jsonw_new(FILE *out);           /* aborts on out of memory, as the arena does */
 void jsonw_destroy(json_writer_t **self);      /* a newline after the document; NULL is fine */
+void jsonw_free(json_writer_t **self);         /* the same without the newline */
 
 void jsonw_start_object(json_writer_t *self);
 void jsonw_end_object(json_writer_t *self);

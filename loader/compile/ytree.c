@@ -5,6 +5,7 @@
 #include <string.h>
 #include <yaml.h>
 
+#include "common/json.h"
 #include "common/names.h"
 
 struct frame {
@@ -334,4 +335,33 @@ size_t yaml_each_document(const unsigned char *buf, size_t len, const struct mar
 	free_frames(&b);
 	yaml_parser_delete(&parser);
 	return docs;
+}
+
+static void write_json(json_writer_t *w, const struct ynode *n, ytree_json_hook hook, void *ctx, int depth)
+{
+	if (n->type == YN_MAP) {
+		jsonw_start_object(w);
+		for (uint32_t i = 0; i < n->n; i++) {
+			const struct ynode *k = ymap_key(n, i), *v = ymap_val(n, i);
+			if (k->type != YN_SCALAR || (hook && hook(ctx, w, n, k, v, depth)))
+				continue;
+			jsonw_name(w, k->str);
+			write_json(w, v, hook, ctx, depth + 1);
+		}
+		jsonw_end_object(w);
+	} else if (n->type == YN_SEQ) {
+		jsonw_start_array(w);
+		for (uint32_t i = 0; i < n->n; i++)
+			write_json(w, n->items[i], hook, ctx, depth + 1);
+		jsonw_end_array(w);
+	} else if (n->plain) {
+		jsonw_raw(w, n->len ? n->str : "null");
+	} else {
+		jsonw_string(w, n->str);
+	}
+}
+
+void ytree_write_json(struct json_writer *w, const struct ynode *n, ytree_json_hook hook, void *ctx)
+{
+	write_json(w, n, hook, ctx, 0);
 }

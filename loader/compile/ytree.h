@@ -31,6 +31,16 @@ typedef void (*ydoc_fn)(void *ctx, const struct mark *file, struct ynode *root);
 size_t yaml_each_document(const unsigned char *buf, size_t len, const struct mark *file,
 			  struct diags *d, ydoc_fn fn, void *ctx);
 
+/*
+ * A tree read from JSON, written back as JSON (plain scalars as JSON's numbers, true, false and
+ * null). hook, when not NULL, is asked about each member of each mapping (depth: 0 for the root's
+ * members) and returns true when it wrote or dropped the member itself.
+ */
+struct json_writer;
+typedef bool (*ytree_json_hook)(void *ctx, struct json_writer *w, const struct ynode *map, const struct ynode *key,
+				const struct ynode *val, int depth);
+void ytree_write_json(struct json_writer *w, const struct ynode *n, ytree_json_hook hook, void *ctx);
+
 static inline struct ynode *ymap_key(const struct ynode *m, uint32_t i) { return m->items[2 * i]; }
 static inline struct ynode *ymap_val(const struct ynode *m, uint32_t i) { return m->items[2 * i + 1]; }
 struct ynode *ymap_get(const struct ynode *m, const char *key);   /* NULL when absent */

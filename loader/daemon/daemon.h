@@ -49,6 +49,14 @@ struct daemon {
 	int listen_fd;
 	struct client clients[MAX_CLIENTS];
 	size_t n_clients;
+	/* --kubernetes: the API server is the source of truth (follow.c) */
+	bool kubernetes;
+	const char *kubeconfig, *kube_context;
+	const char *namespaces[32];  /* --namespace, repeatable; none: every namespace */
+	size_t n_namespaces;
+	unsigned coalesce_ms;        /* --coalesce-ms: changes this close together make one generation */
+	long watch_idle_s;           /* --watch-idle: a watch silent this long is replaced */
+	struct follower *follower;
 };
 
 /* A reply being written: its text or JSON output, its errors, the CLI's exit status. */
@@ -73,6 +81,17 @@ void handle_status(struct daemon *dm, const struct msg *req, struct reply *r);
 int save_plan(struct daemon *dm, char *why, size_t len);
 int journal_append(struct daemon *dm, const struct weight_change *wc, char *why, size_t len);
 int restore_state(struct daemon *dm);
+
+/* follow.c: sluiced --kubernetes; all do nothing without it */
+struct json_writer;
+int follower_start(struct daemon *dm);                 /* after capabilities are dropped: threads */
+int follower_fd(struct daemon *dm);                    /* readable when API events wait; -1: none */
+uint64_t follower_due(struct daemon *dm);              /* when a pending batch applies (ms); 0: none */
+void follower_work(struct daemon *dm, uint64_t now, bool readable);
+void follower_stop(struct daemon *dm);
+bool follower_active(const struct daemon *dm);
+const char *follower_server(const struct daemon *dm);
+void follower_status(struct daemon *dm, struct json_writer *w, FILE *out);
 
 /* serve.c */
 bool socket_answers(const char *path);

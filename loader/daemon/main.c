@@ -29,7 +29,7 @@ static void on_signal(int sig)
 }
 
 enum { OPT_STATE_DIR = 256, OPT_UNINSTALL, OPT_TC, OPT_TC_FLOWS, OPT_GATEWAY_ADDRESS, OPT_CGROUP, OPT_BPFFS,
-       OPT_SOCKET };
+       OPT_SOCKET, OPT_KUBERNETES, OPT_KUBECONFIG, OPT_CONTEXT, OPT_NAMESPACE, OPT_COALESCE, OPT_WATCH_IDLE };
 
 static const struct opt options[] = {
 	{ "cgroup", 0, "PATH", "cgroup v2 directory whose processes are served\n"
@@ -42,6 +42,17 @@ static const struct opt options[] = {
 	  OPT_TC_FLOWS },
 	{ "gateway-address", 0, "IP", "where Istio Gateways without spec.addresses are served (default: none)",
 	  OPT_GATEWAY_ADDRESS },
+	{ "kubernetes", 0, NULL, "follow the Kubernetes API: its Services, Pods and Istio objects are the plan,\n"
+				 "and local apply and weight are refused (in a pod: the service account)", OPT_KUBERNETES },
+	{ "kubeconfig", 0, "PATH", "with --kubernetes, outside a pod: the kubeconfig (default: $KUBECONFIG,\n"
+				   "then ~/.kube/config)", OPT_KUBECONFIG },
+	{ "context", 0, "NAME", "with --kubeconfig: the context (default: its current-context)", OPT_CONTEXT },
+	{ "namespace", 0, "NS", "with --kubernetes: follow only this namespace; repeatable (default: all)",
+	  OPT_NAMESPACE },
+	{ "coalesce-ms", 0, "MS", "with --kubernetes: API changes this close together make one generation\n"
+				  "(default: 10)", OPT_COALESCE },
+	{ "watch-idle", 0, "SECONDS", "with --kubernetes: a watch silent this long is taken for stalled and\n"
+				       "replaced (default: 120)", OPT_WATCH_IDLE },
 	{ "uninstall", 0, NULL, "detach and unpin everything under --bpffs (refused while a sluiced runs)",
 	  OPT_UNINSTALL },
 	{ "verbose", 'v', NULL, "libbpf's messages, the verifier log, and debug lines", 'v' },
@@ -73,6 +84,33 @@ static int parse_options(int argc, char **argv, struct daemon *dm)
 		case OPT_GATEWAY_ADDRESS: dm->gateway_address = optarg; break;
 		case OPT_TC: dm->tc = optarg; break;
 		case 'v': dm->verbose = true; break;
+		case OPT_KUBERNETES: dm->kubernetes = true; break;
+		case OPT_KUBECONFIG: dm->kubeconfig = optarg; break;
+		case OPT_CONTEXT: dm->kube_context = optarg; break;
+		case OPT_NAMESPACE:
+			if (dm->n_namespaces == sizeof(dm->namespaces) / sizeof(dm->namespaces[0])) {
+				log_error("more than %zu --namespace", dm->n_namespaces);
+				rc = EXIT_USAGE;
+			} else {
+				dm->namespaces[dm->n_namespaces++] = optarg;
+			}
+			break;
+		case OPT_COALESCE:
+		case OPT_WATCH_IDLE: {
+			char *end;
+			unsigned long v = strtoul(optarg, &end, 10);
+			unsigned long max = c == OPT_COALESCE ? 60000 : 86400, min = c == OPT_COALESCE ? 0 : 1;
+			if (!*optarg || *end || optarg[0] == '-' || v < min || v > max) {
+				log_error("--%s \"%s\" is not a number from %lu to %lu", c == OPT_COALESCE ? "coalesce-ms" :
+					  "watch-idle", optarg, min, max);
+				rc = EXIT_USAGE;
+			} else if (c == OPT_COALESCE) {
+				dm->coalesce_ms = (unsigned)v;
+			} else {
+				dm->watch_idle_s = (long)v;
+			}
+			break;
+		}
 		case OPT_TC_FLOWS: {
 			char *end;
 			dm->tc_flows = strtoul(optarg, &end, 10);
@@ -85,6 +123,11 @@ static int parse_options(int argc, char **argv, struct daemon *dm)
 		case 'h': usage(stdout); rc = -1; break;
 		default: usage(stderr); rc = EXIT_USAGE; break;
 		}
+	}
+	if (rc == EXIT_DONE && !dm->kubernetes &&
+	    (dm->kubeconfig || dm->kube_context || dm->n_namespaces || dm->coalesce_ms != 10 || dm->watch_idle_s != 120)) {
+		log_error("--kubeconfig, --context, --namespace, --coalesce-ms and --watch-idle go with --kubernetes");
+		rc = EXIT_USAGE;
 	}
 	if (rc == EXIT_DONE && optind < argc) {
 		log_error("unexpected argument \"%s\"", argv[optind]);
@@ -133,6 +176,8 @@ int main(int argc, char **argv)
 		.socket_path = "/run/sluice/sluice.sock",
 		.state_dir = "/var/lib/sluice",
 		.listen_fd = -1,
+		.coalesce_ms = 10,
+		.watch_idle_s = 120,
 	};
 	log_init("sluiced", LOG_INFO);
 	int rc = parse_options(argc, argv, &dm);
@@ -189,10 +234,14 @@ int main(int argc, char **argv)
 	}
 	log_info("serving cgroup %s%s%s, pins in %s, socket %s, generation %llu", dm.cgroup, dm.tc ? " and TC on " : "",
 		 dm.tc ? dm.tc : "", dm.bpffs, dm.socket_path, (unsigned long long)dm.generation);
+	/* threads only now: they inherit the dropped capabilities */
+	if (dm.kubernetes && follower_start(&dm))
+		goto cleanup;
 	serve(&dm);
 	log_info("stopping; the data plane keeps serving from its pins");
 	rc = EXIT_DONE;
 cleanup:
+	follower_stop(&dm);
 	if (dm.listen_fd >= 0) {
 		close(dm.listen_fd);
 		unlink(dm.socket_path);

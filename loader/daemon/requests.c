@@ -374,7 +374,13 @@ void handle_request(struct daemon *dm, struct msg *req, struct reply *r)
 	const char *cmd = msg_get(req, "cmd", NULL);
 	char q[NAME_QUOTE_CAP];
 	r->json = msg_get(req, "json", NULL) != NULL;
-	if (cmd && !strcmp(cmd, "apply"))
+	if (cmd && follower_active(dm) && (!strcmp(cmd, "apply") || !strcmp(cmd, "weight")))
+		reply_error(r, EXIT_INVALID,
+			    "sluiced follows the Kubernetes API at %s, which holds the truth: a local %s would be undone "
+			    "by the next event; change the objects there (kubectl apply -f FILE, or sluice --kubeconfig "
+			    "FILE weight ...)",
+			    follower_server(dm), cmd);
+	else if (cmd && !strcmp(cmd, "apply"))
 		handle_apply(dm, req, r);
 	else if (cmd && !strcmp(cmd, "weight"))
 		handle_weight(dm, req, r);

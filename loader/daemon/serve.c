@@ -206,7 +206,7 @@ static void housekeeping(struct daemon *dm)
 
 void serve(struct daemon *dm)
 {
-	struct pollfd p[MAX_CLIENTS + 1];
+	struct pollfd p[MAX_CLIENTS + 2];
 	uint64_t next_housekeeping = 0;
 	while (!stopping) {
 		uint64_t now = proto_now_ms();
@@ -214,17 +214,21 @@ void serve(struct daemon *dm)
 			housekeeping(dm);
 			next_housekeeping = now + HOUSEKEEPING_MS;
 		}
-		uint64_t wake = next_housekeeping;
+		uint64_t wake = next_housekeeping, due = follower_due(dm);
+		wake = due && due < wake ? due : wake;
+		size_t n = dm->n_clients;
+		/* the API follower's events (fd -1 without --kubernetes: poll passes over it) */
+		p[n + 1] = (struct pollfd){ .fd = follower_fd(dm), .events = POLLIN };
 		p[0] = (struct pollfd){ .fd = dm->listen_fd, .events = POLLIN };
 		for (size_t i = 0; i < dm->n_clients; i++) {
 			struct client *c = &dm->clients[i];
 			p[i + 1] = (struct pollfd){ .fd = c->fd, .events = c->out ? POLLOUT : POLLIN };
 			wake = c->deadline < wake ? c->deadline : wake;
 		}
-		size_t n = dm->n_clients;
-		if (poll(p, n + 1, wake > now ? (int)(wake - now) : 0) < 0 && errno != EINTR)
+		if (poll(p, n + 2, wake > now ? (int)(wake - now) : 0) < 0 && errno != EINTR)
 			break;
 		now = proto_now_ms();
+		follower_work(dm, now, p[n + 1].revents & POLLIN);
 		/* clients first, from the last: a dropped slot takes the last one's place */
 		for (size_t i = n; i-- > 0;) {
 			struct client *c = &dm->clients[i];

@@ -264,6 +264,7 @@ void handle_status(struct daemon *dm, const struct msg *req, struct reply *r)
 		fprintf(r->out, "generation %llu\n", (unsigned long long)dm->generation);
 	}
 	status_warnings(dm, w, r->out);
+	follower_status(dm, w, r->out);
 	status_tc(dm, w, r->out);
 	if (w) {
 		jsonw_name(w, "services");

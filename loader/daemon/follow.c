@@ -1,0 +1,599 @@
+// SPDX-License-Identifier: MIT
+/*
+ * sluiced --kubernetes: the API server is the source of truth. One reflector per resource
+ * (kube/reflector.c, each on its own thread) hands objects to this file through a queue; the
+ * main loop keeps them in a store and, once every resource has been listed and events stop
+ * arriving for a short window, compiles the store with the same compiler `sluice apply` uses and
+ * switches the data plane to the result in one generation. An object the compiler refuses keeps
+ * its last good version (or stays out), so one bad object never blocks the rest; while the API is
+ * away the last plan keeps serving.
+ */
+#include <errno.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/json.h"
+#include "common/log.h"
+#include "compile/compile.h"
+#include "daemon/daemon.h"
+#include "kube/config.h"
+#include "kube/reflector.h"
+
+#define MAX_REFLECTORS 64
+#define FALLBACK_ROUNDS 4       /* compiles with refused objects at their last good version */
+#define STORE_BUCKETS 65536
+
+/* One object of the API as the store keeps it. */
+struct kobj {
+	struct kobj *next;          /* in its bucket */
+	char *key;                  /* "Kind namespace/name": the compiler's file name for it */
+	int refl;                   /* the reflector that delivered it */
+	unsigned gen;               /* the list it was last seen in */
+	char *json;                 /* as the API has it now */
+	char *good;                 /* the last version that compiled (NULL: none yet) */
+	char *errors;               /* why the current version is refused; NULL: it is not */
+	char *logged;               /* the errors last logged: a refusal is logged once, not at every batch */
+};
+
+struct qitem {
+	struct qitem *next;
+	enum { Q_BEGIN, Q_OBJECT, Q_END } what;
+	int refl;
+	enum kube_event_type type;
+	char *key, *json;
+};
+
+struct follower {
+	struct kube_config cfg;
+	struct reflector refl[MAX_REFLECTORS];
+	size_t n_refl;
+	volatile sig_atomic_t stop;
+	int efd;                    /* readable while the queue holds items */
+	pthread_mutex_t qlock;
+	struct qitem *head, *tail;
+	/* main thread only */
+	struct kobj *buckets[STORE_BUCKETS];
+	size_t n_objects;
+	unsigned gen[MAX_REFLECTORS];
+	bool listed[MAX_REFLECTORS];
+	bool synced;                /* every resource listed once: a plan may be built */
+	bool dirty;
+	uint64_t due;               /* when the pending batch applies (ms) */
+	unsigned coalesce_ms;
+	time_t last_apply;
+	uint64_t last_apply_ms;     /* how long the last batch took, compile to switch */
+	size_t last_refused;        /* objects refused in the last batch */
+	char last_result[256];
+};
+
+/* ---- the queue, written by reflector threads ---- */
+
+static void push(struct follower *f, struct qitem *q)
+{
+	uint64_t one = 1;
+	pthread_mutex_lock(&f->qlock);
+	if (f->tail)
+		f->tail->next = q;
+	else
+		f->head = q;
+	f->tail = q;
+	pthread_mutex_unlock(&f->qlock);
+	if (write(f->efd, &one, sizeof(one)) < 0) {
+		/* the counter is saturated: the loop is awake anyway */
+	}
+}
+
+static int refl_index(struct follower *f, struct reflector *r)
+{
+	return (int)(r - f->refl);
+}
+
+static void on_relist_begin(void *ctx, struct reflector *r)
+{
+	struct follower *f = ctx;
+	struct qitem *q = calloc(1, sizeof(*q));
+	if (!q)
+		return;
+	q->what = Q_BEGIN;
+	q->refl = refl_index(f, r);
+	push(f, q);
+}
+
+static void on_relist_end(void *ctx, struct reflector *r)
+{
+	struct follower *f = ctx;
+	struct qitem *q = calloc(1, sizeof(*q));
+	if (!q)
+		return;
+	q->what = Q_END;
+	q->refl = refl_index(f, r);
+	push(f, q);
+}
+
+static void on_object(void *ctx, struct reflector *r, enum kube_event_type type, const char *ns, const char *name,
+		      const char *json, size_t len)
+{
+	struct follower *f = ctx;
+	struct qitem *q = calloc(1, sizeof(*q));
+	if (!q || asprintf(&q->key, "%s %s%s%s", r->kind, ns, *ns ? "/" : "", name) < 0 || !(q->json = strndup(json, len))) {
+		free(q);
+		return;
+	}
+	q->what = Q_OBJECT;
+	q->refl = refl_index(f, r);
+	q->type = type;
+	push(f, q);
+}
+
+static const struct reflector_callbacks callbacks = {
+	.relist_begin = on_relist_begin,
+	.object = on_object,
+	.relist_end = on_relist_end,
+};
+
+/* ---- the store ---- */
+
+static uint32_t key_hash(const char *s)
+{
+	uint32_t h = 2166136261u;
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 16777619u;
+	return h;
+}
+
+static struct kobj **slot(struct follower *f, const char *key)
+{
+	struct kobj **p = &f->buckets[key_hash(key) % STORE_BUCKETS];
+	while (*p && strcmp((*p)->key, key))
+		p = &(*p)->next;
+	return p;
+}
+
+static void kobj_free(struct kobj *o)
+{
+	free(o->key);
+	free(o->json);
+	free(o->good);
+	free(o->errors);
+	free(o->logged);
+	free(o);
+}
+
+static void store_put(struct follower *f, struct qitem *q)
+{
+	struct kobj **p = slot(f, q->key);
+	if (q->type == KUBE_DELETED) {
+		if (*p) {
+			struct kobj *o = *p;
+			*p = o->next;
+			kobj_free(o);
+			f->n_objects--;
+		}
+		return;
+	}
+	struct kobj *o = *p;
+	if (!o) {
+		o = calloc(1, sizeof(*o));
+		if (!o)
+			return;
+		o->key = q->key;
+		q->key = NULL;
+		*p = o;
+		f->n_objects++;
+	} else if (!strcmp(o->json, q->json)) {
+		o->gen = f->gen[q->refl];   /* unchanged: seen, nothing to compile */
+		o->refl = q->refl;
+		return;
+	} else {
+		free(o->json);
+	}
+	o->json = q->json;
+	q->json = NULL;
+	o->refl = q->refl;
+	o->gen = f->gen[q->refl];
+	f->dirty = true;
+}
+
+/* A list ended: what it did not hold was deleted while the watch was away. */
+static void store_sweep(struct follower *f, int refl)
+{
+	for (size_t b = 0; b < STORE_BUCKETS; b++)
+		for (struct kobj **p = &f->buckets[b]; *p;) {
+			struct kobj *o = *p;
+			if (o->refl == refl && o->gen != f->gen[refl]) {
+				*p = o->next;
+				kobj_free(o);
+				f->n_objects--;
+				f->dirty = true;
+			} else {
+				p = &o->next;
+			}
+		}
+}
+
+static void drain(struct follower *f)
+{
+	uint64_t n;
+	if (read(f->efd, &n, sizeof(n)) < 0 && errno != EAGAIN)
+		return;
+	pthread_mutex_lock(&f->qlock);
+	struct qitem *q = f->head;
+	f->head = f->tail = NULL;
+	pthread_mutex_unlock(&f->qlock);
+	while (q) {
+		struct qitem *next = q->next;
+		if (q->what == Q_BEGIN) {
+			f->gen[q->refl]++;
+		} else if (q->what == Q_OBJECT) {
+			store_put(f, q);
+		} else {
+			store_sweep(f, q->refl);
+			if (!f->listed[q->refl])
+				f->dirty = true;   /* a first list, even an empty one, completes the view */
+			f->listed[q->refl] = true;
+		}
+		free(q->key);
+		free(q->json);
+		free(q);
+		q = next;
+	}
+}
+
+/* ---- compiling the store ---- */
+
+/* The inputs: every object, at its current version, or its last good one if refused (or left out). */
+static size_t gather(struct follower *f, struct compile_input *in)
+{
+	size_t n = 0;
+	for (size_t b = 0; b < STORE_BUCKETS; b++)
+		for (struct kobj *o = f->buckets[b]; o; o = o->next) {
+			const char *text = o->errors ? o->good : o->json;
+			if (text)
+				in[n++] = (struct compile_input){ .name = o->key, .buf = (const unsigned char *)text,
+								   .len = strlen(text) };
+		}
+	return n;
+}
+
+/* Each object the errors name is refused: it keeps its last good version. How many were newly refused. */
+static size_t refuse(struct follower *f, const struct diags *d)
+{
+	size_t refused = 0;
+	for (size_t i = 0; i < d->n; i++) {
+		struct kobj *o = *slot(f, d->v[i].at.file);
+		if (!o)
+			continue;
+		char *line;
+		if (asprintf(&line, "%s: %s", o->key, d->v[i].msg) < 0)
+			continue;
+		if (!o->errors) {
+			o->errors = line;
+			refused++;
+		} else if (!strstr(o->errors, d->v[i].msg)) {
+			char *joined;
+			if (asprintf(&joined, "%s\n%s", o->errors, line) >= 0) {
+				free(o->errors);
+				o->errors = joined;
+			}
+			free(line);
+		} else {
+			free(line);
+		}
+	}
+	return refused;
+}
+
+static void log_refused(struct follower *f)
+{
+	for (size_t b = 0; b < STORE_BUCKETS; b++)
+		for (struct kobj *o = f->buckets[b]; o; o = o->next) {
+			if (o->errors && (!o->logged || strcmp(o->logged, o->errors)))
+				log_warn("refused, %s: %s", o->good ? "its last good version stays" : "left out", o->errors);
+			free(o->logged);
+			o->logged = o->errors ? strdup(o->errors) : NULL;
+		}
+}
+
+/* Compiles the store into *plan, refusing what does not compile. 0, or -1 when nothing would. */
+static int compile_store(struct daemon *dm, struct follower *f, struct plan *plan, size_t *refused)
+{
+	struct compile_input *in = calloc(f->n_objects + 1, sizeof(*in));
+	struct compile_opts o = { .gateway_address = dm->gateway_address };
+	int rc = -1;
+	*refused = 0;
+	if (!in)
+		return -1;
+	for (size_t b = 0; b < STORE_BUCKETS; b++)   /* every object gets its chance again */
+		for (struct kobj *k = f->buckets[b]; k; k = k->next) {
+			free(k->errors);
+			k->errors = NULL;
+		}
+	for (int round = 0; round < FALLBACK_ROUNDS && rc; round++) {
+		struct diags d = { 0 };
+		struct compile_stats st;
+		struct plan compiled;
+		size_t n = gather(f, in);
+		if (!compile_plan(&o, in, n, &compiled, &d, &st)) {
+			if (plan_copy(&compiled, plan))   /* keep the plan alone, not the records behind it */
+				*plan = compiled;
+			else
+				plan_free(&compiled);
+			rc = 0;
+		} else {
+			size_t r = refuse(f, &d);
+			*refused += r;
+			if (!r) {   /* errors in no object we can take back: nothing to fall back to */
+				diags_print(&d, stderr);
+				diags_free(&d);
+				break;
+			}
+		}
+		diags_free(&d);
+	}
+	free(in);
+	return rc;
+}
+
+/* One batch: compile the store, switch the data plane, save. */
+static void apply_batch(struct daemon *dm, struct follower *f)
+{
+	struct plan plan;
+	size_t refused;
+	uint64_t t0 = proto_now_ms();
+	f->dirty = false;
+	if (compile_store(dm, f, &plan, &refused)) {
+		snprintf(f->last_result, sizeof(f->last_result), "no plan compiles; the last one keeps serving");
+		log_error("kubernetes: %s", f->last_result);
+		log_refused(f);
+		return;
+	}
+	log_refused(f);
+	f->last_refused = refused;
+	uint64_t gen;
+	struct dataplane_stats st;
+	int rc = dataplane_apply(dm->dp, &plan, &gen, &st);
+	if (rc) {
+		snprintf(f->last_result, sizeof(f->last_result), "the data plane refused the plan (%s)", strerror(-rc));
+		log_error("kubernetes: %s", f->last_result);
+		plan_free(&plan);
+		return;
+	}
+	for (size_t b = 0; b < STORE_BUCKETS; b++)   /* what compiled is the new last good */
+		for (struct kobj *o = f->buckets[b]; o; o = o->next)
+			if (!o->errors && (!o->good || strcmp(o->good, o->json))) {
+				free(o->good);
+				o->good = strdup(o->json);
+			}
+	bool changed = gen != dm->generation;
+	plan_free(&dm->plan);
+	dm->plan = plan;
+	dm->generation = gen;
+	f->last_apply = time(NULL);
+	f->last_apply_ms = proto_now_ms() - t0;
+	snprintf(f->last_result, sizeof(f->last_result), "generation %llu: %zu services, %u written, %u removed",
+		 (unsigned long long)gen, plan.n_services, st.services_written, st.services_removed);
+	if (changed) {
+		char why[512];
+		log_info("kubernetes: %s in %llu ms", f->last_result, (unsigned long long)f->last_apply_ms);
+		if (save_plan(dm, why, sizeof(why)))
+			log_warn("kubernetes: %s (the API server holds the truth; a restart relists it)", why);
+	}
+	malloc_trim(0);
+}
+
+/* ---- the follower in sluiced's loop ---- */
+
+static const char *const istio_versions[] = { "v1", "v1beta1", "v1alpha3", NULL };
+
+static const struct {
+	const char *kind, *group, *resource;
+	const char *const *versions;
+} resources[] = {
+	{ "Service", NULL, "services", NULL },
+	{ "Pod", NULL, "pods", NULL },
+	{ "VirtualService", "networking.istio.io", "virtualservices", istio_versions },
+	{ "DestinationRule", "networking.istio.io", "destinationrules", istio_versions },
+	{ "Gateway", "networking.istio.io", "gateways", istio_versions },
+};
+
+int follower_start(struct daemon *dm)
+{
+	char err[512];
+	struct follower *f = calloc(1, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	if (kube_config_load(&f->cfg, dm->kubeconfig, dm->kube_context, !dm->kubeconfig && kube_in_cluster(), err,
+			     sizeof(err))) {
+		log_error("kubernetes: %s", err);
+		free(f);
+		return -EINVAL;
+	}
+	f->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (f->efd < 0) {
+		free(f);
+		return -errno;
+	}
+	pthread_mutex_init(&f->qlock, NULL);
+	f->coalesce_ms = dm->coalesce_ms;
+	size_t n_ns = dm->n_namespaces ? dm->n_namespaces : 1;
+	for (size_t i = 0; i < sizeof(resources) / sizeof(resources[0]); i++)
+		for (size_t k = 0; k < n_ns && f->n_refl < MAX_REFLECTORS; k++) {
+			struct reflector *r = &f->refl[f->n_refl++];
+			r->kind = resources[i].kind;
+			r->group = resources[i].group;
+			r->resource = resources[i].resource;
+			r->versions = resources[i].versions;
+			r->namespace = dm->n_namespaces ? dm->namespaces[k] : NULL;
+			r->idle_s = dm->watch_idle_s;
+		}
+	dm->follower = f;
+	for (size_t i = 0; i < f->n_refl; i++)
+		if (reflector_start(&f->refl[i], &f->cfg, &callbacks, f, &f->stop)) {
+			log_error("kubernetes: cannot start the %s reflector", f->refl[i].kind);
+			return -EAGAIN;
+		}
+	log_info("kubernetes: following %s (context %s, %s) for %zu resource%s%s", f->cfg.server, f->cfg.context,
+		 f->cfg.source, f->n_refl, f->n_refl == 1 ? "" : "s", dm->n_namespaces ? " in the namespaces given" : "");
+	return 0;
+}
+
+int follower_fd(struct daemon *dm)
+{
+	return dm->follower ? dm->follower->efd : -1;
+}
+
+uint64_t follower_due(struct daemon *dm)
+{
+	struct follower *f = dm->follower;
+	return f && f->dirty && f->synced ? f->due : 0;
+}
+
+void follower_work(struct daemon *dm, uint64_t now, bool readable)
+{
+	struct follower *f = dm->follower;
+	if (!f)
+		return;
+	if (readable) {
+		bool was_dirty = f->dirty;
+		drain(f);
+		if (f->dirty && !was_dirty)
+			f->due = now + f->coalesce_ms;   /* changes that arrive together make one generation */
+		if (!f->synced) {
+			bool all = true;
+			for (size_t i = 0; i < f->n_refl; i++)
+				all = all && f->listed[i];
+			if (all) {
+				f->synced = true;
+				f->dirty = true;
+				f->due = now;
+				log_info("kubernetes: every resource listed (%zu objects): building the plan", f->n_objects);
+			}
+		}
+	}
+	if (f->synced && f->dirty && now >= f->due)
+		apply_batch(dm, f);
+}
+
+void follower_stop(struct daemon *dm)
+{
+	struct follower *f = dm->follower;
+	if (!f)
+		return;
+	f->stop = 1;
+	for (size_t i = 0; i < f->n_refl; i++)
+		reflector_join(&f->refl[i]);
+	drain(f);
+	for (size_t b = 0; b < STORE_BUCKETS; b++)
+		while (f->buckets[b]) {
+			struct kobj *o = f->buckets[b];
+			f->buckets[b] = o->next;
+			kobj_free(o);
+		}
+	close(f->efd);
+	kube_config_free(&f->cfg);
+	free(f);
+	dm->follower = NULL;
+}
+
+bool follower_active(const struct daemon *dm)
+{
+	return dm->follower != NULL;
+}
+
+const char *follower_server(const struct daemon *dm)
+{
+	return dm->follower ? dm->follower->cfg.server : "";
+}
+
+static void time_str(time_t t, char *buf, size_t len)
+{
+	struct tm tm;
+	if (!t) {
+		snprintf(buf, len, "never");
+		return;
+	}
+	gmtime_r(&t, &tm);
+	strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+void follower_status(struct daemon *dm, json_writer_t *w, FILE *out)
+{
+	struct follower *f = dm->follower;
+	char when[32];
+	if (!f) {
+		if (w)
+			jsonw_null_field(w, "kubernetes");
+		return;
+	}
+	if (w) {
+		jsonw_name(w, "kubernetes");
+		jsonw_start_object(w);
+		jsonw_string_field(w, "server", f->cfg.server);
+		jsonw_string_field(w, "context", f->cfg.context);
+		jsonw_bool_field(w, "synced", f->synced);
+		jsonw_uint_field(w, "objects", f->n_objects);
+		time_str(f->last_apply, when, sizeof(when));
+		jsonw_string_field(w, "lastApplied", when);
+		jsonw_uint_field(w, "lastApplyMs", f->last_apply_ms);
+		jsonw_string_field(w, "lastResult", f->last_result);
+		jsonw_name(w, "resources");
+		jsonw_start_array(w);
+	} else {
+		fprintf(out, "kubernetes %s (context %s): %s, %zu objects, last applied %s%s%s\n", f->cfg.server,
+			f->cfg.context, f->synced ? "synced" : "not synced yet", f->n_objects,
+			(time_str(f->last_apply, when, sizeof(when)), when), f->last_result[0] ? ": " : "", f->last_result);
+	}
+	for (size_t i = 0; i < f->n_refl; i++) {
+		struct reflector_state st;
+		reflector_state(&f->refl[i], &st);
+		time_str(st.last_event, when, sizeof(when));
+		if (w) {
+			jsonw_start_object(w);
+			jsonw_string_field(w, "kind", f->refl[i].kind);
+			if (f->refl[i].group)
+				jsonw_string_field(w, "group", f->refl[i].group);
+			jsonw_string_field(w, "version", st.version);
+			if (f->refl[i].namespace)
+				jsonw_string_field(w, "namespace", f->refl[i].namespace);
+			jsonw_bool_field(w, "synced", st.synced);
+			jsonw_bool_field(w, "installed", !st.absent);
+			jsonw_string_field(w, "resourceVersion", st.resource_version);
+			jsonw_string_field(w, "lastEvent", when);
+			jsonw_string_field(w, "error", st.error);
+			jsonw_end_object(w);
+		} else {
+			fprintf(out, "  %-16s %-8s %-10s rv %-10s last event %s%s%s\n", f->refl[i].kind, st.version,
+				st.absent ? "absent" : st.synced ? "synced" : "syncing", st.resource_version, when,
+				st.error[0] ? "  error: " : "", st.error);
+		}
+	}
+	if (w) {
+		jsonw_end_array(w);
+		jsonw_name(w, "refused");
+		jsonw_start_array(w);
+	}
+	for (size_t b = 0; b < STORE_BUCKETS; b++)
+		for (struct kobj *o = f->buckets[b]; o; o = o->next) {
+			if (!o->errors)
+				continue;
+			if (w) {
+				jsonw_start_object(w);
+				jsonw_string_field(w, "object", o->key);
+				jsonw_bool_field(w, "lastGoodServes", o->good != NULL);
+				jsonw_string_field(w, "errors", o->errors);
+				jsonw_end_object(w);
+			} else {
+				fprintf(out, "  refused (%s): %s\n", o->good ? "its last good version serves" : "left out",
+					o->errors);
+			}
+		}
+	if (w) {
+		jsonw_end_array(w);
+		jsonw_end_object(w);
+	}
+}

@@ -15,23 +15,42 @@ cluster_die() { echo "cluster: error: $*" >&2; return 1; }
 
 cgroup2_mount() { awk '$3 == "cgroup2" { print $2; exit }' /proc/mounts; }
 
+# sluiced_is PID BPFFS: PID is a sluiced serving BPFFS (a pid file of a dead run may name another
+# process by now: only ours are signalled).
+sluiced_is() {
+	[ -n "$1" ] && [ -r "/proc/$1/cmdline" ] &&
+		[ "$(tr '\0' '\n' < "/proc/$1/cmdline" 2>/dev/null | grep -A1 -x -e --bpffs | sed -n 2p)" = "$2" ]
+}
+
+# sluiced_gone PID: exited (or a zombie, which holds no pins).
+sluiced_gone() { ! [ -e "/proc/$1" ] || grep -q '^State:.*Z' "/proc/$1/status" 2>/dev/null; }
+
 # Removes what a cluster made, whatever state it reached; safe to call twice.
+# A sluiced's home is a directory holding bpffs (its pin directory), sluiced.pid, sluice.sock,
+# sluiced.log and state/: the cluster's own directory for the single node, node<K>/ for node K.
 cluster_teardown_dir() {
-	local dir=$1 p ns cg bpffs p_sluiced
+	local dir=$1 p ns cg bpffs home pid pids=() left homes=() un=()
 	[ -d "$dir" ] || return 0
 	p=$(cat "$dir/prefix" 2>/dev/null) || return 0
 	cg=$(cat "$dir/cgroup" 2>/dev/null || true)
-	bpffs=$(cat "$dir/bpffs" 2>/dev/null || true)
-	if [ -f "$dir/sluiced.pid" ]; then
-		p_sluiced=$(cat "$dir/sluiced.pid")
-		kill "$p_sluiced" 2>/dev/null || true
-		# uninstall is refused while a sluiced holds the pins: wait for it to go
-		for _ in $(seq 100); do
-			[ -e "/proc/$p_sluiced" ] && ! grep -q '^State:.*Z' "/proc/$p_sluiced/status" 2>/dev/null || break
-			sleep 0.05
-		done
-		kill -9 "$p_sluiced" 2>/dev/null || true
-	fi
+	for home in "$dir" "$dir"/node*/; do
+		home=${home%/}
+		[ -f "$home/bpffs" ] && homes+=("$home")
+	done
+	# every sluiced at once: uninstall is refused while a sluiced holds the pins, so wait for them
+	for home in "${homes[@]}"; do
+		pid=$(cat "$home/sluiced.pid" 2>/dev/null) || continue
+		sluiced_is "$pid" "$(cat "$home/bpffs")" || continue
+		kill "$pid" 2>/dev/null && pids+=("$pid")
+	done
+	for _ in $(seq 100); do
+		left=()
+		for pid in "${pids[@]}"; do sluiced_gone "$pid" || left+=("$pid"); done
+		pids=("${left[@]}")
+		[ ${#pids[@]} = 0 ] && break
+		sleep 0.05
+	done
+	for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
 	# processes first, so nothing holds the namespaces or the cgroups
 	if [ -n "$cg" ] && [ -d "$cg" ]; then
 		find "$cg" -name cgroup.kill 2>/dev/null | while read -r k; do echo 1 > "$k" 2>/dev/null || true; done
@@ -40,10 +59,18 @@ cluster_teardown_dir() {
 			sleep 0.1
 		done
 	fi
-	if [ -n "$bpffs" ] && [ -d "$bpffs" ] && [ -x "$SLUICE_BUILD/sluiced" ]; then
-		"$SLUICE_BUILD/sluiced" --uninstall --bpffs "$bpffs" --socket "$dir/sluice.sock" >/dev/null 2>&1 || true
-	fi
-	[ -n "$bpffs" ] && rm -rf "$bpffs" 2>/dev/null
+	for home in "${homes[@]}"; do
+		bpffs=$(cat "$home/bpffs")
+		if [ -n "$bpffs" ] && [ -d "$bpffs" ] && [ -x "$SLUICE_BUILD/sluiced" ]; then
+			"$SLUICE_BUILD/sluiced" --uninstall --bpffs "$bpffs" --socket "$home/sluice.sock" >/dev/null 2>&1 &
+			un+=($!)
+		fi
+	done
+	for pid in "${un[@]}"; do wait "$pid"; done    # only these: a test's own jobs may still run
+	for home in "${homes[@]}"; do
+		bpffs=$(cat "$home/bpffs")
+		[ -n "$bpffs" ] && rm -rf "$bpffs" 2>/dev/null
+	done
 	for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^$p-" || true); do
 		ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
 		ip netns delete "$ns" 2>/dev/null || true
@@ -113,30 +140,47 @@ cluster_down() {
 	CLUSTER_DIR=
 }
 
+# sluiced_spawn HOME CGROUP STATE [ARGS]: sluiced in the background with the pins named by
+# HOME/bpffs, the socket HOME/sluice.sock, its log appended to HOME/sluiced.log and its pid in
+# HOME/sluiced.pid; in the network namespace SLUICED_NETNS when set. sluiced_ready HOME waits for
+# its socket (5 s), and says why not.
+sluiced_spawn() {
+	local home=$1 cg=$2 state=$3
+	shift 3
+	rm -f "$home/sluice.sock"    # a killed sluiced leaves its socket behind
+	${SLUICED_NETNS:+nsenter --net="/run/netns/$SLUICED_NETNS"} "$SLUICE_BUILD/sluiced" --cgroup "$cg" \
+		--bpffs "$(cat "$home/bpffs")" --socket "$home/sluice.sock" --state-dir "$state" "$@" 2>>"$home/sluiced.log" &
+	echo $! > "$home/sluiced.pid"
+	disown $!    # teardown kills it; no job-control noise
+}
+sluiced_ready() {
+	local home=$1
+	for _ in $(seq 100); do
+		[ -S "$home/sluice.sock" ] && return 0
+		kill -0 "$(cat "$home/sluiced.pid")" 2>/dev/null || break
+		sleep 0.05
+	done
+	cat "$home/sluiced.log" >&2
+	cluster_die "sluiced did not start (log: $home/sluiced.log)"
+}
+
+# sluiced_halt HOME [SIG]: signals HOME's sluiced (TERM by default) and waits until it is gone.
+sluiced_halt() {
+	local home=$1 sig=${2:-TERM} pid
+	pid=$(cat "$home/sluiced.pid" 2>/dev/null) || return 0
+	kill -"$sig" "$pid" 2>/dev/null || true
+	while ! sluiced_gone "$pid"; do sleep 0.02; done
+	rm -f "$home/sluiced.pid"
+}
+
 # sluiced on this cluster's cgroup, with its own pins, socket and state; in the network namespace
 # SLUICED_NETNS when set (--tc names interfaces there).
 sluiced_start() {
-	rm -f "$CLUSTER_SOCKET"    # a killed sluiced leaves its socket behind
-	${SLUICED_NETNS:+nsenter --net="/run/netns/$SLUICED_NETNS"} "$SLUICE_BUILD/sluiced" --cgroup "$CLUSTER_CGROUP" --bpffs "$CLUSTER_BPFFS" --socket "$CLUSTER_SOCKET" \
-		--state-dir "$CLUSTER_STATE" "$@" 2>>"$CLUSTER_DIR/sluiced.log" &
-	echo $! > "$CLUSTER_DIR/sluiced.pid"
-	disown $!    # teardown kills it; no job-control noise
-	for _ in $(seq 100); do
-		[ -S "$CLUSTER_SOCKET" ] && return 0
-		kill -0 "$(cat "$CLUSTER_DIR/sluiced.pid")" 2>/dev/null || break
-		sleep 0.05
-	done
-	cat "$CLUSTER_DIR/sluiced.log" >&2
-	cluster_die "sluiced did not start"
+	sluiced_spawn "$CLUSTER_DIR" "$CLUSTER_CGROUP" "$CLUSTER_STATE" "$@"
+	sluiced_ready "$CLUSTER_DIR"
 }
 
-sluiced_stop() {
-	local sig=${1:-TERM} pid
-	pid=$(cat "$CLUSTER_DIR/sluiced.pid" 2>/dev/null) || return 0
-	kill -"$sig" "$pid" 2>/dev/null || true
-	while [ -e "/proc/$pid" ] && ! grep -q '^State:.*Z' "/proc/$pid/status" 2>/dev/null; do sleep 0.02; done
-	rm -f "$CLUSTER_DIR/sluiced.pid"
-}
+sluiced_stop() { sluiced_halt "$CLUSTER_DIR" "$@"; }
 
 sluice() { "$SLUICE_BUILD/sluice" --socket "$CLUSTER_SOCKET" "$@"; }
 
@@ -170,18 +214,50 @@ pod_add() {
 		ip -n "$CLUSTER_NODE" route add "$ip6/128" dev "$veth"
 	fi
 	mkdir -p "$CLUSTER_CGROUP/$name"
-	printf '%s\n' "$name" "$kns" "$labels" "$ip4" "$ip6" "true" > "$CLUSTER_DIR/pod.$name"
+	kubelet_pod create "$name" "$kns" "$labels" "$ip4" "$ip6" ""
 }
 
 # pod_ready NAME true|false: the Ready condition written into the Pod objects.
-pod_ready() { sed -i "6s/.*/$2/" "$CLUSTER_DIR/pod.$1"; }
+pod_ready() { kubelet_pod ready "$1" "$2"; }
+
+# ---- The kubelet's reports -----------------------------------------------------------------
+# kubelet_pod EVENT NAME ...: the one place where the harness, playing each node's kubelet, makes
+# a pod's life known to the cluster:
+#   kubelet_pod create NAME NAMESPACE LABELS IPV4 IPV6 NODE   Running and Ready, on node NODE
+#                                                             ("" for the single node's pods)
+#   kubelet_pod ready NAME true|false                         its Ready condition changed
+#   kubelet_pod delete NAME                                   its processes and namespace are gone
+# pod_add, pod_add_on, pod_ready and pod_del report through it, after the pod's namespace and
+# cgroup exist (create) or its processes are gone (delete). Today a report is the record
+# CLUSTER_DIR/pod.NAME that cluster_objects reads (lines: name, namespace, labels, IPv4, IPv6,
+# ready, node). To send the same reports to an API server as well, set CLUSTER_KUBELET_HOOK to the
+# name of a function: it is called after the record is written, with the same arguments, and its
+# status is the report's.
+kubelet_pod() {
+	local event=$1 name=$2 rec=$CLUSTER_DIR/pod.$2
+	case $event in
+	create) printf '%s\n' "$name" "$3" "$4" "$5" "$6" "true" "$7" > "$rec" ;;
+	ready) sed -i "6s/.*/$3/" "$rec" ;;
+	delete) rm -f "$rec" ;;
+	*) cluster_die "kubelet_pod: unknown event $event"; return 1 ;;
+	esac
+	[ -z "${CLUSTER_KUBELET_HOOK:-}" ] || "$CLUSTER_KUBELET_HOOK" "$@"
+}
+
+# pod_node NAME: the node a pod runs on (empty for the single node). pod_cgroup NAME: its cgroup.
+pod_node() { sed -n 7p "$CLUSTER_DIR/pod.$1" 2>/dev/null; }
+pod_cgroup() {
+	local k
+	k=$(pod_node "$1")
+	echo "$CLUSTER_CGROUP${k:+/node$k}/$1"
+}
 
 # pod_run NAME CMD...: in the pod's cgroup and network namespace, in the background; prints the pid.
 # The cgroup comes first: `ip netns exec` remounts /sys, which hides the cgroup mount.
 pod_run() {
 	local name=$1; shift
 	bash -c 'echo $$ > "$1/cgroup.procs"; ns=$2; shift 2; exec ip netns exec "$ns" "$@"' _ \
-		"$CLUSTER_CGROUP/$name" "$CLUSTER_PREFIX-$name" "$@" &
+		"$(pod_cgroup "$name")" "$CLUSTER_PREFIX-$name" "$@" &
 	echo $!
 	disown $!
 }
@@ -190,7 +266,7 @@ pod_run() {
 pod_exec() {
 	local name=$1; shift
 	bash -c 'echo $$ > "$1/cgroup.procs"; ns=$2; shift 2; exec ip netns exec "$ns" "$@"' _ \
-		"$CLUSTER_CGROUP/$name" "$CLUSTER_PREFIX-$name" "$@"
+		"$(pod_cgroup "$name")" "$CLUSTER_PREFIX-$name" "$@"
 }
 
 # backend_start NAME VERSION MESSAGE [fakesvc listener options]: the labs' fake-service in pod NAME.
@@ -218,7 +294,7 @@ yaml_labels() { # a=b,c=d -> YAML map lines at indent $2
 
 # cluster_objects FILE: the Services and Pods as `kubectl get svc,pods -o yaml` prints them.
 cluster_objects() {
-	local out=$1 f name kns labels ip4 ip6 ready ports vips selector spec vip port proto target pname n
+	local out=$1 f name kns labels ip4 ip6 ready node ports vips selector spec vip port proto target pname n
 	{
 		echo "apiVersion: v1"
 		echo "kind: List"
@@ -264,7 +340,7 @@ cluster_objects() {
 		done
 		for f in "$CLUSTER_DIR"/pod.*; do
 			[ -e "$f" ] || continue
-			{ read -r name; read -r kns; read -r labels; read -r ip4; read -r ip6; read -r ready; } < "$f"
+			{ read -r name; read -r kns; read -r labels; read -r ip4; read -r ip6; read -r ready; read -r node; } < "$f"
 			echo "- apiVersion: v1"
 			echo "  kind: Pod"
 			echo "  metadata:"
@@ -280,7 +356,7 @@ cluster_objects() {
 			echo "      - containerPort: 8080"
 			echo "        name: http"
 			echo "        protocol: TCP"
-			echo "    nodeName: $CLUSTER_PREFIX-node"
+			echo "    nodeName: $CLUSTER_PREFIX-node$node"
 			echo "    restartPolicy: Always"
 			echo "  status:"
 			echo "    phase: Running"
@@ -297,16 +373,17 @@ cluster_objects() {
 	} > "$out"
 }
 
-# loadgen_in POD ARGS...: the load generator inside a pod (namespace and cgroup).
+# loadgen_in POD ARGS...: the load generator inside a pod (namespace and cgroup), on any node.
 loadgen_in() {
 	local pod=$1; shift
-	"$SLUICE_BUILD/loadgen" --netns "$CLUSTER_PREFIX-$pod" --cgroup "$CLUSTER_CGROUP/$pod" "$@"
+	"$SLUICE_BUILD/loadgen" --netns "$CLUSTER_PREFIX-$pod" --cgroup "$(pod_cgroup "$pod")" "$@"
 }
 
 # pod_del NAME: the pod's processes, its namespace (the veth pair and the node's route go with
 # it) and its cgroup; the Pod object is gone from the next cluster_objects.
 pod_del() {
-	local name=$1 cg=$CLUSTER_CGROUP/$1 ns=$CLUSTER_PREFIX-$1
+	local name=$1 cg ns=$CLUSTER_PREFIX-$1
+	cg=$(pod_cgroup "$name")
 	[ -e "$cg/cgroup.kill" ] && echo 1 > "$cg/cgroup.kill" 2>/dev/null
 	for _ in $(seq 100); do
 		[ -z "$(cat "$cg/cgroup.procs" 2>/dev/null)" ] && break
@@ -315,6 +392,7 @@ pod_del() {
 	ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null
 	ip netns delete "$ns" 2>/dev/null
 	rmdir "$cg" 2>/dev/null
-	rm -f "$CLUSTER_DIR/pod.$name" "$CLUSTER_DIR/ready.$name" "$CLUSTER_DIR/backend.$name.pid"
-	return 0
+	rm -f "$CLUSTER_DIR/ready.$name" "$CLUSTER_DIR/backend.$name.pid"
+	kubelet_pod delete "$name"
 }
+

@@ -5,6 +5,11 @@
 # Source it, then: cluster_up; pod_add ...; svc_add ...; cluster_objects FILE; ...; cluster_down.
 # Every cluster lives under its own prefix, so a crashed run never blocks the next one.
 # The topology and the safety rules it keeps: DESIGN.md §16.
+#
+# Several nodes instead of one: cluster_up; cluster_nodes N; pod_add_on K ...; sluiced_start_node K
+# (or sluiced_start_all); sluice_on K ...; cluster_down. See "Multi-node" below for the topology.
+# A cluster is either single-node (pod_add, sluiced_start, sluice) or multi-node, not both:
+# cluster_nodes removes the single node, and pod_add and sluiced_start refuse a cluster of nodes.
 
 SLUICE_TOP=${SLUICE_TOP:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 SLUICE_BUILD=${SLUICE_BUILD:-$SLUICE_TOP/build}
@@ -126,6 +131,7 @@ cluster_up() {
 	CLUSTER_OBJECTS=$CLUSTER_DIR/objects
 	mkdir -p "$CLUSTER_OBJECTS"
 	CLUSTER_PODS=0
+	CLUSTER_NODES=0
 	export SLUICE_SOCKET=$CLUSTER_SOCKET
 	ip netns add "$CLUSTER_NODE"
 	ip -n "$CLUSTER_NODE" link set lo up
@@ -176,6 +182,7 @@ sluiced_halt() {
 # sluiced on this cluster's cgroup, with its own pins, socket and state; in the network namespace
 # SLUICED_NETNS when set (--tc names interfaces there).
 sluiced_start() {
+	[ "${CLUSTER_NODES:-0}" = 0 ] || { cluster_die "a cluster of nodes: sluiced_start_node K"; return 1; }
 	sluiced_spawn "$CLUSTER_DIR" "$CLUSTER_CGROUP" "$CLUSTER_STATE" "$@"
 	sluiced_ready "$CLUSTER_DIR"
 }
@@ -188,6 +195,7 @@ sluice() { "$SLUICE_BUILD/sluice" --socket "$CLUSTER_SOCKET" "$@"; }
 #   LABELS: app=purchase-history,version=v1. The pod is Running and Ready.
 pod_add() {
 	local name=$1 kns=$2 labels=$3 ip4=$4 ip6=${5:-} idx ns veth
+	[ "${CLUSTER_NODES:-0}" = 0 ] || { cluster_die "a cluster of nodes: pod_add_on K $name ..."; return 1; }
 	CLUSTER_PODS=$((CLUSTER_PODS + 1))
 	idx=$CLUSTER_PODS
 	ns=$CLUSTER_PREFIX-$name
@@ -365,6 +373,12 @@ cluster_objects() {
 			echo "      status: \"$( [ "$ready" = true ] && echo True || echo False)\""
 			echo "    - type: ContainersReady"
 			echo "      status: \"$( [ "$ready" = true ] && echo True || echo False)\""
+			if [ -n "$node" ]; then
+				echo "    hostIP: $(node_ip "$node")"
+				echo "    hostIPs:"
+				echo "    - ip: $(node_ip "$node")"
+				echo "    - ip: $(node_ip6 "$node")"
+			fi
 			echo "    podIP: $ip4"
 			echo "    podIPs:"
 			echo "    - ip: $ip4"
@@ -396,3 +410,188 @@ pod_del() {
 	kubelet_pod delete "$name"
 }
 
+# ---- Multi-node --------------------------------------------------------------------------------
+# cluster_nodes N turns the cluster into N nodes (1 <= N <= 249), each what the single node is:
+#   node K   network namespace PREFIX-nodeK, forwarding on, routing its pods as the single node
+#            does (/32 per pod, 169.254.1.1 and fe80::1 on the node's end of each veth);
+#            cgroup CLUSTER_CGROUP/nodeK, its pods' cgroups under it; a home directory
+#            CLUSTER_DIR/nodeK (sluiced.log, sluice.sock, sluiced.pid, state/) and its own pins
+#            /sys/fs/bpf/sluice-test-PREFIX-nodeK. Its sluiced is attached to CLUSTER_CGROUP/nodeK
+#            only: it translates the connections of that node's pods and of no other.
+#   pods     node K's pods in 198.18.K.0/24 and 2001:db8:18:K::/64 (198.18.K.H <-> ...:K::H).
+#            Not DESIGN.md's 2001:db8:K::/48: node 19's would be the VIP range 2001:db8:19::/48.
+#   fabric   namespace PREFIX-fabric, one bridge; node K's eth0 is on it with 198.18.254.K/24 and
+#            2001:db8:18:254::K/64 (its hostIP), and holds a route per other node J: 198.18.J.0/24
+#            via 198.18.254.J, and the same for IPv6. This is flannel's host-gw, or Calico
+#            without encapsulation: pod addresses are routed, never translated, between nodes.
+#            A bridge rather than a veth mesh: N veth pairs and one L2 segment instead of
+#            N(N-1)/2 pairs (1,225 at 50 nodes); the cost of a node is one namespace, one veth
+#            pair and N-1 routes of a few bytes. Nothing has a default route: only 198.18.0.0/16
+#            and 2001:db8:18::/48 are reachable, and pods keep the VIP ranges unreachable.
+# A pod's connection to a VIP is translated at connect() by its own node's sluiced, then routed
+# to the chosen pod on whichever node it lives. sluiced runs in the machine's network namespace
+# like the single node's (socket mode needs none, and an API server on loopback stays reachable);
+# SLUICED_NETNS=$(node_ns K) runs it in the node's (for --tc eth0).
+
+node_ns() { echo "$CLUSTER_PREFIX-node$1"; }
+node_dir() { echo "$CLUSTER_DIR/node$1"; }
+node_cgroup() { echo "$CLUSTER_CGROUP/node$1"; }
+node_socket() { echo "$CLUSTER_DIR/node$1/sluice.sock"; }
+node_bpffs() { echo "/sys/fs/bpf/sluice-test-$CLUSTER_PREFIX-node$1"; }
+node_ip() { echo "198.18.254.$1"; }
+node_ip6() { echo "2001:db8:18:254::$1"; }
+node_check() {
+	case $1 in '' | *[!0-9]*) ;; *) [ "$1" -ge 1 ] && [ "$1" -le "$CLUSTER_NODES" ] && return 0 ;; esac
+	cluster_die "no node '$1' (nodes 1 to $CLUSTER_NODES)"
+}
+
+# cluster_nodes N: after cluster_up, before any pod. The single node's namespace goes away; pod_add
+# and sluiced_start are refused from now on (pod_add_on, sluiced_start_node; sluice_on for sluice).
+cluster_nodes() {
+	local n=$1 k j fabric=$CLUSTER_PREFIX-fabric
+	[ -n "${CLUSTER_DIR:-}" ] || { cluster_die "cluster_nodes: cluster_up first"; return 1; }
+	[ "${CLUSTER_NODES:-0}" = 0 ] && [ "${CLUSTER_PODS:-0}" = 0 ] ||
+		{ cluster_die "cluster_nodes: only once, before any pod"; return 1; }
+	case $n in '' | *[!0-9]*) n=0 ;; esac
+	[ "$n" -ge 1 ] && [ "$n" -le 249 ] || { cluster_die "cluster_nodes: 1 to 249 nodes, not '$1'"; return 1; }
+	CLUSTER_NODES=$n
+	echo "$n" > "$CLUSTER_DIR/nodes"
+	# what teardown must find, written before anything exists
+	for k in $(seq "$n"); do
+		mkdir -p "$(node_dir "$k")"
+		node_bpffs "$k" > "$(node_dir "$k")/bpffs"
+	done
+	ip netns delete "$CLUSTER_NODE"
+	CLUSTER_NODE=
+	{
+		echo "netns add $fabric"
+		for k in $(seq "$n"); do echo "netns add $(node_ns "$k")"; done
+	} | ip -batch - || { cluster_die "cluster_nodes: namespaces"; return 1; }
+	# IPv6 DAD off before any interface exists, so that every veth made later starts usable
+	for k in $(seq "$n"); do
+		nsenter --net="/run/netns/$(node_ns "$k")" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1 \
+			net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0 || return 1
+	done
+	{
+		for k in $(seq "$n"); do
+			echo "link add eth0 netns $(node_ns "$k") type veth peer name ${CLUSTER_PREFIX}n$k netns $fabric"
+		done
+	} | ip -batch - || { cluster_die "cluster_nodes: node links"; return 1; }
+	{
+		echo "link set lo up"
+		echo "link add br0 type bridge"
+		echo "link set br0 up"
+		for k in $(seq "$n"); do echo "link set ${CLUSTER_PREFIX}n$k master br0 up"; done
+	} | ip -n "$fabric" -batch - || { cluster_die "cluster_nodes: fabric"; return 1; }
+	for k in $(seq "$n"); do
+		{
+			echo "link set lo up"
+			echo "link set eth0 up"
+			echo "addr add $(node_ip "$k")/24 dev eth0"
+			echo "addr add $(node_ip6 "$k")/64 dev eth0 nodad"
+			for j in $(seq "$n"); do
+				[ "$j" = "$k" ] && continue
+				echo "route add 198.18.$j.0/24 via 198.18.254.$j dev eth0"
+				echo "route add 2001:db8:18:$j::/64 via 2001:db8:18:254::$j dev eth0"
+			done
+		} | ip -n "$(node_ns "$k")" -batch - || { cluster_die "cluster_nodes: node $k"; return 1; }
+		mkdir -p "$(node_cgroup "$k")"
+	done
+	cluster_log "$n nodes: $(node_ns 1)..$(node_ns "$n"), joined by $fabric"
+}
+
+# pod_add_on K NAME NAMESPACE LABELS [IPV4]: a Running, Ready pod on node K, dual-stack. Without
+# IPV4 the harness gives the first free 198.18.K.H; a given one must be in 198.18.K.0/24. The
+# IPv6 address follows: 2001:db8:18:K::H. Pod names are unique in the cluster.
+pod_add_on() {
+	local k=$1 name=$2 kns=$3 labels=$4 ip4=${5:-} h ip6 ns node veth used
+	node_check "$k" || return 1
+	[ -e "$CLUSTER_DIR/pod.$name" ] && { cluster_die "pod $name exists"; return 1; }
+	used=$(for f in "$CLUSTER_DIR"/pod.*; do [ -e "$f" ] && sed -n 4p "$f"; done)
+	if [ -z "$ip4" ]; then
+		for h in $(seq 254); do grep -qx "198.18.$k.$h" <<< "$used" || break; done
+		grep -qx "198.18.$k.$h" <<< "$used" && { cluster_die "node $k has no free pod address"; return 1; }
+		ip4=198.18.$k.$h
+	else
+		h=${ip4#198.18.$k.}
+		case $h in '' | *[!0-9]*) h=0 ;; esac
+		[ "$ip4" = "198.18.$k.$h" ] && [ "$h" -ge 1 ] && [ "$h" -le 254 ] ||
+			{ cluster_die "pod $name: $ip4 is not in node $k's pods, 198.18.$k.1-254"; return 1; }
+		grep -qx "$ip4" <<< "$used" && { cluster_die "pod $name: $ip4 is taken"; return 1; }
+	fi
+	ip6=2001:db8:18:$k::$h
+	ns=$CLUSTER_PREFIX-$name
+	node=$(node_ns "$k")
+	veth=${CLUSTER_PREFIX}p$h
+	CLUSTER_PODS=$((CLUSTER_PODS + 1))
+	printf '%s\n' "netns add $ns" "link add $veth netns $node type veth peer name eth0 netns $ns" |
+		ip -batch - || { cluster_die "pod $name: namespace"; return 1; }
+	{
+		echo "link set $veth up"
+		echo "addr add 169.254.1.1/32 dev $veth"
+		echo "addr add fe80::1/64 dev $veth nodad"
+		echo "route add $ip4/32 dev $veth"
+		echo "route add $ip6/128 dev $veth"
+	} | ip -n "$node" -batch - || { cluster_die "pod $name: node side"; return 1; }
+	{
+		echo "link set lo up"
+		echo "link set eth0 up"
+		echo "addr add $ip4/32 dev eth0"
+		echo "addr add $ip6/128 dev eth0 nodad"
+		echo "route add 169.254.1.1 dev eth0 scope link"
+		echo "route add default via 169.254.1.1 dev eth0"
+		echo "route add ::/0 via fe80::1 dev eth0"
+		# a VIP nobody translated fails at once instead of timing out on rate-limited ICMP
+		echo "route add unreachable 198.19.0.0/16"
+		echo "route add unreachable 2001:db8:19::/48"
+	} | ip -n "$ns" -batch - || { cluster_die "pod $name: pod side"; return 1; }
+	mkdir -p "$(node_cgroup "$k")/$name"
+	kubelet_pod create "$name" "$kns" "$labels" "$ip4" "$ip6" "$k"
+}
+
+# pod_ip NAME / pod_ip6 NAME: a pod's addresses.
+pod_ip() { sed -n 4p "$CLUSTER_DIR/pod.$1"; }
+pod_ip6() { sed -n 5p "$CLUSTER_DIR/pod.$1"; }
+
+# sluiced_start_node K [ARGS]: node K's sluiced on CLUSTER_CGROUP/nodeK with node K's pins, socket
+# and state directory, log in CLUSTER_DIR/nodeK/sluiced.log; returns once it answers.
+sluiced_start_node() {
+	local k=$1
+	node_check "$k" || return 1
+	shift
+	sluiced_spawn "$(node_dir "$k")" "$(node_cgroup "$k")" "$(node_dir "$k")/state" "$@"
+	sluiced_ready "$(node_dir "$k")"
+}
+
+# sluiced_start_all [ARGS]: every node's sluiced, started together; returns once all answer.
+sluiced_start_all() {
+	local k
+	for k in $(seq "${CLUSTER_NODES:-0}"); do
+		sluiced_spawn "$(node_dir "$k")" "$(node_cgroup "$k")" "$(node_dir "$k")/state" "$@"
+	done
+	for k in $(seq "${CLUSTER_NODES:-0}"); do sluiced_ready "$(node_dir "$k")" || return 1; done
+}
+
+# sluiced_stop_node K [SIG]: signals node K's sluiced (TERM by default) and waits until it is gone;
+# its pins stay, and its data plane with them.
+sluiced_stop_node() {
+	node_check "$1" || return 1
+	sluiced_halt "$(node_dir "$1")" "${2:-TERM}"
+}
+
+# sluice_on K ARGS...: the CLI against node K's sluiced. sluice_all ARGS...: on every node in turn,
+# output prefixed "nodeK: ", failing if any node fails.
+sluice_on() {
+	local k=$1
+	node_check "$k" || return 2
+	shift
+	"$SLUICE_BUILD/sluice" --socket "$(node_socket "$k")" "$@"
+}
+sluice_all() {
+	local k rc=0
+	for k in $(seq "${CLUSTER_NODES:-0}"); do
+		sluice_on "$k" "$@" 2>&1 | sed "s/^/node$k: /"
+		[ "${PIPESTATUS[0]}" = 0 ] || rc=1
+	done
+	return $rc
+}

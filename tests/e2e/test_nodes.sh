@@ -182,11 +182,11 @@ check "this cluster survived the collection (its owner lives)" "3 v1=80 v2=20" "
 
 # 9. Teardown leaves nothing: every node's sluiced, namespace, pin directory and cgroup.
 p=$CLUSTER_PREFIX cg=$CLUSTER_CGROUP dir=$CLUSTER_DIR
-pids=$(cat "$D"/node*/sluiced.pid | xargs)
+node_pids=$(cat "$D"/node*/sluiced.pid | xargs)
 t0=$(date +%s%N)
 cluster_down
 echo "   (teardown of $N nodes in $(ms_since "$t0") ms)"
-alive=0; for q in $pids; do sluiced_gone "$q" || alive=$((alive + 1)); done
+alive=0; for q in $node_pids; do sluiced_gone "$q" || alive=$((alive + 1)); done
 check "teardown: sluiced left, namespaces, pin directories, cgroups, cluster directory" "0 0 0 0 0" \
 	"$alive $(ip netns list | grep -c "^$p-") $(ls -d /sys/fs/bpf/sluice-test-"$p"* 2>/dev/null | wc -l) $(ls -d "$cg" 2>/dev/null | wc -l) $(ls -d "$dir" 2>/dev/null | wc -l)"
 

@@ -432,6 +432,8 @@ pod_del() {
 # to the chosen pod on whichever node it lives. sluiced runs in the machine's network namespace
 # like the single node's (socket mode needs none, and an API server on loopback stays reachable);
 # SLUICED_NETNS=$(node_ns K) runs it in the node's (for --tc eth0).
+# What N nodes cost, stage by stage: tests/cluster/nodes-bench.sh N (20 nodes came up in 1.8 s, 50
+# in 6.7 s; 46.3 MiB a node, 45.0 MiB of it sluiced's maps, whose sizes are fixed in bpf/).
 
 node_ns() { echo "$CLUSTER_PREFIX-node$1"; }
 node_dir() { echo "$CLUSTER_DIR/node$1"; }

@@ -509,10 +509,11 @@ pod_add_on() {
 	local k=$1 name=$2 kns=$3 labels=$4 ip4=${5:-} h ip6 ns node veth used
 	node_check "$k" || return 1
 	[ -e "$CLUSTER_DIR/pod.$name" ] && { cluster_die "pod $name exists"; return 1; }
-	used=$(for f in "$CLUSTER_DIR"/pod.*; do [ -e "$f" ] && sed -n 4p "$f"; done)
+	used=$(awk 'FNR == 4' "$CLUSTER_DIR"/pod.* /dev/null 2>/dev/null)    # every pod's IPv4, one process
 	if [ -z "$ip4" ]; then
-		for h in $(seq 254); do grep -qx "198.18.$k.$h" <<< "$used" || break; done
-		grep -qx "198.18.$k.$h" <<< "$used" && { cluster_die "node $k has no free pod address"; return 1; }
+		h=$(awk -v net="198.18.$k." 'index($0, net) == 1 { taken[substr($0, length(net) + 1)] = 1 }
+			END { for (h = 1; h <= 254; h++) if (!(h in taken)) { print h; exit } }' <<< "$used")
+		[ -n "$h" ] || { cluster_die "node $k has no free pod address"; return 1; }
 		ip4=198.18.$k.$h
 	else
 		h=${ip4#198.18.$k.}

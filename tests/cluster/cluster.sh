@@ -83,10 +83,14 @@ cluster_teardown_dir() {
 	if [ -n "$cg" ] && [ -d "$cg" ]; then
 		find "$cg" -depth -type d -exec rmdir {} \; 2>/dev/null || true
 	fi
-	# bpffs goes back to unmounted if a cluster mounted it and nothing else lives there now
-	if [ -e "$dir/mounted-bpffs" ] && [ -z "$(ls -d "$CLUSTER_RUN"/*/ 2>/dev/null | grep -v "^$dir/")" ] &&
+	# bpffs goes back to unmounted if a cluster mounted it and nothing else lives there now. The
+	# mark is also kept beside the clusters, so that when the cluster that mounted it ends first,
+	# the last one to end (which found it mounted) still unmounts it.
+	if { [ -e "$dir/mounted-bpffs" ] || [ -e "$CLUSTER_RUN/.mounted-bpffs" ]; } &&
+		[ -z "$(ls -d "$CLUSTER_RUN"/*/ 2>/dev/null | grep -v "^$dir/")" ] &&
 		[ -z "$(find /sys/fs/bpf -mindepth 1 -maxdepth 1 ! -name '*.debug' 2>/dev/null)" ]; then
 		umount /sys/fs/bpf 2>/dev/null || true
+		rm -f "$CLUSTER_RUN/.mounted-bpffs"
 	fi
 	rm -rf "$dir"
 }
@@ -121,7 +125,7 @@ cluster_up() {
 	mkdir -p "$CLUSTER_CGROUP"
 	if ! grep -q ' /sys/fs/bpf bpf ' /proc/mounts; then
 		mount -t bpf bpf /sys/fs/bpf
-		touch "$CLUSTER_DIR/mounted-bpffs"
+		touch "$CLUSTER_DIR/mounted-bpffs" "$CLUSTER_RUN/.mounted-bpffs"
 	fi
 	CLUSTER_BPFFS=/sys/fs/bpf/sluice-test-$CLUSTER_PREFIX
 	echo "$CLUSTER_BPFFS" > "$CLUSTER_DIR/bpffs"

@@ -429,15 +429,16 @@ pod_del() {
 #            via 198.18.254.J, and the same for IPv6. This is flannel's host-gw, or Calico
 #            without encapsulation: pod addresses are routed, never translated, between nodes.
 #            A bridge rather than a veth mesh: N veth pairs and one L2 segment instead of
-#            N(N-1)/2 pairs (1,225 at 50 nodes); the cost of a node is one namespace, one veth
-#            pair and N-1 routes of a few bytes. Nothing has a default route: only 198.18.0.0/16
-#            and 2001:db8:18::/48 are reachable, and pods keep the VIP ranges unreachable.
+#            N(N-1)/2 pairs (1,225 at 50 nodes); the network cost of a node is one namespace, one
+#            veth pair and 2(N-1) routes. No node has a default route: a pod reaches pods (its
+#            node routes 198.18.0.0/16 and 2001:db8:18::/48 and nothing else), and the VIP ranges
+#            stay unreachable in every pod.
 # A pod's connection to a VIP is translated at connect() by its own node's sluiced, then routed
 # to the chosen pod on whichever node it lives. sluiced runs in the machine's network namespace
 # like the single node's (socket mode needs none, and an API server on loopback stays reachable);
-# SLUICED_NETNS=$(node_ns K) runs it in the node's (for --tc eth0).
-# What N nodes cost, stage by stage: tests/cluster/nodes-bench.sh N (20 nodes came up in 1.8 s, 50
-# in 6.7 s; 46.3 MiB a node, 45.0 MiB of it sluiced's maps, whose sizes are fixed in bpf/).
+# SLUICED_NETNS=$(node_ns K) runs it in the node's, where --tc eth0 names the node's uplink.
+# What N nodes cost, stage by stage: tests/cluster/nodes-bench.sh N (20 nodes came up in 1.7 s, 50
+# in 5.6 s; 46.3 MiB a node, 45.0 MiB of it sluiced's maps, whose sizes are fixed in bpf/).
 
 node_ns() { echo "$CLUSTER_PREFIX-node$1"; }
 node_dir() { echo "$CLUSTER_DIR/node$1"; }

@@ -130,6 +130,7 @@ class Server:
         self.down_until = 0
         self.stopping = False
         self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
         self.lsock = self._listen(opts.port)
         self.port = self.lsock.getsockname()[1]
         self.log = open(opts.log, "a", buffering=1) if opts.log else None
@@ -172,7 +173,7 @@ class Server:
     def _drain_wake(self):
         try:
             os.read(self.wake_r, 4096)
-        except OSError:
+        except (BlockingIOError, OSError):
             pass
 
     def connection(self, conn, addr):

@@ -178,6 +178,7 @@ class Server:
 
     def connection(self, conn, addr):
         try:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             conn.settimeout(10)
             tls = self.ctx.wrap_socket(conn, server_side=True)
         except (OSError, ssl.SSLError):
@@ -293,16 +294,15 @@ class Handler(BaseHTTPRequestHandler):
     # ---- plumbing ----
 
     def send_bytes(self, code, body, ctype="application/json", headers=()):
-        self.send_response(code)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-cache, private")
-        for k, v in headers:
-            self.send_header(k, v)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+        """The whole response in one write: headers and body in one TLS record train."""
         self.code = code
+        head = ["HTTP/1.1 %d %s" % (code, self.responses.get(code, ("",))[0]),
+                "Date: " + self.date_time_string(), "Content-Type: " + ctype, "Content-Length: %d" % len(body),
+                "Cache-Control: no-cache, private"]
+        head += ["%s: %s" % kv for kv in headers]
+        if self.close_connection:
+            head.append("Connection: close")
+        self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
 
     def send_error_status(self, err):
         self.send_bytes(err.code, status_body(err), headers=err.headers)

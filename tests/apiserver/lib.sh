@@ -112,10 +112,11 @@ api_wait_up() {
 	return 1
 }
 
-api_token() { awk -F, -v u="${1:?api_token USER}" '$2 == u { print $1 }' "$API_DIR/tokens.csv"; }
+api_token() { awk -F, -v u="${1:?api_token USER}" '$2 == u { print $1 }' "${API_DIR:?api_up first}/tokens.csv"; }
 
 api_curl() {
 	local user=$1 method=$2 path=$3 body=${4-} ctype=${5:-} code
+	: "${API_DIR:?api_up first}"
 	[ -n "$ctype" ] || { [ "$method" = PATCH ] && ctype=application/merge-patch+json || ctype=application/json; }
 	local args=(-sS --cacert "$API_CA" -X "$method" -o "$API_DIR/last_body" -w '%{http_code}')
 	[ -n "$(api_token "$user")" ] && args+=(-H "Authorization: Bearer $(api_token "$user")")

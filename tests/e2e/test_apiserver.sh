@@ -316,6 +316,39 @@ wait "$wpid"; rc=$?
 WATCHERS=()
 check "drop-watches cuts an open watch (curl: exit 18, transfer closed mid-stream), none left open" "18 0" \
 	"$rc $(api_stats | jq -r .watches_open)"
+# A watcher that never reads must not hold back the others: its socket fills, its thread waits.
+"$API_PYTHON" - "$API_PORT" "$API_CA" "$(api_token sluiced)" <<'PY' &
+import socket, ssl, sys, time
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+raw = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+s = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+s.sendall(b"GET /api/v1/pods?watch=1&timeoutSeconds=60 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+          b"Authorization: Bearer %s\r\n\r\n" % sys.argv[3].encode())
+time.sleep(60)
+PY
+staller=$!
+WATCHERS+=($staller)
+watches_open() { [ "$(api_stats | jq .watches_open)" = "$1" ]; }
+wait_for 5 watches_open 1
+rv_now=$(list_rv)
+curl_watch sluiced "/api/v1/pods?watch=1&resourceVersion=$rv_now&timeoutSeconds=8" > "$D/w9.json" &
+WATCHERS+=($!)
+wait_for 5 watches_open 2
+jq -cn '{kind: "List", items: [range(3000) | {apiVersion: "v1", kind: "Pod",
+	metadata: {name: "big-\(.)", namespace: "stall", annotations: {pad: ("x" * 2048)}},
+	spec: {containers: [{name: "c", image: "x"}]}}]}' > "$D/big.json"
+added() { [ "$(grep -c '"type":"ADDED"' "$D/w9.json")" -ge "$1" ]; }
+t0=$(date +%s%N)
+api_load "$D/big.json" >/dev/null
+wait_for 10 added 3000
+ms=$((($(date +%s%N) - t0) / 1000000))
+check "a watcher that never reads does not hold back another: all 3000 events (6 MB) reach it, both watches open" \
+	"3000 2" "$(grep -c '"type":"ADDED"' "$D/w9.json") $(api_stats | jq .watches_open)"
+check_range "... within 5 s of the write (ms)" 0 5000 "$ms"
+kill "${WATCHERS[@]}" 2>/dev/null
+wait "${WATCHERS[@]}" 2>/dev/null
+WATCHERS=()
 api_fault slow 400 '/virtualservices'
 ms=$(curl -s -o /dev/null -w '%{time_total}' --cacert "$API_CA" -H "Authorization: Bearer $(api_token admin)" "$API_URL$VSPATH" | awk '{printf "%d", $1 * 1000}')
 api_fault slow 0

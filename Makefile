@@ -15,9 +15,12 @@ SLUICE_CFLAGS := -D_GNU_SOURCE
 LDLIBS_COMPILER := -lyaml -lm
 LDLIBS  := -lbpf -lelf -lz -lcap $(LDLIBS_COMPILER)
 
+# python3, openssl, curl: the Kubernetes API double (tests/apiserver). Its test needs a kubectl too:
+# Debian's kubernetes-client, where no other is installed; not listed, because it conflicts with the
+# kubectl package that owns /usr/bin/kubectl on these machines.
 DEB_PACKAGES := build-essential clang llvm libbpf-dev bpftool libyaml-dev libcap-dev \
 	libelf-dev zlib1g-dev libclang-rt-14-dev iproute2 pkg-config jq \
-	iptables nftables conntrack haproxy socat gnuplot-nox
+	iptables nftables conntrack haproxy socat gnuplot-nox python3 openssl curl
 
 BPF_SRCS  := $(wildcard bpf/*.bpf.c)
 BPF_OBJS  := $(patsubst bpf/%.bpf.c,$(BUILD)/%.bpf.o,$(BPF_SRCS))

@@ -215,6 +215,9 @@ check "sluiced lists every kind it follows in all namespaces" "0 0 0 0 0" \
 check "rollout may not delete, nor write pods/status" \
 	"Error from server (Forbidden): virtualservices.networking.istio.io \"$VS\" is forbidden: User \"rollout\" cannot delete resource \"virtualservices\" in API group \"networking.istio.io\" in the namespace \"$NS\"|403 pods \"purchase-history-v1\" is forbidden: User \"rollout\" cannot patch resource \"pods/status\" in API group \"\" in the namespace \"$NS\"" \
 	"$(k --context rollout delete vs $VS -n $NS 2>&1)|$(api_curl rollout PATCH /api/v1/namespaces/$NS/pods/purchase-history-v1/status '{}' | jq -r '"\(.code) \(.message)"')"
+api_curl sluiced POST /_sluice/faults '{"compact":true}' > "$D/ctl.json"
+check "only admin may inject faults" "403 forbidden: User \"sluiced\" cannot post path \"/_sluice/faults\"" \
+	"$(api_status) $(jq -r .message "$D/ctl.json")"
 check "a bad token is 401, as kubectl prints it" "error: You must be logged in to the server (Unauthorized)" \
 	"$(k --token not-a-token get vs -n $NS 2>&1 | tail -1)"
 api_curl nobody-at-all GET "$VSPATH" > "$D/401.json"
@@ -240,6 +243,9 @@ check "a watch from resourceVersion N gets exactly the events after N" "MODIFIED
 curl_watch sluiced "/apis/networking.istio.io/v1/virtualservices?watch=1&timeoutSeconds=1" > "$D/w2.json"
 check "a watch without resourceVersion starts with the state as ADDED events" "ADDED $VS" \
 	"$(jq -r '"\(.type) \(.object.metadata.name)"' "$D/w2.json" | paste -sd'|')"
+curl_watch sluiced "$VSPATH?watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&timeoutSeconds=1" > "$D/w2b.json"
+check "a streaming list (sendInitialEvents): the state, then a bookmark marking its end" "ADDED $VS|BOOKMARK true" \
+	"$(head -2 "$D/w2b.json" | jq -r '"\(.type) \(.object.metadata.name // .object.metadata.annotations["k8s.io/initial-events-end"])"' | paste -sd'|')"
 t0=$(date +%s%N)
 curl_watch sluiced "$VSPATH?watch=1&resourceVersion=$rv_now&allowWatchBookmarks=true&timeoutSeconds=3" > "$D/w3.json"; rc=$?
 ms=$((($(date +%s%N) - t0) / 1000000))
@@ -370,6 +376,14 @@ api_fault crds on
 check "crds on: installed again, and empty" "3|No resources found in $NS namespace." \
 	"$(k api-resources --api-group=networking.istio.io --no-headers 2>/dev/null | wc -l)|$(k get vs -n $NS 2>&1)"
 api_fault reset
+
+# ---- finalizers: a delete marks the object, the last finalizer's removal deletes it ----
+api_curl admin POST "$VSPATH" '{"metadata":{"name":"held","finalizers":["example.com/hold"]},"spec":{"hosts":["x"]}}' >/dev/null
+k delete vs held -n $NS --wait=false >/dev/null 2>&1
+check "delete of an object with a finalizer sets deletionTimestamp and keeps it" "set example.com/hold" \
+	"$(field vs held '{.metadata.deletionTimestamp}' | sed 's/.\+/set/') $(field vs held '{.metadata.finalizers[0]}')"
+k patch vs held -n $NS --type json -p '[{"op":"remove","path":"/metadata/finalizers"}]' >/dev/null 2>&1
+check "removing the last finalizer deletes it" "404" "$(api_curl admin GET "$VSPATH/held" >/dev/null; api_status)"
 
 # ---- namespaces ----
 check "deleting a namespace deletes what is in it" "namespace \"paging\" deleted|0" \

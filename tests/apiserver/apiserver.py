@@ -31,7 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import kinds                                       # noqa: E402
 import protobuf                                    # noqa: E402
 import selector as sel                             # noqa: E402
-from store import (ApiError, Store, bad_request, dumps, gone, no_such_path, not_found)  # noqa: E402
+from store import ApiError, Store, bad_request, dumps, gone, no_such_path  # noqa: E402
 
 SERVER_VERSION = "v1.32.0"
 
@@ -499,7 +499,7 @@ class Handler(BaseHTTPRequestHandler):
         if verb == "delete":
             options = self.json_body(body) or {}
             if "gracePeriodSeconds" in query:
-                options["gracePeriodSeconds"] = int(query["gracePeriodSeconds"])
+                options["gracePeriodSeconds"] = self.int_param(query, "gracePeriodSeconds")
             rec, gone_now = store.delete(rtype, ns, name, options, dry_run)
             if gone_now and rtype.kind not in ("Pod", "Service"):
                 st = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
@@ -527,6 +527,13 @@ class Handler(BaseHTTPRequestHandler):
                 pass
         raise ApiError(415, "UnsupportedMediaType", "the body of the request was in an unknown format - "
                                                     "accepted media types include: application/json", {})
+
+    def int_param(self, query, name):
+        v = query.get(name, "")
+        try:
+            return int(v) if v else 0
+        except ValueError:
+            raise bad_request('%s: Invalid value: "%s": strconv.ParseInt: parsing "%s": invalid syntax' % (name, v, v))
 
     def check_rv_not_too_large(self, rv):
         try:
@@ -670,7 +677,7 @@ class Handler(BaseHTTPRequestHandler):
     def list(self, rtype, version, ns, query):
         store = self.api.store
         lsel, fsel = self.selectors(rtype, query)
-        limit = int(query.get("limit") or 0)
+        limit = self.int_param(query, "limit")
         rv_param, match = query.get("resourceVersion", ""), query.get("resourceVersionMatch", "")
         cont = query.get("continue", "")
         if match and not rv_param:
@@ -748,8 +755,7 @@ class Handler(BaseHTTPRequestHandler):
         if initial_events and (query.get("resourceVersionMatch") != "NotOlderThan" or not bookmarks):
             raise bad_request("sendInitialEvents is forbidden for watch unless resourceVersionMatch is "
                               "NotOlderThan and allowWatchBookmarks is true")
-        timeout = query.get("timeoutSeconds")
-        timeout = float(timeout) if timeout else api.opts.min_request_timeout * (1 + (time.time() % 1))
+        timeout = self.int_param(query, "timeoutSeconds") or api.opts.min_request_timeout * (1 + (time.time() % 1))
         fmt = self.accept()
         too_old = None
         with store.lock:

@@ -13,7 +13,6 @@ started by api_up):
 import argparse
 import http.client
 import json
-import os
 import ssl
 import threading
 import time

@@ -7,6 +7,7 @@ destinationrules, gateways (+status) in v1, v1beta1 and v1alpha3, one storage fo
 as Istio's CRDs have (the schemas are the same, so a version is only the apiVersion string).
 """
 
+import calendar
 import ipaddress
 import re
 import time
@@ -61,6 +62,8 @@ def field_values(rtype, obj):
         cur = obj
         for part in f.split("."):
             cur = cur.get(part) if isinstance(cur, dict) else None
+        if f == "spec.hostNetwork":
+            cur = bool(cur)
         if isinstance(cur, bool):
             cur = "true" if cur else "false"
         out[f] = "" if cur is None else str(cur)
@@ -277,7 +280,7 @@ def _age(obj):
     if not ts:
         return "<unknown>"
     try:
-        t = time.mktime(time.strptime(ts, "%Y-%m-%dT%H:%M:%SZ")) - time.timezone
+        t = calendar.timegm(time.strptime(ts, "%Y-%m-%dT%H:%M:%SZ"))
     except ValueError:
         return "<unknown>"
     return human_duration(time.time() - t)

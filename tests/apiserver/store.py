@@ -11,7 +11,6 @@ resource type as serialized JSON, and per resource type an event log (the watch 
 - ApiError carries the Status the API returns. Everything here runs under Store.lock.
 """
 
-import bisect
 import collections
 import copy
 import ipaddress
@@ -429,9 +428,8 @@ class Store:
                     new = patches.json_patch(current, body)
                 else:
                     new = patches.strategic_merge_patch(current, body, kinds.patch_meta(rtype.kind))
-            except patches.PatchError as e:
-                raise ApiError(422 if ptype != "json" else 500, "Invalid" if ptype != "json" else "InternalError",
-                               str(e) if ptype != "json" else "Internal error occurred: %s" % e)
+            except patches.PatchError as e:      # the patch handler's 422 (NewGenericServerResponse)
+                raise ApiError(422, "Invalid", str(e), {})
             if not isinstance(new, dict):
                 raise bad_request("the patch did not produce an object")
             self._check_body(rtype, new, version, ns, name)

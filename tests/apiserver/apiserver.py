@@ -346,10 +346,7 @@ class Handler(BaseHTTPRequestHandler):
             if not path.startswith("/_sluice/"):
                 code = self.api.faults.take_failure(method, path)
                 if code is not None:
-                    raise ApiError(code, "InternalError" if code == 500 else "ServiceUnavailable"
-                                   if code == 503 else "InternalError",
-                                   "Internal error occurred: injected fault (sluice test double)",
-                                   {"causes": [{"message": "injected fault"}]})
+                    raise injected(code)
             self.route(method, path, query, body)
         except ApiError as e:
             self.api.stats.count(self.user, self.verb)
@@ -936,6 +933,24 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
         if req.get("down"):
             api.go_down(float(req["down"]))
+
+
+def injected(code):
+    """An injected failure as the API words that code. Only 429 says Retry-After (priority and
+    fairness always does): client-go retries a 429 or 5xx that has one, so the others reach the
+    caller."""
+    if code == 429:
+        return ApiError(429, "TooManyRequests", "Too many requests, please try again later.",
+                        {"causes": [{"message": "injected fault"}], "retryAfterSeconds": 1},
+                        [("Retry-After", "1")])
+    if code == 503:
+        return ApiError(503, "ServiceUnavailable", "the server is currently unable to handle the request "
+                                                   "(injected fault)", {"causes": [{"message": "injected fault"}]})
+    if code == 504:
+        return ApiError(504, "Timeout", "the server was unable to return a response in the time allotted "
+                                        "(injected fault)", {"causes": [{"message": "injected fault"}]})
+    return ApiError(code, "InternalError", "Internal error occurred: injected fault (sluice test double)",
+                    {"causes": [{"message": "injected fault"}]})
 
 
 def partial_metadata(obj):

@@ -6,6 +6,8 @@ started by api_up):
   writes   merge PATCHes of one VirtualService from one keep-alive client: requests/s
   fanout   W watchers on pods; E pod updates committed at once (bulk load); events/s delivered to
            all watchers together, and the time until the last watcher has the last event
+  latency  W watchers on one VirtualService; PATCHes one at a time: from each PATCH to the last
+           watcher holding its event, p50 and p99
 
     bench.py --url URL --ca CA --token TOKEN [--services N] [--pods N] [--watchers W] [--events E]
 """
@@ -174,6 +176,73 @@ def bench_fanout(args):
         print("          short: some watcher got only %d of %d" % (min(got), args.events))
 
 
+def bench_latency(args):
+    """From a PATCH's send to the last of W watchers holding its event: what issue 12's weight
+    changes cost in the double (the watchers are threads of this process: an upper bound)."""
+    conn = connect(args)
+    ns = "bench-latency"
+    request(conn, args, "POST", "/api/v1/namespaces", json.dumps({"metadata": {"name": ns}}).encode())
+    path = "/apis/networking.istio.io/v1/namespaces/%s/virtualservices" % ns
+    vs = {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService", "metadata": {"name": "vs"},
+          "spec": {"hosts": ["svc"]}}
+    rv = json.loads(request(conn, args, "POST", path, json.dumps(vs).encode()))["metadata"]["resourceVersion"]
+    seen = {}                      # resourceVersion -> [arrival times]
+    lock = threading.Lock()
+    ready = threading.Barrier(args.watchers + 1)
+
+    def watcher():
+        c = connect(args)
+        c.request("GET", path + "?watch=1&resourceVersion=%s&timeoutSeconds=600" % rv,
+                  headers={"Authorization": "Bearer " + args.token})
+        r = c.getresponse()
+        ready.wait()
+        n = 0
+        while n < args.changes:
+            line = r.fp.readline()
+            if not line:
+                break
+            if line.startswith(b'{"type":"MODIFIED"'):
+                t = time.time()
+                at = line.find(b'"resourceVersion":"')
+                v = line[at + 19:line.index(b'"', at + 19)].decode()
+                with lock:
+                    seen.setdefault(v, []).append(t)
+                n += 1
+        c.close()
+
+    threads = [threading.Thread(target=watcher, daemon=True) for _ in range(args.watchers)]
+    for t in threads:
+        t.start()
+    ready.wait()
+    time.sleep(0.3)
+    sent = {}
+    for i in range(args.changes):
+        patch = {"spec": {"http": [{"route": [{"destination": {"host": "svc", "subset": "v1"}, "weight": 100 - i},
+                                              {"destination": {"host": "svc", "subset": "v2"}, "weight": i}]}]}}
+        t0 = time.time()
+        out = request(conn, args, "PATCH", path + "/vs", json.dumps(patch).encode(), "application/merge-patch+json")
+        t1 = time.time()
+        sent[json.loads(out)["metadata"]["resourceVersion"]] = (t0, t1)
+        time.sleep(args.gap / 1000.0)
+    for t in threads:
+        t.join(30)
+    from_send, from_reply = [], []
+    for v, (t0, t1) in sent.items():
+        arr = seen.get(v, [])
+        if len(arr) < args.watchers:
+            print("latency   resourceVersion %s reached %d of %d watchers" % (v, len(arr), args.watchers))
+            continue
+        from_send.append((max(arr) - t0) * 1000)
+        from_reply.append((max(arr) - t1) * 1000)
+
+    def pct(xs, p):
+        xs = sorted(xs)
+        return xs[min(len(xs) - 1, int(round(p / 100.0 * (len(xs) - 1))))] if xs else float("nan")
+    print("latency   %d PATCHes, %d watchers: to the last watcher from the request p50 %.2f ms p99 %.2f ms; "
+          "from the response p50 %.2f ms p99 %.2f ms" % (len(from_send), args.watchers, pct(from_send, 50),
+                                                        pct(from_send, 99), pct(from_reply, 50), pct(from_reply, 99)))
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--url", required=True)
@@ -185,10 +254,12 @@ def main():
     p.add_argument("--writes", type=int, default=1000)
     p.add_argument("--watchers", type=int, default=20)
     p.add_argument("--events", type=int, default=5000)
-    p.add_argument("what", nargs="*", default=["list", "writes", "fanout"])
+    p.add_argument("--changes", type=int, default=200, help="latency: PATCHes")
+    p.add_argument("--gap", type=float, default=20, help="latency: ms between PATCHes")
+    p.add_argument("what", nargs="*", default=["list", "writes", "fanout", "latency"])
     args = p.parse_args()
     for w in args.what:
-        {"list": bench_list, "writes": bench_writes, "fanout": bench_fanout}[w](args)
+        {"list": bench_list, "writes": bench_writes, "fanout": bench_fanout, "latency": bench_latency}[w](args)
 
 
 if __name__ == "__main__":

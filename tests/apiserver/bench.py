@@ -91,8 +91,12 @@ def bench_list(args):
     request(conn, args, "POST", "/_sluice/load", body)
     print("load      %d services + %d pods (%.1f MB JSON) in %.1f s" % (
         args.services, args.pods, len(body) / 1e6, time.time() - t0))
+    del body
+    # the server frees the load's parsed body after answering, before it reads the next request
+    # on this connection: not part of a LIST
+    request(conn, args, "GET", "/version")
     for path, what in (("/api/v1/services", "services"), ("/api/v1/pods", "pods")):
-        for limit in ("", "?limit=500"):
+        for limit in ("", "?limit=500") * args.repeat:
             t0, total, pages = time.time(), 0, 0
             cont = ""
             while True:
@@ -254,6 +258,7 @@ def main():
     p.add_argument("--writes", type=int, default=1000)
     p.add_argument("--watchers", type=int, default=20)
     p.add_argument("--events", type=int, default=5000)
+    p.add_argument("--repeat", type=int, default=1, help="list: times each LIST is made")
     p.add_argument("--changes", type=int, default=200, help="latency: PATCHes")
     p.add_argument("--gap", type=float, default=20, help="latency: ms between PATCHes")
     p.add_argument("what", nargs="*", default=["list", "writes", "fanout", "latency"])

@@ -55,7 +55,7 @@ api_up() {
 	done
 	chmod 600 "$API_DIR/tokens.csv" "$API_DIR/ca.key" "$API_DIR/server.key"
 	rm -f "$API_DIR/port"
-	"$API_PYTHON" "$API_LIB_DIR/apiserver.py" --cert "$API_DIR/server.crt" --key "$API_DIR/server.key" \
+	PYTHONDONTWRITEBYTECODE=1 "$API_PYTHON" "$API_LIB_DIR/apiserver.py" --cert "$API_DIR/server.crt" --key "$API_DIR/server.key" \
 		--tokens "$API_DIR/tokens.csv" --port-file "$API_DIR/port" --parent-pid $$ \
 		--log "$API_DIR/apiserver.log" "$@" > "$API_DIR/apiserver.out" 2>&1 &
 	echo $! > "$API_DIR/pid"

@@ -55,7 +55,7 @@ types() { jq -r '.type' | paste -sd' '; }
 list_rv() { api_curl admin GET "$VSPATH" | jq -r .metadata.resourceVersion; }
 
 # ---- patch formats, on their own ----
-if out=$(python3 tests/apiserver/patches_test.py 2>&1); then ok "merge, JSON and strategic merge patch cases"
+if out=$(PYTHONDONTWRITEBYTECODE=1 "$API_PYTHON" tests/apiserver/patches_test.py 2>&1); then ok "merge, JSON and strategic merge patch cases"
 else fail "merge, JSON and strategic merge patch cases" "expected them to pass, got: $(echo "$out" | tail -3)"; fi
 
 # ---- discovery ----

@@ -1002,7 +1002,12 @@ def main():
     p.add_argument("--parent-pid", type=int, help="exit when this process is gone")
     p.add_argument("--log", help="request log file")
     opts = p.parse_args()
-    server = Server(opts)
+    try:
+        server = Server(opts)
+    except ApiError as e:
+        sys.exit("apiserver.py: %s" % e.message)
+    except (OSError, ValueError, ssl.SSLError) as e:
+        sys.exit("apiserver.py: %s" % e)
     if opts.port_file:
         tmp = opts.port_file + ".tmp"
         with open(tmp, "w") as f:

@@ -623,8 +623,9 @@ class Store:
                 api = obj.get("apiVersion", "")
                 group, _, version = api.rpartition("/")
                 rtype = kinds.BY_KIND.get((group, obj.get("kind")))
-                if rtype is None or version not in rtype.versions:
-                    raise bad_request("load: no resource for %s %s" % (api, obj.get("kind")))
+                if rtype is None or version not in rtype.versions or not self.resource(rtype).installed:
+                    raise bad_request("load: no resource for %s %s%s" % (
+                        api, obj.get("kind"), " (its CRD is not installed)" if rtype else ""))
                 meta = obj.setdefault("metadata", {})
                 if not meta.get("name"):
                     raise bad_request("load: an object without metadata.name")

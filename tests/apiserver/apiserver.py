@@ -117,6 +117,7 @@ class Server:
         self.faults = Faults()
         self.stats = Stats()
         self.tokens = load_tokens(opts.tokens)
+        self.tokens_stamp = _stamp(opts.tokens)
         self.policy = DEFAULT_POLICY
         if opts.policy:
             with open(opts.policy) as f:
@@ -243,6 +244,14 @@ def load_tokens(path):
     return tokens
 
 
+def _stamp(path):
+    try:
+        st = os.stat(path)
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+    except OSError:
+        return None
+
+
 def status_body(err):
     return dumps(err.status())
 
@@ -365,6 +374,10 @@ class Handler(BaseHTTPRequestHandler):
                                                    (time.time() - t0) * 1000))
 
     def authenticate(self):
+        api = self.api
+        stamp = _stamp(api.opts.tokens)
+        if stamp != api.tokens_stamp:           # rotated: the file is replaced whole (rename)
+            api.tokens, api.tokens_stamp = load_tokens(api.opts.tokens), stamp
         auth = self.headers.get("Authorization", "")
         if auth.startswith("Bearer "):
             user = self.api.tokens.get(auth[7:].strip())

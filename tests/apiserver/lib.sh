@@ -1,11 +1,14 @@
 # shellcheck shell=bash
 # The Kubernetes API server double (apiserver.py beside this file), for tests to source:
 #   api_up DIR [SERVER OPTIONS...]   CA, server certificate, tokens, the server on 127.0.0.1 at a free
-#                                    port, DIR/kubeconfig with one context per user (current: admin);
-#                                    exports API_URL API_PORT API_CA API_DIR API_KUBECONFIG, and
-#                                    KUBECONFIG and KUBECACHEDIR so that kubectl uses only DIR
+#                                    port, DIR/kubeconfig with one context per user (current: admin),
+#                                    DIR/serviceaccount/{token,ca.crt,namespace} (the sluiced user, as
+#                                    a pod's service account); exports API_URL API_PORT API_CA API_DIR
+#                                    API_KUBECONFIG API_SA_DIR, and KUBECONFIG and KUBECACHEDIR so that
+#                                    kubectl uses only DIR
 #   api_down                         stops it (safe from traps, twice, after a crash)
 #   api_token USER                   the bearer token of admin, sluiced, rollout or nobody
+#   api_rotate_token USER            a new token; the old one is 401 at once; files follow
 #   api_curl USER METHOD PATH [BODY|@FILE] [CONTENT-TYPE]
 #                                    the response body on stdout, its HTTP code in DIR/last_status
 #                                    (api_status); returns 0 for 2xx. PATCH defaults to a merge patch.
@@ -50,8 +53,7 @@ api_up() {
 	local u
 	: > "$API_DIR/tokens.csv"
 	for u in $API_USERS; do
-		printf '%s,%s,uid-%s,"system:authenticated"\n' "$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')" \
-			"$u" "$u" >> "$API_DIR/tokens.csv"
+		printf '%s,%s,uid-%s,"system:authenticated"\n' "$(api_random_token)" "$u" "$u" >> "$API_DIR/tokens.csv"
 	done
 	chmod 600 "$API_DIR/tokens.csv" "$API_DIR/ca.key" "$API_DIR/server.key"
 	rm -f "$API_DIR/port"
@@ -72,7 +74,20 @@ api_up() {
 	API_PORT=$(cat "$API_DIR/port")
 	API_URL=https://127.0.0.1:$API_PORT
 	API_KUBECONFIG=$API_DIR/kubeconfig
+	API_SA_DIR=$API_DIR/serviceaccount
 	api_wait_up 10 || { api_log "no answer at $API_URL"; api_down; return 1; }
+	api_write_credentials
+	KUBECONFIG=$API_KUBECONFIG
+	KUBECACHEDIR=$API_DIR/kubecache
+	export API_URL API_PORT API_CA API_DIR API_KUBECONFIG API_SA_DIR KUBECONFIG KUBECACHEDIR
+}
+
+api_random_token() { od -An -tx1 -N16 /dev/urandom | tr -d ' \n'; }
+
+# The kubeconfig, and the sluiced user's credentials as a pod sees its service account's
+# (token, ca.crt, namespace), each file replaced whole (rename), as the kubelet does.
+api_write_credentials() {
+	local u
 	{
 		printf 'apiVersion: v1\nkind: Config\nclusters:\n- name: sluice-test\n  cluster:\n'
 		printf '    server: %s\n    certificate-authority: %s\nusers:\n' "$API_URL" "$API_CA"
@@ -83,11 +98,24 @@ api_up() {
 				"$u" "$u"
 		done
 		printf 'current-context: admin\n'
-	} > "$API_KUBECONFIG"
-	chmod 600 "$API_KUBECONFIG"
-	KUBECONFIG=$API_KUBECONFIG
-	KUBECACHEDIR=$API_DIR/kubecache
-	export API_URL API_PORT API_CA API_DIR API_KUBECONFIG KUBECONFIG KUBECACHEDIR
+	} > "$API_DIR/kubeconfig.tmp"
+	chmod 600 "$API_DIR/kubeconfig.tmp"
+	mv "$API_DIR/kubeconfig.tmp" "$API_DIR/kubeconfig"
+	mkdir -p "$API_DIR/serviceaccount"
+	cp "$API_CA" "$API_DIR/serviceaccount/ca.crt"
+	echo default > "$API_DIR/serviceaccount/namespace"
+	api_token sluiced > "$API_DIR/serviceaccount/token.tmp"
+	mv "$API_DIR/serviceaccount/token.tmp" "$API_DIR/serviceaccount/token"
+}
+
+# api_rotate_token USER: a new token for USER; the old one is refused (401) from the next request
+# on. The server re-reads tokens.csv when it changes; the kubeconfig and, for sluiced, the service
+# account's token file follow.
+api_rotate_token() {
+	local user=${1:?api_rotate_token USER}
+	awk -F, -v OFS=, -v u="$user" -v t="$(api_random_token)" '$2 == u { $1 = t } { print }' \
+		"$API_DIR/tokens.csv" > "$API_DIR/tokens.csv.tmp" && chmod 600 "$API_DIR/tokens.csv.tmp" &&
+	mv "$API_DIR/tokens.csv.tmp" "$API_DIR/tokens.csv" && api_write_credentials
 }
 
 api_down() {

@@ -220,6 +220,13 @@ check "only admin may inject faults" "403 forbidden: User \"sluiced\" cannot pos
 	"$(api_status) $(jq -r .message "$D/ctl.json")"
 check "a bad token is 401, as kubectl prints it" "error: You must be logged in to the server (Unauthorized)" \
 	"$(k --token not-a-token get vs -n $NS 2>&1 | tail -1)"
+old_token=$(cat "$API_SA_DIR/token")
+api_rotate_token sluiced
+check "a rotated token: the old one is 401 at once, the new one is in the kubeconfig and the service account's file" \
+	"401|0|new" \
+	"$(curl -s -o /dev/null -w '%{http_code}' --cacert "$API_SA_DIR/ca.crt" -H "Authorization: Bearer $old_token" \
+		"$API_URL$VSPATH")|$(k --context sluiced get vs -n $NS >/dev/null 2>&1; echo $?)|$([ "$(cat "$API_SA_DIR/token")" = \
+		"$(api_token sluiced)" ] && [ "$old_token" != "$(api_token sluiced)" ] && echo new)"
 api_curl nobody-at-all GET "$VSPATH" > "$D/401.json"
 check "no token at all is 401 with an Unauthorized Status" "401 Status Unauthorized Unauthorized" \
 	"$(api_status) $(jq -r '"\(.kind) \(.reason) \(.message)"' "$D/401.json")"

@@ -125,6 +125,9 @@ class Server:
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.ctx.load_cert_chain(opts.cert, opts.key)
         self.ctx.set_alpn_protocols(["http/1.1"])
+        if opts.client_ca:                      # kube-apiserver's --client-ca-file: x509 users
+            self.ctx.load_verify_locations(opts.client_ca)
+            self.ctx.verify_mode = ssl.CERT_OPTIONAL
         self.conns = set()
         self.watchers = set()
         self.track = threading.Lock()
@@ -378,6 +381,12 @@ class Handler(BaseHTTPRequestHandler):
         stamp = _stamp(api.opts.tokens)
         if stamp != api.tokens_stamp:           # rotated: the file is replaced whole (rename)
             api.tokens, api.tokens_stamp = load_tokens(api.opts.tokens), stamp
+        cert = self.connection.getpeercert() if api.opts.client_ca else None
+        if cert:                                # verified against the client CA: the user is its CN
+            for rdn in cert.get("subject", ()):
+                for k, v in rdn:
+                    if k == "commonName":
+                        return v
         auth = self.headers.get("Authorization", "")
         if auth.startswith("Bearer "):
             user = self.api.tokens.get(auth[7:].strip())
@@ -998,6 +1007,7 @@ def main():
     p.add_argument("--cert", required=True)
     p.add_argument("--key", required=True)
     p.add_argument("--tokens", required=True, help="token,user,uid,groups lines (kube-apiserver's token file)")
+    p.add_argument("--client-ca", help="CA of client certificates; a verified certificate's CN is the user")
     p.add_argument("--policy", help="JSON {user: [{verbs, apiGroups, resources}]} replacing the built-in users")
     p.add_argument("--address", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0, help="0: a free port (see --port-file)")

@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # The Kubernetes API server double (apiserver.py beside this file), for tests to source:
 #   api_up DIR [SERVER OPTIONS...]   CA, server certificate, tokens, the server on 127.0.0.1 at a free
-#                                    port, DIR/kubeconfig with one context per user (current: admin),
+#                                    port, DIR/kubeconfig with one context per user (current: admin;
+#                                    sluiced-cert: the sluiced user by client certificate),
 #                                    DIR/serviceaccount/{token,ca.crt,namespace} (the sluiced user, as
 #                                    a pod's service account); exports API_URL API_PORT API_CA API_DIR
 #                                    API_KUBECONFIG API_SA_DIR, and KUBECONFIG and KUBECACHEDIR so that
@@ -40,7 +41,15 @@ api_certs() {
 		"keyUsage=critical,digitalSignature,keyEncipherment" "basicConstraints=CA:FALSE" > "$d/server.ext" &&
 	openssl x509 -req -in "$d/server.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" \
 		-set_serial "0x$(od -An -tx1 -N8 /dev/urandom | tr -d ' \n')" -days 2 \
-		-extfile "$d/server.ext" -out "$d/server.crt" 2>/dev/null
+		-extfile "$d/server.ext" -out "$d/server.crt" 2>/dev/null &&
+	# a client certificate for the sluiced user (CN is the user, O a group), as kubeadm makes them
+	openssl ecparam -name prime256v1 -genkey -noout -out "$d/sluiced-client.key" 2>/dev/null &&
+	openssl req -new -key "$d/sluiced-client.key" -subj "/O=sluice/CN=sluiced" -out "$d/sluiced-client.csr" \
+		2>/dev/null &&
+	printf '%s\n' "extendedKeyUsage=clientAuth" "keyUsage=critical,digitalSignature" > "$d/client.ext" &&
+	openssl x509 -req -in "$d/sluiced-client.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" \
+		-set_serial "0x$(od -An -tx1 -N8 /dev/urandom | tr -d ' \n')" -days 2 \
+		-extfile "$d/client.ext" -out "$d/sluiced-client.crt" 2>/dev/null
 }
 
 api_up() {
@@ -55,10 +64,10 @@ api_up() {
 	for u in $API_USERS; do
 		printf '%s,%s,uid-%s,"system:authenticated"\n' "$(api_random_token)" "$u" "$u" >> "$API_DIR/tokens.csv"
 	done
-	chmod 600 "$API_DIR/tokens.csv" "$API_DIR/ca.key" "$API_DIR/server.key"
+	chmod 600 "$API_DIR/tokens.csv" "$API_DIR/ca.key" "$API_DIR/server.key" "$API_DIR/sluiced-client.key"
 	rm -f "$API_DIR/port"
 	PYTHONDONTWRITEBYTECODE=1 "$API_PYTHON" "$API_LIB_DIR/apiserver.py" --cert "$API_DIR/server.crt" --key "$API_DIR/server.key" \
-		--tokens "$API_DIR/tokens.csv" --port-file "$API_DIR/port" --parent-pid $$ \
+		--tokens "$API_DIR/tokens.csv" --client-ca "$API_CA" --port-file "$API_DIR/port" --parent-pid $$ \
 		--log "$API_DIR/apiserver.log" "$@" > "$API_DIR/apiserver.out" 2>&1 &
 	echo $! > "$API_DIR/pid"
 	local i
@@ -92,8 +101,10 @@ api_write_credentials() {
 		printf 'apiVersion: v1\nkind: Config\nclusters:\n- name: sluice-test\n  cluster:\n'
 		printf '    server: %s\n    certificate-authority: %s\nusers:\n' "$API_URL" "$API_CA"
 		for u in $API_USERS; do printf -- '- name: %s\n  user:\n    token: %s\n' "$u" "$(api_token "$u")"; done
+		printf -- '- name: sluiced-cert\n  user:\n    client-certificate: %s\n    client-key: %s\n' \
+			"$API_DIR/sluiced-client.crt" "$API_DIR/sluiced-client.key"
 		printf 'contexts:\n'
-		for u in $API_USERS; do
+		for u in $API_USERS sluiced-cert; do
 			printf -- '- name: %s\n  context:\n    cluster: sluice-test\n    user: %s\n    namespace: default\n' \
 				"$u" "$u"
 		done

@@ -220,6 +220,9 @@ check "only admin may inject faults" "403 forbidden: User \"sluiced\" cannot pos
 	"$(api_status) $(jq -r .message "$D/ctl.json")"
 check "a bad token is 401, as kubectl prints it" "error: You must be logged in to the server (Unauthorized)" \
 	"$(k --token not-a-token get vs -n $NS 2>&1 | tail -1)"
+check "a client certificate authenticates its CN: sluiced-cert reads as sluiced, and only as sluiced" \
+	"0|Error from server (Forbidden): namespaces is forbidden: User \"sluiced\" cannot list resource \"namespaces\" in API group \"\" at the cluster scope" \
+	"$(k --context sluiced-cert get vs -n $NS >/dev/null 2>&1; echo $?)|$(k --context sluiced-cert get ns 2>&1)"
 old_token=$(cat "$API_SA_DIR/token")
 api_rotate_token sluiced
 check "a rotated token: the old one is 401 at once, the new one is in the kubeconfig and the service account's file" \

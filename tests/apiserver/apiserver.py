@@ -824,7 +824,11 @@ class Handler(BaseHTTPRequestHandler):
                 with store.lock:
                     while (seq >= res.next_seq() and not w.dropped and res.installed
                            and time.time() < min(deadline, next_bookmark if bookmarks else deadline)):
-                        res.cond.wait(min(deadline, next_bookmark if bookmarks else deadline) - time.time())
+                        # at least once a second: a client that hung up is noticed without an event
+                        res.cond.wait(min(deadline, next_bookmark if bookmarks else deadline, time.time() + 1)
+                                      - time.time())
+                        if seq >= res.next_seq() and self.client_gone():
+                            w.dropped = True
                     if w.dropped or not res.installed:
                         break
                     if seq < res.base:          # fell behind the window: the real server drops it too
@@ -863,6 +867,14 @@ class Handler(BaseHTTPRequestHandler):
                 api.watchers.discard(w)
             with api.stats.lock:
                 api.stats.watches_open -= 1
+
+    def client_gone(self):
+        """While a watch streams the client sends nothing; anything readable is its hang-up."""
+        try:
+            r, _, _ = select.select([self.connection], [], [], 0)
+        except (OSError, ValueError):
+            return True
+        return bool(r)
 
     def event_line(self, rtype, version, fmt, etype, rec, ev):
         key = (etype, version, fmt, self.query_include if fmt == "table" else None)

@@ -70,8 +70,8 @@ api_up() {
 		--tokens "$API_DIR/tokens.csv" --client-ca "$API_CA" --port-file "$API_DIR/port" --parent-pid $$ \
 		--log "$API_DIR/apiserver.log" "$@" > "$API_DIR/apiserver.out" 2>&1 &
 	echo $! > "$API_DIR/pid"
-	local i
-	for i in $(seq 100); do
+	local _
+	for _ in $(seq 100); do
 		[ -s "$API_DIR/port" ] && break
 		kill -0 "$(cat "$API_DIR/pid")" 2>/dev/null || break
 		sleep 0.05
@@ -131,10 +131,10 @@ api_rotate_token() {
 
 api_down() {
 	[ -n "${API_DIR:-}" ] && [ -f "$API_DIR/pid" ] || return 0
-	local pid i
+	local pid
 	pid=$(cat "$API_DIR/pid")
 	if kill "$pid" 2>/dev/null; then
-		for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+		for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
 		kill -9 "$pid" 2>/dev/null
 	fi
 	wait "$pid" 2>/dev/null
@@ -143,8 +143,8 @@ api_down() {
 }
 
 api_wait_up() {
-	local i n=$((${1:-10} * 20))
-	for i in $(seq "$n"); do
+	local n=$((${1:-10} * 20))
+	for _ in $(seq "$n"); do
 		[ "$(curl -s --max-time 1 --cacert "$API_CA" "$API_URL/readyz" 2>/dev/null)" = ok ] && return 0
 		sleep 0.05
 	done

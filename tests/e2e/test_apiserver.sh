@@ -4,7 +4,7 @@
 # them, paging, watch semantics (resourceVersion, bookmarks, selectors, 410 after compaction) and the
 # faults tests inject. No mini-cluster: only the double, on loopback. KUBECTL=PATH picks a kubectl.
 set -u
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 1
 TOP=$PWD
 . tests/apiserver/lib.sh
 
@@ -49,7 +49,7 @@ without_age() { awk 'NF == 0 { print; next } { $NF = ""; sub(/ +$/, ""); print }
 weights() { k get vs $VS -n $NS -o jsonpath='{range .spec.http[0].route[*]}{.destination.subset}={.weight} {end}' | sed 's/ $//'; }
 field() { k get "$1" "$2" -n $NS -o jsonpath="$3"; }
 # wait_for SECONDS CMD...: until CMD succeeds
-wait_for() { local i; for i in $(seq $(($1 * 20))); do "${@:2}" && return 0; sleep 0.05; done; return 1; }
+wait_for() { local _; for _ in $(seq $(($1 * 20))); do "${@:2}" && return 0; sleep 0.05; done; return 1; }
 curl_watch() { curl -sN --cacert "$API_CA" -H "Authorization: Bearer $(api_token "$1")" "$API_URL$2"; }
 types() { jq -r '.type' | paste -sd' '; }
 list_rv() { api_curl admin GET "$VSPATH" | jq -r .metadata.resourceVersion; }
@@ -324,7 +324,7 @@ check "kubectl shows the 500" "Error from server (InternalError): Internal error
 	"$(k get vs -n $NS 2>&1 | tail -1)"
 curl_watch sluiced "$VSPATH?watch=1" > "$D/w8.json" &
 wpid=$!
-WATCHERS+=($wpid)
+WATCHERS+=("$wpid")
 wait_for 5 grep -q ADDED "$D/w8.json"
 api_fault drop-watches
 wait_for 5 bash -c "! kill -0 $wpid 2>/dev/null"
@@ -344,7 +344,7 @@ s.sendall(b"GET /api/v1/pods?watch=1&timeoutSeconds=60 HTTP/1.1\r\nHost: 127.0.0
 time.sleep(60)
 PY
 staller=$!
-WATCHERS+=($staller)
+WATCHERS+=("$staller")
 watches_open() { [ "$(api_stats | jq .watches_open)" = "$1" ]; }
 wait_for 5 watches_open 1
 rv_now=$(list_rv)

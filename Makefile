@@ -16,9 +16,12 @@ LDLIBS_COMPILER := -lyaml -lm
 LDLIBS_KUBE := -lcurl -lpthread
 LDLIBS  := -lbpf -lelf -lz -lcap $(LDLIBS_KUBE) $(LDLIBS_COMPILER)
 
+# python3, openssl, curl: the Kubernetes API double (tests/apiserver); libcurl: sluiced's API client.
+# Its tests need a kubectl too: Debian's kubernetes-client where none is installed (deps below), not
+# listed, because it conflicts with the kubectl package that owns /usr/bin/kubectl on these machines.
 DEB_PACKAGES := build-essential clang llvm libbpf-dev bpftool libyaml-dev libcap-dev libcurl4-openssl-dev \
 	libelf-dev zlib1g-dev libclang-rt-14-dev iproute2 pkg-config jq \
-	iptables nftables conntrack haproxy socat gnuplot-nox
+	iptables nftables conntrack haproxy socat gnuplot-nox python3 openssl curl
 
 BPF_SRCS  := $(wildcard bpf/*.bpf.c)
 BPF_OBJS  := $(patsubst bpf/%.bpf.c,$(BUILD)/%.bpf.o,$(BPF_SRCS))
@@ -41,6 +44,7 @@ all: $(BUILD)/sluice $(BUILD)/sluiced $(BUILD)/tests/dp_driver $(BUILD)/tests/tc
 # Installs only what is missing, so a warm machine pays one dpkg query.
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	command -v kubectl >/dev/null || missing="$$missing kubernetes-client"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:" $$missing; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \

@@ -1,0 +1,207 @@
+#!/usr/bin/env bash
+# sluiced --kubernetes on a 3-node mini-cluster following the API server double (issue 12): the
+# Istio lab's rollout driven with kubectl apply and with sluice weight --cluster, every node's
+# clients seeing each step; pods joining, leaving and turning unready; watches dropped, 410 Gone
+# and the API away under traffic; an invalid VirtualService refused with the previous weights
+# kept; a node's sluiced killed during churn.
+set -u
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/../apiserver/lib.sh"
+kube_cleanup() { api_down; e2e_cleanup; }
+e2e_begin
+trap kube_cleanup EXIT
+
+NS=istioinaction
+VIP=198.19.0.10
+NODES="1 2 3"
+cluster_nodes 3
+D=$CLUSTER_DIR
+api_up "$D/api" --bookmark-interval 1 || exit 1
+KC=$API_KUBECONFIG
+k() { api_kubectl "$@"; }
+
+# The kubelet's reports go to the API as the kubelet makes them: the pod, then its status.
+kube_kubelet() {
+	local event=$1 name=$2 rec=$D/pod.$2 kns labels ip4 ip6 node
+	{ read -r _; read -r kns; read -r labels; read -r ip4; read -r ip6; read -r _; read -r node; } < "$rec" 2>/dev/null
+	case $event in
+	create)
+		local lab
+		lab=$(printf '%s' "$labels" | awk -F, '{ for (i = 1; i <= NF; i++) { split($i, kv, "="); printf "%s\"%s\":\"%s\"", i > 1 ? "," : "", kv[1], kv[2] } }')
+		api_curl admin POST "/api/v1/namespaces/$kns/pods" "{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":\"$name\",\"namespace\":\"$kns\",\"labels\":{$lab}},\"spec\":{\"nodeName\":\"$(node_ns "$node")\",\"containers\":[{\"name\":\"app\",\"image\":\"sluice/fakesvc\",\"ports\":[{\"containerPort\":8080,\"name\":\"http\"}]}]}}" >/dev/null || return 1
+		api_curl admin PATCH "/api/v1/namespaces/$kns/pods/$name/status" "{\"status\":{\"phase\":\"Running\",\"hostIP\":\"$(node_ip "$node")\",\"podIP\":\"$ip4\",\"podIPs\":[{\"ip\":\"$ip4\"}],\"conditions\":[{\"type\":\"Ready\",\"status\":\"True\"}]}}" >/dev/null ;;
+	ready)
+		api_curl admin PATCH "/api/v1/namespaces/$kns/pods/$name/status" "{\"status\":{\"conditions\":[{\"type\":\"Ready\",\"status\":\"$([ "$3" = true ] && echo True || echo False)\"}]}}" application/strategic-merge-patch+json >/dev/null ;;
+	delete)
+		api_curl admin DELETE "/api/v1/namespaces/$kns/pods/$name" >/dev/null ;;
+	esac
+}
+CLUSTER_KUBELET_HOOK=kube_kubelet
+k create namespace $NS >/dev/null
+for n in $NODES; do pod_add_on "$n" client-$n default app=client; done
+pod_add_on 1 ph-v1 $NS app=purchase-history,version=v1
+pod_add_on 2 ph-v2 $NS app=purchase-history,version=v2
+backend_start ph-v1 v1 "Hello From Purchase History (v1)!" --http 8080
+backend_start ph-v2 v2 "Hello From Purchase History (v2)!" --http 8080
+k apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Service
+metadata: {name: purchase-history, namespace: $NS}
+spec:
+  clusterIP: $VIP
+  selector: {app: purchase-history}
+  ports: [{name: http, port: 8080, targetPort: 8080}]
+EOF
+sluiced_start_all --kubernetes --kubeconfig "$KC" --context sluiced || exit 1
+
+# every node's generation and weights, "n1 v1=80 v2=20 | n2 ...", and until-true waits
+weights_on() { sluice_on "$1" status purchase-history.$NS -o json | jq -r '[.services[].destinations[] | "\(.subset)=\(.weight)"] | join(" ")'; }
+all_weights() { local n out=""; for n in $NODES; do out+="${out:+ | }n$n $(weights_on "$n")"; done; echo "$out"; }
+wait_for() { local want=$1 i; shift; for i in $(seq 100); do [ "$("$@")" = "$want" ] && return 0; sleep 0.05; done; return 1; }
+# the worst window of 100 consecutive connections from node N's client: "min max" of v1's count
+window() {
+	loadgen_in "client-$1" -o json --target $VIP:8080 -n 300 -c 1 --sequence |
+		jq -r '[.sequence as $s | range(0; ($s|length) - 99) | [$s[.:.+100][] | select(. == "v1")] | length] | "\(min) \(max)"'
+}
+every_node_window() { local n out=""; for n in $NODES; do out+="${out:+ | }$(window "$n")"; done; echo "$out"; }
+
+# 1. The lab, with kubectl apply: dark launch, 20%, 50%, 100%, then a rollback with sluice weight.
+k apply -n $NS -f tests/e2e/lab/purchase-history-dr.yaml -f tests/e2e/lab/purchase-history-vs-all-v1.yaml >/dev/null
+wait_for "n1 v1=100 | n2 v1=100 | n3 v1=100" all_weights
+check "kubectl apply all-v1: every node routes it" "n1 v1=100 | n2 v1=100 | n3 v1=100" "$(all_weights)"
+check "all-v1: every node's clients, 100 of every 100 on v1" "100 100 | 100 100 | 100 100" "$(every_node_window)"
+for step in "20-v2 80 20" "50-v2 50 50" "all-v2 0 100"; do
+	set -- $step
+	k apply -n $NS -f "tests/e2e/lab/purchase-history-vs-$1.yaml" >/dev/null
+	want="n1 v1=$2 v2=$3 | n2 v1=$2 v2=$3 | n3 v1=$2 v2=$3"
+	wait_for "$want" all_weights
+	check "kubectl apply $1: every node's weights" "$want" "$(all_weights)"
+	check "kubectl apply $1: every node's clients, exactly $2 of every 100 on v1" "$2 $2 | $2 $2 | $2 $2" "$(every_node_window)"
+done
+out=$("$SLUICE_BUILD/sluice" --kubeconfig "$KC" --context rollout weight purchase-history.$NS v1=100 v2=0); rc=$?
+check "sluice weight --kubeconfig: the rollback patches the VirtualService" "0 yes" \
+	"$rc $(echo "$out" | grep -q "^virtualservice $NS/purchase-history-vs: resourceVersion [0-9]* -> [0-9]*$" && echo yes)"
+wait_for "n1 v1=100 v2=0 | n2 v1=100 v2=0 | n3 v1=100 v2=0" all_weights
+check "the rollback: every node's clients back on v1" "100 100 | 100 100 | 100 100" "$(every_node_window)"
+check "the VirtualService on the API holds the new weights" "100 0" \
+	"$(k -n $NS get vs purchase-history-vs -o json | jq -r '[.spec.http[0].route[].weight] | join(" ")')"
+msg=$("$SLUICE_BUILD/sluice" --kubeconfig "$KC" --context nobody weight purchase-history.$NS v1=50 v2=50 2>&1); rc=$?
+check "sluice weight --kubeconfig as a user without rights: exit 3, the API's words" \
+	"3 Error: virtualservices.networking.istio.io is forbidden: User \"nobody\" cannot list resource \"virtualservices\" in API group \"networking.istio.io\" in the namespace \"$NS\" (403 Forbidden); hint: the user of context nobody needs get, list and patch on virtualservices.networking.istio.io" \
+	"$rc $msg"
+msg=$(sluice_on 1 weight purchase-history.$NS v1=50 v2=50 2>&1); rc=$?
+check "a local weight change on a following node: refused, and why" "1 yes" \
+	"$rc $(echo "$msg" | grep -q "sluiced follows the Kubernetes API at $API_URL, which holds the truth" && echo yes)"
+st=$(sluice_on 2 status -o json)
+check "status: the follower synced, every resource listed at the API's resourceVersion" "true true" \
+	"$(jqr "$st" '.kubernetes.synced') $(jqr "$st" '[.kubernetes.resources[] | .synced] | all')"
+
+# 2. Pods: a new ready pod joins on every node, an unready or deleted one leaves; under traffic
+#    no connection goes to a pod after its removal reached the node.
+"$SLUICE_BUILD/sluice" --kubeconfig "$KC" --context rollout weight purchase-history.$NS v1=50 v2=50 >/dev/null
+pod_add_on 3 ph-v1b $NS app=purchase-history,version=v1
+backend_start ph-v1b v1 "Hello From Purchase History (v1b)!" --http 8080
+eps() { local n out=""; for n in $NODES; do out+="${out:+ | }$(sluice_on "$n" status purchase-history.$NS -o json | jq -r '[.services[].destinations[] | .endpoints | length] | join(",")')"; done; echo "$out"; }
+wait_for "2,1 | 2,1 | 2,1" eps
+check "a new ready pod joins every node's plan" "2,1 | 2,1 | 2,1" "$(eps)"
+loadgen_in client-3 -o json \
+	--target $VIP:8080 -n 2000000 -c 2 --timeout 2000 > "$D/pods.json" 2>/dev/null &
+bg=$!
+sleep 0.5
+pod_ready ph-v1b false
+wait_for "1,1 | 1,1 | 1,1" eps
+check "an unready pod leaves every node's plan" "1,1 | 1,1 | 1,1" "$(eps)"
+pod_ready ph-v1b true
+wait_for "2,1 | 2,1 | 2,1" eps
+before=$(sluice_on 3 status purchase-history.$NS -o json | jq '[.services[].destinations[].endpoints[] | select(.address == "'"$(pod_ip ph-v1b)"':8080") | .connections] | add')
+k -n $NS delete pod ph-v1b --wait=false >/dev/null
+wait_for "1,1 | 1,1 | 1,1" eps
+sleep 0.3
+after=$(loadgen_in client-3 -o json --target $VIP:8080 -n 200 -c 2 | jq -r '.backends | keys | join(",")')
+pod_del ph-v1b
+kill -INT $bg; wait $bg
+out=$(cat "$D/pods.json")
+check "a deleted pod leaves every node's plan" "1,1 | 1,1 | 1,1" "$(eps)"
+check "after the deletion reached the node, no connection goes to that pod" "ph-v1,ph-v2" "$after"
+check "pods joining, turning unready and leaving under traffic: zero failed connections" 0 "$(jqr "$out" '.failed')"
+echo "   (ph-v1b had $before connections before its deletion; $(jqr "$out" '.ok') during the churn)"
+
+# 3. Faults under traffic: dropped watches, 410 Gone, the API away for 10 s; a deletion made while
+#    the nodes are cut off is reconciled afterwards.
+pod_add_on 3 ph-v1c $NS app=purchase-history,version=v1
+backend_start ph-v1c v1 "Hello From Purchase History (v1c)!" --http 8080
+wait_for "2,1 | 2,1 | 2,1" eps
+loadgen_in client-1 -o json \
+	--target $VIP:8080 -n 2000000 -c 2 --timeout 2000 > "$D/faults.json" 2>/dev/null &
+bg=$!
+sleep 0.3
+api_fault drop-watches >/dev/null
+api_fault compact >/dev/null
+"$SLUICE_BUILD/sluice" --kubeconfig "$KC" --context rollout weight purchase-history.$NS v1=80 v2=20 >/dev/null
+wait_for "n1 v1=80 v2=20 | n2 v1=80 v2=20 | n3 v1=80 v2=20" all_weights
+check "dropped watches and 410 Gone: the next change still reaches every node" \
+	"n1 v1=80 v2=20 | n2 v1=80 v2=20 | n3 v1=80 v2=20" "$(all_weights)"
+relists=$(sluice_on 1 status -o json | jq '[.kubernetes.resources[] | select(.kind == "Pod")][0]')
+# the nodes cut off: every request of sluiced fails for a while; meanwhile a pod is deleted
+api_fault fail 1000000 500 '.*' GET >/dev/null
+api_fault drop-watches >/dev/null
+sleep 0.5
+api_fault reset >/dev/null
+api_fault fail 1000000 500 'watch=1|/api/v1/pods\?|virtualservices\?' GET >/dev/null
+api_curl admin DELETE "/api/v1/namespaces/$NS/pods/ph-v1c" >/dev/null
+sleep 1
+check "cut off from the API: the nodes keep their last plan" "2,1 | 2,1 | 2,1" "$(eps)"
+api_fault reset >/dev/null
+wait_for "1,1 | 1,1 | 1,1" eps
+check "the API back: a deletion made meanwhile is reconciled on every node" "1,1 | 1,1 | 1,1" "$(eps)"
+pod_del ph-v1c
+api_fault down 10 >/dev/null
+sleep 10.5
+api_wait_up 10
+check "the API down for 10 s: the last weights hold on every node" \
+	"n1 v1=80 v2=20 | n2 v1=80 v2=20 | n3 v1=80 v2=20" "$(all_weights)"
+"$SLUICE_BUILD/sluice" --kubeconfig "$KC" --context rollout weight purchase-history.$NS v1=20 v2=80 >/dev/null
+wait_for "n1 v1=20 v2=80 | n2 v1=20 v2=80 | n3 v1=20 v2=80" all_weights
+check "after the downtime the nodes follow again" "n1 v1=20 v2=80 | n2 v1=20 v2=80 | n3 v1=20 v2=80" "$(all_weights)"
+kill -INT $bg; wait $bg
+out=$(cat "$D/faults.json")
+check "dropped watches, 410, failures and 10 s of downtime under traffic: zero failed connections" 0 "$(jqr "$out" '.failed')"
+check_range "connections during the faults" 1000 100000000 "$(jqr "$out" '.ok')"
+
+# 4. An invalid VirtualService from kubectl: every node names it, and keeps the previous weights.
+sed 's/subset: v2/subset: v0/' tests/e2e/lab/purchase-history-vs-50-v2.yaml > "$D/bad-vs.yaml"
+k apply -n $NS -f "$D/bad-vs.yaml" >/dev/null
+refused() { local n out=""; for n in $NODES; do out+="${out:+ | }$(sluice_on "$n" status -o json | jq -r '[.kubernetes.refused[] | .object] | join(",")')"; done; echo "$out"; }
+obj="VirtualService $NS/purchase-history-vs"
+wait_for "$obj | $obj | $obj" refused
+check "an invalid VirtualService: every node's status names it" "$obj | $obj | $obj" "$(refused)"
+check "an invalid VirtualService: the error says what is wrong" yes \
+	"$(sluice_on 3 status -o json | jq -r '.kubernetes.refused[0].errors' | grep -q 'subset "v0" is not defined by any DestinationRule' && echo yes)"
+check "an invalid VirtualService: every node keeps the previous weights" \
+	"n1 v1=20 v2=80 | n2 v1=20 v2=80 | n3 v1=20 v2=80" "$(all_weights)"
+k apply -n $NS -f tests/e2e/lab/purchase-history-vs-50-v2.yaml >/dev/null
+wait_for "n1 v1=50 v2=50 | n2 v1=50 v2=50 | n3 v1=50 v2=50" all_weights
+check "the fixed VirtualService applies on every node" "n1 v1=50 v2=50 | n2 v1=50 v2=50 | n3 v1=50 v2=50 |" \
+	"$(all_weights) |$(refused | tr -d ' |')"
+
+# 5. A node's sluiced killed during API churn, then restarted: it adopts, relists, reconciles.
+loadgen_in client-2 -o json \
+	--target $VIP:8080 -n 2000000 -c 2 --timeout 2000 > "$D/kill.json" 2>/dev/null &
+bg=$!
+( for i in $(seq 20); do "$SLUICE_BUILD/sluice" --kubeconfig "$KC" --context rollout weight \
+	purchase-history.$NS v1=$((i % 2 * 60 + 20)) v2=$((80 - i % 2 * 60)) >/dev/null; sleep 0.05; done ) &
+churn=$!
+sleep 0.3
+sluiced_stop_node 2 KILL
+wait $churn
+sluiced_start_node 2 --kubernetes --kubeconfig "$KC" --context sluiced || exit 1
+"$SLUICE_BUILD/sluice" --kubeconfig "$KC" --context rollout weight purchase-history.$NS v1=30 v2=70 >/dev/null
+wait_for "n1 v1=30 v2=70 | n2 v1=30 v2=70 | n3 v1=30 v2=70" all_weights
+check "killed during churn and restarted: node 2 reconciles with the API" \
+	"n1 v1=30 v2=70 | n2 v1=30 v2=70 | n3 v1=30 v2=70" "$(all_weights)"
+kill -INT $bg; wait $bg
+out=$(cat "$D/kill.json")
+check "killed during churn and restarted: zero failed connections on node 2" 0 "$(jqr "$out" '.failed')"
+check "node 2's clients see the weights after the restart" "30 30" "$(window 2)"
+
+e2e_end

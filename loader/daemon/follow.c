@@ -173,6 +173,7 @@ static void store_put(struct follower *f, struct qitem *q)
 			*p = o->next;
 			kobj_free(o);
 			f->n_objects--;
+			f->dirty = true;
 		}
 		return;
 	}
@@ -564,6 +565,8 @@ void follower_status(struct daemon *dm, json_writer_t *w, FILE *out)
 			jsonw_bool_field(w, "installed", !st.absent);
 			jsonw_string_field(w, "resourceVersion", st.resource_version);
 			jsonw_string_field(w, "lastEvent", when);
+			jsonw_uint_field(w, "lists", st.lists);
+			jsonw_uint_field(w, "watches", st.watches);
 			jsonw_string_field(w, "error", st.error);
 			jsonw_end_object(w);
 		} else {

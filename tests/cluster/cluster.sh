@@ -397,6 +397,13 @@ loadgen_in() {
 	"$SLUICE_BUILD/loadgen" --netns "$CLUSTER_PREFIX-$pod" --cgroup "$(pod_cgroup "$pod")" "$@"
 }
 
+# loadgen_exec POD ARGS &: the same in place of the calling shell, so the job's pid is loadgen's
+# (a background subshell ignores SIGINT; kill -INT must reach loadgen to end it).
+loadgen_exec() {
+	local pod=$1; shift
+	exec "$SLUICE_BUILD/loadgen" --netns "$CLUSTER_PREFIX-$pod" --cgroup "$(pod_cgroup "$pod")" "$@"
+}
+
 # pod_del NAME: the pod's processes, its namespace (the veth pair and the node's route go with
 # it) and its cgroup; the Pod object is gone from the next cluster_objects.
 pod_del() {

@@ -32,7 +32,7 @@ V1_IP=$(pod_ip ph-v1) V2_IP=$(pod_ip ph-v2)
 
 lg() { loadgen_in "$@" -o json; }
 # lg_bg POD ARGS > FILE &: the same in the background, as the job's own pid (kill -INT ends it).
-lg_bg() { exec "$SLUICE_BUILD/loadgen" --netns "$CLUSTER_PREFIX-$1" --cgroup "$(pod_cgroup "$1")" -o json "${@:2}"; }
+lg_bg() { loadgen_exec "$1" -o json "${@:2}"; }
 # The share of v2 in every window of 100 consecutive connections of a --sequence run: "min max".
 windows_v2() { jqr "$1" '[.sequence as $s | range(0; ($s|length) - 99) | [$s[.:.+100][] | select(. == "v2")] | length] | [min, max] | "\(.[0]) \(.[1])"'; }
 # routing K: node K's generation and weights, as its sluiced reports them.

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <yaml.h>
 
+#include "common/fieldpath.h"
 #include "common/json.h"
 #include "common/names.h"
 
@@ -32,6 +33,31 @@ static struct mark at(const struct builder *b, uint32_t line, uint32_t col)
 	m.line = line;
 	m.col = col;
 	return m;
+}
+
+bool ytree_path_at(const struct ynode *n, uint32_t line, uint32_t col, struct fieldpath *p)
+{
+	if (n->line == line && n->col == col)
+		return true;
+	for (uint32_t i = 0; n->type != YN_SCALAR && i < n->n; i++) {
+		const struct ynode *key = n->type == YN_MAP ? ymap_key(n, i) : NULL;
+		const struct ynode *val = key ? ymap_val(n, i) : n->items[i];
+		size_t old;
+		if (key) {
+			char part[NAME_QUOTE_MAX + 1];   /* a key reaches messages: printable and short */
+			size_t k = 0;
+			for (; k < key->len && k < NAME_QUOTE_MAX; k++)
+				part[k] = key->str[k] > 0x20 && key->str[k] < 0x7f && key->str[k] != '"' ? key->str[k] : '?';
+			part[k] = '\0';
+			old = fieldpath_push_str(p, p->len ? "." : "", part);
+		} else {
+			old = fieldpath_push_index(p, i);
+		}
+		if ((key && key->line == line && key->col == col) || ytree_path_at(val, line, col, p))
+			return true;
+		fieldpath_pop(p, old);
+	}
+	return false;
 }
 
 struct ynode *ymap_get(const struct ynode *m, const char *key)

@@ -41,6 +41,11 @@ typedef bool (*ytree_json_hook)(void *ctx, struct json_writer *w, const struct y
 				const struct ynode *val, int depth);
 void ytree_write_json(struct json_writer *w, const struct ynode *n, ytree_json_hook hook, void *ctx);
 
+/* The field path (spec.http[0].route[1].destination.subset) of the node at line:col of a tree;
+ * for objects from the API, which have no file or line worth showing. false when none is there. */
+struct fieldpath;
+bool ytree_path_at(const struct ynode *n, uint32_t line, uint32_t col, struct fieldpath *p);
+
 static inline struct ynode *ymap_key(const struct ynode *m, uint32_t i) { return m->items[2 * i]; }
 static inline struct ynode *ymap_val(const struct ynode *m, uint32_t i) { return m->items[2 * i + 1]; }
 struct ynode *ymap_get(const struct ynode *m, const char *key);   /* NULL when absent */

@@ -19,7 +19,9 @@
 
 #include "common/json.h"
 #include "common/log.h"
+#include "common/fieldpath.h"
 #include "compile/compile.h"
+#include "compile/ytree.h"
 #include "daemon/daemon.h"
 #include "kube/config.h"
 #include "kube/reflector.h"
@@ -38,6 +40,7 @@ struct kobj {
 	char *good;                 /* the last version that compiled (NULL: none yet) */
 	char *errors;               /* why the current version is refused; NULL: it is not */
 	char *logged;               /* the errors last logged: a refusal is logged once, not at every batch */
+	const char *fed;            /* json or good: the text the last compile was given */
 };
 
 struct qitem {
@@ -254,11 +257,37 @@ static size_t gather(struct follower *f, struct compile_input *in)
 	for (size_t b = 0; b < STORE_BUCKETS; b++)
 		for (struct kobj *o = f->buckets[b]; o; o = o->next) {
 			const char *text = o->errors ? o->good : o->json;
+			o->fed = text;
 			if (text)
 				in[n++] = (struct compile_input){ .name = o->key, .buf = (const unsigned char *)text,
 								   .len = strlen(text) };
 		}
 	return n;
+}
+
+struct field_query {
+	uint32_t line, col;
+	struct fieldpath path;
+};
+
+static void find_field(void *ctx, const struct mark *file, struct ynode *root)
+{
+	(void)file;
+	struct field_query *q = ctx;
+	if (!ytree_path_at(root, q->line, q->col, &q->path))
+		fieldpath_pop(&q->path, 0);
+}
+
+/* "spec.http[0].route[1].destination.subset": where in the object (one line of JSON) an error is. */
+static void error_field(const struct kobj *o, const struct mark *at, struct fieldpath *p)
+{
+	struct diags d = { 0 };
+	struct mark m = { .file = o->key };
+	struct field_query q = { .line = at->line, .col = at->col };
+	if (o->fed)
+		yaml_each_document((const unsigned char *)o->fed, strlen(o->fed), &m, &d, find_field, &q);
+	diags_free(&d);
+	*p = q.path;
 }
 
 /* Each object the errors name is refused: it keeps its last good version. How many were newly refused. */
@@ -269,8 +298,12 @@ static size_t refuse(struct follower *f, const struct diags *d)
 		struct kobj *o = *slot(f, d->v[i].at.file);
 		if (!o)
 			continue;
+		struct fieldpath field;
+		error_field(o, &d->v[i].at, &field);
 		char *line;
-		if (asprintf(&line, "%s: %s", o->key, d->v[i].msg) < 0)
+		/* the field is named once: many messages name it already */
+		if (asprintf(&line, "%s: %s%s%s", o->key, field.len && !strstr(d->v[i].msg, field.s) ? field.s : "",
+			     field.len && !strstr(d->v[i].msg, field.s) ? ": " : "", d->v[i].msg) < 0)
 			continue;
 		if (!o->errors) {
 			o->errors = line;

@@ -23,16 +23,17 @@ static void oom(void)
 void *arena_alloc(struct arena *a, size_t size)
 {
 	size = (size + 15) & ~(size_t)15;
+	size_t block = a->block ? a->block : ARENA_BLOCK;
 	struct arena_block *b = a->head;
 	if (!b || b->size - b->used < size) {
-		size_t bs = size > ARENA_BLOCK / 4 ? size : ARENA_BLOCK;
+		size_t bs = size > block / 4 ? size : block;
 		b = malloc(sizeof(*b) + bs);
 		if (!b)
 			oom();
 		b->size = bs;
 		b->used = 0;
 		/* a large block goes behind the head so the head's free space is not lost */
-		if (bs != ARENA_BLOCK && a->head) {
+		if (bs != block && a->head) {
 			b->next = a->head->next;
 			a->head->next = b;
 		} else {
@@ -75,7 +76,7 @@ char *arena_printf(struct arena *a, const char *fmt, ...)
 void arena_reset(struct arena *a)
 {
 	struct arena_block *keep = a->head;
-	if (keep && keep->size != ARENA_BLOCK)
+	if (keep && keep->size != (a->block ? a->block : ARENA_BLOCK))
 		keep = NULL;
 	for (struct arena_block *b = a->head; b;) {
 		struct arena_block *next = b->next;

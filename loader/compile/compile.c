@@ -150,6 +150,41 @@ static void read_inputs(struct cctx *c, const struct compile_input *in, size_t n
 	}
 }
 
+static struct cctx cctx_new(const struct compile_opts *o, struct diags *d, struct arena *keep,
+			    struct compile_stats *stats)
+{
+	return (struct cctx){
+		.o = o,
+		.default_ns = o->namespace ? o->namespace : "default",
+		.domain = o->cluster_domain ? o->cluster_domain : "cluster.local",
+		.d = d,
+		.keep = keep,
+		.st = stats,
+	};
+}
+
+/* From the records read to the plan: the index, then the plan; every error of the compile in d. */
+static int resolve_and_build(struct cctx *c, struct arena *keep, struct plan *plan)
+{
+	struct index ix = { 0 };
+	cc_index_build(c, &ix);
+	cc_build_plan(c, &ix, plan);
+	cc_index_free(&ix);
+	ptrvec_free(&c->services);
+	ptrvec_free(&c->pods);
+	ptrvec_free(&c->vss);
+	ptrvec_free(&c->drs);
+	ptrvec_free(&c->gateways);
+	strmap_free(&c->objects);
+	plan->arena = keep;
+	diags_sort(c->d);
+	if (c->d->n) {
+		plan_free(plan);
+		return -1;
+	}
+	return 0;
+}
+
 int compile_plan(const struct compile_opts *o, const struct compile_input *in, size_t n_in, struct plan *plan,
 		 struct diags *d, struct compile_stats *stats)
 {
@@ -161,14 +196,7 @@ int compile_plan(const struct compile_opts *o, const struct compile_input *in, s
 		stats = &local;
 	memset(stats, 0, sizeof(*stats));
 	memset(plan, 0, sizeof(*plan));
-	struct cctx c = {
-		.o = o,
-		.default_ns = o->namespace ? o->namespace : "default",
-		.domain = o->cluster_domain ? o->cluster_domain : "cluster.local",
-		.d = d,
-		.keep = keep,
-		.st = stats,
-	};
+	struct cctx c = cctx_new(o, d, keep, stats);
 	size_t errors_before = d->n;
 	bool ns_ok = check_options(&c, o);
 	if (!ns_ok)
@@ -182,22 +210,114 @@ int compile_plan(const struct compile_opts *o, const struct compile_input *in, s
 		struct mark none = { .file = "sluice", .line = 1, .col = 1 };
 		diag_error(d, &none, "no input: give -f FILE, -f DIR or -f -");
 	}
-	struct index ix = { 0 };
-	cc_index_build(&c, &ix);
-	cc_build_plan(&c, &ix, plan);
-	cc_index_free(&ix);
-	ptrvec_free(&c.services);
-	ptrvec_free(&c.pods);
-	ptrvec_free(&c.vss);
-	ptrvec_free(&c.drs);
-	ptrvec_free(&c.gateways);
-	strmap_free(&c.objects);
-	plan->arena = keep;
+	int rc = resolve_and_build(&c, keep, plan);
 	free(files);  /* marks copied into diagnostics name in[].name, which outlives them */
-	diags_sort(d);
-	if (d->n) {
-		plan_free(plan);
-		return -1;
+	return rc;
+}
+
+/* ---- reading once, compiling many times ---- */
+
+struct compile_read {
+	struct arena records;
+	struct ptrvec services, pods, vss, drs, gateways;
+	struct diags d;              /* the reading's errors, given again at every compile */
+	size_t objects, skipped;
+	struct mark file;
+};
+
+struct compile_read *compile_read(const struct compile_opts *o, const struct compile_input *in)
+{
+	struct compile_read *r = calloc(1, sizeof(*r));
+	if (!r)
+		abort();
+	r->records.block = 2048;   /* one object's records: a pod's are about 500 bytes */
+	struct compile_stats st = { 0 };
+	struct cctx c = cctx_new(o, &r->d, &r->records, &st);
+	if (o->gateway_address && name_parse_addr(o->gateway_address, &c.gateway_address) &&
+	    name_vip_error(&c.gateway_address))
+		c.gateway_address.family = 0;   /* refused at every compile_plan_reads */
+	read_inputs(&c, in, 1, &r->file, 0);
+	r->services = c.services;
+	r->pods = c.pods;
+	r->vss = c.vss;
+	r->drs = c.drs;
+	r->gateways = c.gateways;
+	strmap_free(&c.objects);
+	r->objects = st.objects;
+	r->skipped = st.skipped;
+	return r;
+}
+
+void compile_read_free(struct compile_read *r)
+{
+	if (!r)
+		return;
+	ptrvec_free(&r->services);
+	ptrvec_free(&r->pods);
+	ptrvec_free(&r->vss);
+	ptrvec_free(&r->drs);
+	ptrvec_free(&r->gateways);
+	diags_free(&r->d);
+	arena_free(&r->records);
+	free(r);
+}
+
+static void append(struct ptrvec *to, const struct ptrvec *from)
+{
+	for (size_t i = 0; i < from->n; i++)
+		ptrvec_push(to, from->v[i]);
+}
+
+/* What the last build wrote into the records: a read serves many builds, each starts clean. */
+static void forget_build(struct cctx *c)
+{
+	for (size_t i = 0; i < c->services.n; i++) {
+		struct service *s = c->services.v[i];
+		s->routed_by = NULL;
+		s->routed_at_host = NULL;
 	}
-	return 0;
+	for (size_t i = 0; i < c->vss.n; i++) {
+		struct vs *v = c->vss.v[i];
+		for (uint32_t j = 0; j < v->n_http + v->n_tcp; j++) {
+			struct route *r = j < v->n_http ? &v->http[j] : &v->tcp[j - v->n_http];
+			r->used = false;
+			r->port_missing = false;
+		}
+	}
+	for (size_t i = 0; i < c->gateways.n; i++) {
+		struct gateway *g = c->gateways.v[i];
+		g->no_address_reported = false;
+		for (uint32_t j = 0; j < g->n_servers; j++)
+			g->servers[j].routed_by = NULL;
+	}
+}
+
+int compile_plan_reads(const struct compile_opts *o, struct compile_read *const *reads, size_t n_reads,
+		       struct plan *plan, struct diags *d, struct compile_stats *stats)
+{
+	struct compile_stats local;
+	struct arena *keep = calloc(1, sizeof(*keep));
+	if (!keep)
+		abort();
+	if (!stats)
+		stats = &local;
+	memset(stats, 0, sizeof(*stats));
+	memset(plan, 0, sizeof(*plan));
+	struct cctx c = cctx_new(o, d, keep, stats);
+	check_options(&c, o);
+	for (size_t i = 0; i < n_reads; i++) {
+		const struct compile_read *r = reads[i];
+		append(&c.services, &r->services);
+		append(&c.pods, &r->pods);
+		append(&c.vss, &r->vss);
+		append(&c.drs, &r->drs);
+		append(&c.gateways, &r->gateways);
+		for (size_t j = 0; j < r->d.n; j++)
+			diag_error(d, &r->d.v[j].at, "%s", r->d.v[j].msg);
+		stats->objects += r->objects;
+		stats->skipped += r->skipped;
+	}
+	stats->files = n_reads;
+	forget_build(&c);
+	return resolve_and_build(&c, keep, plan);
 }

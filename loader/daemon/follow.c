@@ -41,7 +41,17 @@ struct kobj {
 	char *errors;               /* why the current version is refused; NULL: it is not */
 	char *logged;               /* the errors last logged: a refusal is logged once, not at every batch */
 	const char *fed;            /* json or good: the text the last compile was given */
+	struct compile_read *read;  /* that text read into records: read again only when it changes */
 };
+
+static void forget_read(struct kobj *o, const char *text)
+{
+	if (o->read && o->fed == text) {
+		compile_read_free(o->read);
+		o->read = NULL;
+		o->fed = NULL;
+	}
+}
 
 struct qitem {
 	struct qitem *next;
@@ -71,6 +81,7 @@ struct follower {
 	time_t last_apply;
 	uint64_t last_apply_ms;     /* how long the last batch took, compile to switch */
 	size_t last_refused;        /* objects refused in the last batch */
+	uint64_t reads;             /* objects read into records, ever: a batch reads only what changed */
 	char last_result[256];
 };
 
@@ -159,6 +170,7 @@ static struct kobj **slot(struct follower *f, const char *key)
 
 static void kobj_free(struct kobj *o)
 {
+	compile_read_free(o->read);
 	free(o->key);
 	free(o->json);
 	free(o->good);
@@ -194,6 +206,7 @@ static void store_put(struct follower *f, struct qitem *q)
 		o->refl = q->refl;
 		return;
 	} else {
+		forget_read(o, o->json);
 		free(o->json);
 	}
 	o->json = q->json;
@@ -250,17 +263,28 @@ static void drain(struct follower *f)
 
 /* ---- compiling the store ---- */
 
-/* The inputs: every object, at its current version, or its last good one if refused (or left out). */
-static size_t gather(struct follower *f, struct compile_input *in)
+/* The inputs: every object, at its current version, or its last good one if refused (or left out);
+ * only a text not read before is read, the rest is the records kept from earlier batches. */
+static size_t gather(struct follower *f, const struct compile_opts *opts, struct compile_read **reads)
 {
 	size_t n = 0;
 	for (size_t b = 0; b < STORE_BUCKETS; b++)
 		for (struct kobj *o = f->buckets[b]; o; o = o->next) {
 			const char *text = o->errors ? o->good : o->json;
-			o->fed = text;
-			if (text)
-				in[n++] = (struct compile_input){ .name = o->key, .buf = (const unsigned char *)text,
-								   .len = strlen(text) };
+			if (o->fed != text) {
+				compile_read_free(o->read);
+				o->read = NULL;
+				o->fed = text;
+			}
+			if (!text)
+				continue;
+			if (!o->read) {
+				struct compile_input in = { .name = o->key, .buf = (const unsigned char *)text,
+							    .len = strlen(text) };
+				o->read = compile_read(opts, &in);
+				f->reads++;
+			}
+			reads[n++] = o->read;
 		}
 	return n;
 }
@@ -336,7 +360,7 @@ static void log_refused(struct follower *f)
 /* Compiles the store into *plan, refusing what does not compile. 0, or -1 when nothing would. */
 static int compile_store(struct daemon *dm, struct follower *f, struct plan *plan, size_t *refused)
 {
-	struct compile_input *in = calloc(f->n_objects + 1, sizeof(*in));
+	struct compile_read **in = calloc(f->n_objects + 1, sizeof(*in));
 	struct compile_opts o = { .gateway_address = dm->gateway_address };
 	int rc = -1;
 	*refused = 0;
@@ -351,8 +375,8 @@ static int compile_store(struct daemon *dm, struct follower *f, struct plan *pla
 		struct diags d = { 0 };
 		struct compile_stats st;
 		struct plan compiled;
-		size_t n = gather(f, in);
-		if (!compile_plan(&o, in, n, &compiled, &d, &st)) {
+		size_t n = gather(f, &o, in);
+		if (!compile_plan_reads(&o, in, n, &compiled, &d, &st)) {
 			if (plan_copy(&compiled, plan))   /* keep the plan alone, not the records behind it */
 				*plan = compiled;
 			else
@@ -400,6 +424,7 @@ static void apply_batch(struct daemon *dm, struct follower *f)
 	for (size_t b = 0; b < STORE_BUCKETS; b++)   /* what compiled is the new last good */
 		for (struct kobj *o = f->buckets[b]; o; o = o->next)
 			if (!o->errors && (!o->good || strcmp(o->good, o->json))) {
+				forget_read(o, o->good);
 				free(o->good);
 				o->good = strdup(o->json);
 			}
@@ -571,6 +596,7 @@ void follower_status(struct daemon *dm, json_writer_t *w, FILE *out)
 		jsonw_string_field(w, "context", f->cfg.context);
 		jsonw_bool_field(w, "synced", f->synced);
 		jsonw_uint_field(w, "objects", f->n_objects);
+		jsonw_uint_field(w, "objectsRead", f->reads);
 		time_str(f->last_apply, when, sizeof(when));
 		jsonw_string_field(w, "lastApplied", when);
 		jsonw_uint_field(w, "lastApplyMs", f->last_apply_ms);

@@ -88,10 +88,16 @@ wait_for "n1 v2=100 | n2 v2=100 | n3 v2=100" all_weights
 check "kubectl apply all-v2 (one destination): every node's clients on v2" "0 0 | 0 0 | 0 0" "$(every_node_window)"
 k apply -n $NS -f tests/e2e/lab/purchase-history-vs-50-v2.yaml >/dev/null
 wait_for "n1 v1=50 v2=50 | n2 v1=50 v2=50 | n3 v1=50 v2=50" all_weights
+reads() { sluice_on "$1" status -o json | jq -r '"\(.generation) \(.kubernetes.objectsRead)"'; }
+set -- $(reads 1)
+k -n $NS annotate pod ph-v2 heartbeat="$(date +%s%N)" >/dev/null
+wait_for "$1 $(($2 + 1))" reads 1
+check "an annotation on a pod: read again alone, the plan unchanged, no new generation" "$1 $(($2 + 1))" "$(reads 1)"
 out=$("$SLUICE_BUILD/sluice" --kubeconfig "$KC" --context rollout weight purchase-history.$NS v1=100 v2=0); rc=$?
 check "sluice weight --kubeconfig: the rollback patches the VirtualService" "0 yes" \
 	"$rc $(echo "$out" | grep -q "^virtualservice $NS/purchase-history-vs: resourceVersion [0-9]* -> [0-9]*$" && echo yes)"
 wait_for "n1 v1=100 v2=0 | n2 v1=100 v2=0 | n3 v1=100 v2=0" all_weights
+check "a weight change: the VirtualService alone is read again, one new generation" "$(($1 + 1)) $(($2 + 2))" "$(reads 1)"
 check "the rollback: every node's clients back on v1" "100 100 | 100 100 | 100 100" "$(every_node_window)"
 check "the VirtualService on the API holds the new weights" "100 0" \
 	"$(k -n $NS get vs purchase-history-vs -o json | jq -r '[.spec.http[0].route[].weight] | join(" ")')"

@@ -150,6 +150,12 @@ static void strmap_grow(struct strmap *m)
 	*m = n;
 }
 
+void strmap_reserve(struct strmap *m, size_t n)
+{
+	while (n * 2 > m->cap)
+		strmap_grow(m);
+}
+
 void strmap_put(struct strmap *m, const char *key, void *val)
 {
 	if ((m->len + 1) * 2 > m->cap)

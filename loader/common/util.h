@@ -33,6 +33,7 @@ struct strmap {
 
 void *strmap_get(const struct strmap *m, const char *key);
 void strmap_put(struct strmap *m, const char *key, void *val);   /* replaces */
+void strmap_reserve(struct strmap *m, size_t n);   /* room for n keys without growing */
 void strmap_free(struct strmap *m);
 
 /* Growable array of pointers. */

@@ -99,7 +99,73 @@ struct vs_build {
 	struct rdest *resolved[2];   /* per list, every route's destinations in order */
 	bool valid;                  /* every route resolved: only then are entries made */
 	struct ptrvec routed;        /* the Services of the hosts it routes */
+	struct vs_deps *deps;        /* what it was built from; NULL: not kept */
 };
+
+/* ---- what a VirtualService was built from ---- */
+
+static void deps_add_key(struct ptrvec *pv, const char *key)
+{
+	for (size_t i = 0; i < pv->n; i++)
+		if (!strcmp(pv->v[i], key))
+			return;
+	char *k = strdup(key);
+	if (!k)
+		abort();
+	ptrvec_push(pv, k);
+}
+
+/* The pods of a destination: the Service's selector and the subset's labels, in its namespace. */
+static void deps_add_want(struct vs_deps *d, const struct service *s, const struct subset *sub)
+{
+	struct want *w = calloc(1, sizeof(*w));
+	uint32_t n = s->selector.n + (sub ? sub->labels.n : 0);
+	if (!w || !(w->labels.v = calloc(n + 1, sizeof(*w->labels.v))) || !(w->ns = strdup(s->ns)))
+		abort();
+	for (uint32_t i = 0; i < n; i++) {
+		const struct kv *kv = i < s->selector.n ? &s->selector.v[i] : &sub->labels.v[i - s->selector.n];
+		w->labels.v[i].key = strdup(kv->key);
+		w->labels.v[i].val = strdup(kv->val);
+		if (!w->labels.v[i].key || !w->labels.v[i].val)
+			abort();
+	}
+	w->labels.n = n;
+	ptrvec_push(&d->wants, w);
+}
+
+static struct vs_deps *deps_new(const char *key)
+{
+	struct vs_deps *d = calloc(1, sizeof(*d));
+	if (!d || !(d->key = strdup(key)))
+		abort();
+	d->refs = 1;
+	return d;
+}
+
+void cc_deps_put(struct vs_deps *d)
+{
+	if (!d || --d->refs)
+		return;
+	for (size_t i = 0; i < d->svcs.n; i++)
+		free(d->svcs.v[i]);
+	for (size_t i = 0; i < d->gws.n; i++)
+		free(d->gws.v[i]);
+	for (size_t i = 0; i < d->wants.n; i++) {
+		struct want *w = d->wants.v[i];
+		for (uint32_t l = 0; l < w->labels.n; l++) {
+			free((char *)w->labels.v[l].key);
+			free((char *)w->labels.v[l].val);
+		}
+		free(w->labels.v);
+		free(w->ns);
+		free(w);
+	}
+	ptrvec_free(&d->svcs);
+	ptrvec_free(&d->gws);
+	ptrvec_free(&d->wants);
+	free(d->key);
+	free(d);
+}
 
 /* The resolved destinations of route r, which follow those of the routes before it. */
 static const struct rdest *route_dests(const struct vs_build *b, const struct route *r)
@@ -259,6 +325,12 @@ static bool resolve_routes(struct cctx *c, struct index *ix, struct vs_build *b)
 		for (uint32_t i = 0; i < b->counts[l]; i++) {
 			const struct route *r = &b->lists[l][i];
 			valid = resolve_route(c, ix, b->v, r, rd) && valid;
+			for (uint32_t j = 0; b->deps && j < r->n_dests; j++) {
+				if (!rd[j].svc)
+					continue;
+				deps_add_key(&b->deps->svcs, rd[j].svc->key);
+				deps_add_want(b->deps, rd[j].svc, rd[j].subset);
+			}
 			rd += r->n_dests;
 		}
 	}
@@ -273,6 +345,8 @@ static bool gateway_entries(struct cctx *c, struct index *ix, struct vs_build *b
 	bool used = false;
 	for (uint32_t g = 0; g < v->n_gateways; g++) {
 		struct gateway *gw = find_gateway(c, v->gateways[g], v->ns);
+		if (gw && b->deps)
+			deps_add_key(&b->deps->gws, gw->key);
 		if (!gw) {
 			cc_err_at(c, &v->gateways_at[g], "gateway %s is not defined in the input: add its Gateway, or "
 				  "remove it from spec.gateways", cc_quote(c, v->gateways[g]));
@@ -447,13 +521,17 @@ static void report_unused_routes(struct cctx *c, const struct vs_build *b, bool 
 }
 
 /* The entries of one VirtualService: its Gateways' servers, then the ports of its hosts' Services. */
-static void vs_entries(struct cctx *c, struct index *ix, struct vs *v, struct ptrvec *out, bool *over_limit)
+static void vs_entries(struct cctx *c, struct index *ix, struct vs *v, struct ptrvec *out, bool *over_limit,
+		       struct vs_deps *deps)
 {
-	struct vs_build b = { .v = v, .lists = { v->http, v->tcp }, .counts = { v->n_http, v->n_tcp } };
+	struct vs_build b = { .v = v, .lists = { v->http, v->tcp }, .counts = { v->n_http, v->n_tcp }, .deps = deps };
 	b.valid = resolve_routes(c, ix, &b);
 	bool gw_used = gateway_entries(c, ix, &b, out);
 	check_gateway_hosts(c, v);
 	for (uint32_t h = 0; v->mesh && h < v->n_hosts; h++) {
+		char key[512];
+		if (deps && cc_host_key(c, v->hosts[h], v->ns, key, sizeof(key)))
+			deps_add_key(&deps->svcs, key);   /* even when refused: a change to it may cure it */
 		struct service *s = routed_service(c, ix, v, h);
 		if (!s)
 			continue;
@@ -496,14 +574,65 @@ static void plan_from_entries(struct cctx *c, const struct ptrvec *out, struct p
 	c->st->services = plan->n_services;
 }
 
-void cc_build_plan(struct cctx *c, struct index *ix, struct plan *plan)
+/* A VirtualService not built again: its entries as the last plan holds them, with where their
+ * addresses are written (the records of their Service or Gateway, which did not change). */
+static bool kept_entries(struct cctx *c, struct index *ix, const struct ptrvec *last, struct ptrvec *out)
+{
+	for (size_t i = 0; last && i < last->n; i++) {
+		const struct plan_service *ps = last->v[i];
+		struct entry *e = arena_alloc(c->keep, sizeof(*e));
+		e->ps = *ps;   /* the last plan outlives this one's copy (the follower copies it at once) */
+		if (ps->gateway) {
+			struct gateway *gw = find_gateway(c, ps->gateway, "");
+			if (!gw)
+				return false;
+			e->kind = "Gateway";
+			e->key = gw->key;
+			e->addr_at = gw->addr_at;
+		} else {
+			char key[512];
+			snprintf(key, sizeof(key), "%s.%s", ps->name, ps->namespace);
+			struct service *s = strmap_get(&ix->services, key);
+			if (!s)
+				return false;
+			e->kind = "Service";
+			e->key = s->key;
+			e->addr_at = s->vip_at;
+		}
+		ptrvec_push(out, &e->ps);
+	}
+	return true;
+}
+
+void cc_build_plan(struct cctx *c, struct index *ix, struct build_scope *scope, struct plan *plan)
 {
 	struct ptrvec out = { 0 };
 	bool over_limit = false;
-	for (size_t i = 0; i < c->vss.n; i++)
-		vs_entries(c, ix, c->vss.v[i], &out, &over_limit);
-	log_unrouted_services(c);
+	for (size_t i = 0; i < c->vss.n; i++) {
+		struct vs *v = c->vss.v[i];
+		if (scope && scope->build && !strmap_get(scope->build, v->key)) {
+			if (!kept_entries(c, ix, strmap_get(scope->last_entries, v->key), &out)) {
+				scope->failed = true;
+				break;
+			}
+			continue;
+		}
+		struct vs_deps *deps = scope ? deps_new(v->key) : NULL;
+		vs_entries(c, ix, v, &out, &over_limit, deps);
+		if (deps)
+			strmap_put(scope->deps, deps->key, deps);
+	}
+	if (scope && scope->failed) {
+		ptrvec_free(&out);
+		return;
+	}
+	if (!scope || !scope->build)
+		log_unrouted_services(c);   /* -v: only a whole build knows which Services no route takes */
 	check_entry_keys(c, &out);
 	plan_from_entries(c, &out, plan);
 	ptrvec_free(&out);
+	c->st->vs_built = 0;
+	c->st->vs_total = c->vss.n;
+	for (size_t i = 0; i < c->vss.n; i++)
+		c->st->vs_built += !scope || !scope->build || strmap_get(scope->build, ((struct vs *)c->vss.v[i])->key);
 }

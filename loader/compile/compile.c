@@ -163,13 +163,9 @@ static struct cctx cctx_new(const struct compile_opts *o, struct diags *d, struc
 	};
 }
 
-/* From the records read to the plan: the index, then the plan; every error of the compile in d. */
-static int resolve_and_build(struct cctx *c, struct arena *keep, struct plan *plan)
+/* What every compile ends with: the plan owns the arena, or the errors say why there is none. */
+static int finish(struct cctx *c, struct arena *keep, struct plan *plan)
 {
-	struct index ix = { 0 };
-	cc_index_build(c, &ix);
-	cc_build_plan(c, &ix, plan);
-	cc_index_free(&ix);
 	ptrvec_free(&c->services);
 	ptrvec_free(&c->pods);
 	ptrvec_free(&c->vss);
@@ -183,6 +179,16 @@ static int resolve_and_build(struct cctx *c, struct arena *keep, struct plan *pl
 		return -1;
 	}
 	return 0;
+}
+
+/* From the records read to the plan: the index, then the plan; every error of the compile in d. */
+static int resolve_and_build(struct cctx *c, struct arena *keep, struct plan *plan)
+{
+	struct index ix = { 0 };
+	cc_index_build(c, &ix);
+	cc_build_plan(c, &ix, NULL, plan);
+	cc_index_free(&ix);
+	return finish(c, keep, plan);
 }
 
 int compile_plan(const struct compile_opts *o, const struct compile_input *in, size_t n_in, struct plan *plan,
@@ -292,6 +298,25 @@ static void forget_build(struct cctx *c)
 	}
 }
 
+/* The records of every read, as one compile's; their errors given again. */
+static void gather_reads(struct cctx *c, struct compile_read *const *reads, size_t n_reads)
+{
+	for (size_t i = 0; i < n_reads; i++) {
+		const struct compile_read *r = reads[i];
+		append(&c->services, &r->services);
+		append(&c->pods, &r->pods);
+		append(&c->vss, &r->vss);
+		append(&c->drs, &r->drs);
+		append(&c->gateways, &r->gateways);
+		for (size_t j = 0; j < r->d.n; j++)
+			diag_error(c->d, &r->d.v[j].at, "%s", r->d.v[j].msg);
+		c->st->objects += r->objects;
+		c->st->skipped += r->skipped;
+	}
+	c->st->files = n_reads;
+	forget_build(c);
+}
+
 int compile_plan_reads(const struct compile_opts *o, struct compile_read *const *reads, size_t n_reads,
 		       struct plan *plan, struct diags *d, struct compile_stats *stats)
 {
@@ -305,19 +330,200 @@ int compile_plan_reads(const struct compile_opts *o, struct compile_read *const 
 	memset(plan, 0, sizeof(*plan));
 	struct cctx c = cctx_new(o, d, keep, stats);
 	check_options(&c, o);
-	for (size_t i = 0; i < n_reads; i++) {
-		const struct compile_read *r = reads[i];
-		append(&c.services, &r->services);
-		append(&c.pods, &r->pods);
-		append(&c.vss, &r->vss);
-		append(&c.drs, &r->drs);
-		append(&c.gateways, &r->gateways);
-		for (size_t j = 0; j < r->d.n; j++)
-			diag_error(d, &r->d.v[j].at, "%s", r->d.v[j].msg);
-		stats->objects += r->objects;
-		stats->skipped += r->skipped;
-	}
-	stats->files = n_reads;
-	forget_build(&c);
+	gather_reads(&c, reads, n_reads);
 	return resolve_and_build(&c, keep, plan);
+}
+
+/* ---- building only what changed ---- */
+
+struct compile_memo {
+	struct strmap deps;          /* VirtualService key -> struct vs_deps * */
+};
+
+void compile_memo_free(struct compile_memo *m)
+{
+	if (!m)
+		return;
+	for (size_t i = 0; i < m->deps.cap; i++)
+		if (m->deps.keys[i])
+			cc_deps_put(m->deps.vals[i]);
+	strmap_free(&m->deps);
+	free(m);
+}
+
+/* Beyond this many changed pods, matching each against every destination costs more than a whole build. */
+#define UPDATE_MAX_PODS 256
+
+struct hot {
+	struct strmap svcs, gws;     /* keys of changed Services (and DestinationRules' hosts), Gateways */
+	struct ptrvec pods;          /* changed pods, before and after */
+};
+
+/* What a VirtualService names: its hosts' and destinations' Services, its Gateways. */
+static void hot_vs(struct cctx *c, struct hot *h, const struct vs *v)
+{
+	char key[512];
+	for (uint32_t i = 0; i < v->n_hosts; i++)
+		if (cc_host_key(c, v->hosts[i], v->ns, key, sizeof(key)))
+			strmap_put(&h->svcs, arena_strdup(c->keep, key), (void *)v);
+	for (uint32_t i = 0; i < v->n_http + v->n_tcp; i++) {
+		const struct route *r = i < v->n_http ? &v->http[i] : &v->tcp[i - v->n_http];
+		for (uint32_t j = 0; j < r->n_dests; j++)
+			if (r->dests[j].host && cc_host_key(c, r->dests[j].host, v->ns, key, sizeof(key)))
+				strmap_put(&h->svcs, arena_strdup(c->keep, key), (void *)v);
+	}
+	for (uint32_t i = 0; i < v->n_gateways; i++) {
+		const char *g = v->gateways[i];
+		strmap_put(&h->gws, strchr(g, '/') ? g : cc_join(c->keep, '/', v->ns, g, NULL), (void *)v);
+	}
+}
+
+static bool deps_hot(const struct vs_deps *dep, const struct hot *h)
+{
+	for (size_t i = 0; i < dep->svcs.n; i++)
+		if (strmap_get(&h->svcs, dep->svcs.v[i]))
+			return true;
+	for (size_t i = 0; i < dep->gws.n; i++)
+		if (strmap_get(&h->gws, dep->gws.v[i]))
+			return true;
+	for (size_t i = 0; i < dep->wants.n; i++)
+		for (size_t p = 0; p < h->pods.n; p++)
+			if (cc_want_matches(dep->wants.v[i], h->pods.v[p]))
+				return true;
+	return false;
+}
+
+/* The VirtualServices to build: new or changed ones, and those built from a changed Service,
+ * DestinationRule host, Gateway or pod (either version of it). false: build them all. */
+static bool affected(struct cctx *c, const struct compile_memo *memo, struct compile_read *const *changed,
+		     size_t n_changed, struct strmap *build)
+{
+	struct hot h = { 0 };
+	char key[512];
+	for (size_t i = 0; i < n_changed; i++) {
+		const struct compile_read *r = changed[i];
+		for (size_t j = 0; j < r->services.n; j++)
+			strmap_put(&h.svcs, ((struct service *)r->services.v[j])->key, r->services.v[j]);
+		for (size_t j = 0; j < r->drs.n; j++) {
+			const struct dr *dr = r->drs.v[j];
+			if (cc_host_key(c, dr->host, dr->ns, key, sizeof(key)))
+				strmap_put(&h.svcs, arena_strdup(c->keep, key), (void *)dr);
+		}
+		for (size_t j = 0; j < r->gateways.n; j++)
+			strmap_put(&h.gws, ((struct gateway *)r->gateways.v[j])->key, r->gateways.v[j]);
+		for (size_t j = 0; j < r->vss.n; j++) {
+			const struct vs *v = r->vss.v[j];
+			strmap_put(build, v->key, (void *)v);   /* a key no VirtualService has now builds nothing */
+			hot_vs(c, &h, v);
+		}
+		append(&h.pods, &r->pods);
+	}
+	bool ok = h.pods.n <= UPDATE_MAX_PODS;
+	for (size_t i = 0; ok && i < c->vss.n; i++) {
+		const struct vs *v = c->vss.v[i];
+		const struct vs_deps *dep = strmap_get(&memo->deps, v->key);
+		if (!dep || deps_hot(dep, &h))
+			strmap_put(build, v->key, (void *)v);
+	}
+	strmap_free(&h.svcs);
+	strmap_free(&h.gws);
+	ptrvec_free(&h.pods);
+	return ok && build->len * 2 <= c->vss.n + n_changed;   /* half of them or more: build them all */
+}
+
+/* The namespaces whose pods the VirtualServices to build can reach. */
+static void build_namespaces(struct cctx *c, const struct strmap *build, struct strmap *ns)
+{
+	struct hot h = { 0 };
+	for (size_t i = 0; i < c->vss.n; i++)
+		if (strmap_get(build, ((struct vs *)c->vss.v[i])->key))
+			hot_vs(c, &h, c->vss.v[i]);
+	for (size_t i = 0; i < h.svcs.cap; i++)
+		if (h.svcs.keys[i])
+			strmap_put(ns, strchr(h.svcs.keys[i], '.') + 1, (void *)1);
+	strmap_free(&h.svcs);
+	strmap_free(&h.gws);
+}
+
+/* The last plan's entries by the VirtualService that routes them. */
+static void entries_by_route(const struct plan *last, struct strmap *by, struct ptrvec *vecs)
+{
+	for (size_t i = 0; i < last->n_services; i++) {
+		const struct plan_service *ps = &last->services[i];
+		if (!ps->route)
+			continue;
+		struct ptrvec *pv = strmap_get(by, ps->route);
+		if (!pv) {
+			if (!(pv = calloc(1, sizeof(*pv))))
+				abort();
+			ptrvec_push(vecs, pv);
+			strmap_put(by, ps->route, pv);
+		}
+		ptrvec_push(pv, (void *)ps);
+	}
+}
+
+int compile_plan_update(const struct compile_opts *o, struct compile_read *const *reads, size_t n_reads,
+			struct compile_read *const *changed, size_t n_changed, const struct plan *last,
+			const struct compile_memo *memo, struct compile_memo **memo_out, struct plan *plan,
+			struct diags *d, struct compile_stats *stats)
+{
+	struct compile_stats local;
+	struct arena *keep = calloc(1, sizeof(*keep));
+	struct compile_memo *m = calloc(1, sizeof(*m));
+	if (!keep || !m)
+		abort();
+	if (!stats)
+		stats = &local;
+	memset(stats, 0, sizeof(*stats));
+	memset(plan, 0, sizeof(*plan));
+	*memo_out = NULL;
+	size_t errors_before = d->n;
+	struct cctx c = cctx_new(o, d, keep, stats);
+	check_options(&c, o);
+	gather_reads(&c, reads, n_reads);
+	struct index ix = { 0 };
+	cc_index_services(&c, &ix);
+	struct strmap build = { 0 }, label_ns = { 0 }, last_entries = { 0 };
+	struct ptrvec vecs = { 0 };
+	bool scoped = memo && last && affected(&c, memo, changed, n_changed, &build);
+	if (scoped) {
+		build_namespaces(&c, &build, &label_ns);
+		entries_by_route(last, &last_entries, &vecs);
+	}
+	cc_index_pods(&c, &ix, scoped ? &label_ns : NULL);
+	struct build_scope scope = { .build = scoped ? &build : NULL, .last_entries = &last_entries, .deps = &m->deps };
+	cc_build_plan(&c, &ix, &scope, plan);
+	for (size_t i = 0; scoped && !scope.failed && i < c.vss.n; i++) {
+		const struct vs *v = c.vss.v[i];   /* what was not built keeps what it was built from */
+		struct vs_deps *dep = strmap_get(&build, v->key) ? NULL : strmap_get(&memo->deps, v->key);
+		if (dep) {
+			dep->refs++;
+			strmap_put(&m->deps, dep->key, dep);
+		}
+	}
+	cc_index_free(&ix);
+	strmap_free(&build);
+	strmap_free(&label_ns);
+	strmap_free(&last_entries);
+	for (size_t i = 0; i < vecs.n; i++) {
+		ptrvec_free(vecs.v[i]);
+		free(vecs.v[i]);
+	}
+	ptrvec_free(&vecs);
+	if (scope.failed) {   /* the memo missed something: take back what this build said, build everything */
+		for (size_t i = errors_before; i < d->n; i++)
+			free(d->v[i].msg);
+		d->n = errors_before;
+		compile_memo_free(m);
+		finish(&c, keep, plan);
+		plan_free(plan);
+		return compile_plan_update(o, reads, n_reads, NULL, 0, NULL, NULL, memo_out, plan, d, stats);
+	}
+	int rc = finish(&c, keep, plan);
+	if (rc)
+		compile_memo_free(m);
+	else
+		*memo_out = m;
+	return rc;
 }

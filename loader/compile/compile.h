@@ -26,6 +26,7 @@ struct compile_input {
 struct compile_stats {
 	size_t files, objects, skipped;
 	size_t services, destinations, endpoints;
+	size_t vs_built, vs_total;   /* VirtualServices built (an incremental build keeps the others' entries), of all */
 };
 
 /* Fills plan, or reports every error in d. Returns 0 when the plan is valid. */
@@ -44,6 +45,17 @@ void compile_read_free(struct compile_read *r);
  * not looked for. */
 int compile_plan_reads(const struct compile_opts *o, struct compile_read *const *reads, size_t n_reads,
 		       struct plan *plan, struct diags *d, struct compile_stats *stats);
+
+/* compile_plan_reads that builds only the VirtualServices the changed reads (the versions before
+ * and after of every object added, changed or deleted) can affect, and takes the others' entries
+ * from last, the plan memo was made with. Without memo or last everything is built. *memo_out:
+ * the new plan's memo (NULL when it failed), for the next update once that plan is adopted. */
+struct compile_memo;
+int compile_plan_update(const struct compile_opts *o, struct compile_read *const *reads, size_t n_reads,
+			struct compile_read *const *changed, size_t n_changed, const struct plan *last,
+			const struct compile_memo *memo, struct compile_memo **memo_out, struct plan *plan,
+			struct diags *d, struct compile_stats *stats);
+void compile_memo_free(struct compile_memo *m);
 
 /* Inputs named like `kubectl apply -f`: files, directories read recursively
  * (*.yaml, *.yml, *.json), or "-" for standard input. Unreadable paths are errors in d. */

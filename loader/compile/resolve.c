@@ -9,25 +9,27 @@
 #include <string.h>
 
 /* Istio host forms: name, name.ns, name.ns.svc, name.ns.svc.DOMAIN. */
-struct service *cc_resolve_host(struct cctx *c, struct index *ix, const char *host, const char *ns)
+bool cc_host_key(const struct cctx *c, const char *host, const char *ns, char *buf, size_t len)
 {
-	char buf[512];
 	const char *dot = strchr(host, '.');
-	if (!dot) {
-		snprintf(buf, sizeof(buf), "%s.%s", host, ns);
-		return strmap_get(&ix->services, buf);
-	}
+	if (!dot)
+		return (size_t)snprintf(buf, len, "%s.%s", host, ns) < len;
 	const char *ns_start = dot + 1, *ns_end = strchr(ns_start, '.');
 	if (!ns_end)
-		return strmap_get(&ix->services, host);
+		return (size_t)snprintf(buf, len, "%s", host) < len;
 	const char *rest = ns_end + 1;
 	if (strcmp(rest, "svc")) {
 		size_t dl = strlen(c->domain);
 		if (strncmp(rest, "svc.", 4) || strcmp(rest + 4, c->domain) || !dl)
-			return NULL;
+			return false;
 	}
-	snprintf(buf, sizeof(buf), "%.*s", (int)(ns_end - host), host);
-	return strmap_get(&ix->services, buf);
+	return (size_t)snprintf(buf, len, "%.*s", (int)(ns_end - host), host) < len;
+}
+
+struct service *cc_resolve_host(struct cctx *c, struct index *ix, const char *host, const char *ns)
+{
+	char buf[512];
+	return cc_host_key(c, host, ns, buf, sizeof(buf)) ? strmap_get(&ix->services, buf) : NULL;
 }
 
 void cc_host_error(struct cctx *c, struct index *ix, const struct mark *at, const char *host, const char *ns)
@@ -60,13 +62,35 @@ void cc_host_error(struct cctx *c, struct index *ix, const struct mark *at, cons
 		  shown ? known : "none");
 }
 
+/* Pods by address: binary keys, since 80,000 of them are indexed at every build. */
+static uint32_t addr_hash(const struct plan_addr *a)
+{
+	uint64_t x, y;
+	memcpy(&x, a->addr, 8);
+	memcpy(&y, a->addr + 8, 8);
+	x = (x ^ (y * 0x9e3779b97f4a7c15ULL) ^ a->family) * 0xff51afd7ed558ccdULL;
+	return (uint32_t)(x >> 32);
+}
+
+static struct pod **pod_slot(const struct pod_ips *m, const struct plan_addr *a)
+{
+	size_t mask = m->cap - 1;
+	for (size_t i = addr_hash(a) & mask;; i = (i + 1) & mask)
+		if (!m->slots[i] || (m->addrs[i].family == a->family && !memcmp(m->addrs[i].addr, a->addr, 16)))
+			return &m->slots[i];
+}
+
+static struct pod *pod_at(const struct index *ix, const struct plan_addr *a)
+{
+	return ix->pod_ips.cap ? *pod_slot(&ix->pod_ips, a) : NULL;
+}
+
 static void check_vip_not_pod(struct cctx *c, struct index *ix, const struct plan_addr *vip, const struct mark *at,
 			      const char *field)
 {
 	char ip[INET6_ADDRSTRLEN];
-	inet_ntop(vip->family, vip->addr, ip, sizeof(ip));
-	const struct pod *p = strmap_get(&ix->pod_ips, ip);
-	if (p)
+	const struct pod *p = pod_at(ix, vip);
+	if (p && inet_ntop(vip->family, vip->addr, ip, sizeof(ip)))
 		cc_err_at(c, at, "%s %s is also the IP of pod %s/%s (%s:%u): as a VIP it would take over every connection "
 			  "made to that pod", field, cc_quote(c, ip), p->ns, p->name, p->at.file, p->at.line);
 }
@@ -75,6 +99,8 @@ static void index_services(struct cctx *c, struct index *ix)
 {
 	char ipbuf[INET6_ADDRSTRLEN];
 	struct strmap vips = { 0 };
+	strmap_reserve(&ix->services, c->services.n);
+	strmap_reserve(&vips, c->services.n);
 	for (size_t i = 0; i < c->services.n; i++) {
 		struct service *s = c->services.v[i];
 		strmap_put(&ix->services, s->key, s);
@@ -92,13 +118,28 @@ static void index_services(struct cctx *c, struct index *ix)
 	strmap_free(&vips);
 }
 
-/* Pods by each of their labels, and by IP: a finished pod's IP may be taken by a running one. */
-static void index_pods(struct cctx *c, struct index *ix)
+/* Pods by each of their labels (in the namespaces of label_ns only, when given), and by IP: a
+ * finished pod's IP may be taken by a running one. */
+static void index_pods(struct cctx *c, struct index *ix, const struct strmap *label_ns)
 {
 	char ipbuf[INET6_ADDRSTRLEN];
+	struct pod_ips *m = &ix->pod_ips;
+	for (m->cap = 64; m->cap < c->pods.n * 4; m->cap *= 2)   /* at most 2 addresses a pod, half full */
+		;
+	m->slots = calloc(m->cap, sizeof(*m->slots));
+	m->addrs = calloc(m->cap, sizeof(*m->addrs));
+	if (!m->slots || !m->addrs)
+		abort();
+	const char *ns_seen = NULL;   /* pods come namespace by namespace: one lookup for each run */
+	bool ns_wanted = true;
 	for (size_t i = 0; i < c->pods.n; i++) {
 		struct pod *p = c->pods.v[i];
-		for (uint32_t l = 0; l < p->labels.n; l++) {
+		if (label_ns && (!ns_seen || strcmp(ns_seen, p->ns))) {
+			ns_seen = p->ns;
+			ns_wanted = strmap_get(label_ns, p->ns) != NULL;
+		}
+		uint32_t n_labels = ns_wanted ? p->labels.n : 0;
+		for (uint32_t l = 0; l < n_labels; l++) {
 			char *key = cc_join(c->keep, '\x01', p->ns, p->labels.v[l].key, p->labels.v[l].val);
 			struct ptrvec *pv = strmap_get(&ix->pods_by_label, key);
 			if (!pv) {
@@ -111,15 +152,17 @@ static void index_pods(struct cctx *c, struct index *ix)
 			ptrvec_push(pv, p);
 		}
 		for (size_t a = 0; a < p->n_ips; a++) {
-			inet_ntop(p->ips[a].family, p->ips[a].addr, ipbuf, sizeof(ipbuf));
-			struct pod *other = strmap_get(&ix->pod_ips, ipbuf);
+			struct pod **slot = pod_slot(m, &p->ips[a]), *other = *slot;
 			if (other && !p->terminated && !other->terminated) {
+				inet_ntop(p->ips[a].family, p->ips[a].addr, ipbuf, sizeof(ipbuf));
 				cc_err_at(c, &p->at, "pod %s/%s has IP %s, already used by pod %s/%s (%s:%u)", p->ns, p->name,
 					  ipbuf, other->ns, other->name, other->at.file, other->at.line);
 				continue;
 			}
-			if (!other || other->terminated)
-				strmap_put(&ix->pod_ips, arena_strdup(c->keep, ipbuf), p);
+			if (!other || other->terminated) {
+				*slot = p;
+				m->addrs[slot - m->slots] = p->ips[a];
+			}
 		}
 	}
 }
@@ -161,12 +204,22 @@ static void index_destination_rules(struct cctx *c, struct index *ix)
 	}
 }
 
-void cc_index_build(struct cctx *c, struct index *ix)
+void cc_index_services(struct cctx *c, struct index *ix)
 {
 	index_services(c, ix);
-	index_pods(c, ix);
-	check_vips_not_pods(c, ix);
 	index_destination_rules(c, ix);
+}
+
+void cc_index_pods(struct cctx *c, struct index *ix, const struct strmap *label_ns)
+{
+	index_pods(c, ix, label_ns);
+	check_vips_not_pods(c, ix);
+}
+
+void cc_index_build(struct cctx *c, struct index *ix)
+{
+	cc_index_services(c, ix);
+	cc_index_pods(c, ix, NULL);
 }
 
 void cc_index_free(struct index *ix)
@@ -179,7 +232,8 @@ void cc_index_free(struct index *ix)
 	strmap_free(&ix->services);
 	strmap_free(&ix->pods_by_label);
 	strmap_free(&ix->dr_by_service);
-	strmap_free(&ix->pod_ips);
+	free(ix->pod_ips.slots);
+	free(ix->pod_ips.addrs);
 }
 
 const char *cc_port_list(struct cctx *c, const struct service *s)
@@ -250,7 +304,12 @@ bool cc_resolve_dest(struct cctx *c, struct index *ix, const struct vs *v, const
 	return ok;
 }
 
-static bool labels_match(const struct labels *have, const struct labels *want)
+bool cc_want_matches(const struct want *w, const struct pod *p)
+{
+	return !strcmp(w->ns, p->ns) && cc_labels_match(&p->labels, &w->labels);
+}
+
+bool cc_labels_match(const struct labels *have, const struct labels *want)
 {
 	for (uint32_t i = 0; i < want->n; i++) {
 		bool found = false;
@@ -302,7 +361,7 @@ bool cc_collect_endpoints(struct cctx *c, struct index *ix, const struct plan_se
 		const struct pod *p = best->v[i];
 		/* publishNotReadyAddresses waives readiness only: a leaving or finished pod takes no connection */
 		if (p->terminated || p->deleting || (!p->ready && !s->publish_not_ready) ||
-		    !labels_match(&p->labels, &want))
+		    !cc_labels_match(&p->labels, &want))
 			continue;
 		uint16_t port = r->port->target_num ? r->port->target_num : r->port->port;
 		if (r->port->target_name) {

@@ -11,7 +11,11 @@ struct index {
 	struct strmap services;      /* "name.ns" -> service */
 	struct strmap pods_by_label; /* "ns\x1key\x1value" -> struct ptrvec * of pods */
 	struct strmap dr_by_service; /* service key -> dr */
-	struct strmap pod_ips;       /* "ip" -> pod */
+	struct pod_ips {             /* address -> pod, open addressing */
+		struct pod **slots;
+		struct plan_addr *addrs;
+		size_t cap;
+	} pod_ips;
 	struct ptrvec vecs;          /* owned ptrvecs, for freeing */
 };
 
@@ -27,16 +31,51 @@ struct rdest {
 /* Builds the index, reporting what no single object shows: shared VIPs and pod IPs, a second
  * DestinationRule for one host. */
 void cc_index_build(struct cctx *c, struct index *ix);
+/* The same in two steps: Services and DestinationRules, then pods; pods are indexed by label only
+ * in the namespaces of label_ns when it is given (an incremental build needs no others). */
+void cc_index_services(struct cctx *c, struct index *ix);
+void cc_index_pods(struct cctx *c, struct index *ix, const struct strmap *label_ns);
 void cc_index_free(struct index *ix);
 
 struct service *cc_resolve_host(struct cctx *c, struct index *ix, const char *host, const char *ns);
+/* The key ("name.ns") of the Service a host names, from the host alone; false for none. */
+bool cc_host_key(const struct cctx *c, const char *host, const char *ns, char *buf, size_t len);
 void cc_host_error(struct cctx *c, struct index *ix, const struct mark *at, const char *host, const char *ns);
 bool cc_resolve_dest(struct cctx *c, struct index *ix, const struct vs *v, const struct dest *d, struct rdest *r);
 bool cc_collect_endpoints(struct cctx *c, struct index *ix, const struct plan_service *ps, const struct rdest *r,
 			  const struct dest *d, struct plan_destination *pd);
 const char *cc_port_list(struct cctx *c, const struct service *s);   /* "80, 443", or "none" */
 
-/* The plan's entries from every VirtualService, sorted, with the compile's figures (build_plan.c). */
-void cc_build_plan(struct cctx *c, struct index *ix, struct plan *plan);
+/* What one VirtualService's entries were built from: the Services its hosts and destinations name,
+ * the Gateways it binds, and the labels (in a namespace) the pods of its destinations carry. An
+ * incremental build rebuilds it when any of them changes, and takes its entries from the last plan
+ * otherwise. Immutable once built, shared by the memos of successive plans. */
+struct vs_deps {
+	int refs;
+	char *key;                   /* the VirtualService's "namespace/name" */
+	struct ptrvec svcs, gws;     /* char *: Service keys "name.ns", Gateway keys "ns/name" */
+	struct ptrvec wants;         /* struct want *: what a destination's pods carry */
+};
+
+struct want {
+	char *ns;
+	struct labels labels;        /* keys and values malloc'd */
+};
+
+void cc_deps_put(struct vs_deps *d);                      /* drops a reference */
+bool cc_want_matches(const struct want *w, const struct pod *p);
+bool cc_labels_match(const struct labels *have, const struct labels *want);   /* every one of want */
+
+/* Which VirtualServices to build and where the others' entries come from. */
+struct build_scope {
+	const struct strmap *build;        /* VirtualService keys to build; NULL: every one */
+	const struct strmap *last_entries; /* key -> struct ptrvec * of the last plan's plan_services */
+	struct strmap *deps;               /* out: key -> struct vs_deps * of those built (new refs) */
+	bool failed;                       /* a kept entry's Service or Gateway is gone: build everything */
+};
+
+/* The plan's entries from every VirtualService, sorted, with the compile's figures (build_plan.c).
+ * scope NULL: every VirtualService is built and no deps are kept. */
+void cc_build_plan(struct cctx *c, struct index *ix, struct build_scope *scope, struct plan *plan);
 
 #endif

@@ -22,6 +22,7 @@
 #include "common/fieldpath.h"
 #include "compile/compile.h"
 #include "compile/ytree.h"
+#include "plan/print.h"
 #include "daemon/daemon.h"
 #include "kube/config.h"
 #include "kube/reflector.h"
@@ -43,15 +44,6 @@ struct kobj {
 	const char *fed;            /* json or good: the text the last compile was given */
 	struct compile_read *read;  /* that text read into records: read again only when it changes */
 };
-
-static void forget_read(struct kobj *o, const char *text)
-{
-	if (o->read && o->fed == text) {
-		compile_read_free(o->read);
-		o->read = NULL;
-		o->fed = NULL;
-	}
-}
 
 struct qitem {
 	struct qitem *next;
@@ -82,6 +74,13 @@ struct follower {
 	uint64_t last_apply_ms;     /* how long the last batch took, compile to switch */
 	size_t last_refused;        /* objects refused in the last batch */
 	uint64_t reads;             /* objects read into records, ever: a batch reads only what changed */
+	/* what the batch changed, for building only what it affects: reads replaced or deleted (kept,
+	 * with the keys their places name, until the batch is over) and reads made by it */
+	struct ptrvec retired, retired_keys, fresh;
+	struct compile_memo *memo;  /* what dm->plan was built from; NULL: the next batch builds all */
+	struct compile_memo *pending;   /* the memo of the plan being applied */
+	size_t vs_built, vs_total;  /* VirtualServices built by the last batch, of how many */
+	bool verify;                /* SLUICE_VERIFY_INCREMENTAL: every partial build checked against a whole one */
 	char last_result[256];
 };
 
@@ -168,9 +167,23 @@ static struct kobj **slot(struct follower *f, const char *key)
 	return p;
 }
 
-static void kobj_free(struct kobj *o)
+/* A text replaced or dropped: its read is retired, for the batch to know what it was. */
+static void forget_read(struct follower *f, struct kobj *o, const char *text)
 {
-	compile_read_free(o->read);
+	if (o->read && o->fed == text) {
+		ptrvec_push(&f->retired, o->read);
+		o->read = NULL;
+		o->fed = NULL;
+	}
+}
+
+static void kobj_free(struct follower *f, struct kobj *o)
+{
+	if (o->read) {   /* the batch still needs to know what the object was */
+		ptrvec_push(&f->retired, o->read);
+		ptrvec_push(&f->retired_keys, o->key);
+		o->key = NULL;
+	}
 	free(o->key);
 	free(o->json);
 	free(o->good);
@@ -186,7 +199,7 @@ static void store_put(struct follower *f, struct qitem *q)
 		if (*p) {
 			struct kobj *o = *p;
 			*p = o->next;
-			kobj_free(o);
+			kobj_free(f, o);
 			f->n_objects--;
 			f->dirty = true;
 		}
@@ -206,7 +219,7 @@ static void store_put(struct follower *f, struct qitem *q)
 		o->refl = q->refl;
 		return;
 	} else {
-		forget_read(o, o->json);
+		forget_read(f, o, o->json);
 		free(o->json);
 	}
 	o->json = q->json;
@@ -224,7 +237,7 @@ static void store_sweep(struct follower *f, int refl)
 			struct kobj *o = *p;
 			if (o->refl == refl && o->gen != f->gen[refl]) {
 				*p = o->next;
-				kobj_free(o);
+				kobj_free(f, o);
 				f->n_objects--;
 				f->dirty = true;
 			} else {
@@ -272,7 +285,8 @@ static size_t gather(struct follower *f, const struct compile_opts *opts, struct
 		for (struct kobj *o = f->buckets[b]; o; o = o->next) {
 			const char *text = o->errors ? o->good : o->json;
 			if (o->fed != text) {
-				compile_read_free(o->read);
+				if (o->read)
+					ptrvec_push(&f->retired, o->read);
 				o->read = NULL;
 				o->fed = text;
 			}
@@ -282,6 +296,7 @@ static size_t gather(struct follower *f, const struct compile_opts *opts, struct
 				struct compile_input in = { .name = o->key, .buf = (const unsigned char *)text,
 							    .len = strlen(text) };
 				o->read = compile_read(opts, &in);
+				ptrvec_push(&f->fresh, o->read);
 				f->reads++;
 			}
 			reads[n++] = o->read;
@@ -357,6 +372,59 @@ static void log_refused(struct follower *f)
 		}
 }
 
+/* The batch is over: what it changed is known to the memo, or the memo is gone. */
+static void forget_changes(struct follower *f)
+{
+	for (size_t i = 0; i < f->retired.n; i++)
+		compile_read_free(f->retired.v[i]);
+	for (size_t i = 0; i < f->retired_keys.n; i++)
+		free(f->retired_keys.v[i]);
+	f->retired.n = f->retired_keys.n = f->fresh.n = 0;
+}
+
+/* dm->plan did not change: a memo of another plan would mislead the next batch. */
+static void forget_memo(struct follower *f)
+{
+	compile_memo_free(f->memo);
+	compile_memo_free(f->pending);
+	f->memo = f->pending = NULL;
+	forget_changes(f);
+}
+
+static char *plan_json(const struct plan *p)
+{
+	char *s = NULL;
+	size_t len = 0;
+	FILE *m = open_memstream(&s, &len);
+	if (!m)
+		return NULL;
+	plan_print_json(p, m);
+	fclose(m);
+	return s;
+}
+
+/* SLUICE_VERIFY_INCREMENTAL: a partial build must be what a whole build of the same reads gives. */
+static void verify_partial(struct follower *f, const struct compile_opts *o, struct compile_read **in, size_t n,
+			   const struct plan *partial)
+{
+	struct diags d = { 0 };
+	struct plan whole;
+	if (compile_plan_reads(o, in, n, &whole, &d, NULL)) {
+		log_error("kubernetes: verify: a partial build of %zu VirtualServices succeeded where a whole build fails",
+			  f->vs_built);
+		diags_print(&d, stderr);
+		diags_free(&d);
+		return;
+	}
+	char *a = plan_json(partial), *b = plan_json(&whole);
+	if (!a || !b || strcmp(a, b))
+		log_error("kubernetes: verify: a partial build of %zu VirtualServices differs from a whole build",
+			  f->vs_built);
+	free(a);
+	free(b);
+	plan_free(&whole);
+}
+
 /* Compiles the store into *plan, refusing what does not compile. 0, or -1 when nothing would. */
 static int compile_store(struct daemon *dm, struct follower *f, struct plan *plan, size_t *refused)
 {
@@ -376,12 +444,27 @@ static int compile_store(struct daemon *dm, struct follower *f, struct plan *pla
 		struct compile_stats st;
 		struct plan compiled;
 		size_t n = gather(f, &o, in);
-		if (!compile_plan_reads(&o, in, n, &compiled, &d, &st)) {
-			if (plan_copy(&compiled, plan))   /* keep the plan alone, not the records behind it */
-				*plan = compiled;
-			else
-				plan_free(&compiled);
-			rc = 0;
+		/* the first round builds what the batch affects; a round after a refusal builds it all */
+		struct compile_read **changed = calloc(f->retired.n + f->fresh.n + 1, sizeof(*changed));
+		if (!changed)
+			break;
+		memcpy(changed, f->retired.v, f->retired.n * sizeof(*changed));
+		memcpy(changed + f->retired.n, f->fresh.v, f->fresh.n * sizeof(*changed));
+		compile_memo_free(f->pending);
+		f->pending = NULL;
+		int crc = compile_plan_update(&o, in, n, changed, f->retired.n + f->fresh.n, &dm->plan,
+					      round ? NULL : f->memo, &f->pending, &compiled, &d, &st);
+		free(changed);
+		if (!crc) {
+			f->vs_built = st.vs_built;
+			f->vs_total = st.vs_total;
+			if (f->verify && f->vs_built < f->vs_total)
+				verify_partial(f, &o, in, n, &compiled);
+			/* the plan alone, not the records behind it nor the last plan a partial build shares */
+			rc = plan_copy(&compiled, plan);
+			plan_free(&compiled);
+			if (rc)
+				log_error("kubernetes: out of memory copying the plan");
 		} else {
 			size_t r = refuse(f, &d);
 			*refused += r;
@@ -408,6 +491,7 @@ static void apply_batch(struct daemon *dm, struct follower *f)
 		snprintf(f->last_result, sizeof(f->last_result), "no plan compiles; the last one keeps serving");
 		log_error("kubernetes: %s", f->last_result);
 		log_refused(f);
+		forget_memo(f);
 		return;
 	}
 	log_refused(f);
@@ -419,12 +503,13 @@ static void apply_batch(struct daemon *dm, struct follower *f)
 		snprintf(f->last_result, sizeof(f->last_result), "the data plane refused the plan (%s)", strerror(-rc));
 		log_error("kubernetes: %s", f->last_result);
 		plan_free(&plan);
+		forget_memo(f);
 		return;
 	}
 	for (size_t b = 0; b < STORE_BUCKETS; b++)   /* what compiled is the new last good */
 		for (struct kobj *o = f->buckets[b]; o; o = o->next)
 			if (!o->errors && (!o->good || strcmp(o->good, o->json))) {
-				forget_read(o, o->good);
+				forget_read(f, o, o->good);
 				free(o->good);
 				o->good = strdup(o->json);
 			}
@@ -432,10 +517,16 @@ static void apply_batch(struct daemon *dm, struct follower *f)
 	plan_free(&dm->plan);
 	dm->plan = plan;
 	dm->generation = gen;
+	compile_memo_free(f->memo);   /* the memo now describes dm->plan */
+	f->memo = f->pending;
+	f->pending = NULL;
+	forget_changes(f);
 	f->last_apply = time(NULL);
 	f->last_apply_ms = proto_now_ms() - t0;
-	snprintf(f->last_result, sizeof(f->last_result), "generation %llu: %zu services, %u written, %u removed",
-		 (unsigned long long)gen, plan.n_services, st.services_written, st.services_removed);
+	snprintf(f->last_result, sizeof(f->last_result),
+		 "generation %llu: %zu services, %u written, %u removed; built %zu of %zu VirtualServices",
+		 (unsigned long long)gen, plan.n_services, st.services_written, st.services_removed, f->vs_built,
+		 f->vs_total);
 	if (changed) {
 		char why[512];
 		log_info("kubernetes: %s in %llu ms", f->last_result, (unsigned long long)f->last_apply_ms);
@@ -472,6 +563,7 @@ int follower_start(struct daemon *dm)
 		free(f);
 		return -EINVAL;
 	}
+	f->verify = getenv("SLUICE_VERIFY_INCREMENTAL") != NULL;
 	f->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (f->efd < 0) {
 		free(f);
@@ -551,8 +643,14 @@ void follower_stop(struct daemon *dm)
 		while (f->buckets[b]) {
 			struct kobj *o = f->buckets[b];
 			f->buckets[b] = o->next;
-			kobj_free(o);
+			kobj_free(f, o);
 		}
+	forget_changes(f);
+	ptrvec_free(&f->retired);
+	ptrvec_free(&f->retired_keys);
+	ptrvec_free(&f->fresh);
+	compile_memo_free(f->memo);
+	compile_memo_free(f->pending);
 	close(f->efd);
 	kube_config_free(&f->cfg);
 	free(f);

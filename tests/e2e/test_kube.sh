@@ -48,6 +48,9 @@ pod_add_on 1 ph-v1 $NS app=purchase-history,version=v1
 pod_add_on 2 ph-v2 $NS app=purchase-history,version=v2
 backend_start ph-v1 v1 "Hello From Purchase History (v1)!" --http 8080
 backend_start ph-v2 v2 "Hello From Purchase History (v2)!" --http 8080
+# a second service, so that a change to one builds one VirtualService and keeps the other's entries
+pod_add_on 3 catalog-v1 $NS app=catalog,version=v1
+backend_start catalog-v1 v1 "Hello From Catalog (v1)!" --http 8080
 k apply -f - >/dev/null <<EOF
 apiVersion: v1
 kind: Service
@@ -56,7 +59,31 @@ spec:
   clusterIP: $VIP
   selector: {app: purchase-history}
   ports: [{name: http, port: 8080, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: catalog, namespace: $NS}
+spec:
+  clusterIP: 198.19.0.11
+  selector: {app: catalog}
+  ports: [{name: http, port: 8080, targetPort: 8080}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: catalog, namespace: $NS}
+spec:
+  host: catalog
+  subsets: [{name: v1, labels: {version: v1}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: catalog, namespace: $NS}
+spec:
+  hosts: [catalog]
+  http: [{route: [{destination: {host: catalog, subset: v1}}]}]
 EOF
+# every partial build is checked against a whole build of the same objects; a difference is logged
+export SLUICE_VERIFY_INCREMENTAL=1
 sluiced_start_all --kubernetes --kubeconfig "$KC" --context sluiced || exit 1
 
 # every node's generation and weights, "n1 v1=80 v2=20 | n2 ...", and until-true waits
@@ -98,6 +125,9 @@ check "sluice weight --kubeconfig: the rollback patches the VirtualService" "0 y
 	"$rc $(echo "$out" | grep -q "^virtualservice $NS/purchase-history-vs: resourceVersion [0-9]* -> [0-9]*$" && echo yes)"
 wait_for "n1 v1=100 v2=0 | n2 v1=100 v2=0 | n3 v1=100 v2=0" all_weights
 check "a weight change: the VirtualService alone is read again, one new generation" "$(($1 + 1)) $(($2 + 2))" "$(reads 1)"
+check "a weight change: one VirtualService built, the other's entries kept" \
+	"built 1 of 2 VirtualServices | built 1 of 2 VirtualServices | built 1 of 2 VirtualServices" \
+	"$(for n in $NODES; do sluice_on "$n" status -o json | jq -r '.kubernetes.lastResult' | sed 's/.*; //'; done | paste -sd'|' | sed 's/|/ | /g')"
 check "the rollback: every node's clients back on v1" "100 100 | 100 100 | 100 100" "$(every_node_window)"
 check "the VirtualService on the API holds the new weights" "100 0" \
 	"$(k -n $NS get vs purchase-history-vs -o json | jq -r '[.spec.http[0].route[].weight] | join(" ")')"
@@ -224,5 +254,9 @@ kill -INT $bg; wait $bg
 out=$(cat "$D/kill.json")
 check "killed during churn and restarted: zero failed connections on node 2" 0 "$(jqr "$out" '.failed')"
 check "node 2's clients see the weights after the restart" "30 30" "$(window 2)"
+check "the catalog's clients on every node: all on its v1, through every partial build" "100 | 100 | 100" \
+	"$(for n in $NODES; do loadgen_in client-$n -o json --target 198.19.0.11:8080 -n 100 -c 1 | jq -r '.versions.v1'; done | paste -sd'|' | sed 's/|/ | /g')"
+check "every partial build on every node gave what a whole build gives" "" \
+	"$(grep -h 'verify:' "$D"/node*/sluiced.log)"
 
 e2e_end

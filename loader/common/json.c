@@ -6,23 +6,28 @@
 
 #define JSONW_MAX_DEPTH 64   /* Kubernetes objects nest deeply (pod templates, CRD schemas) */
 
-/* A string as a JSON literal: quotes, backslashes and control bytes escaped. */
+/* A string as a JSON literal: quotes, backslashes and control bytes escaped; the runs between them
+ * written whole (a saved plan of 10,000 services is megabytes of it, at every change). */
 static void json_string(FILE *out, const char *s)
 {
+	const unsigned char *p = (const unsigned char *)s, *run = p;
 	fputc('"', out);
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+	for (;; p++) {
+		if (*p >= 0x20 && *p != '"' && *p != '\\')
+			continue;
+		if (p > run)
+			fwrite(run, 1, (size_t)(p - run), out);
+		if (!*p)
+			break;
 		switch (*p) {
 		case '"': fputs("\\\"", out); break;
 		case '\\': fputs("\\\\", out); break;
 		case '\n': fputs("\\n", out); break;
 		case '\t': fputs("\\t", out); break;
 		case '\r': fputs("\\r", out); break;
-		default:
-			if (*p < 0x20)
-				fprintf(out, "\\u%04x", *p);
-			else
-				fputc(*p, out);
+		default: fprintf(out, "\\u%04x", *p);
 		}
+		run = p + 1;
 	}
 	fputc('"', out);
 }

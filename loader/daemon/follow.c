@@ -38,7 +38,7 @@ struct kobj {
 	int refl;                   /* the reflector that delivered it */
 	unsigned gen;               /* the list it was last seen in */
 	char *json;                 /* as the API has it now */
-	char *good;                 /* the last version that compiled (NULL: none yet) */
+	char *good;                 /* the last version that compiled (NULL: none yet); json itself when it did */
 	char *errors;               /* why the current version is refused; NULL: it is not */
 	char *logged;               /* the errors last logged: a refusal is logged once, not at every batch */
 	const char *fed;            /* json or good: the text the last compile was given */
@@ -185,8 +185,9 @@ static void kobj_free(struct follower *f, struct kobj *o)
 		o->key = NULL;
 	}
 	free(o->key);
+	if (o->good != o->json)
+		free(o->good);
 	free(o->json);
-	free(o->good);
 	free(o->errors);
 	free(o->logged);
 	free(o);
@@ -220,7 +221,8 @@ static void store_put(struct follower *f, struct qitem *q)
 		return;
 	} else {
 		forget_read(f, o, o->json);
-		free(o->json);
+		if (o->good != o->json)   /* else the old text lives on as the last good one */
+			free(o->json);
 	}
 	o->json = q->json;
 	q->json = NULL;
@@ -506,12 +508,12 @@ static void apply_batch(struct daemon *dm, struct follower *f)
 		forget_memo(f);
 		return;
 	}
-	for (size_t b = 0; b < STORE_BUCKETS; b++)   /* what compiled is the new last good */
+	for (size_t b = 0; b < STORE_BUCKETS; b++)   /* what compiled is the new last good: one text, shared */
 		for (struct kobj *o = f->buckets[b]; o; o = o->next)
-			if (!o->errors && (!o->good || strcmp(o->good, o->json))) {
+			if (!o->errors && o->good != o->json) {
 				forget_read(f, o, o->good);
 				free(o->good);
-				o->good = strdup(o->json);
+				o->good = o->json;
 			}
 	bool changed = gen != dm->generation;
 	plan_free(&dm->plan);

@@ -149,7 +149,9 @@ test: deps
 .PHONY: bench-plan
 $(BUILD)/plan-time: bench/plan-time.c | $(BUILD)
 	$(CC) $(CFLAGS) $< -o $@
-bench-plan: $(BUILD)/sluice $(BUILD)/plan-time
+$(BUILD)/update-time: bench/update-time.c $(BUILD)/libsluice.a | $(BUILD)
+	$(CC) $(CFLAGS) $(SLUICE_CFLAGS) $< $(BUILD)/libsluice.a -o $@ $(LDLIBS_COMPILER)
+bench-plan: $(BUILD)/sluice $(BUILD)/plan-time $(BUILD)/update-time
 	@BUILD=$(BUILD) bash bench/plan-bench
 
 # sluiced --kubernetes following the API server double on 3 and 20 nodes: switch latency of weight

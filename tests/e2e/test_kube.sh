@@ -135,6 +135,27 @@ msg=$("$SLUICE_BUILD/sluice" --kubeconfig "$KC" --context nobody weight purchase
 check "sluice weight --kubeconfig as a user without rights: exit 3, the API's words" \
 	"3 Error: virtualservices.networking.istio.io is forbidden: User \"nobody\" cannot list resource \"virtualservices\" in API group \"networking.istio.io\" in the namespace \"$NS\" (403 Forbidden); hint: the user of context nobody needs get, list and patch on virtualservices.networking.istio.io" \
 	"$rc $msg"
+sed "s/$(api_token rollout)/0123456789abcdef/" "$KC" > "$D/stale-kubeconfig"
+msg=$("$SLUICE_BUILD/sluice" --kubeconfig "$D/stale-kubeconfig" --context rollout weight purchase-history.$NS v1=50 v2=50 2>&1); rc=$?
+check "sluice weight --kubeconfig with a token the API does not know: exit 3, which context" \
+	"3 Error: the API server at $API_URL refused the credentials of context rollout (401 Unauthorized)" \
+	"$rc $(echo "$msg" | sed 's/ to .*//')"
+# a conflict: the object moved between the read and the patch; the CLI reads it again and patches
+api_fault fail 1 409 '/virtualservices/purchase-history-vs$' PATCH
+out=$("$SLUICE_BUILD/sluice" --kubeconfig "$KC" --context rollout weight purchase-history.$NS v1=90 v2=10); rc=$?
+check "sluice weight --kubeconfig after a 409 Conflict: read again, patched" "0 yes" \
+	"$rc $(echo "$out" | grep -q "^virtualservice $NS/purchase-history-vs: resourceVersion [0-9]* -> [0-9]* (read again after a conflict)$" && echo yes)"
+wait_for "n1 v1=90 v2=10 | n2 v1=90 v2=10 | n3 v1=90 v2=10" all_weights
+check "... and every node follows it" "n1 v1=90 v2=10 | n2 v1=90 v2=10 | n3 v1=90 v2=10" "$(all_weights)"
+# the lab's rollout again, this time with sluice weight through the API: 20%, 50%, 100%, rollback
+for step in "80 20" "50 50" "0 100" "100 0"; do
+	set -- $step
+	"$SLUICE_BUILD/sluice" --kubeconfig "$KC" --context rollout weight purchase-history.$NS v1=$1 v2=$2 >/dev/null
+	want="n1 v1=$1 v2=$2 | n2 v1=$1 v2=$2 | n3 v1=$1 v2=$2"
+	wait_for "$want" all_weights
+	check "sluice weight v1=$1 v2=$2: every node's clients, exactly $1 of every 100 on v1" "$1 $1 | $1 $1 | $1 $1" \
+		"$(every_node_window)"
+done
 msg=$(sluice_on 1 weight purchase-history.$NS v1=50 v2=50 2>&1); rc=$?
 check "a local weight change on a following node: refused, and why" "1 yes" \
 	"$rc $(echo "$msg" | grep -q "sluiced follows the Kubernetes API at $API_URL, which holds the truth" && echo yes)"

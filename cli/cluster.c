@@ -267,8 +267,7 @@ static int request(struct job *j, const char *method, const char *path, const ch
 	if (resp->status >= 200 && resp->status < 300)
 		return EXIT_DONE;
 	int rc = resp->status == 409 ? -1 : api_error(j, what, resp);
-	if (rc != -1)
-		kube_response_free(resp);
+	kube_response_free(resp);   /* a conflict's body says nothing the caller needs */
 	return rc;
 }
 

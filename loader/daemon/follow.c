@@ -69,6 +69,7 @@ struct follower {
 	bool synced;                /* every resource listed once: a plan may be built */
 	bool dirty;
 	uint64_t due;               /* when the pending batch applies (ms) */
+	unsigned retry_ms;          /* the data plane refused the last batch: the wait before the next try */
 	unsigned coalesce_ms;
 	time_t last_apply;
 	uint64_t last_apply_ms;     /* how long the last batch took, compile to switch */
@@ -482,6 +483,8 @@ static int compile_store(struct daemon *dm, struct follower *f, struct plan *pla
 	return rc;
 }
 
+#define RETRY_MAX_MS 30000
+
 /* One batch: compile the store, switch the data plane, save. */
 static void apply_batch(struct daemon *dm, struct follower *f)
 {
@@ -501,13 +504,19 @@ static void apply_batch(struct daemon *dm, struct follower *f)
 	uint64_t gen;
 	struct dataplane_stats st;
 	int rc = dataplane_apply(dm->dp, &plan, &gen, &st);
-	if (rc) {
-		snprintf(f->last_result, sizeof(f->last_result), "the data plane refused the plan (%s)", strerror(-rc));
+	if (rc) {   /* memory short for a moment, say: the same plan is tried again, less and less often */
+		f->retry_ms = f->retry_ms ? (f->retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : f->retry_ms * 2) : 1000;
+		snprintf(f->last_result, sizeof(f->last_result),
+			 "the data plane refused the plan (%s); the last one keeps serving, trying again in %u s",
+			 strerror(-rc), f->retry_ms / 1000);
 		log_error("kubernetes: %s", f->last_result);
 		plan_free(&plan);
 		forget_memo(f);
+		f->dirty = true;
+		f->due = proto_now_ms() + f->retry_ms;
 		return;
 	}
+	f->retry_ms = 0;
 	for (size_t b = 0; b < STORE_BUCKETS; b++)   /* what compiled is the new last good: one text, shared */
 		for (struct kobj *o = f->buckets[b]; o; o = o->next)
 			if (!o->errors && o->good != o->json) {

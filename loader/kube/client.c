@@ -202,7 +202,19 @@ struct stream {
 	kube_line_fn fn;
 	void *ctx;
 	bool stopped_by_fn;
+	CURL *curl;
 };
+
+/* The headers' end: a 200 means the stream is open, which fn hears as a NULL line. */
+static size_t on_stream_header(char *p, size_t size, size_t n, void *ctx)
+{
+	struct stream *s = ctx;
+	long code = 0;
+	if (size * n == 2 && p[0] == '\r' && p[1] == '\n' &&
+	    curl_easy_getinfo(s->curl, CURLINFO_RESPONSE_CODE, &code) == CURLE_OK && code == 200)
+		s->fn(s->ctx, NULL, 0);
+	return size * n;
+}
 
 static size_t on_stream(char *p, size_t size, size_t n, void *ctx)
 {
@@ -235,11 +247,13 @@ int kube_stream(struct kube_client *c, const char *path, long idle_s, kube_line_
 		char *err, size_t len)
 {
 	char ebuf[CURL_ERROR_SIZE] = "";
-	struct stream s = { .fn = fn, .ctx = ctx };
+	struct stream s = { .fn = fn, .ctx = ctx, .curl = c->curl };
 	*status = 0;
 	struct curl_slist *hdrs = prepare(c, "GET", path, NULL, err, len);
 	if (!hdrs)
 		return -1;
+	curl_easy_setopt(c->curl, CURLOPT_HEADERFUNCTION, on_stream_header);
+	curl_easy_setopt(c->curl, CURLOPT_HEADERDATA, &s);
 	curl_easy_setopt(c->curl, CURLOPT_ERRORBUFFER, ebuf);
 	curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, on_stream);
 	curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, &s);

@@ -44,7 +44,7 @@ void kube_response_free(struct kube_response *resp);
  * stopped it), -1 with why in err otherwise; a body that is not a stream (an error Status) is
  * given to fn as one line.
  */
-typedef int (*kube_line_fn)(void *ctx, const char *line, size_t len);
+typedef int (*kube_line_fn)(void *ctx, const char *line, size_t len);   /* line NULL: a 200, the stream open */
 int kube_stream(struct kube_client *c, const char *path, long idle_s, kube_line_fn fn, void *ctx, long *status,
 		char *err, size_t len);
 

@@ -318,8 +318,10 @@ static void on_event(void *ctx, const struct mark *file, struct ynode *root)
 	if (!type || type->type != YN_SCALAR || !obj || obj->type != YN_MAP) {
 		/* not an event: an error Status answered instead of a stream */
 		const struct ynode *code = ymap_get(root, "code"), *msg = ymap_get(root, "message");
-		w->outcome = code && code->type == YN_SCALAR && !strcmp(code->str, "410") ? RELIST : RETRY;
-		snprintf(w->error, sizeof(w->error), "%s", msg && msg->type == YN_SCALAR ? msg->str : "not a watch event");
+		bool has_code = code && code->type == YN_SCALAR;
+		w->outcome = has_code && !strcmp(code->str, "410") ? RELIST : RETRY;
+		snprintf(w->error, sizeof(w->error), "watch: %s%s%s%s", has_code ? "HTTP " : "", has_code ? code->str : "",
+			 has_code ? ": " : "", msg && msg->type == YN_SCALAR ? msg->str : "not a watch event");
 		return;
 	}
 	const char *rv = meta_str(obj, "resourceVersion", &n);
@@ -346,6 +348,12 @@ static int on_line(void *ctx, const char *line, size_t len)
 	struct watch_ctx *w = ctx;
 	struct diags d = { 0 };
 	struct mark file = { .file = "watch", .line = 1, .col = 1 };
+	if (!line) {   /* the watch is open: an earlier failure is over */
+		pthread_mutex_lock(&w->r->lock);
+		w->r->st.error[0] = 0;
+		pthread_mutex_unlock(&w->r->lock);
+		return 0;
+	}
 	if (!len)
 		return 0;
 	yaml_each_document((const unsigned char *)line, len, &file, &d, on_event, w);

@@ -154,11 +154,14 @@ cluster_down() {
 # HOME/bpffs, the socket HOME/sluice.sock, its log appended to HOME/sluiced.log and its pid in
 # HOME/sluiced.pid; in the network namespace SLUICED_NETNS when set. sluiced_ready HOME waits for
 # its socket (5 s), and says why not.
+# SLUICED_WRAP=(CMD ARGS...): a command that runs sluiced's command line in place of itself (exec:
+# the pid stays sluiced's), e.g. in a mount namespace of its own.
 sluiced_spawn() {
 	local home=$1 cg=$2 state=$3
 	shift 3
 	rm -f "$home/sluice.sock"    # a killed sluiced leaves its socket behind
-	${SLUICED_NETNS:+nsenter --net="/run/netns/$SLUICED_NETNS"} "$SLUICE_BUILD/sluiced" --cgroup "$cg" \
+	${SLUICED_NETNS:+nsenter --net="/run/netns/$SLUICED_NETNS"} ${SLUICED_WRAP[@]+"${SLUICED_WRAP[@]}"} \
+		"$SLUICE_BUILD/sluiced" --cgroup "$cg" \
 		--bpffs "$(cat "$home/bpffs")" --socket "$home/sluice.sock" --state-dir "$state" "$@" 2>>"$home/sluiced.log" &
 	echo $! > "$home/sluiced.pid"
 	disown $!    # teardown kills it; no job-control noise

@@ -275,6 +275,39 @@ kill -INT $bg; wait $bg
 out=$(cat "$D/kill.json")
 check "killed during churn and restarted: zero failed connections on node 2" 0 "$(jqr "$out" '.failed')"
 check "node 2's clients see the weights after the restart" "30 30" "$(window 2)"
+# 6. As in a pod: node 3's sluiced from its service account alone (KUBERNETES_SERVICE_HOST/_PORT,
+#    and a private mount namespace puts the double's serviceaccount/ where client-go looks for it),
+#    its token rotated while it follows; node 1's from a client certificate.
+SA=/var/run/secrets/kubernetes.io/serviceaccount
+[ -e /run/secrets ] || made_secrets=1
+mkdir -p /run/secrets/kubernetes.io/serviceaccount
+kube_cleanup() { api_down; e2e_cleanup; [ -z "${made_secrets:-}" ] || rm -rf /run/secrets; }
+sluiced_stop_node 3
+SLUICED_WRAP=(unshare -m --propagation private sh -c \
+	"mount --bind \"\$0\" $SA && exec env KUBERNETES_SERVICE_HOST=127.0.0.1 KUBERNETES_SERVICE_PORT=$API_PORT \"\$@\"" \
+	"$API_DIR/serviceaccount")
+sluiced_start_node 3 --kubernetes || exit 1
+unset SLUICED_WRAP
+sluiced_stop_node 1
+sluiced_start_node 1 --kubernetes --kubeconfig "$KC" --context sluiced-cert || exit 1
+ctx() { sluice_on "$1" status -o json | jq -r '"\(.kubernetes.context) \(.kubernetes.server)"'; }
+check "in a pod: node 3 follows from its service account" "in-cluster https://127.0.0.1:$API_PORT" "$(ctx 3)"
+check "node 1 follows as a client certificate's user" "sluiced-cert $API_URL" "$(ctx 1)"
+api_rotate_token sluiced
+api_fault drop-watches   # the watches made again present the token the file holds now
+# node 2 took its token from the kubeconfig at start, as kubectl does: refused now, it says so
+unauthorized() { sluice_on 2 status -o json | jq -r '[.kubernetes.resources[].error | select(test("401"))] | length'; }
+wait_for 5 unauthorized
+check "a kubeconfig's token revoked: node 2's status says 401 for every resource" 5 "$(unauthorized)"
+sluiced_stop_node 2
+sluiced_start_node 2 --kubernetes --kubeconfig "$KC" --context sluiced || exit 1
+"$SLUICE_BUILD/sluice" --kubeconfig "$KC" --context rollout weight purchase-history.$NS v1=60 v2=40 >/dev/null
+wait_for "n1 v1=60 v2=40 | n2 v1=60 v2=40 | n3 v1=60 v2=40" all_weights
+check "the service account's token rotated: node 3 reads the new one and follows on" \
+	"n1 v1=60 v2=40 | n2 v1=60 v2=40 | n3 v1=60 v2=40 | " \
+	"$(all_weights) | $(sluice_on 3 status -o json | jq -r '[.kubernetes.resources[].error] | map(select(. != "")) | join(",")')"
+check "... and node 3's clients see it" "60 60" "$(window 3)"
+
 check "the catalog's clients on every node: all on its v1, through every partial build" "100 | 100 | 100" \
 	"$(for n in $NODES; do loadgen_in client-$n -o json --target 198.19.0.11:8080 -n 100 -c 1 | jq -r '.versions.v1'; done | paste -sd'|' | sed 's/|/ | /g')"
 check "every partial build on every node gave what a whole build gives" "" \

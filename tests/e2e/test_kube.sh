@@ -89,7 +89,7 @@ sluiced_start_all --kubernetes --kubeconfig "$KC" --context sluiced || exit 1
 # every node's generation and weights, "n1 v1=80 v2=20 | n2 ...", and until-true waits
 weights_on() { sluice_on "$1" status purchase-history.$NS -o json | jq -r '[.services[].destinations[] | "\(.subset)=\(.weight)"] | join(" ")'; }
 all_weights() { local n out=""; for n in $NODES; do out+="${out:+ | }n$n $(weights_on "$n")"; done; echo "$out"; }
-wait_for() { local want=$1 i; shift; for i in $(seq 100); do [ "$("$@")" = "$want" ] && return 0; sleep 0.05; done; return 1; }
+wait_for() { local want=$1 i; shift; for i in $(seq "${WAIT_N:-100}"); do [ "$("$@")" = "$want" ] && return 0; sleep 0.05; done; return 1; }
 # the worst window of 100 consecutive connections from node N's client: "min max" of v1's count
 window() {
 	loadgen_in "client-$1" -o json --target $VIP:8080 -n 300 -c 1 --sequence |
@@ -156,6 +156,9 @@ for step in "80 20" "50 50" "0 100" "100 0"; do
 	check "sluice weight v1=$1 v2=$2: every node's clients, exactly $1 of every 100 on v1" "$1 $1 | $1 $1 | $1 $1" \
 		"$(every_node_window)"
 done
+msg=$(sluice_on 1 apply -f tests/e2e/lab/purchase-history-vs-50-v2.yaml 2>&1); rc=$?
+check "a local apply on a following node: refused, and why" "1 yes" \
+	"$rc $(echo "$msg" | grep -q "sluiced follows the Kubernetes API at $API_URL, which holds the truth" && echo yes)"
 msg=$(sluice_on 1 weight purchase-history.$NS v1=50 v2=50 2>&1); rc=$?
 check "a local weight change on a following node: refused, and why" "1 yes" \
 	"$rc $(echo "$msg" | grep -q "sluiced follows the Kubernetes API at $API_URL, which holds the truth" && echo yes)"
@@ -215,6 +218,13 @@ wait_for "n1 v1=80 v2=20 | n2 v1=80 v2=20 | n3 v1=80 v2=20" all_weights
 check "dropped watches and 410 Gone: the next change still reaches every node" \
 	"n1 v1=80 v2=20 | n2 v1=80 v2=20 | n3 v1=80 v2=20" "$(all_weights)"
 check "410 Gone: the Pod reflector listed again (lists: $lists_before -> more)" yes "$([ "$(pod_lists 1)" -gt "$lists_before" ] && echo yes)"
+# a slow API: every answer 300 ms late; the nodes follow all the same
+api_fault slow 300
+"$SLUICE_BUILD/sluice" --kubeconfig "$KC" --context rollout weight purchase-history.$NS v1=70 v2=30 >/dev/null
+wait_for "n1 v1=70 v2=30 | n2 v1=70 v2=30 | n3 v1=70 v2=30" all_weights
+check "a slow API (300 ms an answer): the change reaches every node" \
+	"n1 v1=70 v2=30 | n2 v1=70 v2=30 | n3 v1=70 v2=30" "$(all_weights)"
+api_fault slow 0
 # the nodes cut off: every request of sluiced fails for a while; meanwhile a pod is deleted
 api_fault fail 1000000 500 '.*' GET >/dev/null
 api_fault drop-watches >/dev/null
@@ -230,9 +240,10 @@ api_fault down 10 >/dev/null
 sleep 10.5
 api_wait_up 10
 check "the API down for 10 s: the last weights hold on every node" \
-	"n1 v1=80 v2=20 | n2 v1=80 v2=20 | n3 v1=80 v2=20" "$(all_weights)"
+	"n1 v1=70 v2=30 | n2 v1=70 v2=30 | n3 v1=70 v2=30" "$(all_weights)"
 "$SLUICE_BUILD/sluice" --kubeconfig "$KC" --context rollout weight purchase-history.$NS v1=20 v2=80 >/dev/null
-wait_for "n1 v1=20 v2=80 | n2 v1=20 v2=80 | n3 v1=20 v2=80" all_weights
+# after 10 s of failures a reflector's next try may be up to 19 s away (backoff doubling from 0.2 s)
+WAIT_N=600 wait_for "n1 v1=20 v2=80 | n2 v1=20 v2=80 | n3 v1=20 v2=80" all_weights
 check "after the downtime the nodes follow again" "n1 v1=20 v2=80 | n2 v1=20 v2=80 | n3 v1=20 v2=80" "$(all_weights)"
 kill -INT $bg; wait $bg
 out=$(cat "$D/faults.json")
@@ -251,6 +262,11 @@ check "an invalid VirtualService: the error names the object, the field and what
 	"$(sluice_on 3 status -o json | jq -r '.kubernetes.refused[0].errors' | sed 's/ for host .*//')"
 check "an invalid VirtualService: every node keeps the previous weights" \
 	"n1 v1=20 v2=80 | n2 v1=20 v2=80 | n3 v1=20 v2=80" "$(all_weights)"
+set -- $(reads 1)
+k -n $NS annotate pod ph-v1 another-batch=1 >/dev/null   # a batch more, the VirtualService still refused
+wait_for "$1 $(($2 + 1))" reads 1
+check "the refusal is logged once on every node, not at every batch" "1 1 1" \
+	"$(for n in $NODES; do grep -c "refused, its last good version stays: $obj: spec.http\[0\]" "$D/node$n/sluiced.log"; done | paste -sd' ')"
 k apply -n $NS -f tests/e2e/lab/purchase-history-vs-50-v2.yaml >/dev/null
 wait_for "n1 v1=50 v2=50 | n2 v1=50 v2=50 | n3 v1=50 v2=50" all_weights
 check "the fixed VirtualService applies on every node" "n1 v1=50 v2=50 | n2 v1=50 v2=50 | n3 v1=50 v2=50 |" \
@@ -289,7 +305,7 @@ SLUICED_WRAP=(unshare -m --propagation private sh -c \
 sluiced_start_node 3 --kubernetes || exit 1
 unset SLUICED_WRAP
 sluiced_stop_node 1
-sluiced_start_node 1 --kubernetes --kubeconfig "$KC" --context sluiced-cert || exit 1
+sluiced_start_node 1 --kubernetes --kubeconfig "$KC" --context sluiced-cert --coalesce-ms 600 || exit 1
 ctx() { sluice_on "$1" status -o json | jq -r '"\(.kubernetes.context) \(.kubernetes.server)"'; }
 check "in a pod: node 3 follows from its service account" "in-cluster https://127.0.0.1:$API_PORT" "$(ctx 3)"
 check "node 1 follows as a client certificate's user" "sluiced-cert $API_URL" "$(ctx 1)"
@@ -307,6 +323,15 @@ check "the service account's token rotated: node 3 reads the new one and follows
 	"n1 v1=60 v2=40 | n2 v1=60 v2=40 | n3 v1=60 v2=40 | " \
 	"$(all_weights) | $(sluice_on 3 status -o json | jq -r '[.kubernetes.resources[].error] | map(select(. != "")) | join(",")')"
 check "... and node 3's clients see it" "60 60" "$(window 3)"
+# node 1 batches for 600 ms: two changes 100 ms apart make one generation there, two elsewhere
+gens() { local n; for n in $NODES; do sluice_on "$n" status -o json | jq -r .generation; done | paste -sd' '; }
+set -- $(gens)
+"$SLUICE_BUILD/sluice" --kubeconfig "$KC" --context rollout weight purchase-history.$NS v1=40 v2=60 >/dev/null
+sleep 0.1
+"$SLUICE_BUILD/sluice" --kubeconfig "$KC" --context rollout weight purchase-history.$NS v1=10 v2=90 >/dev/null
+wait_for "n1 v1=10 v2=90 | n2 v1=10 v2=90 | n3 v1=10 v2=90" all_weights
+check "changes within --coalesce-ms make one generation (node 1: 600 ms), each its own elsewhere" \
+	"$(($1 + 1)) $(($2 + 2)) $(($3 + 2))" "$(gens)"
 
 check "the catalog's clients on every node: all on its v1, through every partial build" "100 | 100 | 100" \
 	"$(for n in $NODES; do loadgen_in client-$n -o json --target 198.19.0.11:8080 -n 100 -c 1 | jq -r '.versions.v1'; done | paste -sd'|' | sed 's/|/ | /g')"

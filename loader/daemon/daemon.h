@@ -6,6 +6,8 @@
  *   requests.c  apply and weight: compile, switch, save, or take the change back
  *   status.c    status: what the maps hold, in text or JSON from one walk
  *   state.c     the state directory: the saved plan, the weight journal, what a restart restores
+ *   http.c      the node endpoint (--listen): /healthz, /readyz, /status, /metrics (metrics.c)
+ *   follow.c    --kubernetes: the API server's objects are the plan
  * What it guarantees (one writer, no client holding another, durability, start): DESIGN.md §12.
  */
 #ifndef SLUICE_DAEMON_H
@@ -31,6 +33,9 @@ struct client {
 	struct msg_parser parser;   /* parser.m points at req: fixed up when the slot moves */
 	char *out;                  /* the encoded reply; NULL while reading */
 	size_t out_len, out_off;
+	bool http;                  /* a node endpoint client (http.c): its request is text in `in` */
+	char *in;
+	size_t in_len;
 };
 
 struct daemon {
@@ -47,6 +52,9 @@ struct daemon {
 	char *pins_note;             /* the last thing the pin check found, with its time; NULL: nothing */
 	bool pins_broken;            /* pins are missing and could not be made again */
 	int listen_fd;
+	const char *listen_addr;     /* --listen ADDR:PORT: the node endpoint; NULL: none */
+	int http_fd;
+	bool metrics_endpoints;      /* --metrics-endpoints: per-endpoint series too (one per pod address) */
 	struct client clients[MAX_CLIENTS];
 	size_t n_clients;
 	/* --kubernetes: the API server is the source of truth (follow.c) */
@@ -93,9 +101,21 @@ bool follower_active(const struct daemon *dm);
 const char *follower_server(const struct daemon *dm);
 void follower_status(struct daemon *dm, struct json_writer *w, FILE *out);
 
+bool follower_applied(const struct daemon *dm);       /* the first plan from the API is served */
+void follower_metrics(struct daemon *dm, FILE *out);
+
 /* serve.c */
 bool socket_answers(const char *path);
 int listen_socket(struct daemon *dm);
 void serve(struct daemon *dm);
+int client_send(struct client *c);                     /* the reply, as far as the peer takes it now */
+
+/* http.c, metrics.c */
+struct sockaddr_storage;
+int parse_listen(const char *s, struct sockaddr_storage *ss, unsigned *len);
+int listen_http(struct daemon *dm);
+int http_read(struct daemon *dm, struct client *c);
+void metrics_write(struct daemon *dm, FILE *out);
+void metrics_label(FILE *out, const char *name, const char *value, bool first);   /* name="value", escaped */
 
 #endif

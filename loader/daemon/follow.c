@@ -73,6 +73,9 @@ struct follower {
 	unsigned coalesce_ms;
 	time_t last_apply;
 	uint64_t last_apply_ms;     /* how long the last batch took, compile to switch */
+	uint64_t batches, batch_failures;   /* batches applied, and those that applied nothing */
+	uint64_t apply_hist[12];    /* batches by duration, le 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500 ms, +Inf */
+	uint64_t apply_ms_sum;
 	size_t last_refused;        /* objects refused in the last batch */
 	uint64_t reads;             /* objects read into records, ever: a batch reads only what changed */
 	/* what the batch changed, for building only what it affects: reads replaced or deleted (kept,
@@ -497,6 +500,7 @@ static void apply_batch(struct daemon *dm, struct follower *f)
 		log_error("kubernetes: %s", f->last_result);
 		log_refused(f);
 		forget_memo(f);
+		f->batch_failures++;
 		return;
 	}
 	log_refused(f);
@@ -512,6 +516,7 @@ static void apply_batch(struct daemon *dm, struct follower *f)
 		log_error("kubernetes: %s", f->last_result);
 		plan_free(&plan);
 		forget_memo(f);
+		f->batch_failures++;
 		f->dirty = true;
 		f->due = proto_now_ms() + f->retry_ms;
 		return;
@@ -534,6 +539,13 @@ static void apply_batch(struct daemon *dm, struct follower *f)
 	forget_changes(f);
 	f->last_apply = time(NULL);
 	f->last_apply_ms = proto_now_ms() - t0;
+	f->batches++;
+	f->apply_ms_sum += f->last_apply_ms;
+	static const double bounds[11] = { 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500 };
+	size_t bucket = 0;
+	while (bucket < 11 && (double)f->last_apply_ms > bounds[bucket])
+		bucket++;
+	f->apply_hist[bucket]++;
 	snprintf(f->last_result, sizeof(f->last_result),
 		 "generation %llu: %zu services, %u written, %u removed; built %zu of %zu VirtualServices",
 		 (unsigned long long)gen, plan.n_services, st.services_written, st.services_removed, f->vs_built,
@@ -687,6 +699,80 @@ static void time_str(time_t t, char *buf, size_t len)
 	}
 	gmtime_r(&t, &tm);
 	strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+bool follower_applied(const struct daemon *dm)
+{
+	return dm->follower && dm->follower->last_apply;
+}
+
+static void kind_metric(FILE *out, const char *name, const char *kind, double v)
+{
+	fprintf(out, "%s{", name);
+	metrics_label(out, "kind", kind, true);
+	fprintf(out, "} %.17g\n", v);
+}
+
+/* The follower's part of /metrics; nothing without --kubernetes. */
+void follower_metrics(struct daemon *dm, FILE *out)
+{
+	struct follower *f = dm->follower;
+	if (!f)
+		return;
+	fprintf(out, "# HELP sluice_kubernetes_synced 1 once every resource was listed.\n"
+		     "# TYPE sluice_kubernetes_synced gauge\nsluice_kubernetes_synced %d\n", f->synced);
+	fprintf(out, "# HELP sluice_kubernetes_objects Objects held from the API.\n"
+		     "# TYPE sluice_kubernetes_objects gauge\nsluice_kubernetes_objects %zu\n", f->n_objects);
+	size_t refused = 0;
+	for (size_t b = 0; b < STORE_BUCKETS; b++)
+		for (struct kobj *o = f->buckets[b]; o; o = o->next)
+			refused += o->errors != NULL;
+	fprintf(out, "# HELP sluice_kubernetes_refused_objects Objects the compiler refuses (see /status).\n"
+		     "# TYPE sluice_kubernetes_refused_objects gauge\nsluice_kubernetes_refused_objects %zu\n", refused);
+	fprintf(out, "# HELP sluice_kubernetes_batches_total Batches of API changes applied to the data plane.\n"
+		     "# TYPE sluice_kubernetes_batches_total counter\nsluice_kubernetes_batches_total %llu\n",
+		(unsigned long long)f->batches);
+	fprintf(out, "# HELP sluice_kubernetes_batch_failures_total Batches that changed nothing: no plan compiled, or "
+		     "the data plane refused it.\n# TYPE sluice_kubernetes_batch_failures_total counter\n"
+		     "sluice_kubernetes_batch_failures_total %llu\n", (unsigned long long)f->batch_failures);
+	fprintf(out, "# HELP sluice_kubernetes_last_apply_timestamp_seconds When a batch was last applied.\n"
+		     "# TYPE sluice_kubernetes_last_apply_timestamp_seconds gauge\n"
+		     "sluice_kubernetes_last_apply_timestamp_seconds %lld\n", (long long)f->last_apply);
+	static const char *const le[12] = { "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5",
+					     "1", "2.5", "+Inf" };
+	fputs("# HELP sluice_kubernetes_apply_duration_seconds A batch from compile to the switch settled "
+	      "(kube-proxy's sync_proxy_rules_duration_seconds).\n"
+	      "# TYPE sluice_kubernetes_apply_duration_seconds histogram\n", out);
+	uint64_t cum = 0;
+	for (int i = 0; i < 12; i++) {
+		cum += f->apply_hist[i];
+		fprintf(out, "sluice_kubernetes_apply_duration_seconds_bucket{le=\"%s\"} %llu\n", le[i],
+			(unsigned long long)cum);
+	}
+	fprintf(out, "sluice_kubernetes_apply_duration_seconds_sum %.3f\nsluice_kubernetes_apply_duration_seconds_count %llu\n",
+		(double)f->apply_ms_sum / 1000, (unsigned long long)f->batches);
+	static const char *const names[][2] = {
+		{ "sluice_kubernetes_resource_synced", "1 once the resource was listed (an absent CRD counts as listed)." },
+		{ "sluice_kubernetes_resource_installed", "0 while the API does not serve the resource (a CRD not installed)." },
+		{ "sluice_kubernetes_resource_version", "The last resourceVersion seen, when the API's are numbers (etcd's)." },
+		{ "sluice_kubernetes_resource_failing", "1 while the last list or watch of the resource failed (see /status)." },
+		{ "sluice_kubernetes_lists_total", "Lists started (the first, and after 410 Gone)." },
+		{ "sluice_kubernetes_watches_total", "Watches started." },
+	};
+	for (size_t m = 0; m < sizeof(names) / sizeof(names[0]); m++) {
+		fprintf(out, "# HELP %s %s\n# TYPE %s %s\n", names[m][0], names[m][1], names[m][0],
+			strstr(names[m][0], "_total") ? "counter" : "gauge");
+		for (size_t i = 0; i < f->n_refl; i++) {
+			struct reflector_state st;
+			reflector_state(&f->refl[i], &st);
+			char *end;
+			double rv = strtod(st.resource_version, &end);
+			double v[] = { st.synced, !st.absent, rv, st.error[0] != 0, st.lists, st.watches };
+			if (m == 2 && (!st.resource_version[0] || *end))
+				continue;
+			kind_metric(out, names[m][0], f->refl[i].kind, v[m]);
+		}
+	}
 }
 
 void follower_status(struct daemon *dm, json_writer_t *w, FILE *out)

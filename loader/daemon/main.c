@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/capability.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "common/exit.h"
@@ -29,7 +30,8 @@ static void on_signal(int sig)
 }
 
 enum { OPT_STATE_DIR = 256, OPT_UNINSTALL, OPT_TC, OPT_TC_FLOWS, OPT_GATEWAY_ADDRESS, OPT_CGROUP, OPT_BPFFS,
-       OPT_SOCKET, OPT_KUBERNETES, OPT_KUBECONFIG, OPT_CONTEXT, OPT_NAMESPACE, OPT_COALESCE, OPT_WATCH_IDLE };
+       OPT_SOCKET, OPT_KUBERNETES, OPT_KUBECONFIG, OPT_CONTEXT, OPT_NAMESPACE, OPT_COALESCE, OPT_WATCH_IDLE,
+       OPT_LISTEN, OPT_METRICS_ENDPOINTS };
 
 static const struct opt options[] = {
 	{ "cgroup", 0, "PATH", "cgroup v2 directory whose processes are served\n"
@@ -53,6 +55,10 @@ static const struct opt options[] = {
 				  "(default: 10)", OPT_COALESCE },
 	{ "watch-idle", 0, "SECONDS", "with --kubernetes: a watch silent this long is taken for stalled and\n"
 				       "replaced (default: 120)", OPT_WATCH_IDLE },
+	{ "listen", 0, "ADDR:PORT", "the node endpoint, read-only HTTP: /healthz, /readyz, /status, /metrics\n"
+				    "(default: none; ADDR may be [IPv6] or empty for every address)", OPT_LISTEN },
+	{ "metrics-endpoints", 0, NULL, "/metrics: a series per endpoint too (one per pod address: bounded by the\n"
+					"cluster's pods), not only per subset", OPT_METRICS_ENDPOINTS },
 	{ "uninstall", 0, NULL, "detach and unpin everything under --bpffs (refused while a sluiced runs)",
 	  OPT_UNINSTALL },
 	{ "verbose", 'v', NULL, "libbpf's messages, the verifier log, and debug lines", 'v' },
@@ -85,6 +91,17 @@ static int parse_options(int argc, char **argv, struct daemon *dm)
 		case OPT_TC: dm->tc = optarg; break;
 		case 'v': dm->verbose = true; break;
 		case OPT_KUBERNETES: dm->kubernetes = true; break;
+		case OPT_LISTEN: {
+			struct sockaddr_storage ss;
+			unsigned len;
+			dm->listen_addr = optarg;
+			if (parse_listen(optarg, &ss, &len)) {
+				log_error("--listen \"%s\" is not ADDR:PORT, [ADDR6]:PORT or :PORT", optarg);
+				rc = EXIT_USAGE;
+			}
+			break;
+		}
+		case OPT_METRICS_ENDPOINTS: dm->metrics_endpoints = true; break;
 		case OPT_KUBECONFIG: dm->kubeconfig = optarg; break;
 		case OPT_CONTEXT: dm->kube_context = optarg; break;
 		case OPT_NAMESPACE:
@@ -176,6 +193,7 @@ int main(int argc, char **argv)
 		.socket_path = "/run/sluice/sluice.sock",
 		.state_dir = "/var/lib/sluice",
 		.listen_fd = -1,
+		.http_fd = -1,
 		.coalesce_ms = 10,
 		.watch_idle_s = 120,
 	};
@@ -226,7 +244,7 @@ int main(int argc, char **argv)
 	/* an upgrade across a map layout change swaps its programs in once the plan is in the new maps */
 	if (restore_state(&dm) || dataplane_finish_open(dm.dp))
 		goto cleanup;
-	if (listen_socket(&dm))
+	if (listen_socket(&dm) || listen_http(&dm))
 		goto cleanup;
 	if (drop_capabilities()) {
 		log_error("cannot drop capabilities: %s", strerror(errno));
@@ -246,6 +264,8 @@ cleanup:
 		close(dm.listen_fd);
 		unlink(dm.socket_path);
 	}
+	if (dm.http_fd >= 0)
+		close(dm.http_fd);
 	dataplane_close(dm.dp);
 	plan_free(&dm.plan);
 	free(dm.unsaved);

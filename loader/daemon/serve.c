@@ -78,6 +78,7 @@ static void client_drop(struct daemon *dm, size_t i)
 	msg_parser_free(&c->parser);
 	msg_free(&c->req);
 	free(c->out);
+	free(c->in);
 	dm->clients[i] = dm->clients[--dm->n_clients];
 	dm->clients[i].parser.m = &dm->clients[i].req;
 }
@@ -94,6 +95,12 @@ static int client_write(struct client *c)
 		c->out_off += (size_t)w;
 	}
 	return 1;
+}
+
+int client_send(struct client *c)
+{
+	c->deadline = proto_now_ms() + REPLY_DEADLINE_MS;
+	return client_write(c);
 }
 
 /* A whole request: handled now, its reply encoded and sent as far as the peer takes it. */
@@ -145,10 +152,10 @@ static int client_read(struct daemon *dm, struct client *c)
 	}
 }
 
-static void client_accept(struct daemon *dm)
+static void client_accept(struct daemon *dm, int listen_fd, bool http)
 {
 	for (;;) {
-		int fd = accept4(dm->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 		if (fd < 0)
 			return;
 		uint64_t now = proto_now_ms();
@@ -164,6 +171,7 @@ static void client_accept(struct daemon *dm)
 		struct client *c = &dm->clients[dm->n_clients++];
 		memset(c, 0, sizeof(*c));
 		c->fd = fd;
+		c->http = http;
 		c->accepted = now;
 		c->deadline = now + REQUEST_DEADLINE_MS;
 		msg_parser_init(&c->parser, &c->req);
@@ -206,7 +214,7 @@ static void housekeeping(struct daemon *dm)
 
 void serve(struct daemon *dm)
 {
-	struct pollfd p[MAX_CLIENTS + 2];
+	struct pollfd p[MAX_CLIENTS + 3];
 	uint64_t next_housekeeping = 0;
 	while (!stopping) {
 		uint64_t now = proto_now_ms();
@@ -219,13 +227,14 @@ void serve(struct daemon *dm)
 		size_t n = dm->n_clients;
 		/* the API follower's events (fd -1 without --kubernetes: poll passes over it) */
 		p[n + 1] = (struct pollfd){ .fd = follower_fd(dm), .events = POLLIN };
+		p[n + 2] = (struct pollfd){ .fd = dm->http_fd, .events = POLLIN };   /* -1 without --listen */
 		p[0] = (struct pollfd){ .fd = dm->listen_fd, .events = POLLIN };
 		for (size_t i = 0; i < dm->n_clients; i++) {
 			struct client *c = &dm->clients[i];
 			p[i + 1] = (struct pollfd){ .fd = c->fd, .events = c->out ? POLLOUT : POLLIN };
 			wake = c->deadline < wake ? c->deadline : wake;
 		}
-		if (poll(p, n + 2, wake > now ? (int)(wake - now) : 0) < 0 && errno != EINTR)
+		if (poll(p, n + 3, wake > now ? (int)(wake - now) : 0) < 0 && errno != EINTR)
 			break;
 		now = proto_now_ms();
 		follower_work(dm, now, p[n + 1].revents & POLLIN);
@@ -234,7 +243,7 @@ void serve(struct daemon *dm)
 			struct client *c = &dm->clients[i];
 			int rc = 0;
 			if (p[i + 1].revents)
-				rc = c->out ? client_write(c) : client_read(dm, c);
+				rc = c->out ? client_write(c) : c->http ? http_read(dm, c) : client_read(dm, c);
 			if (!rc && now >= c->deadline) {
 				log_debug("dropped a client: %s within %d s", c->out ? "its reply not taken" : "no whole request",
 					  (c->out ? REPLY_DEADLINE_MS : REQUEST_DEADLINE_MS) / 1000);
@@ -244,7 +253,9 @@ void serve(struct daemon *dm)
 				client_drop(dm, i);
 		}
 		if (p[0].revents & POLLIN)
-			client_accept(dm);
+			client_accept(dm, dm->listen_fd, false);
+		if (p[n + 2].revents & POLLIN)
+			client_accept(dm, dm->http_fd, true);
 	}
 	while (dm->n_clients)
 		client_drop(dm, 0);

@@ -1,0 +1,167 @@
+// SPDX-License-Identifier: MIT
+/*
+ * /metrics in Prometheus' text format (version 0.0.4): sluice_ prefix, base units, _total counters.
+ * Per service port and subset: the weight the live side of the maps holds, connections, and for TCP
+ * what sockops saw (handshakes, failed connects, retransmits, RTT as a summary's sum and count); per
+ * endpoint only with --metrics-endpoints (one series per pod address). Then the generation, TC
+ * mode's counters and the API follower (follow.c). kube-proxy's sync metrics and Cilium's map
+ * operations are the models: sluice_kubernetes_apply_duration_seconds is the former's equivalent.
+ */
+#include <netinet/in.h>
+#include <string.h>
+
+#include "daemon/daemon.h"
+#include "plan/print.h"
+
+/* A label value: backslash, double quote and newline escaped, as the format asks. */
+void metrics_label(FILE *out, const char *name, const char *value, bool first)
+{
+	fprintf(out, "%s%s=\"", first ? "" : ",", name);
+	for (const char *p = value ? value : ""; *p; p++) {
+		if (*p == '\\' || *p == '"')
+			fputc('\\', out);
+		if (*p == '\n')
+			fputs("\\n", out);
+		else
+			fputc(*p, out);
+	}
+	fputc('"', out);
+}
+
+static void help(FILE *out, const char *name, const char *type, const char *text)
+{
+	fprintf(out, "# HELP %s %s\n# TYPE %s %s\n", name, text, name, type);
+}
+
+/* The labels of one destination: service, namespace, port, protocol, subset. */
+static void dest_labels(FILE *out, const struct plan_service *s, const struct plan_destination *pd)
+{
+	char port[8];
+	snprintf(port, sizeof(port), "%u", s->port);
+	metrics_label(out, "service", s->name, true);
+	metrics_label(out, "namespace", s->namespace, false);
+	metrics_label(out, "port", port, false);
+	metrics_label(out, "protocol", plan_protocol_name(s->protocol), false);
+	metrics_label(out, "subset", pd->subset, false);
+	if (s->gateway)
+		metrics_label(out, "gateway", s->gateway, false);
+}
+
+enum series { S_WEIGHT, S_ENDPOINTS, S_CONN, S_EST, S_FAILED, S_RETRANS, S_RTT_SUM, S_RTT_COUNT, N_SERIES };
+
+static const struct {
+	const char *name, *type, *help;
+	bool tcp;
+} series[N_SERIES] = {
+	[S_WEIGHT] = { "sluice_destination_weight", "gauge",
+		       "The weight of a destination as the live side of the maps holds it.", false },
+	[S_ENDPOINTS] = { "sluice_destination_endpoints", "gauge", "The ready endpoints a destination routes to.", false },
+	[S_CONN] = { "sluice_connections_total", "counter",
+		     "Connections (socket mode) and TC flows routed to a destination's endpoints.", false },
+	[S_EST] = { "sluice_tcp_established_total", "counter", "TCP handshakes completed (sockops).", true },
+	[S_FAILED] = { "sluice_tcp_connect_failures_total", "counter",
+		       "TCP connects that failed: timed out, reset or unreachable (sockops).", true },
+	[S_RETRANS] = { "sluice_tcp_retransmits_total", "counter", "TCP segments retransmitted, counted at close.", true },
+	[S_RTT_SUM] = { "sluice_tcp_rtt_seconds_sum", NULL, NULL, true },
+	[S_RTT_COUNT] = { "sluice_tcp_rtt_seconds_count", NULL, NULL, true },
+};
+
+static double value(enum series k, const struct sluice_endpoint_stats *st, uint32_t weight, size_t endpoints)
+{
+	switch (k) {
+	case S_WEIGHT: return weight;
+	case S_ENDPOINTS: return (double)endpoints;
+	case S_CONN: return (double)st->connections;
+	case S_EST: return (double)st->established;
+	case S_FAILED: return (double)st->failed;
+	case S_RETRANS: return (double)st->retransmits;
+	case S_RTT_SUM: return (double)st->rtt_sum_us / 1e6;
+	default: return (double)st->rtt_samples;
+	}
+}
+
+/* Every destination's value of one series (per endpoint too for counters, with --metrics-endpoints). */
+static void destinations(struct daemon *dm, FILE *out, enum series k, const char *name, bool per_endpoint)
+{
+	for (size_t i = 0; i < dm->plan.n_services; i++) {
+		const struct plan_service *s = &dm->plan.services[i];
+		if (series[k].tcp && s->protocol != IPPROTO_TCP)
+			continue;
+		struct dataplane_service_view view;
+		bool live = !dataplane_service_view(dm->dp, s, &view) && view.n_destinations == s->n_destinations;
+		for (size_t d = 0; d < s->n_destinations; d++) {
+			const struct plan_destination *pd = &s->destinations[d];
+			struct sluice_endpoint_stats sum = { 0 };
+			for (size_t e = 0; e < pd->n_endpoints && k != S_WEIGHT && k != S_ENDPOINTS; e++) {
+				struct sluice_endpoint_stats st;
+				if (dataplane_endpoint_stats(dm->dp, s, &pd->endpoints[e], &st))
+					memset(&st, 0, sizeof(st));
+				if (per_endpoint) {
+					char ep[80];
+					plan_endpoint_str(&pd->endpoints[e].addr, pd->endpoints[e].port, ep, sizeof(ep));
+					fprintf(out, "%s{", name);
+					dest_labels(out, s, pd);
+					metrics_label(out, "endpoint", ep, false);
+					if (pd->endpoints[e].pod && *pd->endpoints[e].pod)   /* a saved plan holds no pod names */
+						metrics_label(out, "pod", pd->endpoints[e].pod, false);
+					fprintf(out, "} %.17g\n", value(k, &st, 0, 0));
+					continue;
+				}
+				sum.connections += st.connections;
+				sum.established += st.established;
+				sum.failed += st.failed;
+				sum.retransmits += st.retransmits;
+				sum.rtt_sum_us += st.rtt_sum_us;
+				sum.rtt_samples += st.rtt_samples;
+			}
+			if (per_endpoint)
+				continue;
+			fprintf(out, "%s{", name);
+			dest_labels(out, s, pd);
+			fprintf(out, "} %.17g\n", value(k, &sum, live ? view.destinations[d].weight : pd->weight, pd->n_endpoints));
+		}
+	}
+}
+
+void metrics_write(struct daemon *dm, FILE *out)
+{
+	help(out, "sluice_generation", "gauge", "The generation of the plan the data plane serves.");
+	fprintf(out, "sluice_generation %llu\n", (unsigned long long)dm->generation);
+	help(out, "sluice_plan_unsaved", "gauge", "1 while the live generation is not saved to the state directory.");
+	fprintf(out, "sluice_plan_unsaved %d\n", dm->unsaved != NULL);
+	help(out, "sluice_service_ports", "gauge", "The service ports (and Gateway ports) the data plane routes.");
+	fprintf(out, "sluice_service_ports %zu\n", dm->plan.n_services);
+	for (int k = 0; k < N_SERIES; k++) {
+		if (k == S_RTT_SUM)
+			help(out, "sluice_tcp_rtt_seconds", "summary", "Smoothed RTT of TCP connections, taken at close.");
+		else if (series[k].help)
+			help(out, series[k].name, series[k].type, series[k].help);
+		destinations(dm, out, (enum series)k, series[k].name, false);
+	}
+	if (dm->metrics_endpoints) {
+		static const enum series counters[] = { S_CONN, S_EST, S_FAILED, S_RETRANS };
+		for (size_t i = 0; i < sizeof(counters) / sizeof(counters[0]); i++) {
+			char name[96];
+			snprintf(name, sizeof(name), "sluice_endpoint_%s", series[counters[i]].name + strlen("sluice_"));
+			help(out, name, "counter", series[counters[i]].help);
+			destinations(dm, out, counters[i], name, true);
+		}
+	}
+	struct dataplane_tc_status tc;
+	if (dm->tc && !dataplane_tc_status(dm->dp, &tc)) {
+		static const char *const events[SLUICE_TC_STATS] = {
+			[SLUICE_TC_NEW_FLOWS] = "new_flow", [SLUICE_TC_FORWARD] = "forwarded", [SLUICE_TC_REPLIES] = "reply",
+			[SLUICE_TC_ICMP] = "icmp_error", [SLUICE_TC_REFUSED] = "refused",
+			[SLUICE_TC_UNKNOWN_FLOW] = "unknown_flow", [SLUICE_TC_FRAGMENTS] = "fragment_passed",
+			[SLUICE_TC_MALFORMED] = "malformed_passed", [SLUICE_TC_ERRORS] = "rewrite_error",
+		};
+		help(out, "sluice_tc_flows", "gauge", "TC mode's conntrack: flows seen within their idle timeout.");
+		fprintf(out, "sluice_tc_flows %u\n", tc.flows_live);
+		help(out, "sluice_tc_flows_max", "gauge", "TC mode's conntrack: its size.");
+		fprintf(out, "sluice_tc_flows_max %u\n", tc.flows_max);
+		help(out, "sluice_tc_packets_total", "counter", "Packets TC mode handled, by what it did.");
+		for (int i = 0; i < SLUICE_TC_STATS; i++)
+			fprintf(out, "sluice_tc_packets_total{event=\"%s\"} %llu\n", events[i], (unsigned long long)tc.stats[i]);
+	}
+	follower_metrics(dm, out);
+}

@@ -304,8 +304,24 @@ SLUICED_WRAP=(unshare -m --propagation private sh -c \
 	"$API_DIR/serviceaccount")
 sluiced_start_node 3 --kubernetes || exit 1
 unset SLUICED_WRAP
+# node 1 comes back while the API fails every read: its endpoint says not ready until it has listed
 sluiced_stop_node 1
-sluiced_start_node 1 --kubernetes --kubeconfig "$KC" --context sluiced-cert --coalesce-ms 600 || exit 1
+EP_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+EP=http://127.0.0.1:$EP_PORT
+api_fault fail 1000000 500 '.*' GET
+sluiced_start_node 1 --kubernetes --kubeconfig "$KC" --context sluiced-cert --coalesce-ms 600 --listen 127.0.0.1:$EP_PORT || exit 1
+check "/readyz before the first list: 503" "503 not ready: the API's objects are not listed and applied yet" \
+	"$(curl -s -o "$D/readyz" -w '%{http_code}' "$EP/readyz") $(cat "$D/readyz")"
+api_fault reset
+readyz() { curl -s -o /dev/null -w '%{http_code}' "$EP/readyz"; }
+WAIT_N=300 wait_for 200 readyz
+check "/readyz once the API's objects are applied: 200" 200 "$(readyz)"
+metric() { curl -s "$EP/metrics" | awk -v n="$1" '$1 == n { print $2 }'; }
+check "/metrics: the follower synced, its VirtualService resourceVersion as status shows it" \
+	"1 $(sluice_on 1 status -o json | jq -r '.kubernetes.resources[] | select(.kind == "VirtualService") | .resourceVersion')" \
+	"$(metric sluice_kubernetes_synced) $(metric 'sluice_kubernetes_resource_version{kind="VirtualService"}')"
+check "promtool: a follower's /metrics follows the exposition format and its naming rules" "" \
+	"$(curl -s "$EP/metrics" | promtool check metrics 2>&1)"
 ctx() { sluice_on "$1" status -o json | jq -r '"\(.kubernetes.context) \(.kubernetes.server)"'; }
 check "in a pod: node 3 follows from its service account" "in-cluster https://127.0.0.1:$API_PORT" "$(ctx 3)"
 check "node 1 follows as a client certificate's user" "sluiced-cert $API_URL" "$(ctx 1)"

@@ -45,10 +45,13 @@ all: $(BUILD)/sluice $(BUILD)/sluiced $(BUILD)/tests/dp_driver $(BUILD)/tests/tc
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
 	command -v kubectl >/dev/null || missing="$$missing kubernetes-client"; \
+	command -v npm >/dev/null || missing="$$missing nodejs npm"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:" $$missing; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
+	@# the Kubernetes object models deploy/ is checked against (tests/deploy), pinned by the lock file
+	@[ -d tests/deploy/node_modules ] || (cd tests/deploy && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 
 $(BUILD) $(BUILD)/cli $(BUILD)/tests:
 	mkdir -p $@

@@ -146,6 +146,8 @@ void cc_read_pod(struct cctx *c, const struct ynode *obj)
 	old = cc_push_key(c, "spec");
 	if (spec && !ynode_is_null(spec) && cc_want(c, spec, YN_MAP)) {
 		cc_check_fields(c, spec, pod_spec_fields);
+		const struct ynode *hn = ymap_get(spec, "hostNetwork");
+		p->host_network = hn && hn->type == YN_SCALAR && !strcmp(hn->str, "true");
 		size_t o2 = cc_push_key(c, "containers");
 		read_containers(c, ymap_get(spec, "containers"), p);
 		cc_pop(c, o2);

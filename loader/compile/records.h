@@ -61,6 +61,7 @@ struct pod {
 	bool ready;
 	bool terminated;             /* Succeeded or Failed: its IP is released for other pods */
 	bool deleting;               /* metadata.deletionTimestamp: leaving, never an endpoint */
+	bool host_network;           /* spec.hostNetwork: the node's IP, shared with the node's other such pods */
 	struct pod_port *ports;
 	uint32_t n_ports;
 };

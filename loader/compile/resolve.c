@@ -153,7 +153,8 @@ static void index_pods(struct cctx *c, struct index *ix, const struct strmap *la
 		}
 		for (size_t a = 0; a < p->n_ips; a++) {
 			struct pod **slot = pod_slot(m, &p->ips[a]), *other = *slot;
-			if (other && !p->terminated && !other->terminated) {
+			/* pods on the host network share their node's IP (kube-proxy, CNI agents, sluiced) */
+			if (other && !p->terminated && !other->terminated && !(p->host_network && other->host_network)) {
 				inet_ntop(p->ips[a].family, p->ips[a].addr, ipbuf, sizeof(ipbuf));
 				cc_err_at(c, &p->at, "pod %s/%s has IP %s, already used by pod %s/%s (%s:%u)", p->ns, p->name,
 					  ipbuf, other->ns, other->name, other->at.file, other->at.line);

@@ -14,6 +14,7 @@
 #include "kube/client.h"
 #include "kube/config.h"
 #include "main.h"
+#include "nodes.h"
 #include "plan/weights.h"
 
 #define CONFLICT_RETRIES 5
@@ -396,8 +397,11 @@ int cluster_weight(void)
 	} else if (rc == EXIT_DONE) {
 		printf("virtualservice %s/%s: resourceVersion %s -> %s%s\n%s", j.wc.namespace, j.name, j.rv, j.new_rv,
 		       tries ? " (read again after a conflict)" : "", j.changes ? j.changes : "");
-		printf("every node's sluiced follows it from the API server at %s\n", cfg.server);
+		if (!cli.wait)
+			printf("every node's sluiced follows it from the API server at %s\n", cfg.server);
 	}
+	if (rc == EXIT_DONE && cli.wait)
+		rc = nodes_wait(j.client, &cfg, j.wc.namespace, j.name, j.new_rv, cli.timeout_s);
 	job_reset(&j);
 	kube_client_free(j.client);
 	kube_config_free(&cfg);

@@ -31,7 +31,7 @@ static const struct cmd cmds[] = {
 };
 
 enum { OPT_SOCKET = 256, OPT_CLUSTER_DOMAIN, OPT_GATEWAY_ADDRESS, OPT_TIMEOUT, OPT_JSON, OPT_CLUSTER, OPT_KUBECONFIG,
-       OPT_CONTEXT };
+       OPT_CONTEXT, OPT_WAIT };
 
 static const struct opt options[] = {
 	{ "filename", 'f', "PATH", "file, directory (read recursively) or - for standard input; repeatable", 'f' },
@@ -46,7 +46,9 @@ static const struct opt options[] = {
 	{ "gateway-address", 0, "IP", "plan, validate: where Gateways without spec.addresses are served\n"
 				      "(apply uses sluiced's --gateway-address)", OPT_GATEWAY_ADDRESS },
 	{ "cluster", 0, NULL, "weight: change the VirtualService on the Kubernetes API server, which every\n"
-			      "node's sluiced follows ($KUBECONFIG, else ~/.kube/config)", OPT_CLUSTER },
+			      "node's sluiced follows ($KUBECONFIG, else ~/.kube/config); status: every node's,\n"
+			      "from the endpoints of sluice's DaemonSet pods", OPT_CLUSTER },
+	{ "wait", 0, NULL, "with weight --cluster: until every node applied the change (or --timeout)", OPT_WAIT },
 	{ "kubeconfig", 0, "PATH", "the same as --cluster, with this kubeconfig", OPT_KUBECONFIG },
 	{ "context", 0, "NAME", "with --cluster: the kubeconfig's context (default: its current one)", OPT_CONTEXT },
 	{ "help", 'h', NULL, "this text", 'h' },
@@ -87,6 +89,7 @@ static int set_option(int c, const char *arg)
 	case OPT_CLUSTER: cli.cluster = true; break;
 	case OPT_KUBECONFIG: cli.kubeconfig = arg; cli.cluster = true; break;
 	case OPT_CONTEXT: cli.context = arg; break;
+	case OPT_WAIT: cli.wait = true; break;
 	case 'o':
 		if (!strcmp(arg, "json")) {
 			cli.json = true;
@@ -155,8 +158,13 @@ int main(int argc, char **argv)
 		usage(stdout);
 		return EXIT_DONE;
 	}
-	if ((cli.cluster || cli.context) && strcmp(words[0], "weight")) {
-		p_err("--cluster, --kubeconfig and --context go with weight: the other commands talk to the node's sluiced");
+	if ((cli.cluster || cli.context) && strcmp(words[0], "weight") && strcmp(words[0], "status")) {
+		p_err("--cluster, --kubeconfig and --context go with weight and status: the other commands talk to the "
+		      "node's sluiced");
+		return EXIT_USAGE;
+	}
+	if (cli.wait && (!cli.cluster || strcmp(words[0], "weight"))) {
+		p_err("--wait goes with weight --cluster");
 		return EXIT_USAGE;
 	}
 	if (cli.context && !cli.cluster) {

@@ -18,6 +18,7 @@ struct cli {
 	unsigned timeout_s;     /* --timeout: the whole round trip to sluiced */
 	bool cluster;           /* --cluster or --kubeconfig: weight changes the VirtualService on the API server */
 	const char *kubeconfig, *context;
+	bool wait;              /* weight --cluster --wait: until every node applied it */
 	const char **files;     /* -f, in order */
 	size_t n_files;
 	int argc;               /* the command's own arguments */

@@ -12,6 +12,7 @@
 
 #include "compile/compile.h"
 #include "main.h"
+#include "nodes.h"
 #include "common/proto.h"
 
 static void say_timeout(void)
@@ -133,6 +134,8 @@ int do_weight(void)
 
 int do_status(void)
 {
+	if (cli.cluster)
+		return cluster_status();
 	if (cli.argc > 1) {
 		p_err("usage: sluice status [SERVICE[.NAMESPACE]]");
 		return EXIT_USAGE;

@@ -701,6 +701,18 @@ static void time_str(time_t t, char *buf, size_t len)
 	strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
+/* metadata.resourceVersion of an object's JSON as the reflector wrote it ("" when none). */
+static const char *json_rv(const char *json, char *buf, size_t len)
+{
+	const char *p = json ? strstr(json, "\"resourceVersion\":\"") : NULL;
+	buf[0] = 0;
+	if (p) {
+		p += strlen("\"resourceVersion\":\"");
+		snprintf(buf, len, "%.*s", (int)strcspn(p, "\""), p);
+	}
+	return buf;
+}
+
 bool follower_applied(const struct daemon *dm)
 {
 	return dm->follower && dm->follower->last_apply;
@@ -830,6 +842,28 @@ void follower_status(struct daemon *dm, json_writer_t *w, FILE *out)
 		}
 	}
 	if (w) {
+		jsonw_end_array(w);
+		/* what `sluice status --cluster` and `weight --wait` compare with the API: per VirtualService
+		 * the resourceVersion seen and the one applied (its last good version, serving now) */
+		jsonw_name(w, "virtualServices");
+		jsonw_start_array(w);
+		for (size_t b = 0; b < STORE_BUCKETS; b++)
+			for (struct kobj *o = f->buckets[b]; o; o = o->next) {
+				char seen[32], applied[32];
+				if (strncmp(o->key, "VirtualService ", 15))
+					continue;
+				const char *slash = strchr(o->key + 15, '/');
+				jsonw_start_object(w);
+				if (slash) {   /* always: the key is "VirtualService namespace/name" */
+					char ns[256];
+					snprintf(ns, sizeof(ns), "%.*s", (int)(slash - (o->key + 15)), o->key + 15);
+					jsonw_string_field(w, "namespace", ns);
+					jsonw_string_field(w, "name", slash + 1);
+				}
+				jsonw_string_field(w, "resourceVersion", json_rv(o->json, seen, sizeof(seen)));
+				jsonw_string_field(w, "appliedResourceVersion", json_rv(o->good, applied, sizeof(applied)));
+				jsonw_end_object(w);
+			}
 		jsonw_end_array(w);
 		jsonw_name(w, "refused");
 		jsonw_start_array(w);

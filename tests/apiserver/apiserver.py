@@ -41,7 +41,8 @@ DEFAULT_POLICY = {
     "sluiced": [{"verbs": ["get", "list", "watch"], "apiGroups": ["", kinds.ISTIO],
                  "resources": ["services", "pods", "virtualservices", "destinationrules", "gateways"]}],
     "rollout": [{"verbs": ["get", "list", "watch", "patch", "update"], "apiGroups": [kinds.ISTIO],
-                 "resources": ["virtualservices"]}],
+                 "resources": ["virtualservices"]},
+                {"verbs": ["list"], "apiGroups": [""], "resources": ["pods"]}],   # sluice's pods, for --wait
     "nobody": [],
 }
 

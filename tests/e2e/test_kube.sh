@@ -298,15 +298,17 @@ SA=/var/run/secrets/kubernetes.io/serviceaccount
 [ -e /run/secrets ] || made_secrets=1
 mkdir -p /run/secrets/kubernetes.io/serviceaccount
 kube_cleanup() { api_down; e2e_cleanup; [ -z "${made_secrets:-}" ] || rm -rf /run/secrets; }
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+EP3=$(free_port)
 sluiced_stop_node 3
 SLUICED_WRAP=(unshare -m --propagation private sh -c \
 	"mount --bind \"\$0\" $SA && exec env KUBERNETES_SERVICE_HOST=127.0.0.1 KUBERNETES_SERVICE_PORT=$API_PORT \"\$@\"" \
 	"$API_DIR/serviceaccount")
-sluiced_start_node 3 --kubernetes || exit 1
+sluiced_start_node 3 --kubernetes --listen 127.0.0.1:$EP3 || exit 1
 unset SLUICED_WRAP
 # node 1 comes back while the API fails every read: its endpoint says not ready until it has listed
 sluiced_stop_node 1
-EP_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+EP_PORT=$(free_port)
 EP=http://127.0.0.1:$EP_PORT
 api_fault fail 1000000 500 '.*' GET
 sluiced_start_node 1 --kubernetes --kubeconfig "$KC" --context sluiced-cert --coalesce-ms 600 --listen 127.0.0.1:$EP_PORT || exit 1
@@ -331,8 +333,9 @@ api_fault drop-watches   # the watches made again present the token the file hol
 unauthorized() { sluice_on 2 status -o json | jq -r '[.kubernetes.resources[].error | select(test("401"))] | length'; }
 wait_for 5 unauthorized
 check "a kubeconfig's token revoked: node 2's status says 401 for every resource" 5 "$(unauthorized)"
+EP2=$(free_port)
 sluiced_stop_node 2
-sluiced_start_node 2 --kubernetes --kubeconfig "$KC" --context sluiced || exit 1
+sluiced_start_node 2 --kubernetes --kubeconfig "$KC" --context sluiced --listen 127.0.0.1:$EP2 || exit 1
 "$SLUICE_BUILD/sluice" --kubeconfig "$KC" --context rollout weight purchase-history.$NS v1=60 v2=40 >/dev/null
 wait_for "n1 v1=60 v2=40 | n2 v1=60 v2=40 | n3 v1=60 v2=40" all_weights
 check "the service account's token rotated: node 3 reads the new one and follows on" \
@@ -348,6 +351,39 @@ sleep 0.1
 wait_for "n1 v1=10 v2=90 | n2 v1=10 v2=90 | n3 v1=10 v2=90" all_weights
 check "changes within --coalesce-ms make one generation (node 1: 600 ms), each its own elsewhere" \
 	"$(($1 + 1)) $(($2 + 2)) $(($3 + 2))" "$(gens)"
+
+# 7. The cluster's view: sluice's DaemonSet pods (as deploy/ makes them: the host network, the
+#    endpoint's port) reported by the kubelet; status --cluster and weight --wait read every node.
+k create namespace sluice-system >/dev/null
+for n in $NODES; do
+	port=$(eval echo "\$EP$([ "$n" = 1 ] && echo _PORT || echo "$n")")
+	api_curl admin POST /api/v1/namespaces/sluice-system/pods "{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":\"sluiced-n$n\",\"labels\":{\"app.kubernetes.io/name\":\"sluice\"}},\"spec\":{\"nodeName\":\"$(node_ns "$n")\",\"hostNetwork\":true,\"containers\":[{\"name\":\"sluiced\",\"image\":\"localhost/sluice:dev\",\"ports\":[{\"name\":\"endpoint\",\"containerPort\":$port}]}]}}" >/dev/null
+	api_curl admin PATCH /api/v1/namespaces/sluice-system/pods/sluiced-n$n/status "{\"status\":{\"phase\":\"Running\",\"podIP\":\"127.0.0.1\",\"conditions\":[{\"type\":\"Ready\",\"status\":\"True\"}]}}" >/dev/null
+done
+out=$("$SLUICE_BUILD/sluice" --kubeconfig "$KC" --context rollout weight --wait purchase-history.$NS v1=70 v2=30); rc=$?
+check "sluice weight --wait: returns once every node applied it, and says how long it took" "0 yes" \
+	"$rc $(echo "$out" | grep -qE '^every node \(3\) applied resourceVersion [0-9]+ in [0-9]+ ms$' && echo yes)"
+check "... and when it returns, every node serves it" "n1 v1=70 v2=30 | n2 v1=70 v2=30 | n3 v1=70 v2=30" "$(all_weights)"
+rv=$(k -n $NS get vs purchase-history-vs -o jsonpath='{.metadata.resourceVersion}')
+out=$("$SLUICE_BUILD/sluice" --kubeconfig "$KC" --context rollout status --cluster); rc=$?
+check "sluice status --cluster: every node answers with its generation, synced" "0 3" \
+	"$rc $(echo "$out" | awk 'NR > 1 && $1 ~ /-node[123]$/ && $4 == "yes"' | wc -l)"
+check "sluice status --cluster: each VirtualService's resourceVersion, applied on every node" \
+	"virtualservice $NS/purchase-history-vs resourceVersion $rv: applied on every node, 3 of 3 nodes" \
+	"$(echo "$out" | grep "^virtualservice $NS/purchase-history-vs ")"
+sluiced_stop_node 3
+out=$("$SLUICE_BUILD/sluice" --kubeconfig "$KC" --context rollout --timeout 2 weight --wait purchase-history.$NS v1=60 v2=40 2>&1); rc=$?
+check "weight --wait with node 3 down: exit 1 after --timeout, naming the node" "1 yes" \
+	"$rc $(echo "$out" | grep -q "^Error: 2 of 3 nodes applied resourceVersion [0-9]* of VirtualService $NS/purchase-history-vs within 2 s ($(node_ns 3) unreachable)" && echo yes)"
+out=$("$SLUICE_BUILD/sluice" --kubeconfig "$KC" --context rollout status --cluster -o json); rc=$?
+check "status --cluster -o json with node 3 down: exit 3, the node unreachable, not converged" "3 false false" \
+	"$rc $(echo "$out" | jq -r '"\([.nodes[] | select(.node | endswith("-node3")) | .answered][0]) \([.virtualServices[] | select(.name == "purchase-history-vs") | .converged][0])"')"
+SLUICED_WRAP=(unshare -m --propagation private sh -c \
+	"mount --bind \"\$0\" $SA && exec env KUBERNETES_SERVICE_HOST=127.0.0.1 KUBERNETES_SERVICE_PORT=$API_PORT \"\$@\"" \
+	"$API_DIR/serviceaccount")
+sluiced_start_node 3 --kubernetes --listen 127.0.0.1:$EP3 || exit 1
+unset SLUICED_WRAP
+WAIT_N=200 wait_for "n1 v1=60 v2=40 | n2 v1=60 v2=40 | n3 v1=60 v2=40" all_weights
 
 check "the catalog's clients on every node: all on its v1, through every partial build" "100 | 100 | 100" \
 	"$(for n in $NODES; do loadgen_in client-$n -o json --target 198.19.0.11:8080 -n 100 -c 1 | jq -r '.versions.v1'; done | paste -sd'|' | sed 's/|/ | /g')"

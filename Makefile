@@ -21,7 +21,7 @@ LDLIBS  := -lbpf -lelf -lz -lcap $(LDLIBS_KUBE) $(LDLIBS_COMPILER)
 # listed, because it conflicts with the kubectl package that owns /usr/bin/kubectl on these machines.
 DEB_PACKAGES := build-essential clang llvm libbpf-dev bpftool libyaml-dev libcap-dev libcurl4-openssl-dev \
 	libelf-dev zlib1g-dev libclang-rt-14-dev iproute2 pkg-config jq \
-	iptables nftables conntrack haproxy socat gnuplot-nox python3 openssl curl prometheus
+	iptables nftables conntrack haproxy socat gnuplot-nox python3 openssl curl prometheus podman runc
 
 BPF_SRCS  := $(wildcard bpf/*.bpf.c)
 BPF_OBJS  := $(patsubst bpf/%.bpf.c,$(BUILD)/%.bpf.o,$(BPF_SRCS))
@@ -154,6 +154,11 @@ $(BUILD)/plan-time: bench/plan-time.c | $(BUILD)
 	$(CC) $(CFLAGS) $< -o $@
 $(BUILD)/update-time: bench/update-time.c $(BUILD)/libsluice.a | $(BUILD)
 	$(CC) $(CFLAGS) $(SLUICE_CFLAGS) $< $(BUILD)/libsluice.a -o $@ $(LDLIBS_COMPILER)
+# sluice's image (podman, no base image) and its archive for kind load: deploy/image/build
+.PHONY: image
+image: all
+	@BUILD=$(BUILD) bash deploy/image/build
+
 bench-plan: $(BUILD)/sluice $(BUILD)/plan-time $(BUILD)/update-time
 	@BUILD=$(BUILD) bash bench/plan-bench
 

@@ -163,8 +163,20 @@ static struct cctx cctx_new(const struct compile_opts *o, struct diags *d, struc
 	};
 }
 
+/* A compile's start: its plan empty, its figures zero, an arena the plan will own. */
+static struct cctx compile_begin(const struct compile_opts *o, struct diags *d, struct plan *plan,
+				 struct compile_stats *stats)
+{
+	struct arena *keep = calloc(1, sizeof(*keep));
+	if (!keep)
+		abort();
+	memset(stats, 0, sizeof(*stats));
+	memset(plan, 0, sizeof(*plan));
+	return cctx_new(o, d, keep, stats);
+}
+
 /* What every compile ends with: the plan owns the arena, or the errors say why there is none. */
-static int finish(struct cctx *c, struct arena *keep, struct plan *plan)
+static int finish(struct cctx *c, struct plan *plan)
 {
 	ptrvec_free(&c->services);
 	ptrvec_free(&c->pods);
@@ -172,7 +184,7 @@ static int finish(struct cctx *c, struct arena *keep, struct plan *plan)
 	ptrvec_free(&c->drs);
 	ptrvec_free(&c->gateways);
 	strmap_free(&c->objects);
-	plan->arena = keep;
+	plan->arena = c->keep;
 	diags_sort(c->d);
 	if (c->d->n) {
 		plan_free(plan);
@@ -182,27 +194,20 @@ static int finish(struct cctx *c, struct arena *keep, struct plan *plan)
 }
 
 /* From the records read to the plan: the index, then the plan; every error of the compile in d. */
-static int resolve_and_build(struct cctx *c, struct arena *keep, struct plan *plan)
+static int resolve_and_build(struct cctx *c, struct plan *plan)
 {
 	struct index ix = { 0 };
 	cc_index_build(c, &ix);
 	cc_build_plan(c, &ix, NULL, plan);
 	cc_index_free(&ix);
-	return finish(c, keep, plan);
+	return finish(c, plan);
 }
 
 int compile_plan(const struct compile_opts *o, const struct compile_input *in, size_t n_in, struct plan *plan,
 		 struct diags *d, struct compile_stats *stats)
 {
 	struct compile_stats local;
-	struct arena *keep = calloc(1, sizeof(*keep));
-	if (!keep)
-		abort();
-	if (!stats)
-		stats = &local;
-	memset(stats, 0, sizeof(*stats));
-	memset(plan, 0, sizeof(*plan));
-	struct cctx c = cctx_new(o, d, keep, stats);
+	struct cctx c = compile_begin(o, d, plan, stats ? stats : &local);
 	size_t errors_before = d->n;
 	bool ns_ok = check_options(&c, o);
 	if (!ns_ok)
@@ -211,12 +216,12 @@ int compile_plan(const struct compile_opts *o, const struct compile_input *in, s
 	if (!files)
 		abort();
 	read_inputs(&c, in, n_in, files, errors_before);
-	stats->files = n_in;
+	c.st->files = n_in;
 	if (!n_in && ns_ok) {
 		struct mark none = { .file = "sluice", .line = 1, .col = 1 };
 		diag_error(d, &none, "no input: give -f FILE, -f DIR or -f -");
 	}
-	int rc = resolve_and_build(&c, keep, plan);
+	int rc = resolve_and_build(&c, plan);
 	free(files);  /* marks copied into diagnostics name in[].name, which outlives them */
 	return rc;
 }
@@ -321,17 +326,10 @@ int compile_plan_reads(const struct compile_opts *o, struct compile_read *const 
 		       struct plan *plan, struct diags *d, struct compile_stats *stats)
 {
 	struct compile_stats local;
-	struct arena *keep = calloc(1, sizeof(*keep));
-	if (!keep)
-		abort();
-	if (!stats)
-		stats = &local;
-	memset(stats, 0, sizeof(*stats));
-	memset(plan, 0, sizeof(*plan));
-	struct cctx c = cctx_new(o, d, keep, stats);
+	struct cctx c = compile_begin(o, d, plan, stats ? stats : &local);
 	check_options(&c, o);
 	gather_reads(&c, reads, n_reads);
-	return resolve_and_build(&c, keep, plan);
+	return resolve_and_build(&c, plan);
 }
 
 /* ---- building only what changed ---- */
@@ -469,17 +467,12 @@ int compile_plan_update(const struct compile_opts *o, struct compile_read *const
 			struct diags *d, struct compile_stats *stats)
 {
 	struct compile_stats local;
-	struct arena *keep = calloc(1, sizeof(*keep));
 	struct compile_memo *m = calloc(1, sizeof(*m));
-	if (!keep || !m)
+	if (!m)
 		abort();
-	if (!stats)
-		stats = &local;
-	memset(stats, 0, sizeof(*stats));
-	memset(plan, 0, sizeof(*plan));
 	*memo_out = NULL;
 	size_t errors_before = d->n;
-	struct cctx c = cctx_new(o, d, keep, stats);
+	struct cctx c = compile_begin(o, d, plan, stats ? stats : &local);
 	check_options(&c, o);
 	gather_reads(&c, reads, n_reads);
 	struct index ix = { 0 };
@@ -516,11 +509,11 @@ int compile_plan_update(const struct compile_opts *o, struct compile_read *const
 			free(d->v[i].msg);
 		d->n = errors_before;
 		compile_memo_free(m);
-		finish(&c, keep, plan);
+		finish(&c, plan);
 		plan_free(plan);
 		return compile_plan_update(o, reads, n_reads, NULL, 0, NULL, NULL, memo_out, plan, d, stats);
 	}
-	int rc = finish(&c, keep, plan);
+	int rc = finish(&c, plan);
 	if (rc)
 		compile_memo_free(m);
 	else

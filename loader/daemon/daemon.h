@@ -108,13 +108,13 @@ void follower_metrics(struct daemon *dm, FILE *out);
 bool socket_answers(const char *path);
 int listen_socket(struct daemon *dm);
 void serve(struct daemon *dm);
-int client_send(struct client *c);                     /* the reply, as far as the peer takes it now */
 
 /* http.c, metrics.c */
 struct sockaddr_storage;
 int parse_listen(const char *s, struct sockaddr_storage *ss, unsigned *len);
 int listen_http(struct daemon *dm);
-int http_read(struct daemon *dm, struct client *c);
+/* Bytes of an endpoint client's request; once it is whole, c->out holds the response. 0 or -errno. */
+int http_take(struct daemon *dm, struct client *c, const char *buf, size_t n);
 void metrics_write(struct daemon *dm, FILE *out);
 void metrics_label(FILE *out, const char *name, const char *value, bool first);   /* name="value", escaped */
 

@@ -152,33 +152,23 @@ static void http_answer(struct daemon *dm, struct client *c, const char *req)
 	free(body);
 }
 
-int http_read(struct daemon *dm, struct client *c)
+int http_take(struct daemon *dm, struct client *c, const char *buf, size_t n)
 {
-	char buf[4096];
-	for (;;) {
-		ssize_t n = recv(c->fd, buf, sizeof(buf), MSG_DONTWAIT);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return errno == EAGAIN ? 0 : -errno;
-		if (n == 0)
-			return -EPIPE;
-		if (c->in_len + (size_t)n > HTTP_MAX_REQUEST) {
-			respond_text(c, 431, "Request Header Fields Too Large", "request too large\n");
-			return client_send(c);
-		}
-		char *in = realloc(c->in, c->in_len + (size_t)n + 1);
-		if (!in)
-			return -ENOMEM;
-		c->in = in;
-		memcpy(c->in + c->in_len, buf, (size_t)n);
-		c->in_len += (size_t)n;
-		c->in[c->in_len] = 0;
-		if (strstr(c->in, "\r\n\r\n") || strstr(c->in, "\n\n")) {
-			http_answer(dm, c, c->in);
-			if (!c->out)
-				return -ENOMEM;
-			return client_send(c);
-		}
+	if (c->in_len + n > HTTP_MAX_REQUEST) {
+		respond_text(c, 431, "Request Header Fields Too Large", "request too large\n");
+		return c->out ? 0 : -ENOMEM;
 	}
+	char *in = realloc(c->in, c->in_len + n + 1);
+	if (!in)
+		return -ENOMEM;
+	c->in = in;
+	memcpy(c->in + c->in_len, buf, n);
+	c->in_len += n;
+	c->in[c->in_len] = 0;
+	if (strstr(c->in, "\r\n\r\n") || strstr(c->in, "\n\n")) {
+		http_answer(dm, c, c->in);
+		if (!c->out)
+			return -ENOMEM;
+	}
+	return 0;
 }

@@ -97,12 +97,6 @@ static int client_write(struct client *c)
 	return 1;
 }
 
-int client_send(struct client *c)
-{
-	c->deadline = proto_now_ms() + REPLY_DEADLINE_MS;
-	return client_write(c);
-}
-
 /* A whole request: handled now, its reply encoded and sent as far as the peer takes it. */
 static int client_serve(struct daemon *dm, struct client *c)
 {
@@ -144,10 +138,15 @@ static int client_read(struct daemon *dm, struct client *c)
 			return errno == EAGAIN ? 0 : -errno;
 		if (n == 0)
 			return -EPIPE;   /* gone before its request was whole */
-		int rc = msg_parse(&c->parser, buf, (size_t)n, NULL);
+		/* the CLI's framed messages, or a node endpoint client's HTTP request (http.c) */
+		int rc = c->http ? http_take(dm, c, buf, (size_t)n) : msg_parse(&c->parser, buf, (size_t)n, NULL);
 		if (rc < 0)
 			return rc;
-		if (rc == 1)
+		if (c->http && c->out) {
+			c->deadline = proto_now_ms() + REPLY_DEADLINE_MS;
+			return client_write(c);
+		}
+		if (!c->http && rc == 1)
 			return client_serve(dm, c);
 	}
 }
@@ -243,7 +242,7 @@ void serve(struct daemon *dm)
 			struct client *c = &dm->clients[i];
 			int rc = 0;
 			if (p[i + 1].revents)
-				rc = c->out ? client_write(c) : c->http ? http_read(dm, c) : client_read(dm, c);
+				rc = c->out ? client_write(c) : client_read(dm, c);
 			if (!rc && now >= c->deadline) {
 				log_debug("dropped a client: %s within %d s", c->out ? "its reply not taken" : "no whole request",
 					  (c->out ? REPLY_DEADLINE_MS : REQUEST_DEADLINE_MS) / 1000);

@@ -397,18 +397,6 @@ static void forget_memo(struct follower *f)
 	forget_changes(f);
 }
 
-static char *plan_json(const struct plan *p)
-{
-	char *s = NULL;
-	size_t len = 0;
-	FILE *m = open_memstream(&s, &len);
-	if (!m)
-		return NULL;
-	plan_print_json(p, m);
-	fclose(m);
-	return s;
-}
-
 /* SLUICE_VERIFY_INCREMENTAL: a partial build must be what a whole build of the same reads gives. */
 static void verify_partial(struct follower *f, const struct compile_opts *o, struct compile_read **in, size_t n,
 			   const struct plan *partial)
@@ -422,7 +410,7 @@ static void verify_partial(struct follower *f, const struct compile_opts *o, str
 		diags_free(&d);
 		return;
 	}
-	char *a = plan_json(partial), *b = plan_json(&whole);
+	char *a = plan_json_string(partial), *b = plan_json_string(&whole);
 	if (!a || !b || strcmp(a, b))
 		log_error("kubernetes: verify: a partial build of %zu VirtualServices differs from a whole build",
 			  f->vs_built);

@@ -173,6 +173,18 @@ void plan_print_json(const struct plan *plan, FILE *out)
 	plan_print_json_generation(plan, 0, out);
 }
 
+char *plan_json_string(const struct plan *plan)
+{
+	char *s = NULL;
+	size_t len = 0;
+	FILE *m = open_memstream(&s, &len);
+	if (!m)
+		return NULL;
+	plan_print_json(plan, m);
+	fclose(m);
+	return s;
+}
+
 void plan_print_json_generation(const struct plan *plan, uint64_t generation, FILE *out)
 {
 	json_writer_t *w = jsonw_new(out);

@@ -19,6 +19,7 @@ void plan_print_tcp_text(const struct plan_tcp_policy *t, FILE *out);
 void plan_print_destination_text(const struct plan_destination *pd, uint32_t weight, double percent, FILE *out);
 void plan_print_text(const struct plan *plan, FILE *out);
 void plan_print_json(const struct plan *plan, FILE *out);
+char *plan_json_string(const struct plan *plan);   /* the same, malloc'd (to compare plans); NULL: no memory */
 void plan_print_json_generation(const struct plan *plan, uint64_t generation, FILE *out);  /* sluiced's state */
 
 /* Pieces of a JSON object being written: "tcp":{...} (nothing when no policy is set), a list of

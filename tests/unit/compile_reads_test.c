@@ -18,17 +18,17 @@ static char *outcome(int rc, struct plan *plan, struct diags *d)
 {
 	char *s = NULL;
 	size_t len = 0;
-	FILE *f = open_memstream(&s, &len);
-	if (!f)
-		abort();
-	if (rc)
+	FILE *f = rc ? open_memstream(&s, &len) : NULL;
+	if (f) {
 		diags_print(d, f);
-	else
-		plan_print_json(plan, f);
-	fclose(f);
-	if (!rc)
+		fclose(f);
+	} else if (!rc) {
+		s = plan_json_string(plan);
 		plan_free(plan);
+	}
 	diags_free(d);
+	if (!s)
+		abort();
 	return s;
 }
 

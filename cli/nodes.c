@@ -183,6 +183,25 @@ const char *node_applied(const struct node_view *v, const char *ns, const char *
 	return NULL;
 }
 
+/* How many nodes serve resourceVersion rv of VirtualService ns/name, or a later one (one object's
+ * resourceVersions grow); the others go to lag as "node unreachable|RV|not applied". */
+static size_t nodes_applied(const struct nodes *nodes, const char *ns, const char *name, const char *rv, char *lag,
+			    size_t len)
+{
+	size_t have = 0;
+	lag[0] = 0;
+	for (size_t i = 0; i < nodes->n; i++) {
+		const struct node_view *v = &nodes->v[i];
+		const char *applied = v->answered ? node_applied(v, ns, name) : NULL;
+		if (applied && (strlen(applied) > strlen(rv) || (strlen(applied) == strlen(rv) && strcmp(applied, rv) >= 0)))
+			have++;
+		else if (strlen(lag) + 64 < len)
+			snprintf(lag + strlen(lag), len - strlen(lag), "%s%s %s", lag[0] ? ", " : "", v->node,
+				 !v->answered ? "unreachable" : applied && *applied ? applied : "not applied");
+	}
+	return have;
+}
+
 void nodes_free(struct nodes *ns)
 {
 	for (size_t i = 0; i < ns->n; i++)
@@ -317,18 +336,8 @@ int cluster_status(void)
 		}
 		for (size_t k = 0; k < vss.n; k++) {
 			const struct api_vs *a = &vss.v[k];
-			size_t have = 0;
-			char lag[512] = "";
-			for (size_t i = 0; i < ns.n; i++) {
-				const char *applied = ns.v[i].answered ? node_applied(&ns.v[i], a->ns, a->name) : NULL;
-				if (applied && !strcmp(applied, a->rv)) {
-					have++;
-				} else if (strlen(lag) < sizeof(lag) - 64) {
-					snprintf(lag + strlen(lag), sizeof(lag) - strlen(lag), "%s%s %s", lag[0] ? ", " : "",
-						 ns.v[i].node, !ns.v[i].answered ? "unreachable" : applied && *applied ? applied :
-						 "not applied");
-				}
-			}
+			char lag[512];
+			size_t have = nodes_applied(&ns, a->ns, a->name, a->rv, lag, sizeof(lag));
 			if (w) {
 				jsonw_start_object(w);
 				jsonw_string_field(w, "namespace", a->ns);
@@ -376,15 +385,12 @@ int nodes_wait(struct kube_client *c, const struct kube_config *cfg, const char 
 	int rc = nodes_find(c, cfg, &nodes);
 	if (rc)
 		return rc;
-	size_t have = 0;
+	size_t have;
+	char lag[512];
 	for (;;) {
-		have = 0;
-		for (size_t i = 0; i < nodes.n; i++) {
-			const char *applied = node_read(&nodes.v[i]) ? NULL : node_applied(&nodes.v[i], ns, name);
-			/* a later change applied holds this one too (resourceVersions of one object grow) */
-			have += applied && (!strcmp(applied, rv) || (strlen(applied) > strlen(rv) ||
-				(strlen(applied) == strlen(rv) && strcmp(applied, rv) > 0)));
-		}
+		for (size_t i = 0; i < nodes.n; i++)
+			node_read(&nodes.v[i]);
+		have = nodes_applied(&nodes, ns, name, rv, lag, sizeof(lag));
 		if (have == nodes.n || now_ms() >= deadline)
 			break;
 		usleep(20000);
@@ -394,14 +400,6 @@ int nodes_wait(struct kube_client *c, const struct kube_config *cfg, const char 
 			printf("every node (%zu) applied resourceVersion %s in %llu ms\n", nodes.n, rv,
 			       (unsigned long long)(now_ms() - t0));
 	} else {
-		char lag[512] = "";
-		for (size_t i = 0; i < nodes.n && strlen(lag) < sizeof(lag) - 64; i++) {
-			const char *applied = nodes.v[i].answered ? node_applied(&nodes.v[i], ns, name) : NULL;
-			if (!applied || strcmp(applied, rv))
-				snprintf(lag + strlen(lag), sizeof(lag) - strlen(lag), "%s%s %s", lag[0] ? ", " : "",
-					 nodes.v[i].node, !nodes.v[i].answered ? "unreachable" : applied && *applied ? applied :
-					 "not applied");
-		}
 		p_err("%zu of %zu nodes applied resourceVersion %s of VirtualService %s/%s within %u s (%s); the change is "
 		      "on the API server: nodes follow it when they can; 'sluice status --cluster' shows them",
 		      have, nodes.n, rv, ns, name, timeout_s, lag);

@@ -10,27 +10,9 @@
 #include "compile/compile.h"
 #include "plan/plan.h"
 #include "plan/print.h"
+#include "outcome.h"
 
 static int failures, cases;
-
-/* The plan as JSON, or the errors as sluice prints them. */
-static char *outcome(int rc, struct plan *plan, struct diags *d)
-{
-	char *s = NULL;
-	size_t len = 0;
-	FILE *f = rc ? open_memstream(&s, &len) : NULL;
-	if (f) {
-		diags_print(d, f);
-		fclose(f);
-	} else if (!rc) {
-		s = plan_json_string(plan);
-		plan_free(plan);
-	}
-	diags_free(d);
-	if (!s)
-		abort();
-	return s;
-}
 
 static void one_case(const char *path)
 {
@@ -43,12 +25,20 @@ static void one_case(const char *path)
 	}
 	struct compile_opts o = { 0 };
 	struct plan plan;
-	char *want = outcome(compile_plan(&o, src.v, src.n, &plan, &d, NULL), &plan, &d);
+	int rc = compile_plan(&o, src.v, src.n, &plan, &d, NULL);
+	char *want = outcome(rc, &plan, &d);
+	if (!rc)
+		plan_free(&plan);
+	diags_free(&d);
 	struct compile_read **reads = calloc(src.n, sizeof(*reads));
 	for (size_t i = 0; i < src.n; i++)
 		reads[i] = compile_read(&o, &src.v[i]);
 	for (int round = 1; round <= 2; round++) {
-		char *got = outcome(compile_plan_reads(&o, reads, src.n, &plan, &d, NULL), &plan, &d);
+		rc = compile_plan_reads(&o, reads, src.n, &plan, &d, NULL);
+		char *got = outcome(rc, &plan, &d);
+		if (!rc)
+			plan_free(&plan);
+		diags_free(&d);
 		cases++;
 		if (strcmp(want, got) && !(src.n > 1 && strstr(want, "duplicate "))) {
 			printf("FAIL %s, read once, compiled %d time%s:\n--- compile_plan\n%s--- compile_plan_reads\n%s",

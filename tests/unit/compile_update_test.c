@@ -10,6 +10,7 @@
 #include "compile/compile.h"
 #include "plan/plan.h"
 #include "plan/print.h"
+#include "outcome.h"
 
 #define N_SVC 3
 #define N_POD 9
@@ -88,23 +89,6 @@ struct slot {
 	char *text;
 	struct compile_read *read;
 };
-
-/* The plan as JSON, or the errors. */
-static char *outcome(int rc, const struct plan *plan, struct diags *d)
-{
-	char *s = NULL;
-	size_t len = 0;
-	FILE *f = rc ? open_memstream(&s, &len) : NULL;
-	if (f) {
-		diags_print(d, f);
-		fclose(f);
-	} else if (!rc) {
-		s = plan_json_string(plan);
-	}
-	if (!s)
-		abort();
-	return s;
-}
 
 int main(void)
 {

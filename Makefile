@@ -21,7 +21,7 @@ LDLIBS  := -lbpf -lelf -lz -lcap $(LDLIBS_KUBE) $(LDLIBS_COMPILER)
 # listed, because it conflicts with the kubectl package that owns /usr/bin/kubectl on these machines.
 DEB_PACKAGES := build-essential clang llvm libbpf-dev bpftool libyaml-dev libcap-dev libcurl4-openssl-dev \
 	libelf-dev zlib1g-dev libclang-rt-14-dev iproute2 pkg-config jq \
-	iptables nftables conntrack haproxy socat gnuplot-nox python3 openssl curl prometheus podman runc
+	iptables nftables conntrack haproxy socat gnuplot-nox python3 python3-yaml openssl curl prometheus podman runc
 
 BPF_SRCS  := $(wildcard bpf/*.bpf.c)
 BPF_OBJS  := $(patsubst bpf/%.bpf.c,$(BUILD)/%.bpf.o,$(BPF_SRCS))

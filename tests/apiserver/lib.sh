@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # The Kubernetes API server double (apiserver.py beside this file), for tests to source:
 #   api_up DIR [SERVER OPTIONS...]   CA, server certificate, tokens, the server on 127.0.0.1 at a free
-#                                    port, DIR/kubeconfig with one context per user (current: admin;
+#                                    port (API_NETNS=NS API_ADDRESS=IP: in that network namespace at
+#                                    that address, as a control plane on the nodes' network), DIR/kubeconfig with one context per user (current: admin;
 #                                    sluiced-cert: the sluiced user by client certificate),
 #                                    DIR/serviceaccount/{token,ca.crt,namespace} (the sluiced user, as
 #                                    a pod's service account); exports API_URL API_PORT API_CA API_DIR
@@ -25,10 +26,14 @@
 API_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 API_PYTHON=${API_PYTHON:-python3}
 API_USERS="admin sluiced rollout nobody"
+API_ADDRESS=${API_ADDRESS:-127.0.0.1}
+
+# api_in CMD...: CMD where the server can be reached (API_NETNS's network namespace, when set).
+api_in() { ${API_NETNS:+nsenter --net="/run/netns/$API_NETNS"} "$@"; }
 
 api_log() { echo "apiserver: $*" >&2; }
 
-# api_certs DIR: an EC P-256 CA and a server certificate for 127.0.0.1 and localhost, two days long.
+# api_certs DIR: an EC P-256 CA and a server certificate for API_ADDRESS and localhost, two days long.
 api_certs() {
 	local d=$1
 	openssl ecparam -name prime256v1 -genkey -noout -out "$d/ca.key" 2>/dev/null &&
@@ -37,7 +42,7 @@ api_certs() {
 		2>/dev/null &&
 	openssl ecparam -name prime256v1 -genkey -noout -out "$d/server.key" 2>/dev/null &&
 	openssl req -new -key "$d/server.key" -subj "/CN=kube-apiserver" -out "$d/server.csr" 2>/dev/null &&
-	printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost" "extendedKeyUsage=serverAuth" \
+	printf '%s\n' "subjectAltName=IP:$API_ADDRESS,DNS:localhost" "extendedKeyUsage=serverAuth" \
 		"keyUsage=critical,digitalSignature,keyEncipherment" "basicConstraints=CA:FALSE" > "$d/server.ext" &&
 	openssl x509 -req -in "$d/server.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" \
 		-set_serial "0x$(od -An -tx1 -N8 /dev/urandom | tr -d ' \n')" -days 2 \
@@ -66,7 +71,8 @@ api_up() {
 	done
 	chmod 600 "$API_DIR/tokens.csv" "$API_DIR/ca.key" "$API_DIR/server.key" "$API_DIR/sluiced-client.key"
 	rm -f "$API_DIR/port"
-	PYTHONDONTWRITEBYTECODE=1 "$API_PYTHON" "$API_LIB_DIR/apiserver.py" --cert "$API_DIR/server.crt" --key "$API_DIR/server.key" \
+	# nsenter and env exec: the pid is the server's
+	${API_NETNS:+nsenter --net="/run/netns/$API_NETNS"} env PYTHONDONTWRITEBYTECODE=1 "$API_PYTHON" "$API_LIB_DIR/apiserver.py" --address "$API_ADDRESS" --cert "$API_DIR/server.crt" --key "$API_DIR/server.key" \
 		--tokens "$API_DIR/tokens.csv" --client-ca "$API_CA" --port-file "$API_DIR/port" --parent-pid $$ \
 		--log "$API_DIR/apiserver.log" "$@" > "$API_DIR/apiserver.out" 2>&1 &
 	echo $! > "$API_DIR/pid"
@@ -81,7 +87,7 @@ api_up() {
 		api_down; return 1
 	fi
 	API_PORT=$(cat "$API_DIR/port")
-	API_URL=https://127.0.0.1:$API_PORT
+	API_URL=https://$API_ADDRESS:$API_PORT
 	API_KUBECONFIG=$API_DIR/kubeconfig
 	API_SA_DIR=$API_DIR/serviceaccount
 	api_wait_up 10 || { api_log "no answer at $API_URL"; api_down; return 1; }
@@ -145,7 +151,7 @@ api_down() {
 api_wait_up() {
 	local n=$((${1:-10} * 20))
 	for _ in $(seq "$n"); do
-		[ "$(curl -s --max-time 1 --cacert "$API_CA" "$API_URL/readyz" 2>/dev/null)" = ok ] && return 0
+		[ "$(api_in curl -s --max-time 1 --cacert "$API_CA" "$API_URL/readyz" 2>/dev/null)" = ok ] && return 0
 		sleep 0.05
 	done
 	return 1
@@ -160,7 +166,7 @@ api_curl() {
 	local args=(-sS --cacert "$API_CA" -X "$method" -o "$API_DIR/last_body" -w '%{http_code}')
 	[ -n "$(api_token "$user")" ] && args+=(-H "Authorization: Bearer $(api_token "$user")")
 	[ -n "$body" ] && args+=(-H "Content-Type: $ctype" --data-binary "$body")
-	code=$(curl "${args[@]}" "$API_URL$path") || code=000
+	code=$(api_in curl "${args[@]}" "$API_URL$path") || code=000
 	echo "$code" > "$API_DIR/last_status"
 	cat "$API_DIR/last_body" 2>/dev/null
 	case $code in 2??) return 0 ;; *) return 1 ;; esac
@@ -168,7 +174,7 @@ api_curl() {
 
 api_status() { cat "$API_DIR/last_status"; }
 
-api_kubectl() { "${KUBECTL:-kubectl}" --kubeconfig "$API_KUBECONFIG" --cache-dir "$API_DIR/kubecache" "$@"; }
+api_kubectl() { api_in "${KUBECTL:-kubectl}" --kubeconfig "$API_KUBECONFIG" --cache-dir "$API_DIR/kubecache" "$@"; }
 
 api_fault() {
 	local what=${1:?api_fault WHAT} json
@@ -192,3 +198,61 @@ api_fault() {
 api_load() { api_curl admin POST /_sluice/load "@${1:?api_load FILE}"; }
 
 api_stats() { api_curl admin GET /_sluice/stats; }
+
+# api_kubelet: tests/cluster/cluster.sh's CLUSTER_KUBELET_HOOK for a mini-cluster of nodes that an API
+# server follows: the kubelet's reports go to the API as the kubelet makes them, the pod, then its status.
+api_kubelet() {
+	local event=$1 name=$2 rec=$CLUSTER_DIR/pod.$2 kns="" labels="" ip4="" ip6="" node=""
+	if [ "$event" = delete ]; then   # the record is gone by now: the namespace was kept at create
+		kns=$(cat "$CLUSTER_DIR/kube-ns.$name" 2>/dev/null)
+	else
+		{ read -r _; read -r kns; read -r labels; read -r ip4; read -r ip6; read -r _; read -r node; } < "$rec"
+		echo "$kns" > "$CLUSTER_DIR/kube-ns.$name"
+	fi
+	case $event in
+	create)
+		local lab
+		lab=$(printf '%s' "$labels" | awk -F, '{ for (i = 1; i <= NF; i++) { split($i, kv, "="); printf "%s\"%s\":\"%s\"", (i > 1 ? "," : ""), kv[1], kv[2] } }')
+		api_curl admin POST "/api/v1/namespaces/$kns/pods" "{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":\"$name\",\"namespace\":\"$kns\",\"labels\":{$lab}},\"spec\":{\"nodeName\":\"$(node_ns "$node")\",\"containers\":[{\"name\":\"app\",\"image\":\"sluice/fakesvc\",\"ports\":[{\"containerPort\":8080,\"name\":\"http\"}]}]}}" >/dev/null || return 1
+		api_curl admin PATCH "/api/v1/namespaces/$kns/pods/$name/status" "{\"status\":{\"phase\":\"Running\",\"hostIP\":\"$(node_ip "$node")\",\"podIP\":\"$ip4\",\"podIPs\":[{\"ip\":\"$ip4\"}],\"conditions\":[{\"type\":\"Ready\",\"status\":\"True\"}]}}" >/dev/null ;;
+	ready)
+		api_curl admin PATCH "/api/v1/namespaces/$kns/pods/$name/status" "{\"status\":{\"conditions\":[{\"type\":\"Ready\",\"status\":\"$([ "$3" = true ] && echo True || echo False)\"}]}}" application/strategic-merge-patch+json >/dev/null ;;
+	delete)   # already deleted through the API by a test: 404, nothing to report
+		api_curl admin DELETE "/api/v1/namespaces/$kns/pods/$name" >/dev/null || [ "$(api_status)" = 404 ] ;;
+	esac
+}
+
+# api_lab_workloads NS VIP: the lab's purchase-history on a mini-cluster of nodes whose kubelet
+# reports to the API (CLUSTER_KUBELET_HOOK=api_kubelet): v1 on node 1, v2 on node 2, a client on
+# every node, the namespace and the Service at VIP.
+api_lab_workloads() {
+	local ns=$1 vip=$2 n
+	LAB_NS=$ns LAB_VIP=$vip
+	api_kubectl create namespace "$ns" >/dev/null || return 1
+	for n in $(seq "$CLUSTER_NODES"); do pod_add_on "$n" "client-$n" default app=client || return 1; done
+	pod_add_on 1 ph-v1 "$ns" app=purchase-history,version=v1 || return 1
+	pod_add_on 2 ph-v2 "$ns" app=purchase-history,version=v2 || return 1
+	backend_start ph-v1 v1 "Hello From Purchase History (v1)!" --http 8080 || return 1
+	backend_start ph-v2 v2 "Hello From Purchase History (v2)!" --http 8080 || return 1
+	api_kubectl apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Service
+metadata: {name: purchase-history, namespace: $ns}
+spec:
+  clusterIP: $vip
+  selector: {app: purchase-history}
+  ports: [{name: http, port: 8080, targetPort: 8080}]
+EOF
+}
+
+# The lab's checks, after api_lab_workloads: every node's weights for purchase-history
+# ("n1 v1=80 v2=20 | n2 ..."), until-true waits, and what every node's client sees.
+weights_on() { sluice_on "$1" status purchase-history.$LAB_NS -o json | jq -r '[.services[].destinations[] | "\(.subset)=\(.weight)"] | join(" ")'; }
+all_weights() { local n out=""; for n in $(seq "$CLUSTER_NODES"); do out+="${out:+ | }n$n $(weights_on "$n")"; done; echo "$out"; }
+wait_for() { local want=$1 i; shift; for i in $(seq "${WAIT_N:-100}"); do [ "$("$@")" = "$want" ] && return 0; sleep 0.05; done; return 1; }
+# the worst window of 100 consecutive connections from node N's client: "min max" of v1's count
+window() {
+	loadgen_in "client-$1" -o json --target $LAB_VIP:8080 -n 300 -c 1 --sequence |
+		jq -r '[.sequence as $s | range(0; ($s|length) - 99) | [$s[.:.+100][] | select(. == "v1")] | length] | "\(min) \(max)"'
+}
+every_node_window() { local n out=""; for n in $(seq "$CLUSTER_NODES"); do out+="${out:+ | }$(window "$n")"; done; echo "$out"; }

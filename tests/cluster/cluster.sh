@@ -41,6 +41,8 @@ cluster_teardown_dir() {
 	for home in "$dir" "$dir"/node*/; do
 		home=${home%/}
 		[ -f "$home/bpffs" ] && homes+=("$home")
+		# a node's sluiced in a container goes with its container (TERM first: it may hold the pins)
+		[ -f "$home/container" ] && cluster_podman rm -f -t 2 "$(cat "$home/container")" >/dev/null 2>&1
 	done
 	# every sluiced at once: uninstall is refused while a sluiced holds the pins, so wait for them
 	for home in "${homes[@]}"; do
@@ -75,7 +77,12 @@ cluster_teardown_dir() {
 	for home in "${homes[@]}"; do
 		bpffs=$(cat "$home/bpffs")
 		[ -n "$bpffs" ] && rm -rf "$bpffs" 2>/dev/null
+		[ -f "$home/bpffs-root" ] && rm -rf "$(cat "$home/bpffs-root")" 2>/dev/null
 	done
+	if [ -f "$dir/podman-parent" ]; then
+		find /sys/fs/cgroup -maxdepth 3 -depth -type d -path "*/$(cat "$dir/podman-parent")*" -exec rmdir {} \; 2>/dev/null
+	fi
+	[ -f "$dir/image" ] && cluster_podman rmi -f "$(cat "$dir/image")" >/dev/null 2>&1
 	for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^$p-" || true); do
 		ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
 		ip netns delete "$ns" 2>/dev/null || true
@@ -613,3 +620,97 @@ sluice_all() {
 	done
 	return $rc
 }
+
+# ---- Containers: deploy/'s DaemonSet on the nodes ------------------------------------------------
+# The kubelet's part, played for the manifest as written (tests/cluster/kubelet.py reads it): node
+# K's sluiced runs from an image, in podman, in node K's network namespace (hostNetwork), with the
+# manifest's command, args, env, security context, resources and volumes. A host path is node K's
+# own: /sys/fs/bpf is the bpffs directory node_bpffs K, /sys/fs/cgroup is node_cgroup K (mounted
+# alone, so the container's only cgroup2 mount is its node's subtree: checked before it starts),
+# any other path is under CLUSTER_DIR/nodeK/host. The control plane is on the nodes' network:
+# control_plane_up puts 198.18.254.254/24 on the fabric's bridge, where an API server listens
+# (tests/apiserver/lib.sh with API_NETNS=$(fabric_ns) API_ADDRESS=$(control_plane_ip)).
+# podman's cgroups go under CLUSTER_DIR's parent podman-PREFIX; teardown removes the containers,
+# that parent and the image named by daemonset_image.
+
+CLUSTER_CONTAINERS_CONF=$SLUICE_TOP/deploy/image/containers.conf
+cluster_podman() { CONTAINERS_CONF=$CLUSTER_CONTAINERS_CONF podman "$@"; }
+fabric_ns() { echo "$CLUSTER_PREFIX-fabric"; }
+control_plane_ip() { echo 198.18.254.254; }
+control_plane_up() { ip -n "$(fabric_ns)" addr add "$(control_plane_ip)/24" dev br0; }
+
+# daemonset_image IMAGE: the image daemonset_start_node runs (the run's own tag: removed at teardown).
+daemonset_image() {
+	CLUSTER_IMAGE=$1
+	echo "$1" > "$CLUSTER_DIR/image"
+}
+
+# daemonset_start_node K MANIFEST SERVICE_ACCOUNT_DIR: node K's pod of MANIFEST's DaemonSet, its
+# container created, checked, started; returns once its readiness probe passes (or fails after
+# 30 s, saying why). Its kubelet plan is CLUSTER_DIR/nodeK/kubelet.json.
+daemonset_start_node() {
+	local k=$1 manifest=$2 sa=$3 home plan name pid cg root bpffs sock args
+	node_check "$k" || return 1
+	home=$(node_dir "$k")
+	name=sluice-test-$CLUSTER_PREFIX-node$k
+	plan=$home/kubelet.json
+	echo podman-"$CLUSTER_PREFIX" > "$CLUSTER_DIR/podman-parent"
+	python3 "$SLUICE_TOP/tests/cluster/kubelet.py" podman "$manifest" --node "$(node_ns "$k")" \
+		--node-ip "$(node_ip "$k")" --image "$CLUSTER_IMAGE" --name "$name" --netns "/run/netns/$(node_ns "$k")" \
+		--host-path "/sys/fs/bpf=$(node_bpffs "$k")" --host-path "/sys/fs/cgroup=$(node_cgroup "$k")" \
+		--host-root "$home/host" --service-account "$sa" --api "$(control_plane_ip):$API_PORT" \
+		--cgroup-parent "/podman-$CLUSTER_PREFIX" > "$plan" || return 1
+	bpffs=$(jq -r '.hostPaths["--bpffs"]' "$plan")
+	sock=$(jq -r '.hostPaths["--socket"]' "$plan")
+	[ "$bpffs" != null ] && [ "$sock" != null ] || { cluster_die "the manifest's --bpffs and --socket are not on host paths"; return 1; }
+	# what teardown must find: the container, the pins and the node's bpffs directory above them
+	echo "$name" > "$home/container"
+	echo "$bpffs" > "$home/bpffs"
+	node_bpffs "$k" > "$home/bpffs-root"
+	jq -r '.directories[]' "$plan" | while read -r d; do mkdir -p "$d"; done
+	mkdir -p "$(node_bpffs "$k")"
+	ln -sfn "$sock" "$home/sluice.sock"
+	cluster_podman rm -f -t 0 "$name" >/dev/null 2>&1
+	mapfile -t args < <(jq -r '.create[]' "$plan")
+	cluster_podman create "${args[@]}" > "$home/container.id" 2> "$home/podman.err" ||
+		{ cat "$home/podman.err" >&2; cluster_die "podman create refused node $k's plan"; return 1; }
+	cluster_podman init "$name" >/dev/null || return 1
+	pid=$(cluster_podman inspect -f '{{.State.Pid}}' "$name")
+	# the container sees one cgroup2 mount, the node's subtree, or it does not start: sluiced's
+	# default is the first cgroup2 mount, and the machine's root must never be it
+	cg=$(awk '$9 == "cgroup2" { print $5 " " $4 }' "/proc/$pid/mountinfo")
+	root=$(cgroup2_mount)
+	[ "$cg" = "/sys/fs/cgroup ${CLUSTER_CGROUP#"$root"}/node$k" ] || {
+		cluster_podman rm -f -t 0 "$name" >/dev/null
+		cluster_die "node $k's container: cgroup2 mounts '$cg', not node $k's subtree alone"; return 1; }
+	cluster_podman start "$name" >/dev/null || return 1
+	daemonset_probe "$k" readiness 30
+}
+
+# daemonset_probe K readiness|liveness [SECONDS]: the manifest's probe of node K's container, from
+# the node (its podIP is the node's, host network), every period until it answers 2xx.
+daemonset_probe() {
+	local k=$1 which=$2 secs=${3:-0} plan url i
+	plan=$(node_dir "$k")/kubelet.json
+	url=http://$(node_ip "$k"):$(jq -r ".$which.port" "$plan")$(jq -r ".$which.path" "$plan")
+	for i in $(seq 0 $((secs * 10))); do
+		nsenter --net="/run/netns/$(node_ns "$k")" curl -sf -o /dev/null --max-time 1 "$url" && return 0
+		[ "$(cluster_podman inspect -f '{{.State.Running}}' "$(cat "$(node_dir "$k")/container")")" = true ] || break
+		[ "$i" -lt $((secs * 10)) ] && sleep 0.1
+	done
+	cluster_podman logs --tail 20 "$(cat "$(node_dir "$k")/container")" >&2
+	cluster_die "node $k: $which probe $url failed"
+}
+
+# daemonset_stop_node K: stopped as the kubelet stops a pod (TERM, the manifest's grace period,
+# then KILL) and removed; its pins stay, and its data plane with them.
+daemonset_stop_node() {
+	local home
+	node_check "$1" || return 1
+	home=$(node_dir "$1")
+	cluster_podman stop -t "$(jq -r .grace "$home/kubelet.json")" "$(cat "$home/container")" >/dev/null &&
+		cluster_podman rm "$(cat "$home/container")" >/dev/null
+}
+
+# daemonset_pid K: node K's sluiced, as the machine sees it.
+daemonset_pid() { cluster_podman inspect -f '{{.State.Pid}}' "$(cat "$(node_dir "$1")/container")"; }

@@ -20,46 +20,12 @@ api_up "$D/api" --bookmark-interval 1 || exit 1
 KC=$API_KUBECONFIG
 k() { api_kubectl "$@"; }
 
-# The kubelet's reports go to the API as the kubelet makes them: the pod, then its status.
-kube_kubelet() {
-	local event=$1 name=$2 rec=$D/pod.$2 kns="" labels="" ip4="" ip6="" node=""
-	if [ "$event" = delete ]; then   # the record is gone by now: the namespace was kept at create
-		kns=$(cat "$D/kube-ns.$name" 2>/dev/null)
-	else
-		{ read -r _; read -r kns; read -r labels; read -r ip4; read -r ip6; read -r _; read -r node; } < "$rec"
-		echo "$kns" > "$D/kube-ns.$name"
-	fi
-	case $event in
-	create)
-		local lab
-		lab=$(printf '%s' "$labels" | awk -F, '{ for (i = 1; i <= NF; i++) { split($i, kv, "="); printf "%s\"%s\":\"%s\"", (i > 1 ? "," : ""), kv[1], kv[2] } }')
-		api_curl admin POST "/api/v1/namespaces/$kns/pods" "{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":\"$name\",\"namespace\":\"$kns\",\"labels\":{$lab}},\"spec\":{\"nodeName\":\"$(node_ns "$node")\",\"containers\":[{\"name\":\"app\",\"image\":\"sluice/fakesvc\",\"ports\":[{\"containerPort\":8080,\"name\":\"http\"}]}]}}" >/dev/null || return 1
-		api_curl admin PATCH "/api/v1/namespaces/$kns/pods/$name/status" "{\"status\":{\"phase\":\"Running\",\"hostIP\":\"$(node_ip "$node")\",\"podIP\":\"$ip4\",\"podIPs\":[{\"ip\":\"$ip4\"}],\"conditions\":[{\"type\":\"Ready\",\"status\":\"True\"}]}}" >/dev/null ;;
-	ready)
-		api_curl admin PATCH "/api/v1/namespaces/$kns/pods/$name/status" "{\"status\":{\"conditions\":[{\"type\":\"Ready\",\"status\":\"$([ "$3" = true ] && echo True || echo False)\"}]}}" application/strategic-merge-patch+json >/dev/null ;;
-	delete)   # already deleted through the API by a test: 404, nothing to report
-		api_curl admin DELETE "/api/v1/namespaces/$kns/pods/$name" >/dev/null || [ "$(api_status)" = 404 ] ;;
-	esac
-}
-CLUSTER_KUBELET_HOOK=kube_kubelet
-k create namespace $NS >/dev/null
-for n in $NODES; do pod_add_on "$n" client-$n default app=client; done
-pod_add_on 1 ph-v1 $NS app=purchase-history,version=v1
-pod_add_on 2 ph-v2 $NS app=purchase-history,version=v2
-backend_start ph-v1 v1 "Hello From Purchase History (v1)!" --http 8080
-backend_start ph-v2 v2 "Hello From Purchase History (v2)!" --http 8080
+CLUSTER_KUBELET_HOOK=api_kubelet
+api_lab_workloads $NS $VIP || exit 1
 # a second service, so that a change to one builds one VirtualService and keeps the other's entries
 pod_add_on 3 catalog-v1 $NS app=catalog,version=v1
 backend_start catalog-v1 v1 "Hello From Catalog (v1)!" --http 8080
 k apply -f - >/dev/null <<EOF
-apiVersion: v1
-kind: Service
-metadata: {name: purchase-history, namespace: $NS}
-spec:
-  clusterIP: $VIP
-  selector: {app: purchase-history}
-  ports: [{name: http, port: 8080, targetPort: 8080}]
----
 apiVersion: v1
 kind: Service
 metadata: {name: catalog, namespace: $NS}
@@ -86,16 +52,6 @@ EOF
 export SLUICE_VERIFY_INCREMENTAL=1
 sluiced_start_all --kubernetes --kubeconfig "$KC" --context sluiced || exit 1
 
-# every node's generation and weights, "n1 v1=80 v2=20 | n2 ...", and until-true waits
-weights_on() { sluice_on "$1" status purchase-history.$NS -o json | jq -r '[.services[].destinations[] | "\(.subset)=\(.weight)"] | join(" ")'; }
-all_weights() { local n out=""; for n in $NODES; do out+="${out:+ | }n$n $(weights_on "$n")"; done; echo "$out"; }
-wait_for() { local want=$1 i; shift; for i in $(seq "${WAIT_N:-100}"); do [ "$("$@")" = "$want" ] && return 0; sleep 0.05; done; return 1; }
-# the worst window of 100 consecutive connections from node N's client: "min max" of v1's count
-window() {
-	loadgen_in "client-$1" -o json --target $VIP:8080 -n 300 -c 1 --sequence |
-		jq -r '[.sequence as $s | range(0; ($s|length) - 99) | [$s[.:.+100][] | select(. == "v1")] | length] | "\(min) \(max)"'
-}
-every_node_window() { local n out=""; for n in $NODES; do out+="${out:+ | }$(window "$n")"; done; echo "$out"; }
 
 # 1. The lab, with kubectl apply: dark launch, 20%, 50%, 100%, then a rollback with sluice weight.
 k apply -n $NS -f tests/e2e/lab/purchase-history-dr.yaml -f tests/e2e/lab/purchase-history-vs-all-v1.yaml >/dev/null

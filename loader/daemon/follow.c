@@ -45,6 +45,14 @@ struct kobj {
 	struct compile_read *read;  /* that text read into records: read again only when it changes */
 };
 
+/* Durations in ms, as a Prometheus histogram's buckets (le 1 ms ... 30 s, +Inf). */
+#define HIST_BOUNDS 14
+static const double hist_le_ms[HIST_BOUNDS] = { 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000 };
+struct histogram {
+	uint64_t bucket[HIST_BOUNDS + 1];   /* not cumulative; the last is +Inf */
+	uint64_t count, sum_ms;
+};
+
 struct qitem {
 	struct qitem *next;
 	enum { Q_BEGIN, Q_OBJECT, Q_END } what;
@@ -74,8 +82,11 @@ struct follower {
 	time_t last_apply;
 	uint64_t last_apply_ms;     /* how long the last batch took, compile to switch */
 	uint64_t batches, batch_failures;   /* batches applied, and those that applied nothing */
-	uint64_t apply_hist[12];    /* batches by duration, le 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500 ms, +Inf */
-	uint64_t apply_ms_sum;
+	struct histogram apply;     /* batches: compile to the switch settled */
+	struct histogram programming;   /* changes: the first of a batch arriving to the switch settled */
+	uint64_t changed_at;        /* when the pending batch's first change arrived (ms); 0: none timed */
+	char drained_rv[MAX_REFLECTORS][32];   /* per resource: the resourceVersion of the last event taken */
+	char applied_rv[MAX_REFLECTORS][32];   /* ... as of the last batch applied */
 	size_t last_refused;        /* objects refused in the last batch */
 	uint64_t reads;             /* objects read into records, ever: a batch reads only what changed */
 	/* what the batch changed, for building only what it affects: reads replaced or deleted (kept,
@@ -252,6 +263,18 @@ static void store_sweep(struct follower *f, int refl)
 		}
 }
 
+/* metadata.resourceVersion of an object's JSON as the reflector wrote it ("" when none). */
+static const char *json_rv(const char *json, char *buf, size_t len)
+{
+	const char *p = json ? strstr(json, "\"resourceVersion\":\"") : NULL;
+	buf[0] = 0;
+	if (p) {
+		p += strlen("\"resourceVersion\":\"");
+		snprintf(buf, len, "%.*s", (int)strcspn(p, "\""), p);
+	}
+	return buf;
+}
+
 static void drain(struct follower *f)
 {
 	uint64_t n;
@@ -266,6 +289,7 @@ static void drain(struct follower *f)
 		if (q->what == Q_BEGIN) {
 			f->gen[q->refl]++;
 		} else if (q->what == Q_OBJECT) {
+			json_rv(q->json, f->drained_rv[q->refl], sizeof(f->drained_rv[q->refl]));
 			store_put(f, q);
 		} else {
 			store_sweep(f, q->refl);
@@ -476,6 +500,30 @@ static int compile_store(struct daemon *dm, struct follower *f, struct plan *pla
 
 #define RETRY_MAX_MS 30000
 
+static void observe(struct histogram *h, uint64_t ms)
+{
+	size_t b = 0;
+	while (b < HIST_BOUNDS && (double)ms > hist_le_ms[b])
+		b++;
+	h->bucket[b]++;
+	h->count++;
+	h->sum_ms += ms;
+}
+
+static void histogram_metric(FILE *out, const char *name, const char *help, const struct histogram *h)
+{
+	uint64_t cum = 0;
+	fprintf(out, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+	for (size_t b = 0; b <= HIST_BOUNDS; b++) {
+		cum += h->bucket[b];
+		if (b < HIST_BOUNDS)
+			fprintf(out, "%s_bucket{le=\"%g\"} %llu\n", name, hist_le_ms[b] / 1000, (unsigned long long)cum);
+		else
+			fprintf(out, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)cum);
+	}
+	fprintf(out, "%s_sum %.3f\n%s_count %llu\n", name, (double)h->sum_ms / 1000, name, (unsigned long long)h->count);
+}
+
 /* One batch: compile the store, switch the data plane, save. */
 static void apply_batch(struct daemon *dm, struct follower *f)
 {
@@ -485,6 +533,7 @@ static void apply_batch(struct daemon *dm, struct follower *f)
 	f->dirty = false;
 	if (compile_store(dm, f, &plan, &refused)) {
 		snprintf(f->last_result, sizeof(f->last_result), "no plan compiles; the last one keeps serving");
+		f->changed_at = 0;   /* not programmed: the fix, when it comes, is timed from its arrival */
 		log_error("kubernetes: %s", f->last_result);
 		log_refused(f);
 		forget_memo(f);
@@ -496,6 +545,7 @@ static void apply_batch(struct daemon *dm, struct follower *f)
 	uint64_t gen;
 	struct dataplane_stats st;
 	int rc = dataplane_apply(dm->dp, &plan, &gen, &st);
+	bool changed = !rc && gen != dm->generation;
 	if (rc) {   /* memory short for a moment, say: the same plan is tried again, less and less often */
 		f->retry_ms = f->retry_ms ? (f->retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : f->retry_ms * 2) : 1000;
 		snprintf(f->last_result, sizeof(f->last_result),
@@ -517,7 +567,6 @@ static void apply_batch(struct daemon *dm, struct follower *f)
 				free(o->good);
 				o->good = o->json;
 			}
-	bool changed = gen != dm->generation;
 	plan_free(&dm->plan);
 	dm->plan = plan;
 	dm->generation = gen;
@@ -526,14 +575,14 @@ static void apply_batch(struct daemon *dm, struct follower *f)
 	f->pending = NULL;
 	forget_changes(f);
 	f->last_apply = time(NULL);
-	f->last_apply_ms = proto_now_ms() - t0;
+	uint64_t done = proto_now_ms();
+	f->last_apply_ms = done - t0;
 	f->batches++;
-	f->apply_ms_sum += f->last_apply_ms;
-	static const double bounds[11] = { 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500 };
-	size_t bucket = 0;
-	while (bucket < 11 && (double)f->last_apply_ms > bounds[bucket])
-		bucket++;
-	f->apply_hist[bucket]++;
+	observe(&f->apply, f->last_apply_ms);
+	if (changed && f->changed_at)
+		observe(&f->programming, done - f->changed_at);
+	f->changed_at = 0;
+	memcpy(f->applied_rv, f->drained_rv, sizeof(f->applied_rv));
 	snprintf(f->last_result, sizeof(f->last_result),
 		 "generation %llu: %zu services, %u written, %u removed; built %zu of %zu VirtualServices",
 		 (unsigned long long)gen, plan.n_services, st.services_written, st.services_removed, f->vs_built,
@@ -623,8 +672,11 @@ void follower_work(struct daemon *dm, uint64_t now, bool readable)
 	if (readable) {
 		bool was_dirty = f->dirty;
 		drain(f);
-		if (f->dirty && !was_dirty)
+		if (f->dirty && !was_dirty) {
 			f->due = now + f->coalesce_ms;   /* changes that arrive together make one generation */
+			if (f->synced)
+				f->changed_at = now;     /* the first sync is not a change to program */
+		}
 		if (!f->synced) {
 			bool all = true;
 			for (size_t i = 0; i < f->n_refl; i++)
@@ -689,17 +741,6 @@ static void time_str(time_t t, char *buf, size_t len)
 	strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-/* metadata.resourceVersion of an object's JSON as the reflector wrote it ("" when none). */
-static const char *json_rv(const char *json, char *buf, size_t len)
-{
-	const char *p = json ? strstr(json, "\"resourceVersion\":\"") : NULL;
-	buf[0] = 0;
-	if (p) {
-		p += strlen("\"resourceVersion\":\"");
-		snprintf(buf, len, "%.*s", (int)strcspn(p, "\""), p);
-	}
-	return buf;
-}
 
 bool follower_applied(const struct daemon *dm)
 {
@@ -738,23 +779,18 @@ void follower_metrics(struct daemon *dm, FILE *out)
 	fprintf(out, "# HELP sluice_kubernetes_last_apply_timestamp_seconds When a batch was last applied.\n"
 		     "# TYPE sluice_kubernetes_last_apply_timestamp_seconds gauge\n"
 		     "sluice_kubernetes_last_apply_timestamp_seconds %lld\n", (long long)f->last_apply);
-	static const char *const le[12] = { "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5",
-					     "1", "2.5", "+Inf" };
-	fputs("# HELP sluice_kubernetes_apply_duration_seconds A batch from compile to the switch settled "
-	      "(kube-proxy's sync_proxy_rules_duration_seconds).\n"
-	      "# TYPE sluice_kubernetes_apply_duration_seconds histogram\n", out);
-	uint64_t cum = 0;
-	for (int i = 0; i < 12; i++) {
-		cum += f->apply_hist[i];
-		fprintf(out, "sluice_kubernetes_apply_duration_seconds_bucket{le=\"%s\"} %llu\n", le[i],
-			(unsigned long long)cum);
-	}
-	fprintf(out, "sluice_kubernetes_apply_duration_seconds_sum %.3f\nsluice_kubernetes_apply_duration_seconds_count %llu\n",
-		(double)f->apply_ms_sum / 1000, (unsigned long long)f->batches);
+	histogram_metric(out, "sluice_kubernetes_apply_duration_seconds",
+			 "A batch from compile to the switch settled (kube-proxy's sync_proxy_rules_duration_seconds).",
+			 &f->apply);
+	histogram_metric(out, "sluice_kubernetes_network_programming_duration_seconds",
+			 "An API change from its arrival (the first of its batch) to the data plane serving it, "
+			 "--coalesce-ms and retries included (kube-proxy's network_programming_duration_seconds).",
+			 &f->programming);
 	static const char *const names[][2] = {
 		{ "sluice_kubernetes_resource_synced", "1 once the resource was listed (an absent CRD counts as listed)." },
 		{ "sluice_kubernetes_resource_installed", "0 while the API does not serve the resource (a CRD not installed)." },
 		{ "sluice_kubernetes_resource_version", "The last resourceVersion seen, when the API's are numbers (etcd's)." },
+		{ "sluice_kubernetes_applied_resource_version", "The resourceVersion of the last event in the last batch applied." },
 		{ "sluice_kubernetes_resource_failing", "1 while the last list or watch of the resource failed (see /status)." },
 		{ "sluice_kubernetes_lists_total", "Lists started (the first, and after 410 Gone)." },
 		{ "sluice_kubernetes_watches_total", "Watches started." },
@@ -766,9 +802,10 @@ void follower_metrics(struct daemon *dm, FILE *out)
 			struct reflector_state st;
 			reflector_state(&f->refl[i], &st);
 			char *end;
-			double rv = strtod(st.resource_version, &end);
-			double v[] = { st.synced, !st.absent, rv, st.error[0] != 0, st.lists, st.watches };
-			if (m == 2 && (!st.resource_version[0] || *end))
+			const char *rvs = m == 3 ? f->applied_rv[i] : st.resource_version;
+			double rv = strtod(rvs, &end);
+			double v[] = { st.synced, !st.absent, rv, rv, st.error[0] != 0, st.lists, st.watches };
+			if ((m == 2 || m == 3) && (!rvs[0] || *end))
 				continue;
 			kind_metric(out, names[m][0], f->refl[i].kind, v[m]);
 		}

@@ -163,5 +163,15 @@ void metrics_write(struct daemon *dm, FILE *out)
 		for (int i = 0; i < SLUICE_TC_STATS; i++)
 			fprintf(out, "sluice_tc_packets_total{event=\"%s\"} %llu\n", events[i], (unsigned long long)tc.stats[i]);
 	}
+	struct dataplane_map_ops ops;
+	dataplane_map_ops(dm->dp, &ops);
+	help(out, "sluice_bpf_map_ops_total", "counter",
+	     "Map writes of applies, by map, operation and outcome (Cilium's cilium_bpf_map_ops_total).");
+	for (int m = 0; m < DP_MAPS; m++)
+		for (int op = 0; op < DP_OPS; op++)
+			for (int failed = 0; failed < 2; failed++)
+				fprintf(out, "sluice_bpf_map_ops_total{map=\"%s\",operation=\"%s\",outcome=\"%s\"} %llu\n",
+					dataplane_map_names[m], dataplane_map_op_names[op], failed ? "failure" : "success",
+					(unsigned long long)(failed ? ops.failed[m][op] : ops.ok[m][op]));
 	follower_metrics(dm, out);
 }

@@ -30,6 +30,44 @@
 #include "common/log.h"
 #include "dataplane/internal.h"
 
+const char *const dataplane_map_names[DP_MAPS] = { "active", "services", "endpoints", "counters", "rr_state",
+						   "rcu_barrier" };
+const char *const dataplane_map_op_names[DP_OPS] = { "update", "delete" };
+
+static int map_fd(const struct dataplane *dp, enum dataplane_map m)
+{
+	const int fds[DP_MAPS] = { dp->fd_active, dp->fd_services, dp->fd_endpoints, dp->fd_counters,
+				   dp->fd_rr_state, dp->fd_barrier };
+	return fds[m];
+}
+
+static int counted(struct dataplane *dp, enum dataplane_map m, enum dataplane_map_op op, int rc, int as_asked)
+{
+	int err = errno;
+	if (rc == 0 || err == as_asked)
+		dp->ops.ok[m][op]++;
+	else
+		dp->ops.failed[m][op]++;
+	errno = err;
+	return rc;
+}
+
+int map_update(struct dataplane *dp, enum dataplane_map m, const void *key, const void *value, uint64_t flags)
+{
+	return counted(dp, m, DP_OP_UPDATE, bpf_map_update_elem(map_fd(dp, m), key, value, flags),
+		       flags == BPF_NOEXIST ? EEXIST : 0);
+}
+
+int map_delete(struct dataplane *dp, enum dataplane_map m, const void *key)
+{
+	return counted(dp, m, DP_OP_DELETE, bpf_map_delete_elem(map_fd(dp, m), key), ENOENT);
+}
+
+void dataplane_map_ops(const struct dataplane *dp, struct dataplane_map_ops *out)
+{
+	*out = dp->ops;
+}
+
 static uint64_t now_ns(void)
 {
 	struct timespec ts;
@@ -44,7 +82,7 @@ static int write_endpoints(struct dataplane *dp, const struct svc_state *s)
 
 	for (uint32_t i = 0; i < s->n_slots; i++) {
 		endpoint_key(s->id, i, s->generation, &k);
-		if (bpf_map_update_elem(dp->fd_endpoints, &k, &s->slots[i], BPF_ANY))
+		if (map_update(dp, DP_MAP_ENDPOINTS, &k, &s->slots[i], BPF_ANY))
 			return -errno;
 	}
 	return 0;
@@ -56,7 +94,7 @@ static void delete_endpoints(struct dataplane *dp, const struct svc_state *s)
 
 	for (uint32_t i = 0; i < s->n_slots; i++) {
 		endpoint_key(s->id, i, s->generation, &k);
-		bpf_map_delete_elem(dp->fd_endpoints, &k);
+		map_delete(dp, DP_MAP_ENDPOINTS, &k);
 	}
 }
 
@@ -71,7 +109,7 @@ static int create_counters(struct dataplane *dp, const struct svc_state *s)
 		return -ENOMEM;
 	for (uint32_t i = 0; i < s->n_slots && !err; i++) {
 		counter_key(s->id, &s->slots[i], &k);
-		if (bpf_map_update_elem(dp->fd_counters, &k, zero, BPF_NOEXIST) && errno != EEXIST)
+		if (map_update(dp, DP_MAP_COUNTERS, &k, zero, BPF_NOEXIST) && errno != EEXIST)
 			err = -errno;
 	}
 	free(zero);
@@ -108,7 +146,7 @@ static void delete_counters(struct dataplane *dp, const struct svc_state *old, c
 		if (next && has_endpoint(next, &old->slots[i]))
 			continue;
 		counter_key(old->id, &old->slots[i], &k);
-		bpf_map_delete_elem(dp->fd_counters, &k);
+		map_delete(dp, DP_MAP_COUNTERS, &k);
 	}
 }
 
@@ -122,7 +160,7 @@ static int write_record(struct dataplane *dp, const struct svc_state *s, unsigne
 		return -ENOMEM;
 	build_record(s, r);
 	k.side = side;
-	if (bpf_map_update_elem(dp->fd_services, &k, r, BPF_ANY))
+	if (map_update(dp, DP_MAP_SERVICES, &k, r, BPF_ANY))
 		err = -errno;
 	free(r);
 	return err;
@@ -133,7 +171,7 @@ static int delete_record(struct dataplane *dp, const struct svc_state *s, unsign
 	struct sluice_service_key k = s->key;
 
 	k.side = side;
-	if (bpf_map_delete_elem(dp->fd_services, &k) && errno != ENOENT)
+	if (map_delete(dp, DP_MAP_SERVICES, &k) && errno != ENOENT)
 		return -errno;
 	return 0;
 }
@@ -143,7 +181,7 @@ int set_generation(struct dataplane *dp, uint64_t generation)
 	struct sluice_active a = { .generation = generation, .side = generation & 1 };
 	uint32_t zero = 0;
 
-	if (bpf_map_update_elem(dp->fd_active, &zero, &a, BPF_ANY))
+	if (map_update(dp, DP_MAP_ACTIVE, &zero, &a, BPF_ANY))
 		return -errno;
 	return 0;
 }
@@ -153,7 +191,7 @@ static int wait_for_readers(struct dataplane *dp)
 {
 	uint32_t zero = 0;
 
-	if (bpf_map_update_elem(dp->fd_barrier, &zero, &dp->fd_barrier_inner, BPF_ANY))
+	if (map_update(dp, DP_MAP_BARRIER, &zero, &dp->fd_barrier_inner, BPF_ANY))
 		return -errno;
 	return 0;
 }
@@ -238,7 +276,7 @@ int resync(struct dataplane *dp)
 		build_record(dp->svcs[i], want);
 		if (bpf_map_lookup_elem(dp->fd_services, &k, cur) == 0 && memcmp(cur, want, sizeof(*cur)) == 0)
 			continue;
-		if (bpf_map_update_elem(dp->fd_services, &k, want, BPF_ANY))
+		if (map_update(dp, DP_MAP_SERVICES, &k, want, BPF_ANY))
 			err = -errno;
 	}
 
@@ -247,7 +285,7 @@ int resync(struct dataplane *dp)
 			struct sluice_service_key k = skeys[i];
 			k.side = 0;
 			if (!index_get(&dp->index, &k))
-				bpf_map_delete_elem(dp->fd_services, &skeys[i]);
+				map_delete(dp, DP_MAP_SERVICES, &skeys[i]);
 		}
 	}
 	if (!err && !(err = map_keys(dp->fd_endpoints, sizeof(*ekeys), (void **)&ekeys, &n))) {
@@ -255,7 +293,7 @@ int resync(struct dataplane *dp)
 			const struct sluice_endpoint_key *k = &ekeys[i];
 			struct svc_state *s = k->service_id < SLUICE_MAX_SERVICE_IDS ? dp->by_id[k->service_id] : NULL;
 			if (!s || s->generation != k->generation || k->slot >= s->n_slots)
-				bpf_map_delete_elem(dp->fd_endpoints, k);
+				map_delete(dp, DP_MAP_ENDPOINTS, k);
 		}
 	}
 	if (!err && !(err = map_keys(dp->fd_counters, sizeof(*ckeys), (void **)&ckeys, &n))) {
@@ -263,17 +301,17 @@ int resync(struct dataplane *dp)
 			const struct sluice_counter_key *k = &ckeys[i];
 			struct svc_state *s = k->service_id < SLUICE_MAX_SERVICE_IDS ? dp->by_id[k->service_id] : NULL;
 			if (!s || !has_counter(s, k))
-				bpf_map_delete_elem(dp->fd_counters, k);
+				map_delete(dp, DP_MAP_COUNTERS, k);
 		}
 	}
 	/* an existing entry keeps its position: only missing ones are created */
 	for (size_t i = 0; i < dp->n_svcs && !err; i++)
-		if (bpf_map_update_elem(dp->fd_rr_state, &dp->svcs[i]->id, &zero_rr, BPF_NOEXIST) && errno != EEXIST)
+		if (map_update(dp, DP_MAP_RR_STATE, &dp->svcs[i]->id, &zero_rr, BPF_NOEXIST) && errno != EEXIST)
 			err = -errno;
 	if (!err && !(err = map_keys(dp->fd_rr_state, sizeof(*rkeys), (void **)&rkeys, &n))) {
 		for (size_t i = 0; i < n; i++)
 			if (rkeys[i] >= SLUICE_MAX_SERVICE_IDS || !dp->by_id[rkeys[i]])
-				bpf_map_delete_elem(dp->fd_rr_state, &rkeys[i]);
+				map_delete(dp, DP_MAP_RR_STATE, &rkeys[i]);
 	}
 	if (err)
 		log_error("resynchronising the data plane maps failed: %s; hint: check memory, or reinstall with 'sluiced --uninstall'",
@@ -380,7 +418,7 @@ static void delete_unreferenced(struct dataplane *dp, const struct changes *c)
 	for (size_t i = 0; i < c->n_removed; i++) {
 		delete_endpoints(dp, c->removed[i]);
 		delete_counters(dp, c->removed[i], NULL);
-		bpf_map_delete_elem(dp->fd_rr_state, &c->removed[i]->id);   /* the id is free from here on */
+		map_delete(dp, DP_MAP_RR_STATE, &c->removed[i]->id);   /* the id is free from here on */
 	}
 }
 
@@ -580,7 +618,7 @@ static int write_inactive(struct dataplane *dp, struct changes *c, struct datapl
 			if ((err = alloc_id(dp, &s->key, &s->id)))
 				return err;
 			dp->by_id[s->id] = s;   /* reserved; released on failure */
-			if (bpf_map_update_elem(dp->fd_rr_state, &s->id, &zero_rr, BPF_ANY))
+			if (map_update(dp, DP_MAP_RR_STATE, &s->id, &zero_rr, BPF_ANY))
 				return -errno;
 		} else {
 			s->id = c->old_of[i]->id;

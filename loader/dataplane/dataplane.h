@@ -48,6 +48,18 @@ struct dataplane_stats {
 	uint64_t total_ns;          /* the whole apply, from plan to both sides equal */
 };
 
+/* The maps an apply writes, and what it did to them (Cilium's cilium_bpf_map_ops_total). */
+enum dataplane_map { DP_MAP_ACTIVE, DP_MAP_SERVICES, DP_MAP_ENDPOINTS, DP_MAP_COUNTERS, DP_MAP_RR_STATE,
+		     DP_MAP_BARRIER, DP_MAPS };
+enum dataplane_map_op { DP_OP_UPDATE, DP_OP_DELETE, DP_OPS };
+extern const char *const dataplane_map_names[DP_MAPS];   /* as pinned: "services", ... */
+extern const char *const dataplane_map_op_names[DP_OPS];
+struct dataplane_map_ops {
+	uint64_t ok[DP_MAPS][DP_OPS], failed[DP_MAPS][DP_OPS];
+};
+/* Since this sluiced started. */
+void dataplane_map_ops(const struct dataplane *dp, struct dataplane_map_ops *out);
+
 /*
  * Opens the data plane. If pins exist under bpffs_dir they are adopted: maps
  * are reused (counters and round-robin state survive), the pinned links stay

@@ -113,7 +113,14 @@ struct dataplane {
 	int lock_fd;                    /* flock on the pin directory: one writer per data plane */
 	struct pin *pins;               /* what is pinned, to pin again if it disappears */
 	size_t n_pins;
+	struct dataplane_map_ops ops;   /* apply.c's map writes, counted */
 };
+
+/* apply.c: a map write, counted in dp->ops; errno as the bpf_map_* call left it. A delete of
+ * an absent key and an insert (BPF_NOEXIST) of a present one leave the map as asked: they count
+ * as done. */
+int map_update(struct dataplane *dp, enum dataplane_map m, const void *key, const void *value, uint64_t flags);
+int map_delete(struct dataplane *dp, enum dataplane_map m, const void *key);
 
 /* records.c: plan -> bookkeeping, the index, records and keys */
 uint64_t key_hash(const struct sluice_service_key *k);

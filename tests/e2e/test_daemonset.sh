@@ -44,6 +44,10 @@ ds_pod_up() {
 		"{\"status\":{\"phase\":\"Running\",\"hostIP\":\"$(node_ip "$k")\",\"podIP\":\"$(node_ip "$k")\",\"conditions\":[{\"type\":\"Ready\",\"status\":\"True\"}]}}" >/dev/null
 }
 for n in $NODES; do ds_pod_up "$n" || exit 1; done
+# node K's /metrics as Prometheus scrapes it (the pod's IP and the manifest's port), one series
+scrape() { api_in curl -s --max-time 5 "http://$(node_ip "$1"):9464/metrics" | awk -v s="$2" '$1 == s { print $2 }'; }
+PROG=sluice_kubernetes_network_programming_duration_seconds_count
+gen2=$(sluice_on 2 status -o json | jq .generation) prog2=$(scrape 2 $PROG)
 
 
 # 1. What runs is what the manifest says, where the manifest says, and nothing more.
@@ -82,6 +86,15 @@ done
 out=$(cli status --cluster -o json); rc=$?
 check "status --cluster: 3 nodes answered through their endpoint, purchase-history-vs converged" "0 3 true" \
 	"$rc $(jqr "$out" '"\([.nodes[] | select(.answered)] | length) \([.virtualServices[] | select(.name == "purchase-history-vs") | .converged][0])"')"
+
+rv=$(k -n $NS get vs purchase-history-vs -o jsonpath='{.metadata.resourceVersion}')
+check "/metrics: node 2 applied the VirtualService's resourceVersion (the last VirtualService event)" "$rv" \
+	"$(scrape 2 'sluice_kubernetes_applied_resource_version{kind="VirtualService"}')"
+check "/metrics: a network programming duration per generation the API's changes made on node 2" \
+	"$(($(sluice_on 2 status -o json | jq .generation) - gen2))" "$(($(scrape 2 $PROG) - prog2))"
+check "/metrics: no map write failed, and the services map was written" "0 yes" \
+	"$(api_in curl -s "http://$(node_ip 2):9464/metrics" | awk '/^sluice_bpf_map_ops_total.*outcome="failure"/ { f += $2 }
+		/^sluice_bpf_map_ops_total.*map="services",operation="update",outcome="success"/ { w = $2 } END { print f + 0, (w > 0 ? "yes" : "no") }')"
 
 # 3. A rolling update (maxUnavailable 1): node 1's pod replaced while its client connects without
 #    pause; the new container adopts the pins, and no connection fails.

@@ -62,6 +62,8 @@ check "/metrics: every family has HELP and TYPE" "" \
 check "an unknown path: 404" 404 "$(get "$EP/nothing")"
 check "POST: 405, nothing changes" "405 read-only: GET only" "$(get -X POST "$EP/metrics") $(cat "$D/body")"
 check "a request past 8 KiB: 431" 431 "$(get -H "X-Long: $(head -c 9000 /dev/zero | tr '\0' a)" "$EP/healthz")"
+ops() { curl -s "$EP/metrics" | awk '/^sluice_bpf_map_ops_total/ { print }' | sort; }
+ops > "$D/ops.before"
 exec 7<>/dev/tcp/127.0.0.1/$PORT   # connected, and never sends a request
 t0=$(date +%s%N)
 code=$(get "$EP/healthz")
@@ -70,6 +72,12 @@ check "a client that sends nothing holds neither /healthz nor a weight change" "
 	"$code $([ $(( ($(date +%s%N) - t0) / 1000000 )) -lt 2000 ] && echo fast)"
 exec 7>&-
 check "/metrics follows the change" "50 50" "$(metric sluice_destination_weight v1) $(metric sluice_destination_weight v2)"
+# one service port: its record on the inactive side, the switch, the barrier, the same record on
+# the side the switch left; its 2 endpoints' slots under the new generation, their counters kept
+# (an insert that finds them counts as done), the old slots deleted
+check "sluice_bpf_map_ops_total: what the weight change wrote, map by map; no failure" \
+	"active/update/success +1 counters/update/success +2 endpoints/delete/success +2 endpoints/update/success +2 rcu_barrier/update/success +1 services/update/success +2" \
+	"$(ops | join - <(sed 's/ / /' "$D/ops.before") | awk '{ d = $2 - $3; if (d) { split($1, l, "\""); printf "%s%s/%s/%s %+d", sep, l[2], l[4], l[6], d; sep = " " } }')"
 
 # 4. --metrics-endpoints: a series per endpoint, with its pod.
 sluiced_stop TERM

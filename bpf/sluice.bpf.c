@@ -327,6 +327,9 @@ int sluice_getpeername6(struct bpf_sock_addr *ctx)
 #define TCP_KEEPINTVL 5
 #define TCP_KEEPCNT 6
 #define TCP_USER_TIMEOUT 18
+#define ENETUNREACH 101
+#define ETIMEDOUT 110
+#define EHOSTUNREACH 113
 
 /* The kernel's tick rate, for the SYN's first retransmission timeout (in jiffies); 0: unknown. */
 extern unsigned int CONFIG_HZ __kconfig __weak;
@@ -348,12 +351,36 @@ static __always_inline void set_int(struct bpf_sock_ops *skops, int level, int o
 }
 
 /*
+ * Why a connect ended, from the error the kernel gave the socket before tcp_done(): tcp_reset and
+ * ICMP port unreachable set ECONNREFUSED, tcp_write_err ETIMEDOUT or the soft error an ICMP left,
+ * tcp_v4_err/tcp_v6_err the ICMP's; 0 when the client closed it. An ICMP error that came while
+ * connect() held the socket is only a soft error: one the client closed on, unread, still names
+ * the reason (DESIGN.md §10). Reading these fields through BTF needs CAP_PERFMON or CAP_SYS_ADMIN.
+ */
+static __always_inline __u32 connect_failure(struct bpf_sock_ops *skops)
+{
+	struct bpf_sock *sk = skops->sk;
+	struct tcp_sock *tp = sk ? bpf_skc_to_tcp_sock(sk) : NULL;
+
+	if (!tp)
+		return SLUICE_FAILED_OTHER;
+	switch (tp->inet_conn.icsk_inet.sk.sk_err ?: tp->inet_conn.icsk_inet.sk.sk_err_soft) {
+	case 0: return SLUICE_FAILED_ABORTED;
+	case ETIMEDOUT: return SLUICE_FAILED_TIMEOUT;
+	case ECONNREFUSED: return SLUICE_FAILED_REFUSED;
+	case EHOSTUNREACH:
+	case ENETUNREACH: return SLUICE_FAILED_UNREACHABLE;
+	default: return SLUICE_FAILED_OTHER;
+	}
+}
+
+/*
  * A connection connect() translated gets its destination's TCP policy (DestinationRule
  * connectionPool.tcp) and is counted per endpoint: connectTimeout is TCP_USER_TIMEOUT while the
  * handshake runs (with the SYN's first retransmission no later than the timeout, so that a
  * sub-second timeout fires on time), lifted once established so that it never limits the
  * connection itself; tcpKeepalive is SO_KEEPALIVE and TCP_KEEPIDLE/KEEPINTVL/KEEPCNT from then on.
- * Counts: handshakes completed, connects failed (SYN_SENT -> CLOSE), and at close the
+ * Counts: handshakes completed, connects failed (SYN_SENT -> CLOSE) by reason, and at close the
  * retransmissions and smoothed RTT. Other sockets cost one socket-storage lookup per callback.
  */
 SEC("sockops")
@@ -403,7 +430,7 @@ int sluice_sockops(struct bpf_sock_ops *skops)
 		if (!st)
 			break;
 		if (skops->args[0] == BPF_TCP_SYN_SENT) {
-			__sync_fetch_and_add(&st->failed, 1);
+			__sync_fetch_and_add(&st->failed[connect_failure(skops)], 1);
 		} else {
 			__sync_fetch_and_add(&st->retransmits, skops->total_retrans);
 			if (skops->srtt_us) {

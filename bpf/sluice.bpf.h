@@ -90,8 +90,8 @@ struct {
 /*
  * counters: PERCPU_HASH {service id, endpoint address, port} -> connections
  * (socket mode) and flows (TC mode) made, and what sockops saw of their TCP
- * life (handshakes, failures, retransmits, RTT): 48 B per CPU per endpoint of
- * a service, up to SLUICE_MAX_COUNTERS. Keyed by the endpoint itself, not its
+ * life (handshakes, failures by reason, retransmits, RTT): 80 B per CPU per
+ * endpoint of a service, up to SLUICE_MAX_COUNTERS. Keyed by the endpoint itself, not its
  * slot, so the count survives weight changes and re-applies that keep the
  * endpoint. Per-CPU: no shared cache line on the connect path; readers sum
  * (bpftool prints one value per CPU). Created and deleted only by userspace

@@ -165,16 +165,29 @@ struct sluice_counter_key {
 };
 SLUICE_ASSERT_SIZE(struct sluice_counter_key, 24);
 
+/*
+ * Why a TCP connect failed, from the socket's error as sockops sees it go SYN_SENT -> CLOSE
+ * (DESIGN.md §10): indexes of sluice_endpoint_stats.failed. An index, never stored: not packed.
+ */
+enum sluice_connect_failure {
+	SLUICE_FAILED_TIMEOUT,      /* ETIMEDOUT: the SYN retries or connectTimeout ran out unanswered */
+	SLUICE_FAILED_REFUSED,      /* ECONNREFUSED: a RST, or ICMP port unreachable */
+	SLUICE_FAILED_UNREACHABLE,  /* EHOSTUNREACH, ENETUNREACH: ICMP host or net unreachable */
+	SLUICE_FAILED_ABORTED,      /* no error: the client closed the socket before the handshake ended */
+	SLUICE_FAILED_OTHER,        /* any other error (ICMP protocol unreachable: ENOPROTOOPT, ...) */
+	SLUICE_CONNECT_FAILURE_REASONS,
+};
+
 /* Value of `counters` (per CPU): what connections to one endpoint of a service did. */
 struct sluice_endpoint_stats {
 	__u64 connections;          /* socket mode connections and TC flows routed to it */
 	__u64 established;          /* sockops: TCP handshakes completed (socket mode) */
-	__u64 failed;               /* sockops: connects that failed (timeout, reset, unreachable) */
+	__u64 failed[SLUICE_CONNECT_FAILURE_REASONS];   /* sockops: connects that failed, by reason */
 	__u64 retransmits;          /* sockops: segments retransmitted, summed at close */
 	__u64 rtt_sum_us;           /* sockops: smoothed RTT at close, summed ... */
 	__u64 rtt_samples;          /* ... over this many closed connections */
 };
-SLUICE_ASSERT_SIZE(struct sluice_endpoint_stats, 48);
+SLUICE_ASSERT_SIZE(struct sluice_endpoint_stats, 8 * (5 + SLUICE_CONNECT_FAILURE_REASONS));
 
 /* Value of `rr_state` (keyed by service id): shared by all CPUs, advanced with atomic fetch-add. */
 struct sluice_rr_state {

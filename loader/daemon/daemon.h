@@ -84,6 +84,7 @@ const char *request_domain(const struct msg *req);
 
 /* status.c */
 void handle_status(struct daemon *dm, const struct msg *req, struct reply *r);
+extern const char *const connect_failure_names[SLUICE_CONNECT_FAILURE_REASONS];   /* "timeout", ... */
 
 /* state.c: 0, or -errno with why in why (saves); restore_state logs what it did */
 int save_plan(struct daemon *dm, char *why, size_t len);

@@ -2,8 +2,8 @@
 /*
  * /metrics in Prometheus' text format (version 0.0.4): sluice_ prefix, base units, _total counters.
  * Per service port and subset: the weight the live side of the maps holds, connections, and for TCP
- * what sockops saw (handshakes, failed connects, retransmits, RTT as a summary's sum and count); per
- * endpoint only with --metrics-endpoints (one series per pod address). Then the generation, TC
+ * what sockops saw (handshakes, failed connects by reason, retransmits, RTT as a summary's sum and
+ * count); per endpoint only with --metrics-endpoints (one series per pod address). Then the generation, TC
  * mode's counters and the API follower (follow.c). kube-proxy's sync metrics and Cilium's map
  * operations are the models: sluice_kubernetes_apply_duration_seconds is the former's equivalent.
  */
@@ -60,7 +60,8 @@ static const struct {
 		     "Connections (socket mode) and TC flows routed to a destination's endpoints.", false },
 	[S_EST] = { "sluice_tcp_established_total", "counter", "TCP handshakes completed (sockops).", true },
 	[S_FAILED] = { "sluice_tcp_connect_failures_total", "counter",
-		       "TCP connects that failed: timed out, reset or unreachable (sockops).", true },
+		       "TCP connects that failed, by reason: timeout, refused (RST), unreachable (ICMP), "
+		       "aborted (closed by the client first), other (sockops).", true },
 	[S_RETRANS] = { "sluice_tcp_retransmits_total", "counter", "TCP segments retransmitted, counted at close.", true },
 	[S_RTT_SUM] = { "sluice_tcp_rtt_seconds_sum", NULL, NULL, true },
 	[S_RTT_COUNT] = { "sluice_tcp_rtt_seconds_count", NULL, NULL, true },
@@ -73,10 +74,33 @@ static double value(enum series k, const struct sluice_endpoint_stats *st, uint3
 	case S_ENDPOINTS: return (double)endpoints;
 	case S_CONN: return (double)st->connections;
 	case S_EST: return (double)st->established;
-	case S_FAILED: return (double)st->failed;
 	case S_RETRANS: return (double)st->retransmits;
 	case S_RTT_SUM: return (double)st->rtt_sum_us / 1e6;
 	default: return (double)st->rtt_samples;
+	}
+}
+
+/*
+ * A destination's sample of one series, or one endpoint's (pe): NAME{labels} VALUE. Failed connects
+ * are a sample per reason (label `reason`), every reason always: each series exists from the start.
+ */
+static void sample(FILE *out, enum series k, const char *name, const struct plan_service *s,
+		   const struct plan_destination *pd, const struct plan_endpoint *pe,
+		   const struct sluice_endpoint_stats *st, uint32_t weight)
+{
+	for (int r = 0; r < (k == S_FAILED ? SLUICE_CONNECT_FAILURE_REASONS : 1); r++) {
+		fprintf(out, "%s{", name);
+		dest_labels(out, s, pd);
+		if (pe) {
+			char ep[80];
+			plan_endpoint_str(&pe->addr, pe->port, ep, sizeof(ep));
+			metrics_label(out, "endpoint", ep, false);
+			if (pe->pod && *pe->pod)   /* a saved plan holds no pod names */
+				metrics_label(out, "pod", pe->pod, false);
+		}
+		if (k == S_FAILED)
+			metrics_label(out, "reason", connect_failure_names[r], false);
+		fprintf(out, "} %.17g\n", k == S_FAILED ? (double)st->failed[r] : value(k, st, weight, pd->n_endpoints));
 	}
 }
 
@@ -96,29 +120,13 @@ static void destinations(struct daemon *dm, FILE *out, enum series k, const char
 				struct sluice_endpoint_stats st;
 				if (dataplane_endpoint_stats(dm->dp, s, &pd->endpoints[e], &st))
 					memset(&st, 0, sizeof(st));
-				if (per_endpoint) {
-					char ep[80];
-					plan_endpoint_str(&pd->endpoints[e].addr, pd->endpoints[e].port, ep, sizeof(ep));
-					fprintf(out, "%s{", name);
-					dest_labels(out, s, pd);
-					metrics_label(out, "endpoint", ep, false);
-					if (pd->endpoints[e].pod && *pd->endpoints[e].pod)   /* a saved plan holds no pod names */
-						metrics_label(out, "pod", pd->endpoints[e].pod, false);
-					fprintf(out, "} %.17g\n", value(k, &st, 0, 0));
-					continue;
-				}
-				sum.connections += st.connections;
-				sum.established += st.established;
-				sum.failed += st.failed;
-				sum.retransmits += st.retransmits;
-				sum.rtt_sum_us += st.rtt_sum_us;
-				sum.rtt_samples += st.rtt_samples;
+				if (per_endpoint)
+					sample(out, k, name, s, pd, &pd->endpoints[e], &st, 0);
+				else
+					dataplane_stats_add(&sum, &st);
 			}
-			if (per_endpoint)
-				continue;
-			fprintf(out, "%s{", name);
-			dest_labels(out, s, pd);
-			fprintf(out, "} %.17g\n", value(k, &sum, live ? view.destinations[d].weight : pd->weight, pd->n_endpoints));
+			if (!per_endpoint)
+				sample(out, k, name, s, pd, NULL, &sum, live ? view.destinations[d].weight : pd->weight);
 		}
 	}
 }

@@ -27,6 +27,15 @@ static const char *const tc_stat_names[SLUICE_TC_STATS][2] = {
 	[SLUICE_TC_ERRORS] = { "errors", "rewrite errors" },
 };
 
+/* Why connects failed (enum sluice_connect_failure): status's JSON keys and text, /metrics' reason label. */
+const char *const connect_failure_names[SLUICE_CONNECT_FAILURE_REASONS] = {
+	[SLUICE_FAILED_TIMEOUT] = "timeout",
+	[SLUICE_FAILED_REFUSED] = "refused",
+	[SLUICE_FAILED_UNREACHABLE] = "unreachable",
+	[SLUICE_FAILED_ABORTED] = "aborted",
+	[SLUICE_FAILED_OTHER] = "other",
+};
+
 /* The TC part: interfaces, the conntrack's fill and packet counters; JSON null without --tc. */
 static void status_tc(struct daemon *dm, json_writer_t *w, FILE *out)
 {
@@ -103,6 +112,29 @@ static void status_warnings(struct daemon *dm, json_writer_t *w, FILE *out)
 	}
 }
 
+/* Failed connects by reason: every reason in JSON; in text those that happened, "(timeout 5, refused 1)". */
+static void status_failed_by(json_writer_t *w, FILE *out, const struct sluice_endpoint_stats *st)
+{
+	bool shown = false;
+	if (w) {
+		jsonw_name(w, "failedBy");
+		jsonw_start_object(w);
+	}
+	for (int r = 0; r < SLUICE_CONNECT_FAILURE_REASONS; r++) {
+		if (w) {
+			jsonw_uint_field(w, connect_failure_names[r], st->failed[r]);
+		} else if (st->failed[r]) {
+			fprintf(out, "%s%s %llu", shown ? ", " : " (", connect_failure_names[r],
+				(unsigned long long)st->failed[r]);
+			shown = true;
+		}
+	}
+	if (w)
+		jsonw_end_object(w);
+	else if (shown)
+		fputc(')', out);
+}
+
 /* One endpoint's counters; for TCP also what sockops saw (handshakes, failures, retransmits, RTT). */
 static void status_endpoint(json_writer_t *w, FILE *out, const char *addr, const struct sluice_endpoint_stats *st,
 			    bool tcp)
@@ -114,7 +146,8 @@ static void status_endpoint(json_writer_t *w, FILE *out, const char *addr, const
 		jsonw_uint_field(w, "connections", st->connections);
 		if (tcp) {
 			jsonw_uint_field(w, "established", st->established);
-			jsonw_uint_field(w, "failed", st->failed);
+			jsonw_uint_field(w, "failed", dataplane_stats_failed(st));
+			status_failed_by(w, out, st);
 			jsonw_uint_field(w, "retransmits", st->retransmits);
 			if (st->rtt_samples)
 				jsonw_uint_field(w, "rtt_us", rtt);
@@ -126,8 +159,10 @@ static void status_endpoint(json_writer_t *w, FILE *out, const char *addr, const
 	}
 	fprintf(out, "    %-40s connections %llu", addr, (unsigned long long)st->connections);
 	if (tcp) {
-		fprintf(out, "  established %llu  failed %llu  retransmits %llu  rtt ", (unsigned long long)st->established,
-			(unsigned long long)st->failed, (unsigned long long)st->retransmits);
+		fprintf(out, "  established %llu  failed %llu", (unsigned long long)st->established,
+			(unsigned long long)dataplane_stats_failed(st));
+		status_failed_by(w, out, st);
+		fprintf(out, "  retransmits %llu  rtt ", (unsigned long long)st->retransmits);
 		if (st->rtt_samples)
 			fprintf(out, "%llu us", rtt);
 		else

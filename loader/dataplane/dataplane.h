@@ -100,6 +100,12 @@ int dataplane_settle(struct dataplane *dp);
 int dataplane_endpoint_stats(struct dataplane *dp, const struct plan_service *svc, const struct plan_endpoint *ep,
 			     struct sluice_endpoint_stats *out);
 
+/* Adds st to sum, field by field and reason by reason: over CPUs, endpoints or a destination. */
+void dataplane_stats_add(struct sluice_endpoint_stats *sum, const struct sluice_endpoint_stats *st);
+
+/* The connects that failed, whatever the reason. */
+uint64_t dataplane_stats_failed(const struct sluice_endpoint_stats *st);
+
 /* What the live side of the maps holds for one address of a service (its first VIP, else its first gateway address). */
 struct dataplane_service_view {
 	uint32_t id;                 /* the service id (rr_state, counters) */

@@ -23,6 +23,26 @@ size_t dataplane_n_records(struct dataplane *dp)
 	return dp ? dp->n_svcs : 0;
 }
 
+void dataplane_stats_add(struct sluice_endpoint_stats *sum, const struct sluice_endpoint_stats *st)
+{
+	sum->connections += st->connections;
+	sum->established += st->established;
+	for (int r = 0; r < SLUICE_CONNECT_FAILURE_REASONS; r++)
+		sum->failed[r] += st->failed[r];
+	sum->retransmits += st->retransmits;
+	sum->rtt_sum_us += st->rtt_sum_us;
+	sum->rtt_samples += st->rtt_samples;
+}
+
+uint64_t dataplane_stats_failed(const struct sluice_endpoint_stats *st)
+{
+	uint64_t n = 0;
+
+	for (int r = 0; r < SLUICE_CONNECT_FAILURE_REASONS; r++)
+		n += st->failed[r];
+	return n;
+}
+
 int dataplane_endpoint_stats(struct dataplane *dp, const struct plan_service *svc, const struct plan_endpoint *ep,
 			     struct sluice_endpoint_stats *out)
 {
@@ -50,14 +70,8 @@ int dataplane_endpoint_stats(struct dataplane *dp, const struct plan_service *sv
 			continue;
 		counter_key(s->id, &e, &ck);
 		if (bpf_map_lookup_elem(dp->fd_counters, &ck, v) == 0) {
-			for (int i = 0; i < dp->ncpus; i++) {
-				out->connections += v[i].connections;
-				out->established += v[i].established;
-				out->failed += v[i].failed;
-				out->retransmits += v[i].retransmits;
-				out->rtt_sum_us += v[i].rtt_sum_us;
-				out->rtt_samples += v[i].rtt_samples;
-			}
+			for (int i = 0; i < dp->ncpus; i++)
+				dataplane_stats_add(out, &v[i]);
 			err = 0;
 		}
 	}

@@ -53,6 +53,10 @@ check "/metrics: sluice_connections_total grew as loadgen counted, per subset" "
 	"$(($(metric sluice_connections_total v1) - b1)) $(($(metric sluice_connections_total v2) - b2))"
 check "/metrics: sockops saw each handshake (sluice_tcp_established_total)" 800 \
 	"$(($(metric sluice_tcp_established_total v1) - e1))"
+check "/metrics: none failed, a series per reason (sluice_tcp_connect_failures_total{reason})" \
+	"timeout refused unreachable aborted other: 0 0 0 0 0" \
+	"$(curl -s "$EP/metrics" | grep -o '^sluice_tcp_connect_failures_total{.*subset="v1",reason="[a-z]*"' |
+		sed 's/.*reason="//; s/"$//' | paste -sd' '): $(metric sluice_tcp_connect_failures_total v1 | paste -sd' ')"
 check "/metrics: the RTT summary has a sample per closed connection" yes \
 	"$([ "$(metric sluice_tcp_rtt_seconds_count v1)" -ge 800 ] && echo yes)"
 check "/metrics: every family has HELP and TYPE" "" \
@@ -89,5 +93,8 @@ rules "v1:50 v2:50"
 check "--metrics-endpoints: per endpoint, with its pod" \
 	'sluice_endpoint_connections_total{service="purchase-history",namespace="istioinaction",port="8080",protocol="TCP",subset="v1",endpoint="198.18.1.1:8080",pod="ph-v1"}' \
 	"$(curl -s "$EP/metrics" | awk '$1 ~ /^sluice_endpoint_connections_total.*ph-v1/ { print $1 }')"
+check "--metrics-endpoints: failed connects per endpoint and reason" \
+	'sluice_endpoint_tcp_connect_failures_total{service="purchase-history",namespace="istioinaction",port="8080",protocol="TCP",subset="v1",endpoint="198.18.1.1:8080",pod="ph-v1",reason="timeout"} 0' \
+	"$(curl -s "$EP/metrics" | grep -m1 '^sluice_endpoint_tcp_connect_failures_total.*ph-v1')"
 
 e2e_end

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Upgrading sluiced across a change of the maps' layout (DESIGN.md §2 property 5, §12), from each earlier
 # release whose maps this build cannot reuse:
+#   b26a97a  the release before failed connects were counted by reason (a larger counters value)
 #   d4bc8ac  the release before the maps became readable with bpftool (host-order ports,
 #            configured weights in the record, rr_state a hash of the ids in use)
 #   bd361dd  the release before sockops (smaller records, counters and socket storage)
@@ -12,7 +13,7 @@
 # saved plan go.
 set -u
 . "$(dirname "$0")/lib.sh"
-RELEASES=${UPGRADE_FROM:-d4bc8ac bd361dd}
+RELEASES=${UPGRADE_FROM:-b26a97a d4bc8ac bd361dd}
 OLDS=()
 e2e_begin
 trap 'e2e_cleanup; rm -rf "${OLDS[@]}"' EXIT
@@ -47,7 +48,7 @@ out_lg() { "$SLUICE_BUILD/loadgen" --netns "$OUT" -o json "$@"; }
 start() { SLUICE_BUILD=${1:-$SLUICE_BUILD} SLUICED_NETNS=$CLUSTER_NODE sluiced_start --tc "$UP"; }
 connect4_id() { bpftool -j cgroup show "$CLUSTER_CGROUP" | jq '.[] | select(.name == "sluice_connect4") | .id'; }
 # ids_by_port SERVICES_PIN SWAP: "PORT:ID ..." of a services map; SWAP=true for a release whose ports
-# were in network byte order (bpftool prints them byte-swapped).
+# were in network byte order (bpftool prints them byte-swapped): d4bc8ac and every release before it.
 ids_by_port() {
 	bpftool -j map dump pinned "$1" | jq -r --argjson swap "$2" '[.[].formatted | select(.key.side == 0) |
 		.key.port as $p | "\(if $swap then ($p % 256) * 256 + ($p / 256 | floor) else $p end):\(.value.id)"] |
@@ -76,7 +77,8 @@ upgrade_from() {
 	"$old/build/sluice" weight web.$NS v1=50 v2=50 >/dev/null   # a journalled change, to carry over too
 	gen_old=$("$old/build/sluice" status -o json | jq .generation)
 	id_old=$(connect4_id)
-	ids_old=$(ids_by_port "$CLUSTER_BPFFS/maps/services" true)
+	ids_old=$(ids_by_port "$CLUSTER_BPFFS/maps/services" \
+		"$(git -C "$SLUICE_TOP" merge-base --is-ancestor "$from" d4bc8ac && echo true || echo false)")
 	out=$(lg --target $VIP:8080 -n 100 -c 1)
 	check "$from: the previous release serves 50/50" "50 50" "$(jqr "$out" '"\(.versions.v1 // 0) \(.versions.v2 // 0)"')"
 	out=$(out_lg --target $VIP:8080 -n 100 -c 1)

@@ -442,3 +442,31 @@ int sluice_sockops(struct bpf_sock_ops *skops)
 	}
 	return 1;
 }
+
+/*
+ * sluice_merge: userspace's atomic add to one entry (struct sluice_merge), run with BPF_PROG_RUN
+ * when the maps grow: the previous maps' counts since their copy join the new maps' while the
+ * programs keep counting into them. Attached nowhere.
+ */
+SEC("syscall")
+int sluice_merge(struct sluice_merge *ctx)
+{
+	struct sluice_merge m;
+	__u64 *v;
+	__u32 n;
+
+	__builtin_memcpy(&m, ctx, sizeof(m));   /* a context is read at constant offsets only */
+	if (m.map == SLUICE_MERGE_COUNTERS) {
+		v = bpf_map_lookup_percpu_elem(&counters, &m.key, m.cpu);
+		n = sizeof(struct sluice_endpoint_stats) / 8;
+	} else {
+		v = bpf_map_lookup_elem(&rr_state, &m.key.service_id);
+		n = sizeof(struct sluice_rr_state) / 8;
+	}
+	if (!v)
+		return 1;
+	for (__u32 i = 0; i < SLUICE_MERGE_WORDS && i < n; i++)
+		if (m.add[i])
+			__sync_fetch_and_add(&v[i], m.add[i]);
+	return 0;
+}

@@ -197,6 +197,26 @@ struct sluice_rr_state {
 SLUICE_ASSERT_SIZE(struct sluice_rr_state, 8 + 8 * SLUICE_MAX_DESTINATIONS);
 
 /*
+ * Input of the `sluice_merge` program (BPF_PROG_RUN from userspace): words added, atomically, to
+ * one entry of `counters` (one CPU's value) or of `rr_state`, which the running programs may be
+ * adding to at the same moment. Growing the maps merges what the previous maps counted after
+ * their copy with it (loader/dataplane/grow.c); a userspace read-modify-write would lose adds.
+ */
+enum sluice_merge_map {
+	SLUICE_MERGE_COUNTERS = 0,
+	SLUICE_MERGE_RR_STATE = 1,
+};
+#define SLUICE_MERGE_WORDS (sizeof(struct sluice_rr_state) / 8)   /* the larger of the two values */
+struct sluice_merge {
+	__u32 map;                          /* enum sluice_merge_map */
+	__u32 cpu;                          /* counters: whose value */
+	struct sluice_counter_key key;      /* counters; rr_state: key.service_id */
+	__u64 add[SLUICE_MERGE_WORDS];      /* the value's words, in order */
+};
+SLUICE_ASSERT_SIZE(struct sluice_merge, 8 + 24 + 8 * (1 + SLUICE_MAX_DESTINATIONS));
+SLUICE_ASSERT_SIZE(char[sizeof(struct sluice_endpoint_stats) <= sizeof(struct sluice_rr_state)], 1);   /* merge words */
+
+/*
  * Value of `active`: the generation readers use and its side of `services`
  * (generation & 1, written out so that a reader of the map needs no
  * arithmetic). BPF reads `side` alone: one byte, so even an update read

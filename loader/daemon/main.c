@@ -156,9 +156,14 @@ static int parse_options(int argc, char **argv, struct daemon *dm)
 	return rc;
 }
 
-/* Only what serving needs stays: map reads and writes through fds already open. */
+/*
+ * Serving needs no capability (map reads and writes through fds already open); growing the maps
+ * (loader/dataplane/grow.c) needs those of loading programs, kept permitted but not effective:
+ * the growth raises them for itself, and the follower's threads drop them (DESIGN.md §12).
+ */
 static int drop_capabilities(void)
 {
+	static const cap_value_t grow[] = { CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON };
 	/* the bounding set first: emptying it needs CAP_SETPCAP, which goes next */
 	for (cap_value_t c = 0; c <= CAP_LAST_CAP; c++)
 		if (CAP_IS_SUPPORTED(c) && cap_drop_bound(c) && errno != EINVAL)
@@ -166,7 +171,7 @@ static int drop_capabilities(void)
 	cap_t caps = cap_init();     /* empty set */
 	if (!caps)
 		return -errno;
-	int rc = cap_set_proc(caps) ? -errno : 0;
+	int rc = cap_set_flag(caps, CAP_PERMITTED, 3, grow, CAP_SET) || cap_set_proc(caps) ? -errno : 0;
 	cap_free(caps);
 	if (!rc)
 		prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <bpf/bpf.h>
 
@@ -52,10 +53,20 @@ static int counted(struct dataplane *dp, enum dataplane_map m, enum dataplane_ma
 	return rc;
 }
 
+int map_write(int fd, const void *key, const void *value, uint64_t flags)
+{
+	int rc;
+
+	/* a map without preallocation takes elements from per-CPU caches refilled asynchronously
+	 * (bpf_mem_alloc): a burst of writes can find them empty for a moment, with memory to spare */
+	for (int tries = 0; (rc = bpf_map_update_elem(fd, key, value, flags)) && errno == ENOMEM && tries < 100; tries++)
+		usleep(tries < 10 ? 100 : 2000);
+	return rc;
+}
+
 int map_update(struct dataplane *dp, enum dataplane_map m, const void *key, const void *value, uint64_t flags)
 {
-	return counted(dp, m, DP_OP_UPDATE, bpf_map_update_elem(map_fd(dp, m), key, value, flags),
-		       flags == BPF_NOEXIST ? EEXIST : 0);
+	return counted(dp, m, DP_OP_UPDATE, map_write(map_fd(dp, m), key, value, flags), flags == BPF_NOEXIST ? EEXIST : 0);
 }
 
 int map_delete(struct dataplane *dp, enum dataplane_map m, const void *key)
@@ -187,7 +198,7 @@ int set_generation(struct dataplane *dp, uint64_t generation)
 }
 
 /* One RCU grace period: every program that started before this call has finished. */
-static int wait_for_readers(struct dataplane *dp)
+int wait_for_readers(struct dataplane *dp)
 {
 	uint32_t zero = 0;
 
@@ -600,7 +611,17 @@ static int check_room(struct dataplane *dp, struct changes *c)
 		       (unsigned long long)c->slots_new, (unsigned long long)dp->slots_in_use, SLUICE_MAX_ENDPOINT_SLOTS);
 		return -ENOSPC;
 	}
-	return 0;
+	/* both sides hold a record per service; until settle() the old versions' slots and counters stay */
+	struct dataplane_caps need = {
+		.records = (uint32_t)(2 * (dp->n_svcs + c->ids_needed)),
+		.slots = (uint32_t)(dp->slots_in_use + c->slots_new),
+		.counters = (uint32_t)(dp->slots_in_use + c->slots_new),
+		.ids = (uint32_t)(dp->n_svcs + c->ids_needed),
+	};
+	for (size_t i = 0; i < c->n_next && !need.udp_flows; i++)
+		if (c->next[i]->key.protocol == SLUICE_PROTO_UDP)
+			need.udp_flows = SLUICE_MAX_UDP_FLOWS;
+	return caps_ensure(dp, &need);
 }
 
 /* 2. The inactive side: endpoints and counters first, then the records that name them. */

@@ -48,6 +48,19 @@ struct dataplane_stats {
 	uint64_t total_ns;          /* the whole apply, from plan to both sides equal */
 };
 
+/*
+ * How many entries the maps sized by the plan hold (their max_entries): grown before an apply
+ * that needs more, to twice its need, and never shrunk (sluiced --uninstall starts small).
+ */
+struct dataplane_caps {
+	uint32_t records;           /* services: a record per service address and side */
+	uint32_t slots;             /* endpoints: a slot per endpoint of every live version of a record */
+	uint32_t counters;          /* counters: one per endpoint of a service */
+	uint32_t ids;               /* rr_state: one per service id */
+	uint32_t udp_flows;         /* udp_flows and udp_reverse: the least until a UDP service is routed */
+};
+void dataplane_caps(const struct dataplane *dp, struct dataplane_caps *out);
+
 /* The maps an apply writes, and what it did to them (Cilium's cilium_bpf_map_ops_total). */
 enum dataplane_map { DP_MAP_ACTIVE, DP_MAP_SERVICES, DP_MAP_ENDPOINTS, DP_MAP_COUNTERS, DP_MAP_RR_STATE,
 		     DP_MAP_BARRIER, DP_MAPS };

@@ -150,6 +150,9 @@ int attach_programs(struct dataplane *dp, const char *dir, int cg_fd, uint64_t c
 	bpf_object__for_each_program(prog, dp->skel->obj) {
 		const char *name = bpf_program__name(prog);
 
+		if (bpf_program__type(prog) == BPF_PROG_TYPE_SYSCALL)
+			continue;   /* sluice_merge: run by sluiced, attached nowhere */
+
 		if (dp->n_links == sizeof(dp->links) / sizeof(dp->links[0]))
 			return -E2BIG;
 		if ((err = pin_path(path, dir, SLUICE_PIN_LINKS, name)))
@@ -172,6 +175,7 @@ static int handle_new(const char *dir, int *lock_fd, struct dataplane **out)
 	if (!dp)
 		return -ENOMEM;
 	dp->lock_fd = -1;
+	dp->cg_fd = -1;
 	dp->fd_barrier_inner = -1;
 	dp->upgrade_cg_fd = -1;
 	dp->ncpus = libbpf_num_possible_cpus();
@@ -204,6 +208,8 @@ static int load_socket_object(struct dataplane *dp, const struct dataplane_opts 
 		log_error("cannot open the BPF object: %s", strerror(-err));
 		return err;
 	}
+	if ((err = caps_from_pins(dp, o->bpffs_dir)))   /* before upgrade_begin compares the sizes */
+		return err;
 	if (adopt && (err = upgrade_begin(dp, o->bpffs_dir, upgrade_gen)))
 		return err;
 	if ((err = set_map_pins(dp->skel->obj, o->bpffs_dir)))
@@ -256,6 +262,11 @@ int dataplane_open(const struct dataplane_opts *o, struct dataplane **out)
 	adopt = path_exists(path);
 	if ((err = handle_new(o->bpffs_dir, &lock_fd, &dp)) || (err = load_socket_object(dp, o, adopt, &upgrade_gen)))
 		goto cleanup;
+	dp->cg_id = cg_id;
+	if ((dp->cg_fd = fcntl(cg_fd, F_DUPFD_CLOEXEC, 0)) < 0) {
+		err = -errno;
+		goto cleanup;
+	}
 	if (dp->upgrading) {
 		/* fresh maps: nothing to rebuild; the programs are swapped in after the first apply */
 		dp->upgrade_cg_fd = cg_fd;
@@ -293,8 +304,12 @@ void dataplane_close(struct dataplane *dp)
 	settle(dp, NULL);   /* a deferred apply finishes: the old side must not stay stale */
 	if (dp->upgrade_cg_fd >= 0)
 		close(dp->upgrade_cg_fd);
+	if (dp->cg_fd >= 0)
+		close(dp->cg_fd);
 	for (size_t i = 0; i < dp->n_tc_pending; i++)
 		free(dp->tc_names[i]);
+	for (size_t i = 0; i < dp->n_tc_ifaces; i++)
+		free(dp->tc_ifnames[i]);
 	free(dp->dir);
 	for (size_t i = 0; i < dp->n_links; i++) {
 		bpf_link__disconnect(dp->links[i]);   /* pinned: stays attached after we let go */

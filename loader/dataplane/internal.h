@@ -40,6 +40,8 @@ struct sluice_tc_bpf;   /* sluice_tc.skel.h */
 
 /* Where an upgrade moves the previous maps' pins (adopt.c); bpffs refuses names with a dot. */
 #define SLUICE_PIN_MAPS_OLD "maps_old"
+/* Where a growth pins its new maps before they take the old ones' names (grow.c). */
+#define SLUICE_PIN_MAPS_GROW "maps_grow"
 
 /* One service record as the bookkeeping knows it: what a side of `services` holds for one VIP. */
 struct svc_state {
@@ -114,12 +116,19 @@ struct dataplane {
 	struct pin *pins;               /* what is pinned, to pin again if it disappears */
 	size_t n_pins;
 	struct dataplane_map_ops ops;   /* apply.c's map writes, counted */
+	struct dataplane_caps caps;     /* the sized maps' max_entries (grow.c) */
+	int cg_fd;                      /* the cgroup served, for a growth's swap into its links */
+	uint64_t cg_id;
+	char *tc_ifnames[DATAPLANE_MAX_TC_IFACES];   /* TC mode's interfaces, attached */
+	int tc_ifindexes[DATAPLANE_MAX_TC_IFACES];
+	size_t n_tc_ifaces;
 };
 
 /* apply.c: a map write, counted in dp->ops; errno as the bpf_map_* call left it. A delete of
  * an absent key and an insert (BPF_NOEXIST) of a present one leave the map as asked: they count
  * as done. */
 int map_update(struct dataplane *dp, enum dataplane_map m, const void *key, const void *value, uint64_t flags);
+int map_write(int fd, const void *key, const void *value, uint64_t flags);   /* retried while ENOMEM is transient */
 int map_delete(struct dataplane *dp, enum dataplane_map m, const void *key);
 
 /* records.c: plan -> bookkeeping, the index, records and keys */
@@ -151,6 +160,12 @@ int set_generation(struct dataplane *dp, uint64_t generation);
 int map_keys(int fd, size_t key_size, void **out, size_t *n_out);
 int resync(struct dataplane *dp);
 int settle(struct dataplane *dp, uint64_t *drain_ns);
+int wait_for_readers(struct dataplane *dp);
+
+/* grow.c: the maps sized by the plan */
+int caps_from_pins(struct dataplane *dp, const char *dir);
+int caps_set(const struct dataplane *dp, struct bpf_object *obj);   /* another object over the same maps */
+int caps_ensure(struct dataplane *dp, const struct dataplane_caps *need);
 
 /* pins.c: the pin directory */
 bool path_exists(const char *path);
@@ -170,6 +185,7 @@ int attach_programs(struct dataplane *dp, const char *dir, int cg_fd, uint64_t c
 int tc_check(const struct dataplane_opts *o, int ifindex[DATAPLANE_MAX_TC_IFACES]);
 int tc_open(struct dataplane *dp, const struct dataplane_opts *o);
 int tc_attach(struct dataplane *dp, const char *dir, const char *ifname, int ifindex);
+int tc_load(struct dataplane *dp, const struct dataplane_opts *o);
 
 /* adopt.c: pinned maps found at open */
 int rebuild(struct dataplane *dp);

@@ -305,7 +305,8 @@ int uninstall_pins(const char *dir)
 
 	/* Links first: once they are gone no hook runs, and the maps can go. */
 	if ((err = remove_pins(dir, SLUICE_PIN_LINKS, true)) || (err = remove_pins(dir, SLUICE_PIN_PROGS, false)) ||
-	    (err = remove_pins(dir, SLUICE_PIN_MAPS, false)) || (err = remove_pins(dir, SLUICE_PIN_MAPS_OLD, false))) {
+	    (err = remove_pins(dir, SLUICE_PIN_MAPS, false)) || (err = remove_pins(dir, SLUICE_PIN_MAPS_OLD, false)) ||
+	    (err = remove_pins(dir, SLUICE_PIN_MAPS_GROW, false))) {
 		log_error("cannot remove the pins under %s: %s", dir, strerror(-err));
 		return err;
 	}

@@ -184,7 +184,15 @@ int tc_attach(struct dataplane *dp, const char *dir, const char *ifname, int ifi
 {
 	int err = tc_attach_one(dp, dir, ifname, ifindex, dp->tc_skel->progs.sluice_tc_ingress, TCX_INGRESS);
 
-	return err ? err : tc_attach_one(dp, dir, ifname, ifindex, dp->tc_skel->progs.sluice_tc_egress, TCX_EGRESS);
+	if (!err)
+		err = tc_attach_one(dp, dir, ifname, ifindex, dp->tc_skel->progs.sluice_tc_egress, TCX_EGRESS);
+	for (size_t i = 0; i < dp->n_tc_ifaces; i++)
+		if (dp->tc_ifindexes[i] == ifindex)
+			return err;
+	/* remembered, for a growth of the maps to swap its programs in again */
+	if (!err && dp->n_tc_ifaces < DATAPLANE_MAX_TC_IFACES && (dp->tc_ifnames[dp->n_tc_ifaces] = strdup(ifname)))
+		dp->tc_ifindexes[dp->n_tc_ifaces++] = ifindex;
+	return err;
 }
 
 /* The TC options, checked before anything is created: interfaces exist, are Ethernet-like, once each. */
@@ -239,7 +247,7 @@ static bool tc_flow_table_size(const struct dataplane_opts *o, const char *path,
 }
 
 /* Opens and loads the TC object over the shared maps' pins (its own maps pinned beside them), and pins its programs. */
-static int tc_load(struct dataplane *dp, const struct dataplane_opts *o)
+int tc_load(struct dataplane *dp, const struct dataplane_opts *o)
 {
 	char path[PATH_MAX];
 	struct bpf_program *prog;
@@ -253,7 +261,7 @@ static int tc_load(struct dataplane *dp, const struct dataplane_opts *o)
 		log_error("cannot open the TC BPF object: %s", strerror(-err));
 		return err;
 	}
-	if ((err = set_map_pins(dp->tc_skel->obj, o->bpffs_dir)))
+	if ((err = set_map_pins(dp->tc_skel->obj, o->bpffs_dir)) || (err = caps_set(dp, dp->tc_skel->obj)))
 		return err;
 	if (!pin_path(path, o->bpffs_dir, SLUICE_PIN_MAPS, bpf_map__name(dp->tc_skel->maps.tc_flows)))
 		adopt = tc_flow_table_size(o, path, &entries);

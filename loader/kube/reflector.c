@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <linux/capability.h>
+#include <sys/syscall.h>
 
 #include "common/json.h"
 #include "common/util.h"
@@ -397,9 +399,18 @@ static enum outcome watch(struct reflector *r, struct kube_client *c)
 	return DONE;
 }
 
+/* A thread that talks to the API server holds no capability, whatever its process keeps. */
+static void drop_thread_capabilities(void)
+{
+	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
+	struct __user_cap_data_struct none[2] = { { 0 } };
+	syscall(SYS_capset, &h, none);
+}
+
 static void *run(void *arg)
 {
 	struct reflector *r = arg;
+	drop_thread_capabilities();
 	struct kube_client *c = kube_client_new(r->cfg);
 	long backoff = BACKOFF_MIN_MS;
 	bool listed = false;

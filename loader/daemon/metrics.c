@@ -171,6 +171,14 @@ void metrics_write(struct daemon *dm, FILE *out)
 		for (int i = 0; i < SLUICE_TC_STATS; i++)
 			fprintf(out, "sluice_tc_packets_total{event=\"%s\"} %llu\n", events[i], (unsigned long long)tc.stats[i]);
 	}
+	struct dataplane_map_size sizes[DATAPLANE_MAX_MAPS];
+	size_t n_maps = dataplane_map_sizes(dm->dp, sizes);
+	help(out, "sluice_bpf_map_max_entries", "gauge", "A pinned map's size: grown with the plan, never shrunk.");
+	for (size_t i = 0; i < n_maps; i++)
+		fprintf(out, "sluice_bpf_map_max_entries{map=\"%s\"} %u\n", sizes[i].name, sizes[i].max_entries);
+	help(out, "sluice_bpf_map_memory_bytes", "gauge", "A pinned map's memory, as the kernel accounts it (bpftool's bytes_memlock).");
+	for (size_t i = 0; i < n_maps; i++)
+		fprintf(out, "sluice_bpf_map_memory_bytes{map=\"%s\"} %llu\n", sizes[i].name, (unsigned long long)sizes[i].bytes);
 	struct dataplane_map_ops ops;
 	dataplane_map_ops(dm->dp, &ops);
 	help(out, "sluice_bpf_map_ops_total", "counter",

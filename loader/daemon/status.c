@@ -36,6 +36,38 @@ const char *const connect_failure_names[SLUICE_CONNECT_FAILURE_REASONS] = {
 	[SLUICE_FAILED_OTHER] = "other",
 };
 
+/* The maps' sizes: what the plan made them hold, and the kernel's account of their memory. */
+static void status_maps(struct daemon *dm, json_writer_t *w, FILE *out)
+{
+	struct dataplane_map_size m[DATAPLANE_MAX_MAPS];
+	size_t n = dataplane_map_sizes(dm->dp, m);
+	uint64_t total = 0;
+	for (size_t i = 0; i < n; i++)
+		total += m[i].bytes;
+	if (w) {
+		jsonw_name(w, "maps");
+		jsonw_start_object(w);
+		jsonw_uint_field(w, "bytes", total);
+		jsonw_name(w, "sizes");
+		jsonw_start_array(w);
+		for (size_t i = 0; i < n; i++) {
+			jsonw_start_object(w);
+			jsonw_string_field(w, "name", m[i].name);
+			jsonw_uint_field(w, "maxEntries", m[i].max_entries);
+			jsonw_uint_field(w, "bytes", m[i].bytes);
+			jsonw_end_object(w);
+		}
+		jsonw_end_array(w);
+		jsonw_end_object(w);
+		return;
+	}
+	fprintf(out, "maps %.1f KiB:", (double)total / 1024);
+	for (size_t i = 0; i < n; i++)
+		if (m[i].max_entries > 1)
+			fprintf(out, " %s %u", m[i].name, m[i].max_entries);
+	fputc('\n', out);
+}
+
 /* The TC part: interfaces, the conntrack's fill and packet counters; JSON null without --tc. */
 static void status_tc(struct daemon *dm, json_writer_t *w, FILE *out)
 {
@@ -300,6 +332,7 @@ void handle_status(struct daemon *dm, const struct msg *req, struct reply *r)
 	}
 	status_warnings(dm, w, r->out);
 	follower_status(dm, w, r->out);
+	status_maps(dm, w, r->out);
 	status_tc(dm, w, r->out);
 	if (w) {
 		jsonw_name(w, "services");

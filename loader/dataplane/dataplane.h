@@ -133,6 +133,16 @@ struct dataplane_service_view {
 /* Fills *v from the live side of `services`. -ENOENT if the maps do not route svc. */
 int dataplane_service_view(struct dataplane *dp, const struct plan_service *svc, struct dataplane_service_view *v);
 
+/* One pinned map's size, for `sluice status` and /metrics: what bpftool shows as max_entries and bytes_memlock. */
+struct dataplane_map_size {
+	char name[16];
+	uint32_t max_entries;
+	uint64_t bytes;
+};
+#define DATAPLANE_MAX_MAPS 16
+/* Fills out with the socket object's maps, then TC's; returns how many. */
+size_t dataplane_map_sizes(const struct dataplane *dp, struct dataplane_map_size out[DATAPLANE_MAX_MAPS]);
+
 /* What TC mode did, for `sluice status`: packet counters and the conntrack's fill. */
 struct dataplane_tc_status {
 	uint64_t stats[SLUICE_TC_STATS]; /* enum sluice_tc_stat, summed over CPUs */

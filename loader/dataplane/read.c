@@ -4,6 +4,7 @@
  * live side's record of a service, TC mode's counters and live flows. Reads only.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -12,6 +13,8 @@
 #include <bpf/bpf.h>
 
 #include "dataplane/internal.h"
+#include "sluice.skel.h"
+#include "sluice_tc.skel.h"
 
 uint64_t dataplane_generation(struct dataplane *dp)
 {
@@ -197,4 +200,48 @@ out:
 	free(keys);
 	free(vals);
 	return err;
+}
+
+/* The kernel's account of a map's memory, as bpftool reads it: the memlock line of its fdinfo. */
+static uint64_t map_memlock(int fd)
+{
+	char path[64], line[128];
+	unsigned long long bytes = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+	if (!(f = fopen(path, "re")))
+		return 0;
+	while (fgets(line, sizeof(line), f) && sscanf(line, "memlock: %llu", &bytes) != 1)
+		;
+	fclose(f);
+	return bytes;
+}
+
+/* obj's maps that are not `shared`'s (TC's object holds the socket object's maps too). */
+static size_t object_map_sizes(struct bpf_object *obj, struct bpf_object *shared, struct dataplane_map_size *out,
+			       size_t n)
+{
+	struct bpf_map *map;
+
+	bpf_object__for_each_map(map, obj) {
+		struct bpf_map_info info;
+		__u32 len = sizeof(info);
+		if (bpf_map__is_internal(map) || n == DATAPLANE_MAX_MAPS ||
+		    (shared && bpf_object__find_map_by_name(shared, bpf_map__name(map))))
+			continue;
+		memset(&info, 0, sizeof(info));
+		if (bpf_obj_get_info_by_fd(bpf_map__fd(map), &info, &len))
+			continue;
+		snprintf(out[n].name, sizeof(out[n].name), "%s", bpf_map__name(map));
+		out[n].max_entries = info.max_entries;
+		out[n++].bytes = map_memlock(bpf_map__fd(map));
+	}
+	return n;
+}
+
+size_t dataplane_map_sizes(const struct dataplane *dp, struct dataplane_map_size out[DATAPLANE_MAX_MAPS])
+{
+	size_t n = object_map_sizes(dp->skel->obj, NULL, out, 0);
+	return dp->tc_skel ? object_map_sizes(dp->tc_skel->obj, dp->skel->obj, out, n) : n;
 }

@@ -37,8 +37,9 @@ struct {
 
 /*
  * udp_flows / udp_reverse: LRU_HASH keyed by socket cookie, SLUICE_MAX_UDP_FLOWS
- * entries each (56 B of key and value; preallocated, ~8 MB each with the
- * LRU's bookkeeping). An unconnected UDP socket may talk to many VIPs, so one
+ * entries each once a UDP service is routed, 256 before (56 B of key and value;
+ * preallocated, ~8 MB each at full size with the LRU's bookkeeping; sized by
+ * loader/dataplane/grow.c). An unconnected UDP socket may talk to many VIPs, so one
  * socket-storage value is not enough; cookies are never reused, so entries of
  * closed sockets are only dead weight that the LRU evicts. Forward: {cookie,
  * VIP:port} -> backend (the flow's stickiness, as kube-proxy's conntrack

@@ -31,7 +31,10 @@ static __always_inline bool addr_eq(const struct sluice_addr *a, const struct sl
 /*
  * The routing maps, each with its type, why, size, writer and reader. All of
  * them are pinned under DIR/maps and meant to be read with bpftool too (see
- * the README's "Inspecting the maps with bpftool").
+ * the README's "Inspecting the maps with bpftool"). The max_entries below are
+ * limits: sluiced makes services, endpoints, counters and rr_state as large as
+ * the plan needs and grows them (loader/dataplane/grow.c), since a hash
+ * table's buckets cost 16 B per max_entries even when empty.
  */
 
 /*

@@ -13,11 +13,12 @@
  *              pins made again, uninstall
  *   adopt.c    pins found at open: the bookkeeping rebuilt from the maps, or an upgrade
  *              across a change of their layout
+ *   grow.c     the maps sized by the plan, grown under the running programs
  *   tc.c       TC mode: its object over the shared maps, tcx links per interface
  *   read.c     what status reads: the generation, endpoint stats, the service view, TC status
  *
- * Only install.c, adopt.c and tc.c include the BPF skeletons; the rest reach the maps through
- * the descriptors in struct dataplane (and build without clang or bpftool).
+ * Only install.c, adopt.c, grow.c, read.c and tc.c include the BPF skeletons; the rest reach the
+ * maps through the descriptors in struct dataplane (and build without clang or bpftool).
  */
 #ifndef SLUICE_DATAPLANE_INTERNAL_H
 #define SLUICE_DATAPLANE_INTERNAL_H

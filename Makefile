@@ -162,6 +162,13 @@ image: all
 bench-plan: $(BUILD)/sluice $(BUILD)/plan-time $(BUILD)/update-time
 	@BUILD=$(BUILD) bash bench/plan-bench
 
+# What a node pays as the plan grows from 1 service to 10,000 and to the envelope (160,000 Pods),
+# under a client connecting without pause: maps, RSS, growths. Root; about 30 s;
+# bench/results/footprint.txt.
+.PHONY: bench-footprint
+bench-footprint: all
+	@BUILD=$(BUILD) bash bench/footprint
+
 # sluiced --kubernetes following the API server double on 3 and 20 nodes: switch latency of weight
 # changes and pod deletions, API load at rest, RSS at 10,000 Services and 80,000 Pods. Root; under
 # 3 minutes on 2 cores; bench/results/kube-follow.txt.

@@ -1,6 +1,6 @@
 # Writes the input of bench/plan-bench: SERVICES Services (default 10,000), each with a
 # DestinationRule of two subsets, a VirtualService splitting 90/10, and 4 ready pods per subset.
-#   awk -v services=10000 -v form=compact -f bench/plan-gen.awk > cluster.yaml
+#   awk -v services=10000 -v form=compact [-v pods_per_subset=4] -f bench/plan-gen.awk > cluster.yaml
 # form=compact: the objects with the fields sluice reads and their names, as a user writes them;
 # form=kubectl: Services and Pods as `kubectl get svc,pods -o yaml` prints them (a sidecar-free
 # pod, status included), about five times the bytes.
@@ -34,7 +34,7 @@ function compact(s,  ns, name, vip, v, p, k) {
 }
 BEGIN {
 	if (!services) services = 10000
-	pods_per_subset = 4
+	if (!pods_per_subset) pods_per_subset = 4
 	for (s = 0; s < services; s++) {
 		if (form != "kubectl") {
 			compact(s)

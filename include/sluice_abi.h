@@ -51,7 +51,7 @@ enum __attribute__((packed)) sluice_lb {   /* same values as enum plan_lb */
 SLUICE_ASSERT_SIZE(enum sluice_lb, 1);
 
 #define SLUICE_MAX_DESTINATIONS 16  /* per service record: the bound of every loop in BPF */
-#define SLUICE_MAX_ENDPOINTS 256    /* per destination */
+#define SLUICE_MAX_ENDPOINTS 4096   /* per destination: 16 x 4,096 slots fit first_slot + n_endpoints (u16) */
 #define SLUICE_RR_SLOTS 1024        /* round-robin table of one record; a power of two */
 
 /* Service ids key the round-robin state and the counters; one id per (VIP, port, protocol). */

@@ -8,7 +8,7 @@
 #include <stdint.h>
 
 #define PLAN_MAX_DESTINATIONS 16    /* per route */
-#define PLAN_MAX_ENDPOINTS 256      /* per subset */
+#define PLAN_MAX_ENDPOINTS 4096     /* per subset: 16 of them fill a record's 16-bit slot range */
 #define PLAN_MAX_SERVICES 65536     /* (service, port) entries */
 #define PLAN_MAX_GATEWAY_ADDRS 4    /* per (service, port) entry */
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The maps sized by the plan (issue 14): one service takes kilobytes of maps, not their limits; a
 # plan that outgrows them grows them while a client connects without pause: no connection fails,
-# the counters count on exactly, round robin holds after it, and a restart adopts the grown maps.
+# the counters count on exactly, round robin holds after it, and a restart adopts the grown maps;
+# a subset at the limit of 4,096 endpoints fits.
 set -u
 . "$(dirname "$0")/lib.sh"
 e2e_begin
@@ -96,4 +97,13 @@ sluiced_start || exit 1
 check "a restart keeps the grown sizes and the counts, and upgrades nothing" \
 	"services 16384 endpoints 16384 counters 16384 rr_state 8192 udp_flows 65536 udp_reverse 65536 | $before | 0" \
 	"$(caps) | $(counted) | $(grep -c 'upgrade' "$D/sluiced.log")"
+
+# The limit of endpoints per subset, 4,096, reached: a service of two such subsets (8,192 slots in
+# one record), its endpoints all in the maps; the 3,000 services before it removed.
+awk -v services=1 -v form=compact -v pods_per_subset=4096 -f "$SLUICE_TOP/bench/plan-gen.awk" > "$D/extra.yaml"
+out=$(EXTRA=1 apply 2>&1); rc=$?
+check "a subset of 4,096 ready endpoints, twice in one service: applied" "0 true" \
+	"$rc $(sluice status svc-00000.team-00 -o json | jq -r '.services[0].in_maps')"
+check "... its 8,192 endpoint slots in the maps, every other service's gone" 8194 \
+	"$(bpftool -j map dump pinned "$CLUSTER_BPFFS/maps/endpoints" | jq length)"
 e2e_end

@@ -475,7 +475,7 @@ static void test_good_saved_plans(void)
 	ASSERT_TRUE(n >= 20, "the expected plans of tests/unit/ are found (run from the top of the tree)");
 }
 
-/* 16 destinations and 256 endpoints each are the limits; one more is refused. */
+/* 16 destinations and 4,096 endpoints each are the limits; one more is refused. */
 static void test_limits(void)
 {
 	for (int over = 0; over < 2; over++) {
@@ -488,8 +488,8 @@ static void test_limits(void)
 		for (int i = 0; i < 16 + over; i++) {
 			fprintf(out, "%s{\"host\":\"a.default\",\"subset\":\"v%d\",\"weight\":1,\"percent\":6.25,\"endpoints\":[",
 				i ? "," : "", i);
-			for (int e = 0; e < (i ? 1 : 256 + over); e++)
-				fprintf(out, "%s\"198.18.%d.%d:8080\"", e ? "," : "", 2 * i + e / 256, e % 256);
+			for (int e = 0; e < (i ? 1 : PLAN_MAX_ENDPOINTS + over); e++)
+				fprintf(out, "%s\"198.18.%d.%d:8080\"", e ? "," : "", i ? 200 + i : e / 256, e % 256);
 			fputs("]}", out);
 		}
 		fputs("]}]}", out);
@@ -498,9 +498,9 @@ static void test_limits(void)
 		struct diags d = { 0 };
 		int rc = plan_read_json((const unsigned char *)json, len, "state.json", &plan, NULL, &d);
 		if (!over) {
-			if (ASSERT_EQ(rc, 0, "16 destinations, 256 endpoints"))
+			if (ASSERT_EQ(rc, 0, "16 destinations, 4096 endpoints"))
 				plan_free(&plan);
-		} else if (ASSERT_EQ(rc, -1, "17 destinations, 257 endpoints") && ASSERT_EQ(d.n, 1, "one error")) {
+		} else if (ASSERT_EQ(rc, -1, "17 destinations, 4097 endpoints") && ASSERT_EQ(d.n, 1, "one error")) {
 			ASSERT_STREQ(d.v[0].msg,
 				     "services[0].destinations must be a list of 1 to 16 destinations, got 17",
 				     "17 destinations");
@@ -508,7 +508,7 @@ static void test_limits(void)
 		diags_free(&d);
 		free(json);
 	}
-	/* 257 endpoints in one destination */
+	/* 4,097 endpoints in one destination */
 	char *json = NULL;
 	size_t len;
 	FILE *out = open_memstream(&json, &len);
@@ -516,17 +516,18 @@ static void test_limits(void)
 	      "\"protocol\":\"TCP\",\"loadBalancer\":\"ROUND_ROBIN\",\"destinations\":["
 	      "{\"host\":\"a.default\",\"subset\":\"v1\",\"weight\":1,\"percent\":100,\"endpoints\":[",
 	      out);
-	for (int e = 0; e < 257; e++)
+	for (int e = 0; e < PLAN_MAX_ENDPOINTS + 1; e++)
 		fprintf(out, "%s\"198.18.%d.%d:8080\"", e ? "," : "", e / 256, e % 256);
 	fputs("]}]}]}", out);
 	fclose(out);
 	struct plan plan;
 	struct diags d = { 0 };
 	if (ASSERT_EQ(plan_read_json((const unsigned char *)json, len, "state.json", &plan, NULL, &d), -1,
-		      "257 endpoints") && ASSERT_EQ(d.n, 1, "one error")) {
-		ASSERT_STREQ(d.v[0].msg, "services[0].destinations[0].endpoints has 257 endpoints, more than the limit of 256",
-			     "257 endpoints");
-		ASSERT_EQ(d.v[0].at.col, 213, "257 endpoints: the column of the list");
+		      "4097 endpoints") && ASSERT_EQ(d.n, 1, "one error")) {
+		ASSERT_STREQ(d.v[0].msg,
+			     "services[0].destinations[0].endpoints has 4097 endpoints, more than the limit of 4096",
+			     "4097 endpoints");
+		ASSERT_EQ(d.v[0].at.col, 213, "4097 endpoints: the column of the list");
 	}
 	diags_free(&d);
 	free(json);

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Writes endpoints-256 (valid: the limit itself) and endpoints-257 (one ready endpoint too many
+# Writes endpoints-4096 (valid: the limit itself) and endpoints-4097 (one ready endpoint too many
 # in a subset) into the folder $1.
 set -eu
 out=$1
@@ -43,7 +43,7 @@ YAML
 		}'
 	} >"$out/$name.yaml"
 }
-write endpoints-256 256 "# 256 ready endpoints in a subset: the limit itself."
-echo "valid: 1 file, 260 objects (0 skipped), 1 service, 1 destination, 256 endpoints" >"$out/endpoints-256.validate.txt"
-write endpoints-257 257 "# 257 ready endpoints in a subset, one past the limit of 256." \
-	'# expect: 28:17: subset "v1" of web.default has 257 ready endpoints, more than the limit of 256: split the Deployment into more subsets'
+write endpoints-4096 4096 "# 4,096 ready endpoints in a subset: the limit itself."
+echo "valid: 1 file, 4100 objects (0 skipped), 1 service, 1 destination, 4096 endpoints" >"$out/endpoints-4096.validate.txt"
+write endpoints-4097 4097 "# 4,097 ready endpoints in a subset, one past the limit of 4,096." \
+	'# expect: 28:17: subset "v1" of web.default has 4097 ready endpoints, more than the limit of 4096: split the Deployment into more subsets'

@@ -332,7 +332,8 @@ void handle_status(struct daemon *dm, const struct msg *req, struct reply *r)
 	}
 	status_warnings(dm, w, r->out);
 	follower_status(dm, w, r->out);
-	status_maps(dm, w, r->out);
+	if (w)
+		status_maps(dm, w, r->out);
 	status_tc(dm, w, r->out);
 	if (w) {
 		jsonw_name(w, "services");
@@ -349,6 +350,8 @@ void handle_status(struct daemon *dm, const struct msg *req, struct reply *r)
 		jsonw_end_array(w);
 		jsonw_end_object(w);
 		jsonw_destroy(&w);
+	} else if (!arg) {
+		status_maps(dm, NULL, r->out);   /* the node's, after its services */
 	}
 	if (arg && !shown) {
 		if (r->json) {

@@ -52,6 +52,8 @@ echo "   (the maps with one service: $bytes bytes, bpftool's bytes_memlock)"
 check "one service: the maps take under 4 MiB" yes "$([ "$bytes" -lt 4194304 ] && echo yes)"
 check "sluice status shows the same account of the maps, and their sizes" "$bytes services 64" \
 	"$(sluice status -o json | jq -r '"\(.maps.bytes) services \(.maps.sizes[] | select(.name == "services") | .maxEntries)"')"
+check "... and its text ends with them" "maps N.N KiB: counters N rr_state N services N endpoints N udp_flows N udp_reverse N" \
+	"$(sluice status | tail -1 | sed 's/[0-9][0-9]*/N/g')"
 out=$(lg --target $VIP:8080 -n 100 -c 1)
 check "before growing: 80 on v1, 20 on v2, counted" "80 20 | 80 20" \
 	"$(jqr "$out" '"\(.versions.v1) \(.versions.v2)"') | $(counted)"

@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -128,35 +129,8 @@ struct copy {
 	size_t n, key_size, value_size;
 };
 
-static int copy_map(int from, int to, struct copy *c)
-{
-	struct bpf_map_info info;
-	__u32 len = sizeof(info);
-	int err, ncpus = libbpf_num_possible_cpus();
-
-	memset(&info, 0, sizeof(info));
-	if (bpf_obj_get_info_by_fd(from, &info, &len))
-		return -errno;
-	c->key_size = info.key_size;
-	c->value_size = info.type == BPF_MAP_TYPE_PERCPU_HASH ? ((info.value_size + 7) & ~7u) * (size_t)ncpus
-							       : info.value_size;
-	if ((err = map_keys(from, c->key_size, &c->keys, &c->n)))
-		return err;
-	if (!(c->values = malloc((c->n ? c->n : 1) * c->value_size)))
-		return -ENOMEM;
-	size_t kept = 0;
-	for (size_t i = 0; i < c->n; i++) {
-		char *k = (char *)c->keys + i * c->key_size, *v = (char *)c->values + kept * c->value_size;
-		if (bpf_map_lookup_elem(from, k, v))
-			continue;   /* gone since the keys were read (an LRU evicted it) */
-		if (map_write(to, k, v, BPF_NOEXIST) && errno != EEXIST)
-			return -errno;
-		memmove((char *)c->keys + kept * c->key_size, k, c->key_size);
-		kept++;
-	}
-	c->n = kept;
-	return 0;
-}
+/* Batches of lookups and updates: a growth copies every entry, and one syscall per entry was most of its time. */
+#define COPY_BATCH 4096
 
 static void copy_free(struct copy *c)
 {
@@ -165,25 +139,86 @@ static void copy_free(struct copy *c)
 	memset(c, 0, sizeof(*c));
 }
 
+/* Every entry of a map, a batch at a time (in its buckets' order). */
+static int read_map(int fd, struct copy *c)
+{
+	struct bpf_map_info info;
+	__u32 len = sizeof(info), in = 0, out = 0;
+	size_t cap = 0;
+	bool first = true;
+
+	memset(&info, 0, sizeof(info));
+	if (bpf_obj_get_info_by_fd(fd, &info, &len))
+		return -errno;
+	c->key_size = info.key_size;
+	c->value_size = info.type == BPF_MAP_TYPE_PERCPU_HASH
+				? ((info.value_size + 7) & ~7u) * (size_t)libbpf_num_possible_cpus()
+				: info.value_size;
+	for (;;) {
+		if (c->n + COPY_BATCH > cap) {
+			void *k, *v;
+			cap = 2 * cap + COPY_BATCH;
+			if (!(k = realloc(c->keys, cap * c->key_size)))
+				return -ENOMEM;
+			c->keys = k;
+			if (!(v = realloc(c->values, cap * c->value_size)))
+				return -ENOMEM;
+			c->values = v;
+		}
+		__u32 count = COPY_BATCH;
+		int rc = bpf_map_lookup_batch(fd, first ? NULL : &in, &out, (char *)c->keys + c->n * c->key_size,
+					      (char *)c->values + c->n * c->value_size, &count, NULL);
+		if (rc && errno != ENOENT)
+			return -errno;
+		c->n += count;
+		if (rc)
+			return 0;   /* ENOENT: that was the last batch */
+		in = out;
+		first = false;
+	}
+}
+
+static int copy_map(int from, int to, struct copy *c)
+{
+	int err = read_map(from, c);
+
+	for (size_t done = 0; !err && done < c->n;) {   /* into the new map, which no program uses yet */
+		__u32 count = (__u32)(c->n - done < COPY_BATCH ? c->n - done : COPY_BATCH);
+		int rc = bpf_map_update_batch(to, (char *)c->keys + done * c->key_size,
+					      (char *)c->values + done * c->value_size, &count, NULL);
+		done += count;
+		if (rc && errno != ENOMEM)
+			err = -errno;
+		else if (rc)
+			usleep(1000);   /* bpf_mem_alloc's caches, refilled asynchronously (map_write) */
+	}
+	return err;
+}
+
+
 /* 5. What the old map counted since the copy, added to the new one: word by word, CPU by CPU. */
 static int merge(struct dataplane *dp, int old_fd, const struct copy *c, enum sluice_merge_map which)
 {
 	int ncpus = which == SLUICE_MERGE_COUNTERS ? libbpf_num_possible_cpus() : 1;
 	size_t per_cpu = c->value_size / (size_t)ncpus, words = per_cpu / 8;
 	int prog = bpf_program__fd(dp->skel->progs.sluice_merge);
-	void *now = malloc(c->value_size ? c->value_size : 1);
-	int err = 0;
+	struct copy now = { 0 };
+	char *one = malloc(c->value_size ? c->value_size : 1);
+	/* only sluiced adds or removes keys of these maps, and not since the copy: the same order */
+	int err = one ? read_map(old_fd, &now) : -ENOMEM;
 
-	if (!now)
-		return -ENOMEM;
 	for (size_t i = 0; i < c->n && !err; i++) {
 		const char *k = (const char *)c->keys + i * c->key_size;
 		const uint64_t *was = (const uint64_t *)((const char *)c->values + i * c->value_size);
-		if (bpf_map_lookup_elem(old_fd, k, now))
-			continue;
+		const char *is = (const char *)now.values + i * c->value_size;
+		if (i >= now.n || memcmp(k, (const char *)now.keys + i * c->key_size, c->key_size)) {
+			if (bpf_map_lookup_elem(old_fd, k, one))
+				continue;
+			is = one;
+		}
 		for (int cpu = 0; cpu < ncpus && !err; cpu++) {
 			struct sluice_merge m = { .map = which, .cpu = (uint32_t)cpu };
-			const uint64_t *w = (const uint64_t *)((const char *)now + cpu * per_cpu);
+			const uint64_t *w = (const uint64_t *)(is + cpu * per_cpu);
 			bool any = false;
 			memcpy(&m.key, k, which == SLUICE_MERGE_COUNTERS ? sizeof(m.key) : sizeof(uint32_t));
 			for (size_t j = 0; j < words && j < SLUICE_MERGE_WORDS; j++) {
@@ -198,7 +233,8 @@ static int merge(struct dataplane *dp, int old_fd, const struct copy *c, enum sl
 			/* retval 1: the entry is gone from the new map (an apply removed it): nothing to add to */
 		}
 	}
-	free(now);
+	copy_free(&now);
+	free(one);
 	return err;
 }
 
@@ -319,7 +355,7 @@ static int grow(struct dataplane *dp, const struct dataplane_caps *want)
 	sluice_bpf__destroy(old);   /* its maps go with their last reference */
 	dp->caps = *want;
 	pins_record(dp);
-	log_info("maps grown: %s", what);
+	snprintf(dp->grown, sizeof(dp->grown), "%s", what);
 	for (size_t i = 0; i < N_SIZED; i++)
 		copy_free(&copies[i]);
 	return err;
@@ -363,8 +399,14 @@ int caps_ensure(struct dataplane *dp, const struct dataplane_caps *need)
 	}
 	if (!more)
 		return 0;
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	loading_capabilities(true);
 	int err = grow(dp, &want);
 	loading_capabilities(false);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	if (!err)
+		log_info("maps grown in %lld ms: %s", (long long)((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000),
+			 dp->grown);
 	return err;
 }

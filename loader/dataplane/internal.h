@@ -118,6 +118,7 @@ struct dataplane {
 	size_t n_pins;
 	struct dataplane_map_ops ops;   /* apply.c's map writes, counted */
 	struct dataplane_caps caps;     /* the sized maps' max_entries (grow.c) */
+	char grown[256];                /* what the last growth changed, for its log line */
 	int cg_fd;                      /* the cgroup served, for a growth's swap into its links */
 	uint64_t cg_id;
 	char *tc_ifnames[DATAPLANE_MAX_TC_IFACES];   /* TC mode's interfaces, attached */

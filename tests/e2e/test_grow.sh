@@ -78,7 +78,7 @@ check "through the growths: connections made, none failed" "yes 0" \
 	"$(jqr "$out" '"\(if .ok > 1000 then "yes" else "no \(.ok)" end) \(.failed)"')"
 check "the maps grew to twice what the plan needs, rounded up to a power of two" \
 	"services 16384 endpoints 16384 counters 16384 rr_state 8192 udp_flows 65536 udp_reverse 65536" "$(caps)"
-check "sluiced said what it grew, once per growth" 3 "$(grep -c '^sluiced: maps grown: ' "$D/sluiced.log")"
+check "sluiced said what it grew, once per growth" 3 "$(grep -c '^sluiced: maps grown in ' "$D/sluiced.log")"
 set -- $(counted)
 # connect() is counted at the hook: the client's connections, answered or still in flight at its end
 check "the counters counted on exactly: every connect the client made, none lost or counted twice" \

@@ -100,6 +100,12 @@ check "outside: replies come from the VIP (no pod address seen)" 0 "$(jqr "$out"
 rules "v1:0 v2:100"
 out=$(out_lg --target $VIP:8080 -n 300 -c 4)
 check "outside, 100% v2: 300 answers from v2" 300 "$(jqr "$out" '.versions.v2 // 0')"
+# the UDP ports grew the UDP flow tables with TC loaded: TC's object was loaded again over the new
+# maps and swapped into its links, and what answers above went through it
+link_prog() { bpftool -j link show pinned "$CLUSTER_BPFFS/links/sluice_tc_$1@$UP" | jq .prog_id; }
+check "the maps grew under TC mode, and TC's pinned links run the programs pinned now" \
+	"yes $(bpftool -j prog show pinned "$CLUSTER_BPFFS/progs/sluice_tc_ingress" | jq .id) $(bpftool -j prog show pinned "$CLUSTER_BPFFS/progs/sluice_tc_egress" | jq .id)" \
+	"$(grep -q '^sluiced: maps grown in .*udp_flows 256 -> 65536' "$CLUSTER_DIR/sluiced.log" && echo yes) $(link_prog ingress) $(link_prog egress)"
 rules "v1:50 v2:50" RANDOM
 out=$(out_lg --target $VIP:8080 -n 10000 -c 8)
 check "outside, random 50/50: no failures" 0 "$(jqr "$out" '.failed')"

@@ -87,16 +87,130 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
 }
 
-static int write_endpoints(struct dataplane *dp, const struct svc_state *s)
-{
-	struct sluice_endpoint_key k;
+/*
+ * Writes gathered per map and sent BPF_MAP_UPDATE_BATCH at a time: an apply of 10,000 services
+ * writes some 200,000 entries, and a syscall each was most of its time. Only for entries no
+ * program reads before the switch (the inactive side, new generations' slots, new counters).
+ */
+#define WRITE_BATCH 4096
+struct batch {
+	enum dataplane_map map;
+	size_t key_size, value_size, n;
+	char *keys, *values;
+};
 
-	for (uint32_t i = 0; i < s->n_slots; i++) {
-		endpoint_key(s->id, i, s->generation, &k);
-		if (map_update(dp, DP_MAP_ENDPOINTS, &k, &s->slots[i], BPF_ANY))
-			return -errno;
+static int batch_flush(struct dataplane *dp, struct batch *b)
+{
+	size_t done = 0;
+	int err = 0;
+
+	while (done < b->n && !err) {
+		__u32 count = (__u32)(b->n - done);
+		int rc = bpf_map_update_batch(map_fd(dp, b->map), b->keys + done * b->key_size,
+					      b->values + done * b->value_size, &count, NULL);   /* BPF_ANY: its only mode */
+		dp->ops.ok[b->map][DP_OP_UPDATE] += count;
+		done += count;
+		if (!rc)
+			continue;
+		if (errno == ENOMEM) {
+			usleep(1000);   /* bpf_mem_alloc's caches, refilled asynchronously (map_write) */
+		} else {
+			dp->ops.failed[b->map][DP_OP_UPDATE]++;
+			err = -errno;
+		}
 	}
-	return 0;
+	b->n = 0;
+	return err;
+}
+
+static int batch_add(struct dataplane *dp, struct batch *b, const void *key, const void *value)
+{
+	if (!b->keys) {
+		b->keys = malloc(WRITE_BATCH * b->key_size);
+		b->values = malloc(WRITE_BATCH * b->value_size);
+		if (!b->keys || !b->values)
+			return -ENOMEM;
+	}
+	memcpy(b->keys + b->n * b->key_size, key, b->key_size);
+	memcpy(b->values + b->n * b->value_size, value, b->value_size);
+	return ++b->n == WRITE_BATCH ? batch_flush(dp, b) : 0;
+}
+
+static void batch_free(struct batch *b)
+{
+	free(b->keys);
+	free(b->values);
+}
+
+/* The writes of one apply's new and changed services, before its switch. */
+struct writes {
+	struct batch endpoints, counters, records, rr;
+	struct sluice_service record;   /* scratch */
+	struct sluice_endpoint_stats *zero;   /* a counter's value: every CPU's */
+};
+
+static int writes_init(struct dataplane *dp, struct writes *w)
+{
+	size_t stats = sizeof(struct sluice_endpoint_stats) * (size_t)dp->ncpus;
+
+	memset(w, 0, sizeof(*w));
+	w->endpoints = (struct batch){ .map = DP_MAP_ENDPOINTS, .key_size = sizeof(struct sluice_endpoint_key),
+				       .value_size = sizeof(struct sluice_endpoint) };
+	w->counters = (struct batch){ .map = DP_MAP_COUNTERS, .key_size = sizeof(struct sluice_counter_key),
+				      .value_size = stats };
+	w->records = (struct batch){ .map = DP_MAP_SERVICES, .key_size = sizeof(struct sluice_service_key),
+				     .value_size = sizeof(struct sluice_service) };
+	w->rr = (struct batch){ .map = DP_MAP_RR_STATE, .key_size = sizeof(uint32_t),
+				.value_size = sizeof(struct sluice_rr_state) };
+	return (w->zero = calloc(dp->ncpus, sizeof(*w->zero))) ? 0 : -ENOMEM;
+}
+
+static int writes_flush(struct dataplane *dp, struct writes *w)
+{
+	int err = batch_flush(dp, &w->endpoints);
+	if (!err)
+		err = batch_flush(dp, &w->counters);
+	if (!err)
+		err = batch_flush(dp, &w->rr);
+	if (!err)
+		err = batch_flush(dp, &w->records);
+	return err;
+}
+
+static void writes_free(struct writes *w)
+{
+	batch_free(&w->endpoints);
+	batch_free(&w->counters);
+	batch_free(&w->records);
+	batch_free(&w->rr);
+	free(w->zero);
+}
+
+/*
+ * A service's record on one side, its endpoints under its generation, its counters made: in the
+ * batch when its id is new (no counter of it can exist), else one by one, an existing counter
+ * kept (that is the point; a batch can only overwrite).
+ */
+static int write_service(struct dataplane *dp, struct writes *w, const struct svc_state *s, unsigned side, bool added)
+{
+	struct sluice_service_key rk = s->key;
+	int err = 0;
+
+	for (uint32_t i = 0; i < s->n_slots && !err; i++) {
+		struct sluice_endpoint_key ek;
+		struct sluice_counter_key ck;
+		endpoint_key(s->id, i, s->generation, &ek);
+		counter_key(s->id, &s->slots[i], &ck);
+		if ((err = batch_add(dp, &w->endpoints, &ek, &s->slots[i])))
+			break;
+		if (added)
+			err = batch_add(dp, &w->counters, &ck, w->zero);
+		else if (map_update(dp, DP_MAP_COUNTERS, &ck, w->zero, BPF_NOEXIST) && errno != EEXIST)
+			err = -errno;
+	}
+	rk.side = side;
+	build_record(s, &w->record);
+	return err ? err : batch_add(dp, &w->records, &rk, &w->record);
 }
 
 static void delete_endpoints(struct dataplane *dp, const struct svc_state *s)
@@ -107,24 +221,6 @@ static void delete_endpoints(struct dataplane *dp, const struct svc_state *s)
 		endpoint_key(s->id, i, s->generation, &k);
 		map_delete(dp, DP_MAP_ENDPOINTS, &k);
 	}
-}
-
-/* Counters are created by userspace only; an existing one is kept (that is the point). */
-static int create_counters(struct dataplane *dp, const struct svc_state *s)
-{
-	struct sluice_counter_key k;
-	struct sluice_endpoint_stats *zero = calloc(dp->ncpus, sizeof(*zero));
-	int err = 0;
-
-	if (!zero)
-		return -ENOMEM;
-	for (uint32_t i = 0; i < s->n_slots && !err; i++) {
-		counter_key(s->id, &s->slots[i], &k);
-		if (map_update(dp, DP_MAP_COUNTERS, &k, zero, BPF_NOEXIST) && errno != EEXIST)
-			err = -errno;
-	}
-	free(zero);
-	return err;
 }
 
 static bool has_endpoint(const struct svc_state *s, const struct sluice_endpoint *ep)
@@ -159,22 +255,6 @@ static void delete_counters(struct dataplane *dp, const struct svc_state *old, c
 		counter_key(old->id, &old->slots[i], &k);
 		map_delete(dp, DP_MAP_COUNTERS, &k);
 	}
-}
-
-static int write_record(struct dataplane *dp, const struct svc_state *s, unsigned side)
-{
-	struct sluice_service_key k = s->key;
-	struct sluice_service *r = malloc(sizeof(*r));
-	int err = 0;
-
-	if (!r)
-		return -ENOMEM;
-	build_record(s, r);
-	k.side = side;
-	if (map_update(dp, DP_MAP_SERVICES, &k, r, BPF_ANY))
-		err = -errno;
-	free(r);
-	return err;
 }
 
 static int delete_record(struct dataplane *dp, const struct svc_state *s, unsigned side)
@@ -407,11 +487,20 @@ static void commit(struct dataplane *dp, struct changes *c)
 /* 5. The old side, which nobody reads now, gets the same record edits. */
 static int replay(struct dataplane *dp, const struct changes *c, unsigned side_old)
 {
-	int err = 0;
+	struct writes w;
+	int err = writes_init(dp, &w);
 
-	for (size_t i = 0; i < c->n_next && !err; i++)
-		if (c->what[i] != SAME)
-			err = write_record(dp, c->next[i], side_old);
+	for (size_t i = 0; i < c->n_next && !err; i++) {
+		struct sluice_service_key k = c->next[i]->key;
+		if (c->what[i] == SAME)
+			continue;
+		k.side = side_old;
+		build_record(c->next[i], &w.record);
+		err = batch_add(dp, &w.records, &k, &w.record);
+	}
+	if (!err)
+		err = batch_flush(dp, &w.records);
+	writes_free(&w);
 	for (size_t i = 0; i < c->n_removed && !err; i++)
 		err = delete_record(dp, c->removed[i], side_old);
 	return err;
@@ -628,33 +717,35 @@ static int check_room(struct dataplane *dp, struct changes *c)
 static int write_inactive(struct dataplane *dp, struct changes *c, struct dataplane_stats *st)
 {
 	unsigned side_new = (dp->generation + 1) & 1;
-	int err;
+	struct sluice_rr_state zero_rr = { 0 };
+	struct writes w;
+	int err = writes_init(dp, &w);
 
-	for (size_t i = 0; i < c->n_next; i++) {
+	for (size_t i = 0; i < c->n_next && !err; i++) {
 		struct svc_state *s = c->next[i];
 		if (c->what[i] == SAME)
 			continue;
 		if (c->what[i] == ADDED) {
-			struct sluice_rr_state zero_rr = { 0 };
 			if ((err = alloc_id(dp, &s->key, &s->id)))
-				return err;
+				break;
 			dp->by_id[s->id] = s;   /* reserved; released on failure */
-			if (map_update(dp, DP_MAP_RR_STATE, &s->id, &zero_rr, BPF_ANY))
-				return -errno;
+			if ((err = batch_add(dp, &w.rr, &s->id, &zero_rr)))
+				break;
 		} else {
 			s->id = c->old_of[i]->id;
 		}
 		s->generation = dp->generation + 1;   /* the switch makes it live */
-		if ((err = write_endpoints(dp, s)) || (err = create_counters(dp, s)) ||
-		    (err = write_record(dp, s, side_new)))
-			return err;
+		if ((err = write_service(dp, &w, s, side_new, c->what[i] == ADDED)))
+			break;
 		st->services_written++;
 		st->endpoints_written += s->n_slots;
 	}
-	for (size_t i = 0; i < c->n_removed; i++)
-		if ((err = delete_record(dp, c->removed[i], side_new)))
-			return err;
-	return 0;
+	if (!err)
+		err = writes_flush(dp, &w);   /* all of it before the switch, which is all that orders it */
+	writes_free(&w);
+	for (size_t i = 0; i < c->n_removed && !err; i++)
+		err = delete_record(dp, c->removed[i], side_new);
+	return err;
 }
 
 /* A write before the switch failed: the ids reserved are released, the inactive side restored. */

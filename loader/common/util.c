@@ -20,7 +20,8 @@ static void oom(void)
 	abort();
 }
 
-void *arena_alloc(struct arena *a, size_t size)
+/* size bytes, not zeroed */
+static void *arena_take(struct arena *a, size_t size)
 {
 	size = (size + 15) & ~(size_t)15;
 	size_t block = a->block ? a->block : ARENA_BLOCK;
@@ -44,14 +45,19 @@ void *arena_alloc(struct arena *a, size_t size)
 	void *p = b->data + b->used;
 	b->used += size;
 	a->used += size;
-	memset(p, 0, size);
 	return p;
+}
+
+void *arena_alloc(struct arena *a, size_t size)
+{
+	return memset(arena_take(a, size), 0, size);
 }
 
 char *arena_strndup(struct arena *a, const char *s, size_t len)
 {
-	char *p = arena_alloc(a, len + 1);
+	char *p = arena_take(a, len + 1);
 	memcpy(p, s, len);
+	p[len] = 0;
 	return p;
 }
 
@@ -320,6 +326,14 @@ void diags_report(const struct diags *d, FILE *out, FILE *err, bool json, const 
 	}
 	diags_print(d, err);
 	fprintf(err, "%zu error%s%s\n", d->n, d->n == 1 ? "" : "s", outcome);
+}
+
+void diags_truncate(struct diags *d, size_t n)
+{
+	for (size_t i = n; i < d->n; i++)
+		free(d->v[i].msg);
+	if (n < d->n)
+		d->n = n;
 }
 
 void diags_free(struct diags *d)

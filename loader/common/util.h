@@ -67,6 +67,7 @@ struct diags {
 void diag_error(struct diags *d, const struct mark *at, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void diag_verror(struct diags *d, const struct mark *at, const char *fmt, va_list ap);
 void diags_sort(struct diags *d);
+void diags_truncate(struct diags *d, size_t n);                /* takes back every error after the first n */
 void diags_print(const struct diags *d, FILE *out);            /* FILE:LINE:COL: error: MESSAGE */
 void diags_print_json(const struct diags *d, FILE *out);       /* {"errors":[...]} */
 /* Every error for the user: {"errors":[...]} on out with json, else each on err and "N errors"

@@ -21,6 +21,7 @@ struct compile_input {
 	const char *name;            /* as errors print it; "<stdin>" for -f - */
 	const unsigned char *buf;
 	size_t len;
+	bool mapped;                 /* buf is a file mmap'd read-only: its pages are given back as it is read */
 };
 
 struct compile_stats {

@@ -30,6 +30,15 @@ typedef void (*ydoc_fn)(void *ctx, const struct mark *file, struct ynode *root);
 /* Parses every document of buf. Returns how many non-empty documents there were. */
 size_t yaml_each_document(const unsigned char *buf, size_t len, const struct mark *file,
 			  struct diags *d, ydoc_fn fn, void *ctx);
+/* The same over a file mmap'd read-only (sources.c): the pages read are given back as it goes, so
+ * that a large input is never resident whole. */
+size_t yaml_each_document_mapped(const unsigned char *buf, size_t len, const struct mark *file,
+				 struct diags *d, ydoc_fn fn, void *ctx);
+/* For tests (ytree_fast_test.c), which hold the two readers to the same trees and errors: libyaml
+ * alone, or the fast reader alone (SIZE_MAX at the first document it would leave to libyaml). */
+enum yaml_readers { YAML_BOTH, YAML_LIBYAML_ONLY, YAML_FAST_ONLY };
+size_t yaml_each_document_with(const unsigned char *buf, size_t len, const struct mark *file,
+			       struct diags *d, ydoc_fn fn, void *ctx, enum yaml_readers readers);
 
 /*
  * A tree read from JSON, written back as JSON (plain scalars as JSON's numbers, true, false and

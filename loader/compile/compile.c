@@ -151,8 +151,7 @@ static void read_inputs(struct cctx *c, const struct compile_input *in, size_t n
 	}
 }
 
-static struct cctx cctx_new(const struct compile_opts *o, struct diags *d, struct arena *keep,
-			    struct compile_stats *stats)
+struct cctx cc_context(const struct compile_opts *o, struct diags *d, struct arena *keep, struct compile_stats *stats)
 {
 	return (struct cctx){
 		.o = o,
@@ -173,7 +172,7 @@ static struct cctx compile_begin(const struct compile_opts *o, struct diags *d, 
 		abort();
 	memset(stats, 0, sizeof(*stats));
 	memset(plan, 0, sizeof(*plan));
-	return cctx_new(o, d, keep, stats);
+	return cc_context(o, d, keep, stats);
 }
 
 /* What every compile ends with: the plan owns the arena, or the errors say why there is none. */
@@ -229,14 +228,6 @@ int compile_plan(const struct compile_opts *o, const struct compile_input *in, s
 
 /* ---- reading once, compiling many times ---- */
 
-struct compile_read {
-	struct arena records;
-	struct ptrvec services, pods, vss, drs, gateways;
-	struct diags d;              /* the reading's errors, given again at every compile */
-	size_t objects, skipped;
-	struct mark file;
-};
-
 struct compile_read *compile_read(const struct compile_opts *o, const struct compile_input *in)
 {
 	struct compile_read *r = calloc(1, sizeof(*r));
@@ -244,7 +235,7 @@ struct compile_read *compile_read(const struct compile_opts *o, const struct com
 		abort();
 	r->records.block = 512;   /* one object's records: 400 bytes on average, and 110,000 of them */
 	struct compile_stats st = { 0 };
-	struct cctx c = cctx_new(o, &r->d, &r->records, &st);
+	struct cctx c = cc_context(o, &r->d, &r->records, &st);
 	if (o->gateway_address && name_parse_addr(o->gateway_address, &c.gateway_address) &&
 	    name_vip_error(&c.gateway_address))
 		c.gateway_address.family = 0;   /* refused at every compile_plan_reads */
@@ -288,14 +279,8 @@ static void forget_build(struct cctx *c)
 		s->routed_by = NULL;
 		s->routed_at_host = NULL;
 	}
-	for (size_t i = 0; i < c->vss.n; i++) {
-		struct vs *v = c->vss.v[i];
-		for (uint32_t j = 0; j < v->n_http + v->n_tcp; j++) {
-			struct route *r = j < v->n_http ? &v->http[j] : &v->tcp[j - v->n_http];
-			r->used = false;
-			r->port_missing = false;
-		}
-	}
+	for (size_t i = 0; i < c->vss.n; i++)
+		cc_forget_routes(c->vss.v[i]);
 	for (size_t i = 0; i < c->gateways.n; i++) {
 		struct gateway *g = c->gateways.v[i];
 		g->no_address_reported = false;
@@ -335,14 +320,11 @@ int compile_plan_reads(const struct compile_opts *o, struct compile_read *const 
 
 /* ---- building only what changed ---- */
 
-struct compile_memo {
-	struct strmap deps;          /* VirtualService key -> struct vs_deps * */
-};
-
 void compile_memo_free(struct compile_memo *m)
 {
 	if (!m)
 		return;
+	cc_quick_free(m->quick);
 	for (size_t i = 0; i < m->deps.cap; i++)
 		if (m->deps.keys[i])
 			cc_deps_put(m->deps.vals[i]);
@@ -485,7 +467,9 @@ int compile_plan_update(const struct compile_opts *o, struct compile_read *const
 		build_namespaces(&c, &build, &label_ns);
 		entries_by_route(last, &last_entries, &vecs);
 	}
-	cc_index_pods(&c, &ix, scoped ? &label_ns : NULL);
+	/* a memo without the quick index makes one: every pod indexed by its labels */
+	bool whole_index = !scoped || !memo->quick;
+	cc_index_pods(&c, &ix, whole_index ? NULL : &label_ns);
 	struct build_scope scope = { .build = scoped ? &build : NULL, .last_entries = &last_entries, .deps = &m->deps };
 	cc_build_plan(&c, &ix, &scope, plan);
 	for (size_t i = 0; scoped && !scope.failed && i < c.vss.n; i++) {
@@ -496,6 +480,8 @@ int compile_plan_update(const struct compile_opts *o, struct compile_read *const
 			strmap_put(&m->deps, dep->key, dep);
 		}
 	}
+	if (whole_index && !scope.failed && !d->n)
+		m->quick = cc_quick_new(&c, &ix, plan, &m->deps);
 	cc_index_free(&ix);
 	strmap_free(&build);
 	strmap_free(&label_ns);

@@ -58,6 +58,23 @@ int compile_plan_update(const struct compile_opts *o, struct compile_read *const
 			struct diags *d, struct compile_stats *stats);
 void compile_memo_free(struct compile_memo *m);
 
+/* The follower's quick path for the change it sees most (pods starting, turning ready or unready,
+ * going): a batch whose reads replaced (gone) and made (fresh) hold Pods alone, on the memo of
+ * last (kept up to date by it). It builds again only the VirtualServices whose destinations
+ * select one of the pods, before or after, and checks the pods' addresses against every other
+ * pod's, VIP and Gateway address, in proportion to the change. 0: *out holds the entries that
+ * differ from last's (maybe none), and memo describes last with them. -1: the batch is not one it
+ * can build exactly as a whole build would (another kind changed, an address is shared, an error);
+ * call compile_plan_update, with the same memo. */
+struct compile_delta {
+	struct plan entries;         /* the entries that changed, in last's order, in an arena of their own */
+	size_t *at;                  /* entries.services[i] takes the place of last->services[at[i]] */
+};
+int compile_pods_update(const struct compile_opts *o, struct compile_read *const *gone, size_t n_gone,
+			struct compile_read *const *fresh, size_t n_fresh, const struct plan *last,
+			struct compile_memo *memo, struct compile_delta *out, struct compile_stats *stats);
+void compile_delta_free(struct compile_delta *d);
+
 /* Inputs named like `kubectl apply -f`: files, directories read recursively
  * (*.yaml, *.yml, *.json), or "-" for standard input. Unreadable paths are errors in d. */
 struct sources {

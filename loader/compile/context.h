@@ -30,6 +30,9 @@ struct cctx {
 	struct compile_stats *st;
 };
 
+/* A compile's context: its options, errors, the arena its records and plan live in, its figures. */
+struct cctx cc_context(const struct compile_opts *o, struct diags *d, struct arena *keep, struct compile_stats *stats);
+
 /* Errors, at a node of the current file or at a mark kept in a record. */
 struct mark cc_node_mark(const struct cctx *c, const struct ynode *n);
 void cc_err(struct cctx *c, const struct ynode *n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

@@ -24,7 +24,7 @@ static void oom(void)
 static void *arena_take(struct arena *a, size_t size)
 {
 	size = (size + 15) & ~(size_t)15;
-	size_t block = a->block ? a->block : ARENA_BLOCK;
+	size_t block = !a->head && a->first ? a->first : a->block ? a->block : ARENA_BLOCK;
 	struct arena_block *b = a->head;
 	if (!b || b->size - b->used < size) {
 		size_t bs = size > block / 4 ? size : block;

@@ -14,6 +14,7 @@ struct arena {
 	struct arena_block *head;
 	size_t used;            /* bytes handed out, for the memory figures */
 	size_t block;           /* bytes per block; 0: 256 KiB (small for the many arenas of one object) */
+	size_t first;           /* bytes of the first block, when not block */
 };
 
 void *arena_alloc(struct arena *a, size_t size);           /* zeroed; aborts on OOM */

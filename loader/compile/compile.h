@@ -75,6 +75,17 @@ int compile_pods_update(const struct compile_opts *o, struct compile_read *const
 			struct compile_memo *memo, struct compile_delta *out, struct compile_stats *stats);
 void compile_delta_free(struct compile_delta *d);
 
+/* One top-level member (key: val) of an object of kind, as JSON, with what the compiler never reads
+ * left out, for the follower to keep (kube/reflector.c): of metadata, all but name, namespace,
+ * labels, deletionTimestamp (and resourceVersion, which status reports); of a Pod's spec the values
+ * of the fields known and never read (images, commands, volumes, probes...), unknown fields kept
+ * for their error; of a Pod's status all but phase, podIP, podIPs[].ip and the Ready condition;
+ * other kinds' status whole. Everything of another shape than the readers expect is written as it
+ * is, for them to refuse as before. tests/unit/member_json_test.c compiles the fixtures both ways. */
+struct json_writer;
+struct ynode;
+void compile_member_json(struct json_writer *w, const char *kind, const struct ynode *key, const struct ynode *val);
+
 /* Inputs named like `kubectl apply -f`: files, directories read recursively
  * (*.yaml, *.yml, *.json), or "-" for standard input. Unreadable paths are errors in d. */
 struct sources {

@@ -76,7 +76,6 @@ struct compile_read {
 	struct ptrvec services, pods, vss, drs, gateways;
 	struct diags d;              /* the reading's errors, given again at every compile */
 	size_t objects, skipped;
-	struct mark file;
 };
 
 /* What a plan was built from (compile.h), for the next batch to build only what it affects. */

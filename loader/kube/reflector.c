@@ -10,6 +10,7 @@
 
 #include "common/json.h"
 #include "common/util.h"
+#include "compile/compile.h"
 #include "compile/ytree.h"
 #include "kube/client.h"
 
@@ -68,61 +69,8 @@ static bool back_off(struct reflector *r, long *backoff_ms)
 
 /* ---- JSON text of an object, as the compiler reads it ---- */
 
-/* The object as the compiler reads it: of metadata what compile/context.c reads (name, namespace,
- * labels, deletionTimestamp) and the resourceVersion status reports; of a Pod's status what
- * compile/pod.c reads (phase, podIP, podIPs[].ip, conditions[].type and .status). The rest of
- * metadata (managedFields, annotations, ownerReferences...) and of status (containerStatuses,
- * times, messages) is the API's bookkeeping, which no rule of sluice reads and which is most of an
- * object's bytes: 150,000 Pods kept whole are 200 MB. spec is kept whole: every field of it is
- * honoured or refused. */
-static bool member_kept(const struct ynode *key, const char *const *kept)
-{
-	for (; *kept; kept++)
-		if (!strcmp(key->str, *kept))
-			return true;
-	return false;
-}
-
-/* A mapping with only the members kept; each sequence of mappings named in lists keeps, in each of
- * its mappings, the members of the list after it. Anything of another shape is written as it is:
- * the compiler refuses it, or passes over it, as it would have. */
-static void write_kept(json_writer_t *w, const struct ynode *map, const char *const *kept,
-		       const char *const *const *lists)
-{
-	if (map->type != YN_MAP) {
-		ytree_write_json(w, map, NULL, NULL);
-		return;
-	}
-	jsonw_start_object(w);
-	for (uint32_t i = 0; i < map->n; i++) {
-		const struct ynode *k = ymap_key(map, i), *v = ymap_val(map, i);
-		if (!member_kept(k, kept))
-			continue;
-		jsonw_name(w, k->str);
-		const char *const *inner = NULL;
-		for (size_t l = 0; lists && lists[l]; l += 2)
-			if (!strcmp(k->str, lists[l][0]))
-				inner = lists[l + 1];
-		if (!inner || v->type != YN_SEQ) {
-			ytree_write_json(w, v, NULL, NULL);
-			continue;
-		}
-		jsonw_start_array(w);
-		for (uint32_t j = 0; j < v->n; j++)
-			write_kept(w, v->items[j], inner, NULL);
-		jsonw_end_array(w);
-	}
-	jsonw_end_object(w);
-}
-
-static const char *const meta_kept[] = { "name", "namespace", "labels", "deletionTimestamp", "resourceVersion", NULL };
-static const char *const pod_status_kept[] = { "phase", "podIP", "podIPs", "conditions", NULL };
-static const char *const condition_kept[] = { "type", "status", NULL };
-static const char *const pod_ip_kept[] = { "ip", NULL };
-static const char *const conditions_name[] = { "conditions", NULL }, *const pod_ips_name[] = { "podIPs", NULL };
-static const char *const *const pod_status_lists[] = { conditions_name, condition_kept, pod_ips_name, pod_ip_kept, NULL };
-
-/* An object as JSON text, with the apiVersion and kind a list's items leave out. */
+/* An object as JSON text, with the apiVersion and kind a list's items leave out: what the follower
+ * keeps of it (150,000 Pods as the API sends them are 200 MB). */
 static char *object_json(struct reflector *r, const struct ynode *obj, size_t *len)
 {
 	char *text = NULL, api_version[96];
@@ -137,19 +85,9 @@ static char *object_json(struct reflector *r, const struct ynode *obj, size_t *l
 		jsonw_string_field(w, "apiVersion", api_version);
 	if (!ymap_get(obj, "kind"))
 		jsonw_string_field(w, "kind", r->kind);
-	bool pod = !strcmp(r->kind, "Pod");
-	for (uint32_t i = 0; i < obj->n; i++) {
-		const struct ynode *k = ymap_key(obj, i), *v = ymap_val(obj, i);
-		if (k->type != YN_SCALAR || (!strcmp(k->str, "status") && !pod))
-			continue;
-		jsonw_name(w, k->str);
-		if (!strcmp(k->str, "metadata"))
-			write_kept(w, v, meta_kept, NULL);
-		else if (!strcmp(k->str, "status"))
-			write_kept(w, v, pod_status_kept, pod_status_lists);
-		else
-			ytree_write_json(w, v, NULL, NULL);
-	}
+	for (uint32_t i = 0; i < obj->n; i++)   /* as the compiler reads it: most of what the API sends is not */
+		if (ymap_key(obj, i)->type == YN_SCALAR)
+			compile_member_json(w, r->kind, ymap_key(obj, i), ymap_val(obj, i));
 	jsonw_end_object(w);
 	jsonw_free(&w);   /* no newline: the caller frames objects itself */
 	fclose(m);

@@ -2,7 +2,6 @@
 /* compile_member_json, what the follower keeps of an object: every fixture of the tables, written
  * as JSON, compiled whole and cut down so, must give the same plan, or the same errors (their
  * messages: the columns move with the bytes left out). */
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +11,7 @@
 #include "compile/compile.h"
 #include "compile/ytree.h"
 #include "plan/print.h"
+#include "outcome.h"
 
 struct docs {
 	FILE *whole, *cut;
@@ -66,50 +66,47 @@ static char *compiled(const char *text)
 	return out;
 }
 
+struct tally {
+	int failures, cases, pods;
+};
+
+static void fixture(const char *path, void *ctx)
+{
+	struct tally *t = ctx;
+	char *whole = NULL, *cut = NULL;
+	size_t lw = 0, lc = 0, len;
+	unsigned char *buf;
+	if (!strstr(path, ".yaml") || fs_read_file(path, &buf, &len))
+		return;   /* directories: their files are cases of the tables too */
+	struct docs d = { .whole = open_memstream(&whole, &lw), .cut = open_memstream(&cut, &lc) };
+	struct diags dd = { 0 };
+	struct mark m = { .file = path };
+	yaml_each_document(buf, len, &m, &dd, on_doc, &d);
+	fclose(d.whole);
+	fclose(d.cut);
+	if (!dd.n) {
+		char *a = compiled(whole), *b = compiled(cut);
+		t->cases++;
+		t->pods += d.pods;
+		if (strcmp(a, b)) {
+			printf("FAIL %s: with the objects whole\n%s--- cut down\n%s", path, a, b);
+			t->failures++;
+		}
+		free(a);
+		free(b);
+	}
+	diags_free(&dd);
+	free(whole);
+	free(cut);
+	free(buf);
+}
+
 int main(void)
 {
-	static const char *const tables[] = { "tests/unit/good", "tests/unit/bad", "tests/unit/labs" };
-	int failures = 0, cases = 0, pods = 0;
-	for (size_t t = 0; t < sizeof(tables) / sizeof(tables[0]); t++) {
-		struct dirent **names;
-		int n = scandir(tables[t], &names, NULL, alphasort);
-		if (n < 0) {
-			printf("FAIL cannot read %s (run from the repository's top)\n", tables[t]);
-			return 1;
-		}
-		for (int i = 0; i < n; i++) {
-			char path[512], *whole = NULL, *cut = NULL;
-			size_t lw = 0, lc = 0, len;
-			unsigned char *buf;
-			snprintf(path, sizeof(path), "%s/%s", tables[t], names[i]->d_name);
-			free(names[i]);
-			if (!strstr(path, ".yaml") || fs_read_file(path, &buf, &len))
-				continue;
-			struct docs d = { .whole = open_memstream(&whole, &lw), .cut = open_memstream(&cut, &lc) };
-			struct diags dd = { 0 };
-			struct mark m = { .file = path };
-			yaml_each_document(buf, len, &m, &dd, on_doc, &d);
-			fclose(d.whole);
-			fclose(d.cut);
-			if (!dd.n) {
-				char *a = compiled(whole), *b = compiled(cut);
-				cases++;
-				pods += d.pods;
-				if (strcmp(a, b)) {
-					printf("FAIL %s: with the objects whole\n%s--- cut down\n%s", path, a, b);
-					failures++;
-				}
-				free(a);
-				free(b);
-			}
-			diags_free(&dd);
-			free(whole);
-			free(cut);
-			free(buf);
-		}
-		free(names);
-	}
+	struct tally t = { 0 };
+	if (!each_fixture(fixture, &t))
+		return 1;
 	printf("%s objects cut to what the compiler reads compile the same: %d inputs (%d Pods), %d differ\n",
-	       failures || !cases ? "FAIL" : "ok", cases, pods, failures);
-	return failures || !cases;
+	       t.failures || !t.cases ? "FAIL" : "ok", t.cases, t.pods, t.failures);
+	return t.failures || !t.cases;
 }

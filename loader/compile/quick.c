@@ -23,7 +23,8 @@ struct quick {
 	struct index ix;             /* Services, DestinationRules, pods by label in every namespace; its
 				      * arena and lists hold wants' and entries' too */
 	struct strmap vss;           /* VirtualService key -> struct vs * */
-	struct strmap wants;         /* "ns\x01key\x01value" -> struct ptrvec * of the vs_deps that want it */
+	struct strmap wants;         /* "ns\x01key\x01value" -> struct ptrvec * of the vs_deps with a want
+				      * that names it as its rarest label */
 	struct strmap entries;       /* VirtualService key -> struct ptrvec * of its entries' places in the plan */
 	struct taken *taken;         /* open addressing; a slot once used keeps its address */
 	size_t cap, used;
@@ -125,12 +126,21 @@ struct quick *cc_quick_new(struct cctx *c, struct index *ix, const struct plan *
 				cc_quick_free(q);
 				return NULL;
 			}
+			/* a pod it selects carries each of its labels: the rarest is where to look it up */
+			uint32_t rarest = 0;
+			size_t fewest = SIZE_MAX;
 			for (uint32_t l = 0; l < want->labels.n; l++) {
-				snprintf(key, sizeof(key), "%s\x01%s\x01%s", want->ns, want->labels.v[l].key, want->labels.v[l].val);
-				struct ptrvec *pv = list_at(q, &q->wants, key);
-				if (!pv->n || pv->v[pv->n - 1] != dep)
-					ptrvec_push(pv, (void *)dep);
+				const struct ptrvec *pods = cc_pods_with_label(&q->ix, want->ns, &want->labels.v[l], false);
+				if ((pods ? pods->n : 0) < fewest) {
+					fewest = pods ? pods->n : 0;
+					rarest = l;
+				}
 			}
+			snprintf(key, sizeof(key), "%s\x01%s\x01%s", want->ns, want->labels.v[rarest].key,
+				 want->labels.v[rarest].val);
+			struct ptrvec *pv = list_at(q, &q->wants, key);
+			if (!pv->n || pv->v[pv->n - 1] != dep)
+				ptrvec_push(pv, (void *)dep);
 		}
 	}
 	for (size_t i = 0; i < plan->n_services; i++)

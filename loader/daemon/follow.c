@@ -101,6 +101,7 @@ struct follower {
 	size_t vs_built, vs_total;  /* VirtualServices built by the last batch, of how many */
 	/* the quick path (compile_pods_update): the objects the batch added or changed (touched_all:
 	 * too many to list), objects refused now, the entries it put in dm->plan */
+	struct compile_opts opts;   /* what objects are read with */
 	struct ptrvec touched;
 	bool touched_all;
 	size_t refused_now;
@@ -314,6 +315,26 @@ static const char *json_rv(const char *json, char *buf, size_t len)
 	return buf;
 }
 
+/* An object's input: its current version, or its last good one if refused (NULL: left out). Only
+ * a text not read before is read; the rest is the records kept from earlier batches. */
+static struct compile_read *feed(struct follower *f, struct kobj *o, const struct compile_opts *opts)
+{
+	const char *text = o->errors ? o->good : o->json;
+	if (o->fed != text) {
+		if (o->read)
+			ptrvec_push(&f->retired, o->read);
+		o->read = NULL;
+		o->fed = text;
+	}
+	if (text && !o->read) {
+		struct compile_input in = { .name = o->key, .buf = (const unsigned char *)text, .len = strlen(text) };
+		o->read = compile_read(opts, &in);
+		ptrvec_push(&f->fresh, o->read);
+		f->reads++;
+	}
+	return o->read;
+}
+
 static void drain(struct follower *f)
 {
 	uint64_t n;
@@ -344,26 +365,6 @@ static void drain(struct follower *f)
 }
 
 /* ---- compiling the store ---- */
-
-/* An object's input: its current version, or its last good one if refused (NULL: left out). Only
- * a text not read before is read; the rest is the records kept from earlier batches. */
-static struct compile_read *feed(struct follower *f, struct kobj *o, const struct compile_opts *opts)
-{
-	const char *text = o->errors ? o->good : o->json;
-	if (o->fed != text) {
-		if (o->read)
-			ptrvec_push(&f->retired, o->read);
-		o->read = NULL;
-		o->fed = text;
-	}
-	if (text && !o->read) {
-		struct compile_input in = { .name = o->key, .buf = (const unsigned char *)text, .len = strlen(text) };
-		o->read = compile_read(opts, &in);
-		ptrvec_push(&f->fresh, o->read);
-		f->reads++;
-	}
-	return o->read;
-}
 
 /* The inputs: every object's. */
 static size_t gather(struct follower *f, const struct compile_opts *opts, struct compile_read **reads)
@@ -491,7 +492,7 @@ static void verify_partial(struct follower *f, const struct compile_opts *o, str
 static int compile_store(struct daemon *dm, struct follower *f, struct plan *plan, size_t *refused)
 {
 	struct compile_read **in = calloc(f->n_objects + 1, sizeof(*in));
-	struct compile_opts o = { .gateway_address = dm->gateway_address };
+	const struct compile_opts *o = &f->opts;
 	int rc = -1;
 	*refused = 0;
 	if (!in)
@@ -505,7 +506,7 @@ static int compile_store(struct daemon *dm, struct follower *f, struct plan *pla
 		struct diags d = { 0 };
 		struct compile_stats st;
 		struct plan compiled;
-		size_t n = gather(f, &o, in);
+		size_t n = gather(f, o, in);
 		/* the first round builds what the batch affects; a round after a refusal builds it all */
 		struct compile_read **changed = calloc(f->retired.n + f->fresh.n + 1, sizeof(*changed));
 		if (!changed)
@@ -514,14 +515,14 @@ static int compile_store(struct daemon *dm, struct follower *f, struct plan *pla
 		memcpy(changed + f->retired.n, f->fresh.v, f->fresh.n * sizeof(*changed));
 		compile_memo_free(f->pending);
 		f->pending = NULL;
-		int crc = compile_plan_update(&o, in, n, changed, f->retired.n + f->fresh.n, &dm->plan,
+		int crc = compile_plan_update(o, in, n, changed, f->retired.n + f->fresh.n, &dm->plan,
 					      round ? NULL : f->memo, &f->pending, &compiled, &d, &st);
 		free(changed);
 		if (!crc) {
 			f->vs_built = st.vs_built;
 			f->vs_total = st.vs_total;
 			if (f->verify && f->vs_built < f->vs_total)
-				verify_partial(f, &o, in, n, &compiled);
+				verify_partial(f, o, in, n, &compiled);
 			/* the plan alone, not the records behind it nor the last plan a partial build shares */
 			rc = plan_copy(&compiled, plan);
 			plan_free(&compiled);
@@ -629,14 +630,14 @@ static void save_warn(const char *why)
  * what was read here. */
 static bool quick_batch(struct daemon *dm, struct follower *f, uint64_t t0)
 {
-	struct compile_opts o = { .gateway_address = dm->gateway_address };
+	const struct compile_opts *o = &f->opts;
 	struct compile_delta delta;
 	struct compile_stats cst;
 	if (!f->memo || f->touched_all || f->refused_now)
 		return false;
 	for (size_t i = 0; i < f->touched.n; i++)
-		feed(f, f->touched.v[i], &o);
-	if (compile_pods_update(&o, (struct compile_read *const *)f->retired.v, f->retired.n,
+		feed(f, f->touched.v[i], o);
+	if (compile_pods_update(o, (struct compile_read *const *)f->retired.v, f->retired.n,
 				(struct compile_read *const *)f->fresh.v, f->fresh.n, &dm->plan, f->memo, &delta, &cst))
 		return false;
 	size_t n = delta.entries.n_services;
@@ -656,7 +657,7 @@ static bool quick_batch(struct daemon *dm, struct follower *f, uint64_t t0)
 	if (f->verify) {
 		struct compile_read **in = calloc(f->n_objects + 1, sizeof(*in));
 		if (in)
-			verify_partial(f, &o, in, gather(f, &o, in), &dm->plan);
+			verify_partial(f, o, in, gather(f, o, in), &dm->plan);
 		free(in);
 	}
 	uint64_t gen = dm->generation;
@@ -771,6 +772,7 @@ int follower_start(struct daemon *dm)
 	}
 	pthread_mutex_init(&f->qlock, NULL);
 	f->coalesce_ms = dm->coalesce_ms;
+	f->opts.gateway_address = dm->gateway_address;
 	size_t n_ns = dm->n_namespaces ? dm->n_namespaces : 1;
 	for (size_t i = 0; i < sizeof(resources) / sizeof(resources[0]); i++)
 		for (size_t k = 0; k < n_ns && f->n_refl < MAX_REFLECTORS; k++) {

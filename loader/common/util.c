@@ -20,8 +20,7 @@ static void oom(void)
 	abort();
 }
 
-/* size bytes, not zeroed */
-static void *arena_take(struct arena *a, size_t size)
+void *arena_take(struct arena *a, size_t size)
 {
 	size = (size + 15) & ~(size_t)15;
 	size_t block = !a->head && a->first ? a->first : a->block ? a->block : ARENA_BLOCK;
@@ -184,15 +183,12 @@ void strmap_free(struct strmap *m)
 	memset(m, 0, sizeof(*m));
 }
 
-void ptrvec_push(struct ptrvec *pv, void *p)
+void ptrvec_grow(struct ptrvec *pv)
 {
-	if (pv->n == pv->cap) {
-		pv->cap = pv->cap ? pv->cap * 2 : 8;
-		pv->v = realloc(pv->v, pv->cap * sizeof(*pv->v));
-		if (!pv->v)
-			oom();
-	}
-	pv->v[pv->n++] = p;
+	pv->cap = pv->cap ? pv->cap * 2 : 8;
+	pv->v = realloc(pv->v, pv->cap * sizeof(*pv->v));
+	if (!pv->v)
+		oom();
 }
 
 void ptrvec_free(struct ptrvec *pv)

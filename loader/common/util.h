@@ -18,6 +18,7 @@ struct arena {
 };
 
 void *arena_alloc(struct arena *a, size_t size);           /* zeroed; aborts on OOM */
+void *arena_take(struct arena *a, size_t size);            /* the same, not zeroed */
 char *arena_strndup(struct arena *a, const char *s, size_t len);
 char *arena_strdup(struct arena *a, const char *s);
 char *arena_printf(struct arena *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -43,7 +44,14 @@ struct ptrvec {
 	size_t n, cap;
 };
 
-void ptrvec_push(struct ptrvec *pv, void *p);
+void ptrvec_grow(struct ptrvec *pv);
+/* inline: a document's every node is pushed once */
+static inline void ptrvec_push(struct ptrvec *pv, void *p)
+{
+	if (pv->n == pv->cap)
+		ptrvec_grow(pv);
+	pv->v[pv->n++] = p;
+}
 void ptrvec_free(struct ptrvec *pv);
 
 /* A place in an input file; line and col count from 1. */

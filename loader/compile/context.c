@@ -358,7 +358,9 @@ static bool read_meta(struct cctx *c, const struct ynode *obj, const char *kind,
 			 * environment variable), every other kind's a DNS-1123 subdomain */
 			size_t o2 = cc_push_key(c, "name");
 			char what[64];
-			snprintf(what, sizeof(what), "%s name", kind);
+			size_t lk = strnlen(kind, sizeof(what) - 6);   /* no printf: once per object */
+			memcpy(what, kind, lk);
+			memcpy(what + lk, " name", 6);
 			m->name = cc_get_name(c, name, what, !strcmp(kind, "Service") ? name_dns1035_label_error :
 										name_dns1123_subdomain_error);
 			cc_pop(c, o2);

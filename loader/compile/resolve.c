@@ -121,7 +121,14 @@ static void index_services(struct cctx *c, struct index *ix)
 struct ptrvec *cc_pods_with_label(struct index *ix, const char *ns, const struct kv *label, bool add)
 {
 	char key[768];
-	snprintf(key, sizeof(key), "%s\x01%s\x01%s", ns, label->key, label->val);
+	size_t ln = strlen(ns), lk = strlen(label->key), lv = strlen(label->val);
+	if (ln + lk + lv + 3 > sizeof(key))   /* names as Kubernetes takes them are far shorter */
+		abort();
+	memcpy(key, ns, ln);   /* no printf: every label of every pod comes here */
+	key[ln] = '\x01';
+	memcpy(key + ln + 1, label->key, lk);
+	key[ln + 1 + lk] = '\x01';
+	memcpy(key + ln + 2 + lk, label->val, lv + 1);
 	struct ptrvec *pv = strmap_get(&ix->pods_by_label, key);
 	if (!pv && add) {
 		if (!(pv = calloc(1, sizeof(*pv))))

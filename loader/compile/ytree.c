@@ -73,7 +73,7 @@ struct ynode *ymap_get(const struct ynode *m, const char *key)
 		return NULL;
 	for (uint32_t i = 0; i < m->n; i++) {
 		struct ynode *k = ymap_key(m, i);
-		if (k->type == YN_SCALAR && !strcmp(k->str, key))
+		if (k->type == YN_SCALAR && k->str[0] == key[0] && !strcmp(k->str, key))
 			return ymap_val(m, i);
 	}
 	return NULL;
@@ -111,13 +111,17 @@ static void attach(struct builder *b, struct ynode *n)
 	ptrvec_push(&f->kids, n);
 }
 
+/* A node, and room for extra bytes after it (a scalar's text): one allocation, every field set. */
+static struct ynode *new_node_extra(struct builder *b, uint8_t type, uint32_t line, uint32_t col, size_t extra)
+{
+	struct ynode *n = arena_take(&b->arena, sizeof(*n) + extra);
+	*n = (struct ynode){ .type = type, .line = line, .col = col };
+	return n;
+}
+
 static struct ynode *new_node(struct builder *b, uint8_t type, uint32_t line, uint32_t col)
 {
-	struct ynode *n = arena_alloc(&b->arena, sizeof(*n));
-	n->type = type;
-	n->line = line;
-	n->col = col;
-	return n;
+	return new_node_extra(b, type, line, col, 0);
 }
 
 /* A libyaml mark as a place in the whole input. */
@@ -212,8 +216,11 @@ static void open_frame(struct builder *b, uint8_t type, uint32_t line, uint32_t 
 static struct ynode *add_scalar(struct builder *b, uint32_t line, uint32_t col, const char *s, size_t len, bool plain,
 				bool nul)
 {
-	struct ynode *n = new_node(b, YN_SCALAR, line, col);
-	n->str = arena_strndup(&b->arena, s, len);
+	struct ynode *n = new_node_extra(b, YN_SCALAR, line, col, len + 1);
+	char *text = (char *)(n + 1);
+	memcpy(text, s, len);
+	text[len] = 0;
+	n->str = text;
 	n->len = len;
 	n->plain = plain;
 	/* an escaped \0 would cut the string short everywhere it is compared or printed */

@@ -258,7 +258,7 @@ static void replay_journal(struct daemon *dm, struct plan *plan, uint64_t saved_
 	struct ptrvec parts = { 0 };
 	char *path = state_path(dm, "weights.log"), msg[512], q[NAME_QUOTE_CAP];
 	unsigned char *buf = NULL;
-	size_t len = 0, applied = 0, older = 0, skipped = 0, lineno = 0;
+	size_t len = 0, applied = 0, older = 0, skipped = 0, lineno = 0, batches = 0;
 	int rc = fs_read_file(path, &buf, &len);
 	if (rc) {
 		if (rc != -ENOENT)
@@ -281,7 +281,7 @@ static void replay_journal(struct daemon *dm, struct plan *plan, uint64_t saved_
 		struct mark at = { .file = path, .line = lineno, .col = 1 };
 		if (!strncmp(line, "{\"generation\":", 14) && strstr(line, "\"services\":[")) {
 			int r = replay_entries(plan, (const unsigned char *)line, (size_t)(end - line), &at, saved_gen, &parts);
-			applied += r > 0;
+			batches += r > 0;
 			older += r == 0;
 			if (r < 0) {
 				log_warn("%s:%zu: skipping %s: not entries of a plan, or entries it does not hold", path, lineno, q);
@@ -309,8 +309,11 @@ static void replay_journal(struct daemon *dm, struct plan *plan, uint64_t saved_
 		applied++;
 	}
 	if (applied || skipped)
-		log_info("replayed %zu change%s from %s, skipped %zu that no longer apply%s", applied,
+		log_info("replayed %zu weight change%s from %s, skipped %zu that no longer apply%s", applied,
 			applied == 1 ? "" : "s", path, skipped, older ? " (and passed over lines the plan already holds)" : "");
+	if (batches)
+		log_info("replayed the entries of %zu batch%s of the API's changes from %s", batches, batches == 1 ? "" : "es",
+			 path);
 	if (parts.n) {   /* the plan in one piece again: entries replayed point into the lines' plans */
 		struct plan whole;
 		if (plan_copy(plan, &whole))

@@ -453,6 +453,15 @@ static bool affected(struct cctx *c, const struct compile_memo *memo, struct com
 	return ok && build->len * 2 <= c->vss.n + n_changed;   /* half of them or more: build them all */
 }
 
+/* A batch of VirtualServices alone: the quick index stays true of everything else. */
+static bool vss_alone(struct compile_read *const *changed, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (changed[i]->services.n || changed[i]->pods.n || changed[i]->drs.n || changed[i]->gateways.n)
+			return false;
+	return true;
+}
+
 /* The namespaces whose pods the VirtualServices to build can reach. */
 static void build_namespaces(struct cctx *c, const struct strmap *build, struct strmap *ns)
 {
@@ -521,8 +530,12 @@ int compile_plan_update(const struct compile_opts *o, struct compile_read *const
 			strmap_put(&m->deps, dep->key, dep);
 		}
 	}
-	if (whole_index && !scope.failed && !d->n)
+	if (whole_index && !scope.failed && !d->n) {
 		m->quick = cc_quick_new(&c, &ix, plan, &m->deps);
+	} else if (!scope.failed && !d->n && vss_alone(changed, n_changed)) {
+		m->quick = cc_quick_carry(memo->quick, &c, plan, last, &memo->deps, &m->deps);   /* now this memo's */
+		((struct compile_memo *)memo)->quick = NULL;
+	}
 	cc_index_free(&ix);
 	strmap_free(&build);
 	strmap_free(&label_ns);

@@ -20,14 +20,18 @@ struct taken {
 };
 
 struct quick {
-	struct index ix;             /* Services, DestinationRules, pods by label in every namespace; its
-				      * arena and lists hold wants' and entries' too */
+	struct index ix;             /* Services, DestinationRules, pods by label in every namespace */
+	struct taken *taken;         /* open addressing; a slot once used keeps its address */
+	size_t cap, used;
+	/* the routes, brought up to date when VirtualServices alone change (cc_quick_carry) */
 	struct strmap vss;           /* VirtualService key -> struct vs * */
 	struct strmap wants;         /* "ns\x01key\x01value" -> struct ptrvec * of the vs_deps with a want
 				      * that names it as its rarest label */
 	struct strmap entries;       /* VirtualService key -> struct ptrvec * of its entries' places in the plan */
-	struct taken *taken;         /* open addressing; a slot once used keeps its address */
-	size_t cap, used;
+	struct lists {
+		struct arena keys;
+		struct ptrvec owned;
+	} want_lists, entry_lists;
 };
 
 static struct taken *taken_slot(struct taken *t, size_t cap, const struct plan_addr *a)
@@ -81,16 +85,28 @@ static bool pod_addresses(struct quick *q, const struct pod *p, int way)
 	return true;
 }
 
-static struct ptrvec *list_at(struct quick *q, struct strmap *m, const char *key)
+static struct quick *routes(struct quick *q, struct cctx *c, const struct plan *plan, const struct strmap *deps);
+static struct ptrvec *list_at(struct lists *l, struct strmap *m, const char *key)
 {
 	struct ptrvec *pv = strmap_get(m, key);
 	if (!pv) {
 		if (!(pv = calloc(1, sizeof(*pv))))
 			abort();
-		strmap_put(m, arena_strdup(&q->ix.keys, key), pv);
-		ptrvec_push(&q->ix.vecs, pv);
+		strmap_put(m, arena_strdup(&l->keys, key), pv);
+		ptrvec_push(&l->owned, pv);
 	}
 	return pv;
+}
+
+static void lists_free(struct lists *l, struct strmap *m)
+{
+	for (size_t i = 0; i < l->owned.n; i++) {
+		ptrvec_free(l->owned.v[i]);
+		free(l->owned.v[i]);
+	}
+	ptrvec_free(&l->owned);
+	arena_free(&l->keys);
+	strmap_free(m);
 }
 
 void cc_quick_free(struct quick *q)
@@ -99,8 +115,8 @@ void cc_quick_free(struct quick *q)
 		return;
 	cc_index_free(&q->ix);
 	strmap_free(&q->vss);
-	strmap_free(&q->wants);
-	strmap_free(&q->entries);
+	lists_free(&q->want_lists, &q->wants);
+	lists_free(&q->entry_lists, &q->entries);
 	free(q->taken);
 	free(q);
 }
@@ -115,37 +131,6 @@ struct quick *cc_quick_new(struct cctx *c, struct index *ix, const struct plan *
 	q->ix.pod_ips = (struct pod_ips){ 0 };
 	memset(ix, 0, sizeof(*ix));
 	ix->pod_ips = ips;   /* freed with ix */
-	for (size_t i = 0; i < c->vss.n; i++)
-		strmap_put(&q->vss, ((struct vs *)c->vss.v[i])->key, c->vss.v[i]);
-	char key[768];
-	for (size_t i = 0; i < deps->cap; i++) {
-		const struct vs_deps *dep = deps->keys[i] ? deps->vals[i] : NULL;
-		for (size_t w = 0; dep && w < dep->wants.n; w++) {
-			const struct want *want = dep->wants.v[w];
-			if (!want->labels.n) {   /* every pod of its namespace: no label leads to it */
-				cc_quick_free(q);
-				return NULL;
-			}
-			/* a pod it selects carries each of its labels: the rarest is where to look it up */
-			uint32_t rarest = 0;
-			size_t fewest = SIZE_MAX;
-			for (uint32_t l = 0; l < want->labels.n; l++) {
-				const struct ptrvec *pods = cc_pods_with_label(&q->ix, want->ns, &want->labels.v[l], false);
-				if ((pods ? pods->n : 0) < fewest) {
-					fewest = pods ? pods->n : 0;
-					rarest = l;
-				}
-			}
-			snprintf(key, sizeof(key), "%s\x01%s\x01%s", want->ns, want->labels.v[rarest].key,
-				 want->labels.v[rarest].val);
-			struct ptrvec *pv = list_at(q, &q->wants, key);
-			if (!pv->n || pv->v[pv->n - 1] != dep)
-				ptrvec_push(pv, (void *)dep);
-		}
-	}
-	for (size_t i = 0; i < plan->n_services; i++)
-		if (plan->services[i].route)
-			ptrvec_push(list_at(q, &q->entries, plan->services[i].route), (void *)(uintptr_t)i);
 	for (size_t i = 0; i < c->pods.n; i++) {
 		const struct pod *p = c->pods.v[i];
 		for (size_t a = 0; a < p->n_ips; a++)   /* counted as they are: the plan compiled */
@@ -161,6 +146,105 @@ struct quick *cc_quick_new(struct cctx *c, struct index *ix, const struct plan *
 		for (size_t a = 0; a < g->n_addrs; a++)
 			taken_get(q, &g->addrs[a])->vip = true;
 	}
+	return routes(q, c, plan, deps);
+}
+
+/* VirtualServices by key. */
+static void vss_of(struct quick *q, struct cctx *c)
+{
+	strmap_free(&q->vss);
+	for (size_t i = 0; i < c->vss.n; i++)
+		strmap_put(&q->vss, ((struct vs *)c->vss.v[i])->key, c->vss.v[i]);
+}
+
+/* Where each VirtualService's entries are in the plan. */
+static void places(struct quick *q, const struct plan *plan)
+{
+	lists_free(&q->entry_lists, &q->entries);
+	for (size_t i = 0; i < plan->n_services; i++)
+		if (plan->services[i].route)
+			ptrvec_push(list_at(&q->entry_lists, &q->entries, plan->services[i].route), (void *)(uintptr_t)i);
+}
+
+/* dep's wants listed under their rarest labels (a pod it selects carries each of them). false for a
+ * want of no label (every pod of its namespace: no label leads to it). */
+static bool wants_add(struct quick *q, const struct vs_deps *dep)
+{
+	char key[768];
+	for (size_t w = 0; w < dep->wants.n; w++) {
+		const struct want *want = dep->wants.v[w];
+		if (!want->labels.n)
+			return false;
+		uint32_t rarest = 0;
+		size_t fewest = SIZE_MAX;
+		for (uint32_t l = 0; l < want->labels.n; l++) {
+			const struct ptrvec *pods = cc_pods_with_label(&q->ix, want->ns, &want->labels.v[l], false);
+			if ((pods ? pods->n : 0) < fewest) {
+				fewest = pods ? pods->n : 0;
+				rarest = l;
+			}
+		}
+		snprintf(key, sizeof(key), "%s\x01%s\x01%s", want->ns, want->labels.v[rarest].key,
+			 want->labels.v[rarest].val);
+		struct ptrvec *pv = list_at(&q->want_lists, &q->wants, key);
+		if (!pv->n || pv->v[pv->n - 1] != dep)
+			ptrvec_push(pv, (void *)dep);
+	}
+	return true;
+}
+
+/* dep out of every list it is in (under whichever of its labels it was listed). */
+static void wants_drop(struct quick *q, const struct vs_deps *dep)
+{
+	char key[768];
+	for (size_t w = 0; w < dep->wants.n; w++) {
+		const struct want *want = dep->wants.v[w];
+		for (uint32_t l = 0; l < want->labels.n; l++) {
+			snprintf(key, sizeof(key), "%s\x01%s\x01%s", want->ns, want->labels.v[l].key, want->labels.v[l].val);
+			struct ptrvec *pv = strmap_get(&q->wants, key);
+			for (size_t k = 0; pv && k < pv->n; k++)
+				if (pv->v[k] == dep)
+					pv->v[k--] = pv->v[--pv->n];
+		}
+	}
+}
+
+static struct quick *routes(struct quick *q, struct cctx *c, const struct plan *plan, const struct strmap *deps)
+{
+	vss_of(q, c);
+	places(q, plan);
+	for (size_t i = 0; i < deps->cap; i++)
+		if (deps->keys[i] && !wants_add(q, deps->vals[i])) {
+			cc_quick_free(q);
+			return NULL;
+		}
+	return q;
+}
+
+struct quick *cc_quick_carry(struct quick *q, struct cctx *c, const struct plan *plan, const struct plan *last,
+			     const struct strmap *was, const struct strmap *deps)
+{
+	vss_of(q, c);
+	bool moved = plan->n_services != last->n_services;
+	for (size_t i = 0; i < plan->n_services && !moved; i++)
+		moved = !plan->services[i].route != !last->services[i].route ||
+			(plan->services[i].route && strcmp(plan->services[i].route, last->services[i].route));
+	if (moved)
+		places(q, plan);
+	for (size_t i = 0; i < deps->cap; i++) {   /* the VirtualServices built: their deps are new */
+		const struct vs_deps *dep = deps->keys[i] ? deps->vals[i] : NULL, *old = dep ? strmap_get(was, dep->key) : NULL;
+		if (!dep || dep == old)
+			continue;
+		if (old)
+			wants_drop(q, old);
+		if (!wants_add(q, dep)) {
+			cc_quick_free(q);
+			return NULL;
+		}
+	}
+	for (size_t i = 0; i < was->cap; i++)   /* the VirtualServices gone */
+		if (was->keys[i] && !strmap_get(deps, was->keys[i]))
+			wants_drop(q, was->vals[i]);
 	return q;
 }
 

@@ -89,6 +89,11 @@ struct compile_memo {
  * cannot keep up to date (a VirtualService's destinations that select every pod). It takes ix's
  * maps (ix is left to be freed). */
 struct quick *cc_quick_new(struct cctx *c, struct index *ix, const struct plan *plan, const struct strmap *deps);
+/* q (taken from the memo of last, whose deps were was) for the plan built from it after a batch of
+ * VirtualServices alone: true of pods, Services and the rest still; the VirtualServices built again
+ * (deps) listed anew. NULL as cc_quick_new. */
+struct quick *cc_quick_carry(struct quick *q, struct cctx *c, const struct plan *plan, const struct plan *last,
+			     const struct strmap *was, const struct strmap *deps);
 void cc_quick_free(struct quick *q);
 
 /* Which VirtualServices to build and where the others' entries come from. */

@@ -325,13 +325,41 @@ static void report_at_offset(struct builder *b, const unsigned char *buf, size_t
 
 static void drop_behind(const unsigned char *p, const unsigned char **dropped);
 
-/* libyaml reports a NUL late and vaguely; say plainly that the file is binary. */
-static bool refuse_binary(struct builder *b, const unsigned char *buf, size_t len, bool mapped)
+/* Whether s holds only bytes libyaml's reader takes as they are: printable ASCII, tab, line feed,
+ * carriage return. Its reader decodes 16 KiB at a time and stops at the first other it refuses,
+ * before the documents of that stretch are parsed: the fast reader cannot say where that would be,
+ * and leaves such an input to libyaml whole. */
+static bool plain_text(const unsigned char *s, size_t n)
+{
+	static const bool ok[256] = { ['\t'] = true, ['\n'] = true, ['\r'] = true, [' ' ... '~'] = true };
+	const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8) {   /* eight bytes a step: 240 MiB of kubectl's YAML come through here */
+		uint64_t w, del;
+		memcpy(&w, s + i, 8);
+		del = w ^ (0x7f * ones);
+		if ((w & highs) || ((del - ones) & ~del & highs))
+			return false;   /* a byte past ASCII, or DEL */
+		if ((w - 0x20 * ones) & ~w & highs)   /* a byte under ' ' somewhere: a line's end, mostly */
+			for (size_t k = i; k < i + 8; k++)
+				if (!ok[s[k]])
+					return false;
+	}
+	for (; i < n; i++)
+		if (!ok[s[i]])
+			return false;
+	return true;
+}
+
+/* libyaml reports a NUL late and vaguely; say plainly that the file is binary. *plain: plain_text. */
+static bool refuse_binary(struct builder *b, const unsigned char *buf, size_t len, bool mapped, bool *plain)
 {
 	const unsigned char *nul = NULL, *dropped = buf;
+	*plain = true;
 	for (size_t off = 0; off < len && !nul; off += DROP_BEHIND) {
 		size_t n = len - off < DROP_BEHIND ? len - off : DROP_BEHIND;
-		nul = memchr(buf + off, 0, n);
+		*plain = *plain && plain_text(buf + off, n);
+		nul = *plain ? NULL : memchr(buf + off, 0, n);   /* plain text holds no NUL */
 		if (mapped)
 			drop_behind(buf + off + n, &dropped);
 	}
@@ -952,8 +980,13 @@ static size_t each_document(const unsigned char *buf, size_t len, const struct m
 {
 	struct builder b = { .file = file, .d = d };
 	size_t docs = 0;
-	if (refuse_binary(&b, buf, len, mapped))
+	bool plain;
+	if (refuse_binary(&b, buf, len, mapped, &plain))
 		return 0;
+	if (!plain && readers == YAML_FAST_ONLY)
+		return SIZE_MAX;
+	if (!plain)
+		readers = YAML_LIBYAML_ONLY;
 	struct fast f = { .b = &b, .p = buf, .end = buf + len, .ls = buf, .line = 1 };
 	const unsigned char *dropped = buf;
 	for (;;) {

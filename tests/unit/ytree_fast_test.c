@@ -73,7 +73,8 @@ static void mutations(const char *what, const unsigned char *buf, size_t len)
 {
 	static const char *const inserts[] = { "  ", " ", "# c\n", "---\n", "...\n", "- ", "x: ", "\t", ": ", " #", "\"",
 					       "'", "{", "[]", "- - a\n", "&a ", "*a", "!!str ", "|\n", "%YAML 1.1\n",
-					       "\\", "\xc3\xa9", "\r", "? ", "\n", "k:\n", "  - \n" };
+					       "\\", "\xc3\xa9", "\r", "? ", "\n", "k:\n", "  - \n",
+					       "\x01", "\xff", "\x7f", "\xc3" };
 	compare(what, buf, len);
 	size_t lines = 0;
 	for (size_t off = 0; off < len && lines < 40; lines++) {

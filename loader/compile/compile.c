@@ -146,8 +146,9 @@ static void read_inputs(struct cctx *c, const struct compile_input *in, size_t n
 {
 	for (size_t i = 0; i < n_in; i++) {
 		files[i] = (struct mark){ .file = in[i].name, .file_index = (uint32_t)i, .line = 1, .col = 1 };
-		size_t docs = (in[i].mapped ? yaml_each_document_mapped : yaml_each_document)(in[i].buf, in[i].len, &files[i],
-											       c->d, on_document, c);
+		size_t docs = in[i].mapped ? yaml_each_document_mapped(in[i].buf, in[i].len, in[i].scan, &files[i], c->d,
+								       on_document, c)
+					   : yaml_each_document(in[i].buf, in[i].len, &files[i], c->d, on_document, c);
 		if (!docs && c->d->n == errors_before)
 			diag_error(c->d, &files[i], "no objects in this file: it is empty or holds only comments");
 		errors_before = c->d->n;

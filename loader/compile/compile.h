@@ -8,6 +8,8 @@
 #include "plan/plan.h"
 #include "common/util.h"
 
+struct ytree_scan;
+
 struct compile_opts {
 	const char *namespace;       /* -n: namespace of objects that name none; NULL: "default" */
 	bool namespace_forced;       /* -n given: an object in another namespace is an error */
@@ -22,6 +24,7 @@ struct compile_input {
 	const unsigned char *buf;
 	size_t len;
 	bool mapped;                 /* buf is a file mmap'd read-only: its pages are given back as it is read */
+	struct ytree_scan *scan;     /* mapped: what ytree_scan_fd found in the file */
 };
 
 struct compile_stats {

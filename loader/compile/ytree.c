@@ -2,6 +2,7 @@
 #include "compile/ytree.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -323,49 +324,103 @@ static void report_at_offset(struct builder *b, const unsigned char *buf, size_t
 	diag_error(b->d, &w, "%s", msg);
 }
 
-static void drop_behind(const unsigned char *p, const unsigned char **dropped);
-
-/* Whether s holds only bytes libyaml's reader takes as they are: printable ASCII, tab, line feed,
- * carriage return. Its reader decodes 16 KiB at a time and stops at the first other it refuses,
- * before the documents of that stretch are parsed: the fast reader cannot say where that would be,
- * and leaves such an input to libyaml whole. */
-static bool plain_text(const unsigned char *s, size_t n)
+/* Whether s (at a character's start) holds only what libyaml's reader takes: UTF-8, each
+ * character printable as its reader decides (tab, line feed, carriage return, ' '..'~', U+0085,
+ * U+00A0..U+D7FF, U+E000..U+FFFD, U+10000..U+10FFFF), each in its shortest form. Its reader decodes
+ * 16 KiB at a time and stops at the first other character, before the documents of that stretch
+ * are parsed: the fast reader cannot say where that would be, and leaves such an input to libyaml
+ * whole. *used: up to where s was read (short of a character that s's end cuts, unless last). */
+static bool plain_text(const unsigned char *s, size_t n, bool last, size_t *used)
 {
-	static const bool ok[256] = { ['\t'] = true, ['\n'] = true, ['\r'] = true, [' ' ... '~'] = true };
-	const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+	typedef unsigned char bytes16 __attribute__((vector_size(16)));   /* SSE2, NEON: GCC and clang */
+	typedef signed char mask16 __attribute__((vector_size(16)));      /* a comparison's lanes: 0 or -1 */
+	static const bool ok[128] = { ['\t'] = true, ['\n'] = true, ['\r'] = true, [' ' ... '~'] = true };
 	size_t i = 0;
-	for (; i + 8 <= n; i += 8) {   /* eight bytes a step: 240 MiB of kubectl's YAML come through here */
-		uint64_t w, del;
-		memcpy(&w, s + i, 8);
-		del = w ^ (0x7f * ones);
-		if ((w & highs) || ((del - ones) & ~del & highs))
-			return false;   /* a byte past ASCII, or DEL */
-		if ((w - 0x20 * ones) & ~w & highs)   /* a byte under ' ' somewhere: a line's end, mostly */
-			for (size_t k = i; k < i + 8; k++)
-				if (!ok[s[k]])
-					return false;
-	}
-	for (; i < n; i++)
-		if (!ok[s[i]])
+	while (i < n) {
+		if (i + 16 <= n) {   /* sixteen bytes a step (240 MiB of kubectl's YAML come through here) */
+			bytes16 x;
+			uint64_t half[2];
+			memcpy(&x, s + i, 16);
+			mask16 bad = ((x < ' ') & (x != '\n') & (x != '\t') & (x != '\r')) | (x > '~');
+			memcpy(half, &bad, 16);
+			if (!(half[0] | half[1])) {
+				i += 16;
+				continue;
+			}
+		}
+		unsigned char c = s[i];
+		if (c < 0x80) {
+			if (!ok[c])
+				return false;
+			i++;
+			continue;
+		}
+		size_t len = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 0;
+		if (!len || c > 0xf4)
 			return false;
+		if (i + len > n) {
+			*used = i;
+			return !last;   /* the input's end cuts it: not UTF-8 */
+		}
+		uint32_t v = c & (0x7f >> len);
+		for (size_t k = 1; k < len; k++) {
+			if ((s[i + k] & 0xc0) != 0x80)
+				return false;
+			v = v << 6 | (s[i + k] & 0x3f);
+		}
+		if ((len == 2 && v < 0x80) || (len == 3 && v < 0x800) || (len == 4 && v < 0x10000))
+			return false;   /* not its shortest form */
+		if (!(v == 0x85 || (v >= 0xa0 && v <= 0xd7ff) || (v >= 0xe000 && v <= 0xfffd) ||
+		      (v >= 0x10000 && v <= 0x10ffff)))
+			return false;
+		i += len;
+	}
+	*used = n;
 	return true;
 }
 
-/* libyaml reports a NUL late and vaguely; say plainly that the file is binary. *plain: plain_text. */
-static bool refuse_binary(struct builder *b, const unsigned char *buf, size_t len, bool mapped, bool *plain)
+void ytree_scan_bytes(struct ytree_scan *sc, const unsigned char *s, size_t n, bool last, size_t *used)
 {
-	const unsigned char *nul = NULL, *dropped = buf;
-	*plain = true;
-	for (size_t off = 0; off < len && !nul; off += DROP_BEHIND) {
-		size_t n = len - off < DROP_BEHIND ? len - off : DROP_BEHIND;
-		*plain = *plain && plain_text(buf + off, n);
-		nul = *plain ? NULL : memchr(buf + off, 0, n);   /* plain text holds no NUL */
-		if (mapped)
-			drop_behind(buf + off + n, &dropped);
+	*used = n;
+	if (sc->plain)
+		sc->plain = plain_text(s, n, last, used);
+	if (!sc->plain)
+		*used = n;
+	const unsigned char *nul = sc->plain || sc->nul != SIZE_MAX ? NULL : memchr(s, 0, *used);   /* plain: none */
+	if (nul)
+		sc->nul = sc->scanned + (size_t)(nul - s);
+	sc->scanned += *used;
+}
+
+int ytree_scan_fd(int fd, size_t len, struct ytree_scan *sc)
+{
+	enum { CHUNK = 1 << 20 };
+	unsigned char *buf = malloc(CHUNK);
+	size_t have = 0;   /* bytes at buf's start not scanned yet: a character cut by the last read */
+	*sc = (struct ytree_scan){ .plain = true, .nul = SIZE_MAX };
+	if (!buf)
+		return -ENOMEM;
+	while (sc->scanned < len) {
+		ssize_t r = pread(fd, buf + have, CHUNK - have, (off_t)(sc->scanned + have));
+		if (r <= 0) {
+			free(buf);
+			return r < 0 ? -errno : -EIO;   /* the file shrank */
+		}
+		size_t n = have + (size_t)r, used;
+		ytree_scan_bytes(sc, buf, n, sc->scanned + n >= len, &used);
+		have = n - used;
+		memmove(buf, buf + used, have);
 	}
-	if (!nul)
+	free(buf);
+	return 0;
+}
+
+/* libyaml reports a NUL late and vaguely; say plainly that the file is binary. */
+static bool refuse_binary(struct builder *b, const unsigned char *buf, const struct ytree_scan *sc)
+{
+	if (sc->nul == SIZE_MAX)
 		return false;
-	report_at_offset(b, buf, (size_t)(nul - buf), "binary file: NUL byte, not YAML text");
+	report_at_offset(b, buf, sc->nul, "binary file: NUL byte, not YAML text");
 	return true;
 }
 
@@ -976,16 +1031,22 @@ static void drop_behind(const unsigned char *p, const unsigned char **dropped)
 }
 
 static size_t each_document(const unsigned char *buf, size_t len, const struct mark *file, struct diags *d,
-			    ydoc_fn fn, void *ctx, bool mapped, enum yaml_readers readers)
+			    ydoc_fn fn, void *ctx, const struct ytree_scan *mapped, enum yaml_readers readers)
 {
 	struct builder b = { .file = file, .d = d };
 	size_t docs = 0;
-	bool plain;
-	if (refuse_binary(&b, buf, len, mapped, &plain))
+	struct ytree_scan scan = { .plain = true, .nul = SIZE_MAX };
+	if (mapped) {
+		scan = *mapped;   /* read from the file, not through the mapping: its pages are faulted in once */
+	} else {
+		for (size_t used; scan.scanned < len;)
+			ytree_scan_bytes(&scan, buf + scan.scanned, len - scan.scanned, true, &used);
+	}
+	if (refuse_binary(&b, buf, &scan))
 		return 0;
-	if (!plain && readers == YAML_FAST_ONLY)
+	if (!scan.plain && readers == YAML_FAST_ONLY)
 		return SIZE_MAX;
-	if (!plain)
+	if (!scan.plain)
 		readers = YAML_LIBYAML_ONLY;
 	struct fast f = { .b = &b, .p = buf, .end = buf + len, .ls = buf, .line = 1 };
 	const unsigned char *dropped = buf;
@@ -1015,7 +1076,7 @@ static size_t each_document(const unsigned char *buf, size_t len, const struct m
 				break;
 		}
 		if (mapped)
-			drop_behind(f.p, &dropped);
+			drop_behind(f.p, &dropped);   /* the pages read are given back: read again if need be */
 	}
 	reset_document(&b);
 	arena_free(&b.arena);
@@ -1027,19 +1088,19 @@ static size_t each_document(const unsigned char *buf, size_t len, const struct m
 size_t yaml_each_document(const unsigned char *buf, size_t len, const struct mark *file, struct diags *d,
 			  ydoc_fn fn, void *ctx)
 {
-	return each_document(buf, len, file, d, fn, ctx, false, YAML_BOTH);
+	return each_document(buf, len, file, d, fn, ctx, NULL, YAML_BOTH);
 }
 
-size_t yaml_each_document_mapped(const unsigned char *buf, size_t len, const struct mark *file, struct diags *d,
-				 ydoc_fn fn, void *ctx)
+size_t yaml_each_document_mapped(const unsigned char *buf, size_t len, const struct ytree_scan *scan,
+				 const struct mark *file, struct diags *d, ydoc_fn fn, void *ctx)
 {
-	return each_document(buf, len, file, d, fn, ctx, true, YAML_BOTH);
+	return each_document(buf, len, file, d, fn, ctx, scan, YAML_BOTH);
 }
 
 size_t yaml_each_document_with(const unsigned char *buf, size_t len, const struct mark *file, struct diags *d,
 			       ydoc_fn fn, void *ctx, enum yaml_readers readers)
 {
-	return each_document(buf, len, file, d, fn, ctx, false, readers);
+	return each_document(buf, len, file, d, fn, ctx, NULL, readers);
 }
 
 static void write_json(json_writer_t *w, const struct ynode *n, ytree_json_hook hook, void *ctx, int depth)

@@ -6,7 +6,8 @@
  * arriving for a short window, compiles the store with the same compiler `sluice apply` uses and
  * switches the data plane to the result in one generation. An object the compiler refuses keeps
  * its last good version (or stays out), so one bad object never blocks the rest; while the API is
- * away the last plan keeps serving.
+ * away the last plan keeps serving. A batch of pods alone takes a quick path (quick_batch): only
+ * what it touched is read, built, written and journaled.
  */
 #include <errno.h>
 #include <malloc.h>

@@ -232,16 +232,17 @@ wait_for "n1 v1=50 v2=50 | n2 v1=50 v2=50 | n3 v1=50 v2=50" all_weights
 check "the fixed VirtualService applies on every node" "n1 v1=50 v2=50 | n2 v1=50 v2=50 | n3 v1=50 v2=50 |" \
 	"$(all_weights) |$(refused | tr -d ' |')"
 
-# 4b. A node's sluiced killed after pods' changes journaled: the restart replays them. (The first
-#     pod batch after another kind's change builds the quick path's index again: two more follow.)
+# 4b. A node's sluiced killed after pods' changes journaled: the restart replays them.
 for ready in false true false; do
 	pod_ready ph-v2 $ready
 	wait_for "$([ $ready = true ] && echo "1,1 | 1,1 | 1,1" || echo "1,0 | 1,0 | 1,0")" eps
 done
 sluiced_stop_node 2 KILL
+journaled=$(grep -c '^{"generation":[0-9]*,"services":\[' "$D/node2/state/weights.log" 2>/dev/null)
 sluiced_start_node 2 --kubernetes --kubeconfig "$KC" --context sluiced || exit 1
-check "killed after pods' changes: node 2's restart replays their entries from the journal" 1 \
-	"$(grep -c "replayed the entries of 2 batches of the API's changes" "$D/node2/sluiced.log")"
+check "killed after pods' changes: node 2's restart replays the batches its journal holds" "yes 1" \
+	"$([ "${journaled:-0}" -ge 1 ] && echo yes) $(grep -c "replayed the entries of $journaled batch\(es\)\? of the API's changes" \
+		"$D/node2/sluiced.log")"
 check "killed after pods' changes: node 2 restarts without the unready pod" "1,0 | 1,0 | 1,0" "$(eps)"
 pod_ready ph-v2 true
 wait_for "1,1 | 1,1 | 1,1" eps

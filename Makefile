@@ -176,6 +176,13 @@ bench-footprint: all
 bench-kube: all
 	@BUILD=$(BUILD) bash bench/kube-follow
 
+# Kubernetes' scalability envelope, 10,000 Services and 150,000 Pods: the compiler on compact and
+# kubectl-shaped YAML, one sluiced --kubernetes following them through the API double (first plan,
+# RSS) and the CPU of a single pod event. Root; about 4 minutes; bench/results/envelope.txt.
+.PHONY: bench-envelope
+bench-envelope: all $(BUILD)/plan-time $(BUILD)/update-time
+	@BUILD=$(BUILD) bash bench/envelope
+
 # Side by side with kube-proxy's iptables and nftables layouts and an HAProxy sidecar:
 # bench/results/RESULTS.md, results.json, chart.png (about 10 minutes; BENCH_QUICK=1 for less).
 $(BUILD)/dp_switch: bench/dp_switch.c $(BUILD)/libsluice-dataplane.a $(BUILD)/libsluice.a | $(BUILD)

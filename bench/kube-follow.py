@@ -27,6 +27,7 @@ node says so.
     kube-follow.py idle    --api-dir D --homes ... --seconds 60
     kube-follow.py gen     --services N --pods N --out FILE
     kube-follow.py synced  --home H --start EPOCH --timeout S
+    kube-follow.py podevents --api-dir D --home H --services N --pods N --events N
     kube-follow.py summary FILE...
 """
 
@@ -574,6 +575,87 @@ def cmd_synced(args):
     return 0 if first else 1
 
 
+# ---- what one pod event costs the follower: its CPU time, every thread together ----
+
+def cpu_ns(pid):
+    """(every thread's time on a CPU, the main thread's) in ns: /proc/PID/task/*/schedstat."""
+    total = main = 0
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/schedstat" % (pid, tid)) as f:
+                ns = int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue   # a thread that just ended
+        total += ns
+        if int(tid) == pid:
+            main = ns
+    return total, main
+
+
+def cmd_podevents(args):
+    """--events pods made unready, one at a time, each awaited in the node's pinned `active` map, then
+    made ready again the same way; then --events status changes that leave the plan as it is (a
+    condition's lastTransitionTime, --gap ms apart). sluiced's CPU time over each run, divided by its events; the same wall time idle, measured
+    before, is the baseline taken off (housekeeping, bookmarks)."""
+    with open(os.path.join(args.home, "sluiced.pid")) as f:
+        pid = int(f.read())
+    api = Api(args.api_dir)
+    api.warm()
+    active = Active([bpffs_of(args.home)])
+    picked = [(i * 7919) % args.pods for i in range(args.events)]   # spread over services and namespaces
+
+    def pod_path(i, status):
+        ns = "bench-%d" % (i % args.services % 100)
+        return "/api/v1/namespaces/%s/pods/pod-%d%s" % (ns, i, "/status" if status else "")
+
+    def ready_run(ready):
+        lat, t_start, c0 = [], now(), cpu_ns(pid)
+        for i in picked:
+            before = active.generation(0)
+            body = {"status": {"conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}
+            code, out, _, t_resp = api.request("PATCH", pod_path(i, True), body, "application/strategic-merge-patch+json")
+            if code != 200:
+                sys.exit("kube-follow.py: PATCH %s: %d %s" % (pod_path(i, True), code, out[:300]))
+            deadline = t_resp + args.timeout
+            while active.generation(0) == before and now() < deadline:
+                time.sleep(0.0002)
+            if active.generation(0) == before:
+                sys.exit("kube-follow.py: pod-%d: no switch within %.0f s" % (i, args.timeout))
+            lat.append((now() - t_resp) * 1e3)
+        c1 = cpu_ns(pid)
+        return lat, now() - t_start, c1[0] - c0[0], c1[1] - c0[1]
+
+    # the baseline: sluiced left alone as long as a run of events takes, before any of them
+    time.sleep(1)
+    c0, t0 = cpu_ns(pid), now()
+    time.sleep(args.idle)
+    c1 = cpu_ns(pid)
+    idle_rate = (c1[0] - c0[0]) / (now() - t0)
+    runs = {}
+    for label, ready in (("unready", False), ("ready", True)):
+        lat, wall, cpu, main = ready_run(ready)
+        runs[label] = {"events": len(picked), "wall_s": wall, "cpu_ms": cpu / 1e6, "main_ms": main / 1e6,
+                       "idle_ms": idle_rate * wall / 1e6, "switch_ms": [pct(lat, 50), pct(lat, 99), max(lat)]}
+    t_start, c0 = now(), cpu_ns(pid)
+    for k, i in enumerate(picked):
+        body = {"status": {"conditions": [{"type": "PodScheduled", "status": "True",
+                                           "lastTransitionTime": "2025-01-01T00:%02d:%02dZ" % (k // 60 % 60, k % 60)}]}}
+        code, out, _, _ = api.request("PATCH", pod_path(i, True), body, "application/strategic-merge-patch+json")
+        if code != 200:
+            sys.exit("kube-follow.py: PATCH %s: %d %s" % (pod_path(i, True), code, out[:300]))
+        time.sleep(args.gap / 1e3)
+    time.sleep(0.5)   # the last one handled
+    c1 = cpu_ns(pid)
+    wall = now() - t_start
+    runs["status"] = {"events": len(picked), "wall_s": wall, "cpu_ms": (c1[0] - c0[0]) / 1e6,
+                          "main_ms": (c1[1] - c0[1]) / 1e6, "idle_ms": idle_rate * wall / 1e6}
+    for r in runs.values():
+        r["per_event_ms"] = max(r["cpu_ms"] - r["idle_ms"], 0) / r["events"]
+        r["main_per_event_ms"] = r["main_ms"] / r["events"]
+    print(json.dumps({"idle_cpu_ms_per_s": idle_rate / 1e6, "runs": runs}))
+    return 0
+
+
 # ---- figures ----
 
 def pct(xs, p):
@@ -680,6 +762,15 @@ def main():
     p.add_argument("--home", required=True)
     p.add_argument("--start", type=float, required=True)
     p.add_argument("--timeout", type=float, default=300)
+    p = sub.add_parser("podevents")
+    p.add_argument("--api-dir", required=True)
+    p.add_argument("--home", required=True)
+    p.add_argument("--services", type=int, required=True)
+    p.add_argument("--pods", type=int, required=True)
+    p.add_argument("--events", type=int, default=100)
+    p.add_argument("--idle", type=float, default=5, help="seconds of idle CPU measured as the baseline")
+    p.add_argument("--gap", type=float, default=50, help="ms between the status changes the plan ignores")
+    p.add_argument("--timeout", type=float, default=30)
     p = sub.add_parser("summary")
     p.add_argument("files", nargs="+")
     args = ap.parse_args()

@@ -1,6 +1,7 @@
 # Writes the input of bench/plan-bench: SERVICES Services (default 10,000), each with a
-# DestinationRule of two subsets, a VirtualService splitting 90/10, and 4 ready pods per subset.
-#   awk -v services=10000 -v form=compact [-v pods_per_subset=4] -f bench/plan-gen.awk > cluster.yaml
+# DestinationRule of two subsets, a VirtualService splitting 90/10, and PODS ready pods per Service
+# (default 8), v1 and v2 in turn (15: 8 of v1, 7 of v2).
+#   awk -v services=10000 [-v pods=15] -v form=compact -f bench/plan-gen.awk > cluster.yaml
 # form=compact: the objects with the fields sluice reads and their names, as a user writes them;
 # form=kubectl: Services and Pods as `kubectl get svc,pods -o yaml` prints them (a sidecar-free
 # pod, status included), about five times the bytes.
@@ -23,18 +24,17 @@ function compact(s,  ns, name, vip, v, p, k) {
 	printf "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: %s\n  namespace: %s\nspec:\n  clusterIP: %s\n", name, ns, vip
 	printf "  selector:\n    app: %s\n  ports:\n  - name: http\n    port: 80\n    targetPort: 8080\n", name
 	rules(name, ns)
-	for (v = 1; v <= 2; v++) {
-		for (p = 0; p < pods_per_subset; p++) {
-			k = (s * 2 + v - 1) * pods_per_subset + p
-			printf "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: %s-v%d-%d\n  namespace: %s\n", name, v, p, ns
-			printf "  labels:\n    app: %s\n    version: v%d\nstatus:\n  phase: Running\n", name, v
-			printf "  conditions:\n  - type: Ready\n    status: \"True\"\n  podIP: 10.%s\n", ip4(k)
-		}
+	for (p = 0; p < pods; p++) {
+		v = p % 2 + 1
+		k = s * pods + p
+		printf "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: %s-v%d-%d\n  namespace: %s\n", name, v, p, ns
+		printf "  labels:\n    app: %s\n    version: v%d\nstatus:\n  phase: Running\n", name, v
+		printf "  conditions:\n  - type: Ready\n    status: \"True\"\n  podIP: 10.%s\n", ip4(k)
 	}
 }
 BEGIN {
 	if (!services) services = 10000
-	if (!pods_per_subset) pods_per_subset = 4
+	if (!pods) pods = 8
 	for (s = 0; s < services; s++) {
 		if (form != "kubectl") {
 			compact(s)
@@ -50,31 +50,30 @@ BEGIN {
 		printf "  ports:\n  - name: http\n    port: 80\n    protocol: TCP\n    targetPort: 8080\n"
 		printf "  selector:\n    app: %s\n  sessionAffinity: None\n  type: ClusterIP\nstatus:\n  loadBalancer: {}\n", name
 		rules(name, ns)
-		for (v = 1; v <= 2; v++) {
-			for (p = 0; p < pods_per_subset; p++) {
-				k = (s * 2 + v - 1) * pods_per_subset + p
-				hash = sprintf("%08x%d", s, v)
-				pod = sprintf("%s-v%d-%s-%05d", name, v, hash, p)
-				ip = "10." ip4(k)
-				printf "---\napiVersion: v1\nkind: Pod\nmetadata:\n  generateName: %s-v%d-%s-\n", name, v, hash
-				printf "  labels:\n    app: %s\n    pod-template-hash: %s\n    version: v%d\n", name, hash, v
-				printf "  name: %s\n  namespace: %s\n", pod, ns
-				printf "  ownerReferences:\n  - apiVersion: apps/v1\n    blockOwnerDeletion: true\n    controller: true\n"
-				printf "    kind: ReplicaSet\n    name: %s-v%d-%s\n    uid: 7e1f2a3b-0000-4000-8000-%012d\n", name, v, hash, s
-				printf "  resourceVersion: \"%d\"\n  uid: 9a8b7c6d-0000-4000-8000-%012d\n", 50000 + k, k
-				printf "spec:\n  containers:\n  - image: registry.example/%s:v%d\n    imagePullPolicy: IfNotPresent\n", name, v
-				printf "    name: app\n    ports:\n    - containerPort: 8080\n      name: http\n      protocol: TCP\n"
-				printf "    resources: {}\n    terminationMessagePath: /dev/termination-log\n    terminationMessagePolicy: File\n"
-				printf "  dnsPolicy: ClusterFirst\n  nodeName: node-%d\n  restartPolicy: Always\n", k % 50
-				printf "  schedulerName: default-scheduler\n  serviceAccountName: default\n  terminationGracePeriodSeconds: 30\n"
-				printf "status:\n  conditions:\n"
-				printf "  - lastProbeTime: null\n    lastTransitionTime: \"2024-05-01T10:00:00Z\"\n    status: \"True\"\n    type: Initialized\n"
-				printf "  - lastProbeTime: null\n    lastTransitionTime: \"2024-05-01T10:00:05Z\"\n    status: \"True\"\n    type: Ready\n"
-				printf "  - lastProbeTime: null\n    lastTransitionTime: \"2024-05-01T10:00:05Z\"\n    status: \"True\"\n    type: ContainersReady\n"
-				printf "  - lastProbeTime: null\n    lastTransitionTime: \"2024-05-01T10:00:00Z\"\n    status: \"True\"\n    type: PodScheduled\n"
-				printf "  hostIP: 172.18.0.%d\n  phase: Running\n  podIP: %s\n  podIPs:\n  - ip: %s\n", 2 + k % 50, ip, ip
-				printf "  qosClass: BestEffort\n  startTime: \"2024-05-01T10:00:00Z\"\n"
-			}
+		for (p = 0; p < pods; p++) {
+			v = p % 2 + 1
+			k = s * pods + p
+			hash = sprintf("%08x%d", s, v)
+			pod = sprintf("%s-v%d-%s-%05d", name, v, hash, p)
+			ip = "10." ip4(k)
+			printf "---\napiVersion: v1\nkind: Pod\nmetadata:\n  generateName: %s-v%d-%s-\n", name, v, hash
+			printf "  labels:\n    app: %s\n    pod-template-hash: %s\n    version: v%d\n", name, hash, v
+			printf "  name: %s\n  namespace: %s\n", pod, ns
+			printf "  ownerReferences:\n  - apiVersion: apps/v1\n    blockOwnerDeletion: true\n    controller: true\n"
+			printf "    kind: ReplicaSet\n    name: %s-v%d-%s\n    uid: 7e1f2a3b-0000-4000-8000-%012d\n", name, v, hash, s
+			printf "  resourceVersion: \"%d\"\n  uid: 9a8b7c6d-0000-4000-8000-%012d\n", 50000 + k, k
+			printf "spec:\n  containers:\n  - image: registry.example/%s:v%d\n    imagePullPolicy: IfNotPresent\n", name, v
+			printf "    name: app\n    ports:\n    - containerPort: 8080\n      name: http\n      protocol: TCP\n"
+			printf "    resources: {}\n    terminationMessagePath: /dev/termination-log\n    terminationMessagePolicy: File\n"
+			printf "  dnsPolicy: ClusterFirst\n  nodeName: node-%d\n  restartPolicy: Always\n", k % 50
+			printf "  schedulerName: default-scheduler\n  serviceAccountName: default\n  terminationGracePeriodSeconds: 30\n"
+			printf "status:\n  conditions:\n"
+			printf "  - lastProbeTime: null\n    lastTransitionTime: \"2024-05-01T10:00:00Z\"\n    status: \"True\"\n    type: Initialized\n"
+			printf "  - lastProbeTime: null\n    lastTransitionTime: \"2024-05-01T10:00:05Z\"\n    status: \"True\"\n    type: Ready\n"
+			printf "  - lastProbeTime: null\n    lastTransitionTime: \"2024-05-01T10:00:05Z\"\n    status: \"True\"\n    type: ContainersReady\n"
+			printf "  - lastProbeTime: null\n    lastTransitionTime: \"2024-05-01T10:00:00Z\"\n    status: \"True\"\n    type: PodScheduled\n"
+			printf "  hostIP: 172.18.0.%d\n  phase: Running\n  podIP: %s\n  podIPs:\n  - ip: %s\n", 2 + k % 50, ip, ip
+			printf "  qosClass: BestEffort\n  startTime: \"2024-05-01T10:00:00Z\"\n"
 		}
 	}
 }

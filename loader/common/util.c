@@ -20,10 +20,10 @@ static void oom(void)
 	abort();
 }
 
-void *arena_alloc(struct arena *a, size_t size)
+void *arena_take(struct arena *a, size_t size)
 {
 	size = (size + 15) & ~(size_t)15;
-	size_t block = a->block ? a->block : ARENA_BLOCK;
+	size_t block = !a->head && a->first ? a->first : a->block ? a->block : ARENA_BLOCK;
 	struct arena_block *b = a->head;
 	if (!b || b->size - b->used < size) {
 		size_t bs = size > block / 4 ? size : block;
@@ -44,14 +44,19 @@ void *arena_alloc(struct arena *a, size_t size)
 	void *p = b->data + b->used;
 	b->used += size;
 	a->used += size;
-	memset(p, 0, size);
 	return p;
+}
+
+void *arena_alloc(struct arena *a, size_t size)
+{
+	return memset(arena_take(a, size), 0, size);
 }
 
 char *arena_strndup(struct arena *a, const char *s, size_t len)
 {
-	char *p = arena_alloc(a, len + 1);
+	char *p = arena_take(a, len + 1);
 	memcpy(p, s, len);
+	p[len] = 0;
 	return p;
 }
 
@@ -178,15 +183,12 @@ void strmap_free(struct strmap *m)
 	memset(m, 0, sizeof(*m));
 }
 
-void ptrvec_push(struct ptrvec *pv, void *p)
+void ptrvec_grow(struct ptrvec *pv)
 {
-	if (pv->n == pv->cap) {
-		pv->cap = pv->cap ? pv->cap * 2 : 8;
-		pv->v = realloc(pv->v, pv->cap * sizeof(*pv->v));
-		if (!pv->v)
-			oom();
-	}
-	pv->v[pv->n++] = p;
+	pv->cap = pv->cap ? pv->cap * 2 : 8;
+	pv->v = realloc(pv->v, pv->cap * sizeof(*pv->v));
+	if (!pv->v)
+		oom();
 }
 
 void ptrvec_free(struct ptrvec *pv)
@@ -320,6 +322,14 @@ void diags_report(const struct diags *d, FILE *out, FILE *err, bool json, const 
 	}
 	diags_print(d, err);
 	fprintf(err, "%zu error%s%s\n", d->n, d->n == 1 ? "" : "s", outcome);
+}
+
+void diags_truncate(struct diags *d, size_t n)
+{
+	for (size_t i = n; i < d->n; i++)
+		free(d->v[i].msg);
+	if (n < d->n)
+		d->n = n;
 }
 
 void diags_free(struct diags *d)

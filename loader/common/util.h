@@ -14,9 +14,11 @@ struct arena {
 	struct arena_block *head;
 	size_t used;            /* bytes handed out, for the memory figures */
 	size_t block;           /* bytes per block; 0: 256 KiB (small for the many arenas of one object) */
+	size_t first;           /* bytes of the first block, when not block */
 };
 
 void *arena_alloc(struct arena *a, size_t size);           /* zeroed; aborts on OOM */
+void *arena_take(struct arena *a, size_t size);            /* the same, not zeroed */
 char *arena_strndup(struct arena *a, const char *s, size_t len);
 char *arena_strdup(struct arena *a, const char *s);
 char *arena_printf(struct arena *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -42,7 +44,14 @@ struct ptrvec {
 	size_t n, cap;
 };
 
-void ptrvec_push(struct ptrvec *pv, void *p);
+void ptrvec_grow(struct ptrvec *pv);
+/* inline: a document's every node is pushed once */
+static inline void ptrvec_push(struct ptrvec *pv, void *p)
+{
+	if (pv->n == pv->cap)
+		ptrvec_grow(pv);
+	pv->v[pv->n++] = p;
+}
 void ptrvec_free(struct ptrvec *pv);
 
 /* A place in an input file; line and col count from 1. */
@@ -67,6 +76,7 @@ struct diags {
 void diag_error(struct diags *d, const struct mark *at, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void diag_verror(struct diags *d, const struct mark *at, const char *fmt, va_list ap);
 void diags_sort(struct diags *d);
+void diags_truncate(struct diags *d, size_t n);                /* takes back every error after the first n */
 void diags_print(const struct diags *d, FILE *out);            /* FILE:LINE:COL: error: MESSAGE */
 void diags_print_json(const struct diags *d, FILE *out);       /* {"errors":[...]} */
 /* Every error for the user: {"errors":[...]} on out with json, else each on err and "N errors"

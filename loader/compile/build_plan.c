@@ -78,19 +78,6 @@ static const struct svc_port *dest_port(const struct rdest *r, const struct svc_
 	return r->port;
 }
 
-static int service_cmp(const void *pa, const void *pb)
-{
-	const struct plan_service *a = pa, *b = pb;
-	int r = strcmp(a->namespace, b->namespace);
-	if (!r)
-		r = strcmp(a->name, b->name);
-	if (!r)
-		r = (a->port > b->port) - (a->port < b->port);
-	if (!r)
-		r = (a->protocol > b->protocol) - (a->protocol < b->protocol);
-	return r;
-}
-
 /* One VirtualService while its entries are made. */
 struct vs_build {
 	struct vs *v;
@@ -565,7 +552,7 @@ static void plan_from_entries(struct cctx *c, const struct ptrvec *out, struct p
 	for (size_t i = 0; i < out->n; i++)
 		plan->services[i] = *(struct plan_service *)out->v[i];
 	if (plan->n_services > 1)
-		qsort(plan->services, plan->n_services, sizeof(*plan->services), service_cmp);
+		qsort(plan->services, plan->n_services, sizeof(*plan->services), plan_service_cmp);
 	for (size_t i = 0; i < plan->n_services; i++) {
 		c->st->destinations += plan->services[i].n_destinations;
 		for (size_t j = 0; j < plan->services[i].n_destinations; j++)
@@ -602,6 +589,34 @@ static bool kept_entries(struct cctx *c, struct index *ix, const struct ptrvec *
 		ptrvec_push(out, &e->ps);
 	}
 	return true;
+}
+
+void cc_forget_routes(struct vs *v)
+{
+	for (uint32_t j = 0; j < v->n_http + v->n_tcp; j++) {
+		struct route *r = j < v->n_http ? &v->http[j] : &v->tcp[j - v->n_http];
+		r->used = false;
+		r->port_missing = false;
+	}
+}
+
+static int entry_ptr_cmp(const void *a, const void *b)
+{
+	return plan_service_cmp(*(const void *const *)a, *(const void *const *)b);
+}
+
+void cc_build_vs(struct cctx *c, struct index *ix, struct vs *v, struct ptrvec *out)
+{
+	cc_forget_routes(v);
+	for (uint32_t h = 0; h < v->n_hosts; h++) {
+		struct service *s = cc_resolve_host(c, ix, v->hosts[h], v->ns);
+		if (s && s->routed_by == v)
+			s->routed_by = NULL;
+	}
+	bool over_limit = false;
+	vs_entries(c, ix, v, out, &over_limit, NULL);
+	if (out->n > 1)
+		qsort(out->v, out->n, sizeof(*out->v), entry_ptr_cmp);
 }
 
 void cc_build_plan(struct cctx *c, struct index *ix, struct build_scope *scope, struct plan *plan)

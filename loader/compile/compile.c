@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/json.h"
 #include "common/names.h"
 #include "compile/kinds.h"
 #include "compile/resolve.h"
@@ -84,6 +85,8 @@ static void read_object(struct cctx *c, const struct ynode *obj, bool in_list)
 		vs = dr = gw = false;
 	}
 	c->st->objects++;
+	if (c->transient && !c->keep->head)   /* a read of one object: its records in one block, mostly */
+		c->keep->first = service ? 544 : pod ? 384 : vs ? 768 : 512;
 	if (service)
 		cc_read_service(c, obj);
 	else if (pod)
@@ -143,15 +146,16 @@ static void read_inputs(struct cctx *c, const struct compile_input *in, size_t n
 {
 	for (size_t i = 0; i < n_in; i++) {
 		files[i] = (struct mark){ .file = in[i].name, .file_index = (uint32_t)i, .line = 1, .col = 1 };
-		size_t docs = yaml_each_document(in[i].buf, in[i].len, &files[i], c->d, on_document, c);
+		size_t docs = in[i].mapped ? yaml_each_document_mapped(in[i].buf, in[i].len, in[i].scan, &files[i], c->d,
+								       on_document, c)
+					   : yaml_each_document(in[i].buf, in[i].len, &files[i], c->d, on_document, c);
 		if (!docs && c->d->n == errors_before)
 			diag_error(c->d, &files[i], "no objects in this file: it is empty or holds only comments");
 		errors_before = c->d->n;
 	}
 }
 
-static struct cctx cctx_new(const struct compile_opts *o, struct diags *d, struct arena *keep,
-			    struct compile_stats *stats)
+struct cctx cc_context(const struct compile_opts *o, struct diags *d, struct arena *keep, struct compile_stats *stats)
 {
 	return (struct cctx){
 		.o = o,
@@ -172,7 +176,7 @@ static struct cctx compile_begin(const struct compile_opts *o, struct diags *d, 
 		abort();
 	memset(stats, 0, sizeof(*stats));
 	memset(plan, 0, sizeof(*plan));
-	return cctx_new(o, d, keep, stats);
+	return cc_context(o, d, keep, stats);
 }
 
 /* What every compile ends with: the plan owns the arena, or the errors say why there is none. */
@@ -226,33 +230,63 @@ int compile_plan(const struct compile_opts *o, const struct compile_input *in, s
 	return rc;
 }
 
+void compile_member_json(struct json_writer *w, const char *kind, const struct ynode *key, const struct ynode *val)
+{
+	static const char *const meta[] = { "name", "namespace", "labels", "deletionTimestamp", "resourceVersion", NULL };
+	bool pod = !strcmp(kind, "Pod"), status = !strcmp(key->str, "status");
+	if (status && !pod)
+		return;   /* no reader reads another kind's status */
+	jsonw_name(w, key->str);
+	if (!strcmp(key->str, "metadata") && val->type == YN_MAP)
+		cc_write_members(w, val, meta);   /* read_meta's, and the follower's resourceVersion */
+	else if (pod && status)
+		cc_pod_status_json(w, val);
+	else if (pod && !strcmp(key->str, "spec"))
+		cc_pod_spec_json(w, val);
+	else
+		ytree_write_json(w, val, NULL, NULL);
+}
+
 /* ---- reading once, compiling many times ---- */
 
-struct compile_read {
-	struct arena records;
-	struct ptrvec services, pods, vss, drs, gateways;
-	struct diags d;              /* the reading's errors, given again at every compile */
-	size_t objects, skipped;
-	struct mark file;
-};
+/* A read is kept as long as its object: its lists without room to grow (180,000 of them). */
+static struct ptrvec fit(struct ptrvec pv)
+{
+	if (pv.n < pv.cap) {
+		void **v = pv.n ? realloc(pv.v, pv.n * sizeof(*pv.v)) : NULL;
+		if (!pv.n)
+			free(pv.v);
+		if (v || !pv.n) {
+			pv.v = v;
+			pv.cap = pv.n;
+		}
+	}
+	return pv;
+}
 
 struct compile_read *compile_read(const struct compile_opts *o, const struct compile_input *in)
 {
 	struct compile_read *r = calloc(1, sizeof(*r));
 	if (!r)
 		abort();
-	r->records.block = 512;   /* one object's records: 400 bytes on average, and 110,000 of them */
+	/* one object's records, 180,000 of them: a first block the size of its kind's (read_object),
+	 * small ones after it; the duplicate check's keys outlive the reading in no read */
+	r->records.block = 256;
+	struct arena transient = { .block = 4096 };
 	struct compile_stats st = { 0 };
-	struct cctx c = cctx_new(o, &r->d, &r->records, &st);
+	struct cctx c = cc_context(o, &r->d, &r->records, &st);
+	struct mark file;
+	c.transient = &transient;
 	if (o->gateway_address && name_parse_addr(o->gateway_address, &c.gateway_address) &&
 	    name_vip_error(&c.gateway_address))
 		c.gateway_address.family = 0;   /* refused at every compile_plan_reads */
-	read_inputs(&c, in, 1, &r->file, 0);
-	r->services = c.services;
-	r->pods = c.pods;
-	r->vss = c.vss;
-	r->drs = c.drs;
-	r->gateways = c.gateways;
+	read_inputs(&c, in, 1, &file, 0);
+	arena_free(&transient);
+	r->services = fit(c.services);
+	r->pods = fit(c.pods);
+	r->vss = fit(c.vss);
+	r->drs = fit(c.drs);
+	r->gateways = fit(c.gateways);
 	strmap_free(&c.objects);
 	r->objects = st.objects;
 	r->skipped = st.skipped;
@@ -287,14 +321,8 @@ static void forget_build(struct cctx *c)
 		s->routed_by = NULL;
 		s->routed_at_host = NULL;
 	}
-	for (size_t i = 0; i < c->vss.n; i++) {
-		struct vs *v = c->vss.v[i];
-		for (uint32_t j = 0; j < v->n_http + v->n_tcp; j++) {
-			struct route *r = j < v->n_http ? &v->http[j] : &v->tcp[j - v->n_http];
-			r->used = false;
-			r->port_missing = false;
-		}
-	}
+	for (size_t i = 0; i < c->vss.n; i++)
+		cc_forget_routes(c->vss.v[i]);
 	for (size_t i = 0; i < c->gateways.n; i++) {
 		struct gateway *g = c->gateways.v[i];
 		g->no_address_reported = false;
@@ -334,14 +362,11 @@ int compile_plan_reads(const struct compile_opts *o, struct compile_read *const 
 
 /* ---- building only what changed ---- */
 
-struct compile_memo {
-	struct strmap deps;          /* VirtualService key -> struct vs_deps * */
-};
-
 void compile_memo_free(struct compile_memo *m)
 {
 	if (!m)
 		return;
+	cc_quick_free(m->quick);
 	for (size_t i = 0; i < m->deps.cap; i++)
 		if (m->deps.keys[i])
 			cc_deps_put(m->deps.vals[i]);
@@ -429,6 +454,15 @@ static bool affected(struct cctx *c, const struct compile_memo *memo, struct com
 	return ok && build->len * 2 <= c->vss.n + n_changed;   /* half of them or more: build them all */
 }
 
+/* A batch of VirtualServices alone: the quick index stays true of everything else. */
+static bool vss_alone(struct compile_read *const *changed, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (changed[i]->services.n || changed[i]->pods.n || changed[i]->drs.n || changed[i]->gateways.n)
+			return false;
+	return true;
+}
+
 /* The namespaces whose pods the VirtualServices to build can reach. */
 static void build_namespaces(struct cctx *c, const struct strmap *build, struct strmap *ns)
 {
@@ -484,7 +518,9 @@ int compile_plan_update(const struct compile_opts *o, struct compile_read *const
 		build_namespaces(&c, &build, &label_ns);
 		entries_by_route(last, &last_entries, &vecs);
 	}
-	cc_index_pods(&c, &ix, scoped ? &label_ns : NULL);
+	/* a memo without the quick index makes one: every pod indexed by its labels */
+	bool whole_index = !scoped || !memo->quick;
+	cc_index_pods(&c, &ix, whole_index ? NULL : &label_ns);
 	struct build_scope scope = { .build = scoped ? &build : NULL, .last_entries = &last_entries, .deps = &m->deps };
 	cc_build_plan(&c, &ix, &scope, plan);
 	for (size_t i = 0; scoped && !scope.failed && i < c.vss.n; i++) {
@@ -494,6 +530,12 @@ int compile_plan_update(const struct compile_opts *o, struct compile_read *const
 			dep->refs++;
 			strmap_put(&m->deps, dep->key, dep);
 		}
+	}
+	if (whole_index && !scope.failed && !d->n) {
+		m->quick = cc_quick_new(&c, &ix, plan, &m->deps);
+	} else if (!scope.failed && !d->n && vss_alone(changed, n_changed)) {
+		m->quick = cc_quick_carry(memo->quick, &c, plan, last, &memo->deps, &m->deps);   /* now this memo's */
+		((struct compile_memo *)memo)->quick = NULL;
 	}
 	cc_index_free(&ix);
 	strmap_free(&build);
@@ -505,9 +547,7 @@ int compile_plan_update(const struct compile_opts *o, struct compile_read *const
 	}
 	ptrvec_free(&vecs);
 	if (scope.failed) {   /* the memo missed something: take back what this build said, build everything */
-		for (size_t i = errors_before; i < d->n; i++)
-			free(d->v[i].msg);
-		d->n = errors_before;
+		diags_truncate(d, errors_before);
 		compile_memo_free(m);
 		finish(&c, plan);
 		plan_free(plan);

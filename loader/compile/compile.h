@@ -8,6 +8,8 @@
 #include "plan/plan.h"
 #include "common/util.h"
 
+struct ytree_scan;
+
 struct compile_opts {
 	const char *namespace;       /* -n: namespace of objects that name none; NULL: "default" */
 	bool namespace_forced;       /* -n given: an object in another namespace is an error */
@@ -21,6 +23,8 @@ struct compile_input {
 	const char *name;            /* as errors print it; "<stdin>" for -f - */
 	const unsigned char *buf;
 	size_t len;
+	bool mapped;                 /* buf is a file mmap'd read-only: its pages are given back as it is read */
+	struct ytree_scan *scan;     /* mapped: what ytree_scan_fd found in the file */
 };
 
 struct compile_stats {
@@ -56,6 +60,34 @@ int compile_plan_update(const struct compile_opts *o, struct compile_read *const
 			const struct compile_memo *memo, struct compile_memo **memo_out, struct plan *plan,
 			struct diags *d, struct compile_stats *stats);
 void compile_memo_free(struct compile_memo *m);
+
+/* The follower's quick path for the change it sees most (pods starting, turning ready or unready,
+ * going): a batch whose reads replaced (gone) and made (fresh) hold Pods alone, on the memo of
+ * last (kept up to date by it). It builds again only the VirtualServices whose destinations
+ * select one of the pods, before or after, and checks the pods' addresses against every other
+ * pod's, VIP and Gateway address, in proportion to the change. 0: *out holds the entries that
+ * differ from last's (maybe none), and memo describes last with them. -1: the batch is not one it
+ * can build exactly as a whole build would (another kind changed, an address is shared, an error);
+ * call compile_plan_update, with the same memo. */
+struct compile_delta {
+	struct plan entries;         /* the entries that changed, in last's order, in an arena of their own */
+	size_t *at;                  /* entries.services[i] takes the place of last->services[at[i]] */
+};
+int compile_pods_update(const struct compile_opts *o, struct compile_read *const *gone, size_t n_gone,
+			struct compile_read *const *fresh, size_t n_fresh, const struct plan *last,
+			struct compile_memo *memo, struct compile_delta *out, struct compile_stats *stats);
+void compile_delta_free(struct compile_delta *d);
+
+/* One top-level member (key: val) of an object of kind, as JSON, with what the compiler never reads
+ * left out, for the follower to keep (kube/reflector.c): of metadata, all but name, namespace,
+ * labels, deletionTimestamp (and resourceVersion, which status reports); of a Pod's spec the values
+ * of the fields known and never read (images, commands, volumes, probes...), unknown fields kept
+ * for their error; of a Pod's status all but phase, podIP, podIPs[].ip and the Ready condition;
+ * other kinds' status whole. Everything of another shape than the readers expect is written as it
+ * is, for them to refuse as before. tests/unit/member_json_test.c compiles the fixtures both ways. */
+struct json_writer;
+struct ynode;
+void compile_member_json(struct json_writer *w, const char *kind, const struct ynode *key, const struct ynode *val);
 
 /* Inputs named like `kubectl apply -f`: files, directories read recursively
  * (*.yaml, *.yml, *.json), or "-" for standard input. Unreadable paths are errors in d. */

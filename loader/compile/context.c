@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/json.h"
 #include "common/names.h"
 
 struct mark cc_node_mark(const struct cctx *c, const struct ynode *n)
@@ -91,17 +92,33 @@ static unsigned distance(const char *a, const char *b)
 	return row[lb];
 }
 
+bool cc_known_field(const char *const *known, const char *key)
+{
+	for (const char *const *f = known; *f; f++)
+		if ((*f)[0] == key[0] && !strcmp(*f, key))
+			return true;
+	return false;
+}
+
+void cc_write_members(json_writer_t *w, const struct ynode *m, const char *const *kept)
+{
+	jsonw_start_object(w);
+	for (uint32_t i = 0; i < m->n; i++) {
+		const struct ynode *k = ymap_key(m, i);
+		if (k->type == YN_SCALAR && cc_known_field(kept, k->str)) {
+			jsonw_name(w, k->str);
+			ytree_write_json(w, ymap_val(m, i), NULL, NULL);
+		}
+	}
+	jsonw_end_object(w);
+}
+
 /* kubectl's strict validation: a field outside the schema is an error, with a suggestion. */
 void cc_check_fields(struct cctx *c, const struct ynode *m, const char *const *known)
 {
 	for (uint32_t i = 0; i < m->n; i++) {
 		const struct ynode *k = ymap_key(m, i);
-		if (k->type != YN_SCALAR)
-			continue;
-		bool found = false;
-		for (const char *const *f = known; *f && !found; f++)
-			found = (*f)[0] == k->str[0] && !strcmp(*f, k->str);
-		if (found)
+		if (k->type != YN_SCALAR || cc_known_field(known, k->str))
 			continue;
 		/* the edit distances only for a field that is unknown: they cost far more than strcmp */
 		const char *close = NULL;
@@ -341,7 +358,9 @@ static bool read_meta(struct cctx *c, const struct ynode *obj, const char *kind,
 			 * environment variable), every other kind's a DNS-1123 subdomain */
 			size_t o2 = cc_push_key(c, "name");
 			char what[64];
-			snprintf(what, sizeof(what), "%s name", kind);
+			size_t lk = strnlen(kind, sizeof(what) - 6);   /* no printf: once per object */
+			memcpy(what, kind, lk);
+			memcpy(what + lk, " name", 6);
 			m->name = cc_get_name(c, name, what, !strcmp(kind, "Service") ? name_dns1035_label_error :
 										name_dns1123_subdomain_error);
 			cc_pop(c, o2);
@@ -373,14 +392,15 @@ static bool read_meta(struct cctx *c, const struct ynode *obj, const char *kind,
 /* Two objects of one kind, namespace and name in one input would make one of them win silently. */
 static bool unique_object(struct cctx *c, const char *kind, const struct meta *m)
 {
-	const char *key = cc_join(c->keep, '/', kind, m->ns, m->name);
+	struct arena *a = c->transient ? c->transient : c->keep;
+	const char *key = cc_join(a, '/', kind, m->ns, m->name);
 	const struct mark *first = strmap_get(&c->objects, key);
 	if (first) {
 		cc_err(c, m->node, "duplicate %s %s/%s (first defined at %s:%u:%u)", kind, m->ns, m->name, first->file,
 		       first->line, first->col);
 		return false;
 	}
-	struct mark *at = arena_alloc(c->keep, sizeof(*at));
+	struct mark *at = arena_alloc(a, sizeof(*at));
 	*at = cc_node_mark(c, m->node);
 	strmap_put(&c->objects, key, at);
 	return true;

@@ -27,8 +27,12 @@ struct cctx {
 	struct ptrvec services, pods, vss, drs, gateways;
 	struct plan_addr gateway_address;   /* --gateway-address; family 0 when not given */
 	struct strmap objects;       /* "Kind/ns/name" -> struct mark *, for duplicates */
+	struct arena *transient;     /* objects' keys and marks when they need not outlive the reading; NULL: keep */
 	struct compile_stats *st;
 };
+
+/* A compile's context: its options, errors, the arena its records and plan live in, its figures. */
+struct cctx cc_context(const struct compile_opts *o, struct diags *d, struct arena *keep, struct compile_stats *stats);
 
 /* Errors, at a node of the current file or at a mark kept in a record. */
 struct mark cc_node_mark(const struct cctx *c, const struct ynode *n);
@@ -52,6 +56,10 @@ static inline void cc_pop(struct cctx *c, size_t old)
 const char *cc_type_name(const struct ynode *n);
 bool cc_want(struct cctx *c, const struct ynode *n, uint8_t type);
 void cc_check_fields(struct cctx *c, const struct ynode *m, const char *const *known);
+bool cc_known_field(const char *const *known, const char *key);
+/* A mapping with only the members named in kept, as JSON (what the follower keeps of it). */
+struct json_writer;
+void cc_write_members(struct json_writer *w, const struct ynode *m, const char *const *kept);
 
 /* Strings kept in the compile's arena, and values of the input as errors show them. */
 char *cc_join(struct arena *a, char sep, const char *x, const char *y, const char *z);

@@ -12,4 +12,10 @@ void cc_read_virtual_service(struct cctx *c, const struct ynode *obj);  /* virtu
 void cc_read_destination_rule(struct cctx *c, const struct ynode *obj); /* destination_rule.c */
 void cc_read_gateway(struct cctx *c, const struct ynode *obj);          /* gateway.c */
 
+/* What the follower keeps of an object (compile_member_json): a Pod's spec and status as pod.c
+ * reads them. */
+struct json_writer;
+void cc_pod_spec_json(struct json_writer *w, const struct ynode *spec);
+void cc_pod_status_json(struct json_writer *w, const struct ynode *status);
+
 #endif

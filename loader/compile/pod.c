@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <string.h>
 
+#include "common/json.h"
 #include "common/names.h"
 
 static const char *const pod_spec_fields[] = {
@@ -25,6 +26,75 @@ static const char *const container_fields[] = {
 };
 static const char *const container_port_fields[] = { "containerPort", "hostIP", "hostPort", "name", "protocol",
 						      NULL };
+
+/* The members of a mapping but those known (fields) and not read (but those of read), as JSON. */
+static void write_read(json_writer_t *w, const struct ynode *m, const char *const *fields, const char *read,
+		       const char *also)
+{
+	jsonw_start_object(w);
+	for (uint32_t i = 0; i < m->n; i++) {
+		const struct ynode *k = ymap_key(m, i), *v = ymap_val(m, i);
+		if (k->type != YN_SCALAR || (cc_known_field(fields, k->str) && strcmp(k->str, read) && strcmp(k->str, also)))
+			continue;
+		jsonw_name(w, k->str);
+		if (!strcmp(k->str, "containers") && v->type == YN_SEQ) {
+			jsonw_start_array(w);
+			for (uint32_t j = 0; j < v->n; j++)
+				if (v->items[j]->type == YN_MAP)
+					write_read(w, v->items[j], container_fields, "ports", "ports");
+				else
+					ytree_write_json(w, v->items[j], NULL, NULL);
+			jsonw_end_array(w);
+		} else {
+			ytree_write_json(w, v, NULL, NULL);
+		}
+	}
+	jsonw_end_object(w);
+}
+
+/* A Pod's spec and status as the readers below read them (compile_member_json). */
+void cc_pod_spec_json(json_writer_t *w, const struct ynode *spec)
+{
+	if (spec->type == YN_MAP)
+		write_read(w, spec, pod_spec_fields, "containers", "hostNetwork");
+	else
+		ytree_write_json(w, spec, NULL, NULL);
+}
+
+void cc_pod_status_json(json_writer_t *w, const struct ynode *st)
+{
+	static const char *const kept[] = { "phase", "podIP", "podIPs", "conditions", NULL };
+	static const char *const ip[] = { "ip", NULL }, *const condition[] = { "type", "status", NULL };
+	if (st->type != YN_MAP) {
+		ytree_write_json(w, st, NULL, NULL);
+		return;
+	}
+	const struct ynode *all_ips = ymap_get(st, "podIPs");
+	bool listed = all_ips && all_ips->type == YN_SEQ && all_ips->n;   /* podIP is read only without them */
+	jsonw_start_object(w);
+	for (uint32_t i = 0; i < st->n; i++) {
+		const struct ynode *k = ymap_key(st, i), *v = ymap_val(st, i);
+		bool ips = !strcmp(k->str, "podIPs"), conds = !strcmp(k->str, "conditions");
+		if (k->type != YN_SCALAR || !cc_known_field(kept, k->str) || (listed && !strcmp(k->str, "podIP")))
+			continue;
+		jsonw_name(w, k->str);
+		if ((!ips && !conds) || v->type != YN_SEQ) {
+			ytree_write_json(w, v, NULL, NULL);
+			continue;
+		}
+		jsonw_start_array(w);
+		for (uint32_t j = 0; j < v->n; j++) {
+			const struct ynode *item = v->items[j], *type = ymap_get(item, "type");
+			if (item->type != YN_MAP)
+				ytree_write_json(w, item, NULL, NULL);
+			else if (!conds || !type || type->type != YN_SCALAR || !strcmp(type->str, "Ready"))
+				cc_write_members(w, item, conds ? condition : ip);
+			/* another condition than Ready: read_pod_status passes over it */
+		}
+		jsonw_end_array(w);
+	}
+	jsonw_end_object(w);
+}
 
 /* One port of a container, added to p when it has a number: a named targetPort looks it up. */
 static void read_container_port(struct cctx *c, const struct ynode *cp, struct pod *p)

@@ -63,7 +63,7 @@ void cc_host_error(struct cctx *c, struct index *ix, const struct mark *at, cons
 }
 
 /* Pods by address: binary keys, since 80,000 of them are indexed at every build. */
-static uint32_t addr_hash(const struct plan_addr *a)
+uint32_t cc_addr_hash(const struct plan_addr *a)
 {
 	uint64_t x, y;
 	memcpy(&x, a->addr, 8);
@@ -75,7 +75,7 @@ static uint32_t addr_hash(const struct plan_addr *a)
 static struct pod **pod_slot(const struct pod_ips *m, const struct plan_addr *a)
 {
 	size_t mask = m->cap - 1;
-	for (size_t i = addr_hash(a) & mask;; i = (i + 1) & mask)
+	for (size_t i = cc_addr_hash(a) & mask;; i = (i + 1) & mask)
 		if (!m->slots[i] || (m->addrs[i].family == a->family && !memcmp(m->addrs[i].addr, a->addr, 16)))
 			return &m->slots[i];
 }
@@ -118,6 +118,27 @@ static void index_services(struct cctx *c, struct index *ix)
 	strmap_free(&vips);
 }
 
+struct ptrvec *cc_pods_with_label(struct index *ix, const char *ns, const struct kv *label, bool add)
+{
+	char key[768];
+	size_t ln = strlen(ns), lk = strlen(label->key), lv = strlen(label->val);
+	if (ln + lk + lv + 3 > sizeof(key))   /* names as Kubernetes takes them are far shorter */
+		abort();
+	memcpy(key, ns, ln);   /* no printf: every label of every pod comes here */
+	key[ln] = '\x01';
+	memcpy(key + ln + 1, label->key, lk);
+	key[ln + 1 + lk] = '\x01';
+	memcpy(key + ln + 2 + lk, label->val, lv + 1);
+	struct ptrvec *pv = strmap_get(&ix->pods_by_label, key);
+	if (!pv && add) {
+		if (!(pv = calloc(1, sizeof(*pv))))
+			abort();
+		strmap_put(&ix->pods_by_label, arena_strdup(&ix->keys, key), pv);
+		ptrvec_push(&ix->vecs, pv);
+	}
+	return pv;
+}
+
 /* Pods by each of their labels (in the namespaces of label_ns only, when given), and by IP: a
  * finished pod's IP may be taken by a running one. */
 static void index_pods(struct cctx *c, struct index *ix, const struct strmap *label_ns)
@@ -139,18 +160,8 @@ static void index_pods(struct cctx *c, struct index *ix, const struct strmap *la
 			ns_wanted = strmap_get(label_ns, p->ns) != NULL;
 		}
 		uint32_t n_labels = ns_wanted ? p->labels.n : 0;
-		for (uint32_t l = 0; l < n_labels; l++) {
-			char *key = cc_join(c->keep, '\x01', p->ns, p->labels.v[l].key, p->labels.v[l].val);
-			struct ptrvec *pv = strmap_get(&ix->pods_by_label, key);
-			if (!pv) {
-				pv = calloc(1, sizeof(*pv));
-				if (!pv)
-					abort();
-				strmap_put(&ix->pods_by_label, key, pv);
-				ptrvec_push(&ix->vecs, pv);
-			}
-			ptrvec_push(pv, p);
-		}
+		for (uint32_t l = 0; l < n_labels; l++)
+			ptrvec_push(cc_pods_with_label(ix, p->ns, &p->labels.v[l], true), p);
 		for (size_t a = 0; a < p->n_ips; a++) {
 			struct pod **slot = pod_slot(m, &p->ips[a]), *other = *slot;
 			/* pods on the host network share their node's IP (kube-proxy, CNI agents, sluiced) */
@@ -235,6 +246,7 @@ void cc_index_free(struct index *ix)
 	strmap_free(&ix->dr_by_service);
 	free(ix->pod_ips.slots);
 	free(ix->pod_ips.addrs);
+	arena_free(&ix->keys);
 }
 
 const char *cc_port_list(struct cctx *c, const struct service *s)
@@ -346,10 +358,8 @@ bool cc_collect_endpoints(struct cctx *c, struct index *ix, const struct plan_se
 		want.v[want.n++] = r->subset->labels.v[i];
 	/* the rarest label narrows the candidates; every pod of them is then checked in full */
 	struct ptrvec *best = NULL;
-	char key[768];
 	for (uint32_t i = 0; i < want.n; i++) {
-		snprintf(key, sizeof(key), "%s\x01%s\x01%s", s->ns, want.v[i].key, want.v[i].val);
-		struct ptrvec *pv = strmap_get(&ix->pods_by_label, key);
+		struct ptrvec *pv = cc_pods_with_label(ix, s->ns, &want.v[i], false);
 		if (!pv)
 			return true;
 		if (!best || pv->n < best->n)

@@ -17,6 +17,7 @@ struct index {
 		size_t cap;
 	} pod_ips;
 	struct ptrvec vecs;          /* owned ptrvecs, for freeing */
+	struct arena keys;           /* pods_by_label's keys */
 };
 
 /* A destination resolved against the Services and DestinationRules. */
@@ -36,6 +37,9 @@ void cc_index_build(struct cctx *c, struct index *ix);
 void cc_index_services(struct cctx *c, struct index *ix);
 void cc_index_pods(struct cctx *c, struct index *ix, const struct strmap *label_ns);
 void cc_index_free(struct index *ix);
+uint32_t cc_addr_hash(const struct plan_addr *a);
+/* The pods of namespace ns that carry label (key and value); add: an empty list made when none. */
+struct ptrvec *cc_pods_with_label(struct index *ix, const char *ns, const struct kv *label, bool add);
 
 struct service *cc_resolve_host(struct cctx *c, struct index *ix, const char *host, const char *ns);
 /* The key ("name.ns") of the Service a host names, from the host alone; false for none. */
@@ -66,6 +70,32 @@ void cc_deps_put(struct vs_deps *d);                      /* drops a reference *
 bool cc_want_matches(const struct want *w, const struct pod *p);
 bool cc_labels_match(const struct labels *have, const struct labels *want);   /* every one of want */
 
+/* One input read into records (compile.h), kept while it does not change. */
+struct compile_read {
+	struct arena records;
+	struct ptrvec services, pods, vss, drs, gateways;
+	struct diags d;              /* the reading's errors, given again at every compile */
+	size_t objects, skipped;
+};
+
+/* What a plan was built from (compile.h), for the next batch to build only what it affects. */
+struct quick;
+struct compile_memo {
+	struct strmap deps;          /* VirtualService key -> struct vs_deps * */
+	struct quick *quick;         /* quick.c's index, kept by compile_pods_update; NULL: none */
+};
+
+/* quick.c: the index of the plan's build, for compile_pods_update; NULL when the plan is one it
+ * cannot keep up to date (a VirtualService's destinations that select every pod). It takes ix's
+ * maps (ix is left to be freed). */
+struct quick *cc_quick_new(struct cctx *c, struct index *ix, const struct plan *plan, const struct strmap *deps);
+/* q (taken from the memo of last, whose deps were was) for the plan built from it after a batch of
+ * VirtualServices alone: true of pods, Services and the rest still; the VirtualServices built again
+ * (deps) listed anew. NULL as cc_quick_new. */
+struct quick *cc_quick_carry(struct quick *q, struct cctx *c, const struct plan *plan, const struct plan *last,
+			     const struct strmap *was, const struct strmap *deps);
+void cc_quick_free(struct quick *q);
+
 /* Which VirtualServices to build and where the others' entries come from. */
 struct build_scope {
 	const struct strmap *build;        /* VirtualService keys to build; NULL: every one */
@@ -77,5 +107,11 @@ struct build_scope {
 /* The plan's entries from every VirtualService, sorted, with the compile's figures (build_plan.c).
  * scope NULL: every VirtualService is built and no deps are kept. */
 void cc_build_plan(struct cctx *c, struct index *ix, struct build_scope *scope, struct plan *plan);
+/* What a build wrote into a VirtualService's routes (which were used), cleared for the next. */
+void cc_forget_routes(struct vs *v);
+/* A quick build's (compile_pods_update): the entries (struct plan_service *) of VirtualService v
+ * alone, sorted as a plan's, on the index ix; what an earlier build wrote into v's routes and the
+ * Services it routes cleared first. Gateways are not looked at: v must bind none. */
+void cc_build_vs(struct cctx *c, struct index *ix, struct vs *v, struct ptrvec *out);
 
 #endif

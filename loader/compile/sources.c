@@ -9,12 +9,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/fs.h"
+#include "compile/ytree.h"
 
 #define INPUT_SIZE_HINT 65535   /* most manifests fit: one allocation, then doubling */
+#define INPUT_MAP_MIN (1 << 20)
 
 void sources_add(struct sources *s, char *name, unsigned char *buf, size_t len)
 {
@@ -99,11 +102,32 @@ static int read_path(struct sources *s, const char *path, bool explicit, struct 
 	}
 	if (S_ISDIR(st.st_mode))
 		return read_dir(s, path, explicit, d, depth);
-	unsigned char *buf;
+	bool mapped = false;
+	unsigned char *buf = NULL;
 	size_t len;
 	/* any file the user can read, as kubectl takes it: a FIFO or /dev/stdin too, not only a regular one */
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	int rc = fd < 0 ? -errno : fs_read_fd(fd, INPUT_SIZE_HINT, &buf, &len);
+	int rc = fd < 0 ? -errno : 0;
+	/* a large file is mapped, not copied, and looked at first through pread: the reader gives its
+	 * pages back as it goes (ytree.h) */
+	struct ytree_scan *scan = NULL;
+	if (!rc && !fstat(fd, &st) && S_ISREG(st.st_mode) && st.st_size >= INPUT_MAP_MIN &&
+	    (scan = malloc(sizeof(*scan))) && !ytree_scan_fd(fd, (size_t)st.st_size, scan)) {
+		len = (size_t)st.st_size;
+		buf = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
+		if (buf == MAP_FAILED)
+			buf = NULL;
+		else
+			madvise(buf, len, MADV_SEQUENTIAL);
+	}
+	if (!buf) {
+		free(scan);
+		scan = NULL;
+	}
+	if (!rc && !buf)
+		rc = fs_read_fd(fd, INPUT_SIZE_HINT, &buf, &len);
+	else if (buf)
+		mapped = true;
 	if (fd >= 0)
 		close(fd);
 	if (rc) {
@@ -113,6 +137,8 @@ static int read_path(struct sources *s, const char *path, bool explicit, struct 
 		return -1;
 	}
 	sources_add(s, strdup(path), buf, len);
+	s->v[s->n - 1].mapped = mapped;
+	s->v[s->n - 1].scan = scan;
 	return 0;
 }
 
@@ -136,7 +162,11 @@ void sources_free(struct sources *s)
 {
 	for (size_t i = 0; i < s->n; i++) {
 		free((void *)s->v[i].name);
-		free((void *)s->v[i].buf);
+		if (s->v[i].mapped)
+			munmap((void *)s->v[i].buf, s->v[i].len);
+		else
+			free((void *)s->v[i].buf);
+		free(s->v[i].scan);
 	}
 	free(s->v);
 	memset(s, 0, sizeof(*s));

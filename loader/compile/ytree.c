@@ -1,13 +1,20 @@
 // SPDX-License-Identifier: MIT
 #include "compile/ytree.h"
 
+#include <ctype.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <yaml.h>
 
 #include "common/fieldpath.h"
 #include "common/json.h"
 #include "common/names.h"
+
+/* Past this many bytes read, a mapped input's pages behind the reader are given back. */
+#define DROP_BEHIND (8u << 20)
 
 struct frame {
 	struct ynode *node;
@@ -25,6 +32,7 @@ struct builder {
 	bool failed;
 	const struct mark *file;
 	struct diags *d;
+	uint32_t line_base;          /* lines before the text libyaml was given (it starts at a document) */
 };
 
 static struct mark at(const struct builder *b, uint32_t line, uint32_t col)
@@ -66,7 +74,7 @@ struct ynode *ymap_get(const struct ynode *m, const char *key)
 		return NULL;
 	for (uint32_t i = 0; i < m->n; i++) {
 		struct ynode *k = ymap_key(m, i);
-		if (k->type == YN_SCALAR && !strcmp(k->str, key))
+		if (k->type == YN_SCALAR && k->str[0] == key[0] && !strcmp(k->str, key))
 			return ymap_val(m, i);
 	}
 	return NULL;
@@ -104,13 +112,23 @@ static void attach(struct builder *b, struct ynode *n)
 	ptrvec_push(&f->kids, n);
 }
 
-static struct ynode *new_node(struct builder *b, uint8_t type, const yaml_mark_t *m)
+/* A node, and room for extra bytes after it (a scalar's text): one allocation, every field set. */
+static struct ynode *new_node_extra(struct builder *b, uint8_t type, uint32_t line, uint32_t col, size_t extra)
 {
-	struct ynode *n = arena_alloc(&b->arena, sizeof(*n));
-	n->type = type;
-	n->line = (uint32_t)m->line + 1;
-	n->col = (uint32_t)m->column + 1;
+	struct ynode *n = arena_take(&b->arena, sizeof(*n) + extra);
+	*n = (struct ynode){ .type = type, .line = line, .col = col };
 	return n;
+}
+
+static struct ynode *new_node(struct builder *b, uint8_t type, uint32_t line, uint32_t col)
+{
+	return new_node_extra(b, type, line, col, 0);
+}
+
+/* A libyaml mark as a place in the whole input. */
+static struct mark at_yaml(const struct builder *b, const yaml_mark_t *m)
+{
+	return at(b, b->line_base + (uint32_t)m->line + 1, (uint32_t)m->column + 1);
 }
 
 static void remember_anchor(struct builder *b, const yaml_char_t *anchor, struct ynode *n)
@@ -146,7 +164,7 @@ static void check_mapping(struct builder *b, struct ynode *m)
 				strmap_put(&seen, k->str, k);
 		} else {
 			for (uint32_t j = 0; j < kept && !first; j++)
-				if (!strcmp(ymap_key(m, j)->str, k->str))
+				if (ymap_key(m, j)->len == k->len && !strcmp(ymap_key(m, j)->str, k->str))
 					first = ymap_key(m, j);
 		}
 		if (first) {
@@ -180,7 +198,7 @@ static void close_frame(struct builder *b)
 }
 
 /* Frames and their child lists are kept for the next collection: no malloc per collection. */
-static void open_frame(struct builder *b, uint8_t type, const yaml_event_t *ev, const yaml_char_t *anchor)
+static void open_frame(struct builder *b, uint8_t type, uint32_t line, uint32_t col, const yaml_char_t *anchor)
 {
 	if (b->depth == b->stack.n) {
 		struct frame *f = calloc(1, sizeof(*f));
@@ -190,8 +208,28 @@ static void open_frame(struct builder *b, uint8_t type, const yaml_event_t *ev, 
 	}
 	struct frame *f = b->stack.v[b->depth++];
 	f->kids.n = 0;
-	f->node = new_node(b, type, &ev->start_mark);
+	f->node = new_node(b, type, line, col);
 	f->anchor = anchor ? arena_strdup(&b->arena, (const char *)anchor) : NULL;
+}
+
+/* A scalar of either reader: its text is copied into the document's arena. nul: the text may hold
+ * a NUL (an escape of a quoted scalar). */
+static struct ynode *add_scalar(struct builder *b, uint32_t line, uint32_t col, const char *s, size_t len, bool plain,
+				bool nul)
+{
+	struct ynode *n = new_node_extra(b, YN_SCALAR, line, col, len + 1);
+	char *text = (char *)(n + 1);
+	memcpy(text, s, len);
+	text[len] = 0;
+	n->str = text;
+	n->len = len;
+	n->plain = plain;
+	/* an escaped \0 would cut the string short everywhere it is compared or printed */
+	if (nul && memchr(n->str, 0, n->len)) {
+		struct mark w = at(b, n->line, n->col);
+		diag_error(b->d, &w, "a NUL character (\\0) in a string is not supported");
+	}
+	return n;
 }
 
 static void free_frames(struct builder *b)
@@ -217,35 +255,30 @@ static void handle_event(struct builder *b, yaml_event_t *ev)
 {
 	switch (ev->type) {
 	case YAML_SCALAR_EVENT: {
-		struct ynode *n = new_node(b, YN_SCALAR, &ev->start_mark);
-		n->str = arena_strndup(&b->arena, (const char *)ev->data.scalar.value, ev->data.scalar.length);
-		n->len = ev->data.scalar.length;
-		n->plain = ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+		struct mark m = at_yaml(b, &ev->start_mark);
 		/* an explicit tag (!!str, !!int) would change the type rules; refuse rather than guess */
 		if (ev->data.scalar.tag && !ev->data.scalar.plain_implicit && !ev->data.scalar.quoted_implicit) {
-			struct mark w = at(b, n->line, n->col);
 			const char *tag = (const char *)ev->data.scalar.tag;
 			char q[NAME_QUOTE_CAP];
 			name_quote(tag, strlen(tag), q, sizeof(q));
 			/* the tag as written when it is short and plain, as other errors print keywords */
-			diag_error(b->d, &w, "YAML tags (%s) are not supported",
+			diag_error(b->d, &m, "YAML tags (%s) are not supported",
 				   strlen(q) == strlen(tag) + 2 ? tag : q);
 		}
-		/* an escaped \0 would cut the string short everywhere it is compared or printed */
-		if (memchr(n->str, 0, n->len)) {
-			struct mark w = at(b, n->line, n->col);
-			diag_error(b->d, &w, "a NUL character (\\0) in a string is not supported");
-		}
+		struct ynode *n = add_scalar(b, m.line, m.col, (const char *)ev->data.scalar.value, ev->data.scalar.length,
+					     ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE, true);
 		remember_anchor(b, ev->data.scalar.anchor, n);
 		attach(b, n);
 		break;
 	}
 	case YAML_SEQUENCE_START_EVENT:
-		open_frame(b, YN_SEQ, ev, ev->data.sequence_start.anchor);
+	case YAML_MAPPING_START_EVENT: {
+		struct mark m = at_yaml(b, &ev->start_mark);
+		bool seq = ev->type == YAML_SEQUENCE_START_EVENT;
+		open_frame(b, seq ? YN_SEQ : YN_MAP, m.line, m.col,
+			   seq ? ev->data.sequence_start.anchor : ev->data.mapping_start.anchor);
 		break;
-	case YAML_MAPPING_START_EVENT:
-		open_frame(b, YN_MAP, ev, ev->data.mapping_start.anchor);
-		break;
+	}
 	case YAML_SEQUENCE_END_EVENT:
 	case YAML_MAPPING_END_EVENT:
 		close_frame(b);
@@ -253,7 +286,7 @@ static void handle_event(struct builder *b, yaml_event_t *ev)
 	case YAML_ALIAS_EVENT: {
 		const char *name = (const char *)ev->data.alias.anchor;
 		struct ynode *target = strmap_get(&b->anchors, name);
-		struct mark w = at(b, (uint32_t)ev->start_mark.line + 1, (uint32_t)ev->start_mark.column + 1);
+		struct mark w = at_yaml(b, &ev->start_mark);
 		if (!target) {
 			char q[NAME_QUOTE_CAP];
 			name_quote(name, strlen(name), q, sizeof(q));
@@ -287,17 +320,107 @@ static void report_at_offset(struct builder *b, const unsigned char *buf, size_t
 			col++;
 		}
 	}
-	struct mark w = at(b, line, col);
+	struct mark w = at(b, b->line_base + line, col);
 	diag_error(b->d, &w, "%s", msg);
 }
 
-/* libyaml reports a NUL late and vaguely; say plainly that the file is binary. */
-static bool refuse_binary(struct builder *b, const unsigned char *buf, size_t len)
+/* Whether s (at a character's start) holds only what libyaml's reader takes: UTF-8, each
+ * character printable as its reader decides (tab, line feed, carriage return, ' '..'~', U+0085,
+ * U+00A0..U+D7FF, U+E000..U+FFFD, U+10000..U+10FFFF), each in its shortest form. Its reader decodes
+ * 16 KiB at a time and stops at the first other character, before the documents of that stretch
+ * are parsed: the fast reader cannot say where that would be, and leaves such an input to libyaml
+ * whole. *used: up to where s was read (short of a character that s's end cuts, unless last). */
+static bool plain_text(const unsigned char *s, size_t n, bool last, size_t *used)
 {
-	const unsigned char *nul = memchr(buf, 0, len);
-	if (!nul)
+	typedef unsigned char bytes16 __attribute__((vector_size(16)));   /* SSE2, NEON: GCC and clang */
+	typedef signed char mask16 __attribute__((vector_size(16)));      /* a comparison's lanes: 0 or -1 */
+	static const bool ok[128] = { ['\t'] = true, ['\n'] = true, ['\r'] = true, [' ' ... '~'] = true };
+	size_t i = 0;
+	while (i < n) {
+		if (i + 16 <= n) {   /* sixteen bytes a step (240 MiB of kubectl's YAML come through here) */
+			bytes16 x;
+			uint64_t half[2];
+			memcpy(&x, s + i, 16);
+			mask16 bad = ((x < ' ') & (x != '\n') & (x != '\t') & (x != '\r')) | (x > '~');
+			memcpy(half, &bad, 16);
+			if (!(half[0] | half[1])) {
+				i += 16;
+				continue;
+			}
+		}
+		unsigned char c = s[i];
+		if (c < 0x80) {
+			if (!ok[c])
+				return false;
+			i++;
+			continue;
+		}
+		size_t len = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 0;
+		if (!len || c > 0xf4)
+			return false;
+		if (i + len > n) {
+			*used = i;
+			return !last;   /* the input's end cuts it: not UTF-8 */
+		}
+		uint32_t v = c & (0x7f >> len);
+		for (size_t k = 1; k < len; k++) {
+			if ((s[i + k] & 0xc0) != 0x80)
+				return false;
+			v = v << 6 | (s[i + k] & 0x3f);
+		}
+		if ((len == 2 && v < 0x80) || (len == 3 && v < 0x800) || (len == 4 && v < 0x10000))
+			return false;   /* not its shortest form */
+		if (!(v == 0x85 || (v >= 0xa0 && v <= 0xd7ff) || (v >= 0xe000 && v <= 0xfffd) ||
+		      (v >= 0x10000 && v <= 0x10ffff)))
+			return false;
+		i += len;
+	}
+	*used = n;
+	return true;
+}
+
+void ytree_scan_bytes(struct ytree_scan *sc, const unsigned char *s, size_t n, bool last, size_t *used)
+{
+	*used = n;
+	if (sc->plain)
+		sc->plain = plain_text(s, n, last, used);
+	if (!sc->plain)
+		*used = n;
+	const unsigned char *nul = sc->plain || sc->nul != SIZE_MAX ? NULL : memchr(s, 0, *used);   /* plain: none */
+	if (nul)
+		sc->nul = sc->scanned + (size_t)(nul - s);
+	sc->scanned += *used;
+}
+
+int ytree_scan_fd(int fd, size_t len, struct ytree_scan *sc)
+{
+	enum { CHUNK = 1 << 20 };
+	unsigned char *buf = malloc(CHUNK);
+	size_t have = 0;   /* bytes at buf's start not scanned yet: a character cut by the last read */
+	*sc = (struct ytree_scan){ .plain = true, .nul = SIZE_MAX };
+	if (!buf)
+		return -ENOMEM;
+	while (sc->scanned < len) {
+		ssize_t r = pread(fd, buf + have, CHUNK - have, (off_t)(sc->scanned + have));
+		if (r <= 0) {
+			free(buf);
+			return r < 0 ? -errno : -EIO;   /* the file shrank */
+		}
+		size_t n = have + (size_t)r, used;
+		ytree_scan_bytes(sc, buf, n, sc->scanned + n >= len, &used);
+		have = n - used;
+		memmove(buf, buf + used, have);
+	}
+	free(buf);
+	return 0;
+}
+
+/* libyaml reports a NUL late and vaguely; say plainly that the file is binary. */
+static bool refuse_binary(struct builder *b, const unsigned char *buf, const struct ytree_scan *sc)
+{
+	if (sc->nul == SIZE_MAX)
 		return false;
-	report_at_offset(b, buf, (size_t)(nul - buf), "binary file: NUL byte, not YAML text");
+	report_at_offset(b, buf, sc->nul, "binary file: NUL byte, not YAML text");
 	return true;
 }
 
@@ -309,7 +432,7 @@ static void parse_error(struct builder *b, const yaml_parser_t *p, const unsigne
 				 "not UTF-8 text (a binary file?)");
 		return;
 	}
-	struct mark w = at(b, (uint32_t)p->problem_mark.line + 1, (uint32_t)p->problem_mark.column + 1);
+	struct mark w = at_yaml(b, &p->problem_mark);
 	size_t off = p->problem_mark.index;
 	if (off < len && buf[off] == '\t') {
 		diag_error(b->d, &w, "tab character in indentation: YAML indents with spaces only");
@@ -318,49 +441,666 @@ static void parse_error(struct builder *b, const yaml_parser_t *p, const unsigne
 	const char *problem = p->problem ? p->problem : "cannot parse";
 	if (p->context)
 		diag_error(b->d, &w, "invalid YAML: %s %s (line %zu column %zu)", problem, p->context,
-			   p->context_mark.line + 1, p->context_mark.column + 1);
+			   b->line_base + p->context_mark.line + 1, p->context_mark.column + 1);
 	else
 		diag_error(b->d, &w, "invalid YAML: %s", problem);
 }
 
-size_t yaml_each_document(const unsigned char *buf, size_t len, const struct mark *file, struct diags *d,
-			  ydoc_fn fn, void *ctx)
+/* ---- the fast reader: the YAML kubectl prints and the JSON the API sends ----
+ *
+ * libyaml reads kubectl's 240 MiB for 10,000 Services and 150,000 Pods in about 3 s. Most input is
+ * written by machines in a small part of YAML: block mappings and sequences, one-line plain and
+ * quoted scalars, {} and [], comments; or one JSON value. A document in that part is read here,
+ * into the same nodes libyaml's events make, at the same lines and columns, through the same
+ * builder (duplicate keys and NULs are refused there). At the first thing outside it (a tab, a
+ * non-ASCII byte, a block scalar, an anchor, a tag, a multi-line scalar, flow YAML, odd
+ * indentation...) the document is given to libyaml instead, from its first line: whatever libyaml
+ * would say of it, valid or not, it says. tests/unit/ytree_fast_test.c holds the two to the same
+ * trees and errors. */
+
+enum fast_result { FAST_DOC, FAST_END, FAST_DECLINE };
+
+struct fast {
+	struct builder *b;
+	const unsigned char *p, *end;
+	const unsigned char *ls;     /* where the cursor's line starts */
+	uint32_t line;               /* the cursor's line, from 1 */
+	int indent;                  /* the current content line's indentation; -1 at a document's end */
+	struct arena scratch;        /* quoted scalars with escapes, unescaped */
+	bool declined;
+};
+
+/* Marks the document as beyond the fast reader; every function then returns at once. */
+static bool decline(struct fast *f)
 {
-	struct builder b = { .file = file, .d = d };
+	f->declined = true;
+	return false;
+}
+
+static uint32_t fcol(const struct fast *f, const unsigned char *p)
+{
+	return (uint32_t)(p - f->ls) + 1;
+}
+
+static bool at_blank(const struct fast *f, const unsigned char *p)   /* space, line break or the end */
+{
+	return p >= f->end || *p == ' ' || *p == '\n';
+}
+
+/* A line from ls: "---" or "..." followed by a blank at column 1 is a document marker. */
+static bool marker_line(const struct fast *f, const unsigned char *ls, char c)
+{
+	return f->end - ls >= 3 && ls[0] == c && ls[1] == c && ls[2] == c && at_blank(f, ls + 3);
+}
+
+/* A comment from q, which is at its '#': printable ASCII only, as the rest. Its end, or NULL. */
+static const unsigned char *comment_end(const struct fast *f, const unsigned char *q)
+{
+	for (; q < f->end && *q != '\n'; q++)
+		if (*q < 0x20 || *q > 0x7e)
+			return NULL;
+	return q;
+}
+
+/* From the start of a line: past blank lines and comment lines to the first content of the next
+ * content line (f->indent), or to a document's end: the end of the input or a "---" line
+ * (f->indent -1, the cursor at the marker's line). */
+static bool next_content(struct fast *f)
+{
+	while (f->p < f->end) {
+		const unsigned char *q = f->p;
+		if (q == f->ls && (marker_line(f, q, '-') || marker_line(f, q, '.') || *q == '%')) {
+			if (*q != '-')
+				return decline(f);   /* a document end marker or a directive */
+			f->indent = -1;
+			return true;
+		}
+		while (q < f->end && *q == ' ')
+			q++;
+		if (q < f->end && *q == '#' && !(q = comment_end(f, q)))
+			return decline(f);
+		if (q < f->end && *q != '\n') {
+			f->p = q;
+			f->indent = (int)(q - f->ls);
+			return true;
+		}
+		if (q == f->end) {
+			f->p = q;
+			break;
+		}
+		f->p = f->ls = q + 1;
+		f->line++;
+	}
+	f->indent = -1;
+	return true;
+}
+
+/* After a node on the cursor's line: spaces, maybe a comment, the line's end; then the next content. */
+static bool end_of_line(struct fast *f)
+{
+	const unsigned char *q = f->p;
+	while (q < f->end && *q == ' ')
+		q++;
+	if (q < f->end && *q == '#') {
+		if (q == f->p || !(q = comment_end(f, q)))
+			return decline(f);   /* a comment needs a space before it */
+	}
+	if (q < f->end && *q != '\n')
+		return decline(f);
+	if (q == f->end) {
+		f->p = q;
+		f->indent = -1;
+		return true;
+	}
+	f->p = f->ls = q + 1;
+	f->line++;
+	return next_content(f);
+}
+
+/* The indicators a plain scalar cannot start with (- ? : only before a blank; they are refused
+ * here before anything). */
+static bool plain_start(const struct fast *f, const unsigned char *p)
+{
+	if (p >= f->end)
+		return false;
+	switch (*p) {
+	case '-':
+		return !at_blank(f, p + 1);
+	case '?': case ':': case ',': case '[': case ']': case '{': case '}': case '#': case '&': case '*':
+	case '!': case '|': case '>': case '\'': case '"': case '%': case '@': case '`':
+		return false;
+	default:
+		return *p > 0x20 && *p < 0x7f;
+	}
+}
+
+/* The bytes a plain scalar's scan stops at: all but printable ASCII, ' ', ':' and '#'. */
+static const bool plain_stop[256] = { [0 ... ' '] = true, [':'] = true, ['#'] = true, [0x7f ... 0xff] = true };
+
+/* A one-line plain scalar of block context from p: its end (trailing spaces left out), stopping at
+ * ": ", ":" at the line's end, " #" or the line's end. NULL for a byte outside printable ASCII. */
+static const unsigned char *plain_end(const struct fast *f, const unsigned char *p)
+{
+	const unsigned char *last = p;
+	for (; p < f->end; p++) {
+		while (p < f->end && !plain_stop[*p])
+			p++;
+		if (p > last && p[-1] != ' ')
+			last = p;
+		if (p == f->end || *p == '\n')
+			break;
+		if (*p < 0x20 || *p > 0x7e)
+			return NULL;
+		if (*p == ':' && at_blank(f, p + 1))
+			break;
+		if (*p == '#' && p[-1] == ' ')
+			break;
+		if (*p != ' ')
+			last = p + 1;
+	}
+	return last;
+}
+
+static bool hex4(const unsigned char *p, const unsigned char *end, unsigned *out)
+{
+	unsigned v = 0;
+	if (end - p < 4)
+		return false;
+	for (int i = 0; i < 4; i++) {
+		unsigned c = p[i];
+		v <<= 4;
+		if (c >= '0' && c <= '9')
+			v |= c - '0';
+		else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f')
+			v |= (c | 0x20) - 'a' + 10;
+		else
+			return false;
+	}
+	*out = v;
+	return true;
+}
+
+/* A double-quoted scalar on one line, its escapes the ones JSON writers use: the scalar node, the
+ * cursor after its closing quote. */
+static struct ynode *double_quoted(struct fast *f)
+{
+	const unsigned char *start = f->p, *p = start + 1;
+	bool escaped = false;
+	for (; p < f->end && *p != '"'; p++) {
+		if (*p < 0x20 || *p > 0x7e) {
+			decline(f);
+			return NULL;
+		}
+		if (*p == '\\') {
+			escaped = true;
+			p++;
+		}
+	}
+	if (p >= f->end) {
+		decline(f);
+		return NULL;
+	}
+	const char *text = (const char *)start + 1;
+	size_t len = (size_t)(p - start) - 1;
+	if (escaped) {
+		char *out = arena_alloc(&f->scratch, len + 1), *o = out;   /* an escape never grows */
+		for (const unsigned char *q = start + 1; q < p; q++) {
+			if (*q != '\\') {
+				*o++ = (char)*q;
+				continue;
+			}
+			unsigned u;
+			switch (*++q) {
+			case '"': case '\\': case '/': *o++ = (char)*q; break;
+			case 'n': *o++ = '\n'; break;
+			case 't': *o++ = '\t'; break;
+			case 'r': *o++ = '\r'; break;
+			case 'b': *o++ = '\b'; break;
+			case 'f': *o++ = '\f'; break;
+			case 'u':
+				if (!hex4(q + 1, p, &u) || (u >= 0xd800 && u <= 0xdfff)) {
+					decline(f);
+					return NULL;
+				}
+				q += 4;
+				if (u < 0x80) {
+					*o++ = (char)u;
+				} else if (u < 0x800) {
+					*o++ = (char)(0xc0 | u >> 6);
+					*o++ = (char)(0x80 | (u & 0x3f));
+				} else {
+					*o++ = (char)(0xe0 | u >> 12);
+					*o++ = (char)(0x80 | (u >> 6 & 0x3f));
+					*o++ = (char)(0x80 | (u & 0x3f));
+				}
+				break;
+			default:
+				decline(f);
+				return NULL;
+			}
+		}
+		text = out;
+		len = (size_t)(o - out);
+	}
+	struct ynode *n = add_scalar(f->b, f->line, fcol(f, start), text, len, false, escaped);
+	f->p = p + 1;
+	return n;
+}
+
+/* A single-quoted scalar on one line ('' is a quote). */
+static struct ynode *single_quoted(struct fast *f)
+{
+	const unsigned char *start = f->p, *p = start + 1;
+	bool doubled = false;
+	for (;; p++) {
+		if (p >= f->end || *p < 0x20 || *p > 0x7e) {
+			decline(f);
+			return NULL;
+		}
+		if (*p != '\'')
+			continue;
+		if (p + 1 >= f->end || p[1] != '\'')
+			break;
+		doubled = true;
+		p++;
+	}
+	const char *text = (const char *)start + 1;
+	size_t len = (size_t)(p - start) - 1;
+	if (doubled) {
+		char *out = arena_alloc(&f->scratch, len + 1), *o = out;
+		for (size_t i = 0; i < len; i++) {
+			*o++ = text[i];
+			i += text[i] == '\'';   /* '' is one quote */
+		}
+		text = out;
+		len = (size_t)(o - out);
+	}
+	struct ynode *n = add_scalar(f->b, f->line, fcol(f, start), text, len, false, false);
+	f->p = p + 1;
+	return n;
+}
+
+/* Whether the cursor's line holds a mapping key here, a one-line scalar and ':' before a blank:
+ * where its ':' is, or NULL. */
+static const unsigned char *key_here(const struct fast *f)
+{
+	const unsigned char *p = f->p;
+	if (p < f->end && (*p == '"' || *p == '\'')) {
+		unsigned char quote = *p;
+		for (p++; p < f->end && *p != quote && *p != '\n'; p++)
+			if (*p == '\\' && quote == '"')
+				p++;
+		return p < f->end && *p == quote && p + 1 < f->end && p[1] == ':' && at_blank(f, p + 2) ? p + 1 : NULL;
+	}
+	if (!plain_start(f, p))
+		return NULL;
+	const unsigned char *e = plain_end(f, p);
+	return e && e < f->end && *e == ':' && at_blank(f, e + 1) ? e : NULL;
+}
+
+static bool block_node(struct fast *f, bool in_map);
+
+/* A node that starts and ends on the cursor's line (a scalar, {} or []), then the next content,
+ * which may not be indented past parent (that would continue a multi-line scalar). */
+static bool inline_node(struct fast *f, int parent)
+{
+	const unsigned char *p = f->p;
+	struct ynode *n = NULL;
+	if (*p == '"') {
+		n = double_quoted(f);
+	} else if (*p == '\'') {
+		n = single_quoted(f);
+	} else if ((*p == '{' || *p == '[') && p + 1 < f->end && p[1] == (*p == '{' ? '}' : ']')) {
+		open_frame(f->b, *p == '{' ? YN_MAP : YN_SEQ, f->line, fcol(f, p), NULL);
+		close_frame(f->b);
+		f->p = p + 2;
+		return end_of_line(f) && (f->indent <= parent || decline(f));
+	} else if (plain_start(f, p)) {
+		const unsigned char *e = plain_end(f, p);
+		if (!e || (e < f->end && *e == ':'))
+			return decline(f);   /* a second ": " on the line, or a byte to leave to libyaml */
+		n = add_scalar(f->b, f->line, fcol(f, p), (const char *)p, (size_t)(e - p), true, false);
+		f->p = e;
+	} else {
+		return decline(f);
+	}
+	if (!n)
+		return false;
+	attach(f->b, n);
+	return end_of_line(f) && (f->indent <= parent || decline(f));
+}
+
+/* The value after a key's ':' (at column col) or an item's '-': on the same line, below it more
+ * indented than parent, or (after a key) a sequence at the key's own indentation; else empty. */
+static bool value(struct fast *f, int parent, uint32_t line, uint32_t col, bool after_key)
+{
+	while (f->p < f->end && *f->p == ' ')
+		f->p++;
+	if (f->p < f->end && *f->p != '\n' && *f->p != '#')
+		return inline_node(f, parent);
+	if (!end_of_line(f))
+		return false;
+	bool dash = f->indent >= 0 && *f->p == '-' && at_blank(f, f->p + 1);
+	if (f->indent > parent || (after_key && f->indent == parent && dash))
+		return block_node(f, after_key && f->indent == parent);
+	attach(f->b, add_scalar(f->b, line, col, "", 0, true, false));   /* libyaml's empty value: just past the indicator */
+	return true;
+}
+
+/* A block mapping whose first key is at the cursor. */
+static bool block_mapping(struct fast *f)
+{
+	int indent = f->indent;
+	open_frame(f->b, YN_MAP, f->line, fcol(f, f->p), NULL);
+	do {
+		const unsigned char *start = f->p, *colon = key_here(f);
+		if (!colon)
+			return decline(f);
+		struct ynode *k;
+		if (*f->p == '"' || *f->p == '\'') {
+			if (!(k = *f->p == '"' ? double_quoted(f) : single_quoted(f)))
+				return false;
+		} else {
+			k = add_scalar(f->b, f->line, fcol(f, f->p), (const char *)f->p, (size_t)(colon - f->p), true, false);
+			f->p = colon;
+		}
+		if (f->p - start > 1000)
+			return decline(f);   /* libyaml looks for a key's ':' within 1024 characters */
+		attach(f->b, k);
+		f->p++;   /* the ':' */
+		if (!value(f, indent, f->line, fcol(f, f->p), true))
+			return false;
+	} while (f->indent == indent);
+	if (f->indent > indent)
+		return decline(f);
+	close_frame(f->b);
+	return true;
+}
+
+/* A block sequence whose first '-' is at the cursor; in_map: at its mapping key's indentation,
+ * where a line that is no item ends it. */
+static bool block_sequence(struct fast *f, bool in_map)
+{
+	int indent = f->indent;
+	open_frame(f->b, YN_SEQ, f->line, fcol(f, f->p), NULL);
+	while (f->indent == indent && *f->p == '-' && at_blank(f, f->p + 1)) {
+		uint32_t line = f->line, col = fcol(f, f->p) + 1;
+		f->p++;
+		while (f->p < f->end && *f->p == ' ')
+			f->p++;
+		if (f->p < f->end && *f->p == '-' && at_blank(f, f->p + 1))
+			return decline(f);   /* a sequence in a sequence, on one line */
+		if (f->p < f->end && key_here(f)) {
+			int item = (int)(f->p - f->ls);
+			f->indent = item;
+			if (!block_mapping(f))
+				return false;
+			if (f->indent > indent)
+				return decline(f);
+		} else if (!value(f, indent, line, col, false)) {
+			return false;
+		}
+	}
+	if (f->indent == indent && !in_map)
+		return decline(f);
+	close_frame(f->b);
+	return true;
+}
+
+/* The node at the cursor, the first of its line: a sequence (in_map: at its key's indentation) or
+ * a mapping. */
+static bool block_node(struct fast *f, bool in_map)
+{
+	if (*f->p == '-' && at_blank(f, f->p + 1))
+		return block_sequence(f, in_map);
+	return block_mapping(f);
+}
+
+/* JSON: a value with spaces and line breaks around it. */
+static bool json_space(struct fast *f)
+{
+	for (; f->p < f->end; f->p++) {
+		if (*f->p == '\n') {
+			f->ls = f->p + 1;
+			f->line++;
+			/* a line that could be a document marker is libyaml's to judge */
+			if (f->ls < f->end && (*f->ls == '-' || *f->ls == '.' || *f->ls == '%'))
+				return decline(f);
+		} else if (*f->p != ' ') {
+			break;
+		}
+	}
+	return true;
+}
+
+static bool json_value(struct fast *f, int depth)
+{
+	if (!json_space(f) || f->p >= f->end || depth > 1000)
+		return decline(f);
+	unsigned char c = *f->p;
+	if (c == '"') {
+		struct ynode *n = double_quoted(f);
+		if (!n)
+			return false;
+		attach(f->b, n);
+		return true;
+	}
+	if (c == '{' || c == '[') {
+		bool map = c == '{';
+		open_frame(f->b, map ? YN_MAP : YN_SEQ, f->line, fcol(f, f->p), NULL);
+		f->p++;
+		if (!json_space(f))
+			return false;
+		if (f->p < f->end && *f->p == (map ? '}' : ']')) {
+			f->p++;
+			close_frame(f->b);
+			return true;
+		}
+		for (;;) {
+			if (map) {
+				if (!json_space(f) || f->p >= f->end || *f->p != '"')
+					return decline(f);
+				const unsigned char *key = f->p;
+				struct ynode *k = double_quoted(f);
+				if (!k)
+					return false;
+				if (f->p - key > 1000 || f->p >= f->end || *f->p != ':')
+					return decline(f);   /* libyaml's keys: under 1024 characters, ':' right after */
+				attach(f->b, k);
+				f->p++;
+			}
+			if (!json_value(f, depth + 1) || !json_space(f))
+				return false;
+			if (f->p < f->end && *f->p == ',') {
+				f->p++;
+				if (!json_space(f) || (f->p < f->end && (*f->p == '}' || *f->p == ']')))
+					return decline(f);
+				continue;
+			}
+			if (f->p < f->end && *f->p == (map ? '}' : ']')) {
+				f->p++;
+				close_frame(f->b);
+				return true;
+			}
+			return decline(f);
+		}
+	}
+	/* numbers, true, false, null */
+	const unsigned char *start = f->p;
+	while (f->p < f->end && (isalnum(*f->p) || *f->p == '.' || *f->p == '-' || *f->p == '+'))
+		f->p++;
+	if (f->p == start || (f->p < f->end && !strchr(",]} \n", *f->p)) || (*start == '-' && f->p - start == 1))
+		return decline(f);
+	attach(f->b, add_scalar(f->b, f->line, fcol(f, start), (const char *)start, (size_t)(f->p - start), true, false));
+	return true;
+}
+
+/* One document from the cursor (the input's start or a "---" line) to the next "---" line or the
+ * end. FAST_END: nothing but comments was left. */
+static enum fast_result fast_document(struct fast *f)
+{
+	bool explicit = marker_line(f, f->p, '-');
+	f->declined = false;
+	if (explicit) {
+		f->p += 3;
+		if (!end_of_line(f))
+			return FAST_DECLINE;
+	} else if (!next_content(f)) {
+		return FAST_DECLINE;
+	}
+	if (f->indent < 0)
+		return explicit || f->p < f->end ? FAST_DOC : FAST_END;
+	bool ok;
+	if (*f->p == '{' || *f->p == '[') {
+		ok = json_value(f, 0) && end_of_line(f);
+	} else {
+		ok = block_node(f, false);
+	}
+	return ok && !f->declined && f->indent < 0 && f->b->depth == 0 ? FAST_DOC : FAST_DECLINE;
+}
+
+/* ---- reading a whole input ---- */
+
+/* Where a line starts, counting from a line start. */
+static const unsigned char *line_start(const unsigned char *p, const unsigned char *end, uint32_t lines)
+{
+	while (lines && p < end) {
+		const unsigned char *nl = memchr(p, '\n', (size_t)(end - p));
+		p = nl ? nl + 1 : end;
+		lines--;
+	}
+	return p;
+}
+
+/* libyaml from the cursor (the input's start or a "---" line): one document, after which the fast
+ * reader goes on at the next "---"; or, when that one ends with "...", the whole rest. false once
+ * the input is over (or its first error stopped it). */
+static bool slow_document(struct fast *f, ydoc_fn fn, void *ctx, size_t *docs)
+{
+	struct builder *b = f->b;
 	yaml_parser_t parser;
 	yaml_event_t ev;
-	size_t docs = 0;
-
-	if (refuse_binary(&b, buf, len))
-		return 0;
+	bool ended = false, rest = false;   /* a document ended; one ended with "..." */
 	if (!yaml_parser_initialize(&parser))
 		abort();
-	yaml_parser_set_input_string(&parser, buf, len);
+	yaml_parser_set_input_string(&parser, f->p, (size_t)(f->end - f->p));
+	b->line_base = f->line - 1;
 	for (;;) {
 		if (!yaml_parser_parse(&parser, &ev)) {
-			parse_error(&b, &parser, buf, len);
+			parse_error(b, &parser, f->p, (size_t)(f->end - f->p));
 			break;
 		}
 		yaml_event_type_t type = ev.type;
+		if (type == YAML_DOCUMENT_START_EVENT && ended && !rest) {
+			/* the next document, after one that ended without "...": the fast reader's */
+			const unsigned char *next = line_start(f->p, f->end, (uint32_t)ev.start_mark.line);
+			f->line += (uint32_t)ev.start_mark.line;
+			f->p = f->ls = next;
+			yaml_event_delete(&ev);
+			yaml_parser_delete(&parser);
+			return true;
+		}
 		if (type == YAML_DOCUMENT_END_EVENT) {
-			if (b.root && !b.failed && !ynode_is_null(b.root)) {
-				docs++;
-				fn(ctx, file, b.root);
+			if (b->root && !b->failed && !ynode_is_null(b->root)) {
+				(*docs)++;
+				fn(ctx, b->file, b->root);
 			}
-			reset_document(&b);
-			b.failed = false;
-		} else if (!b.failed) {
-			handle_event(&b, &ev);
+			reset_document(b);
+			b->failed = false;
+			ended = true;
+			rest = rest || !ev.data.document_end.implicit;
+		} else if (!b->failed) {
+			handle_event(b, &ev);
 		}
 		yaml_event_delete(&ev);
 		if (type == YAML_STREAM_END_EVENT)
 			break;
 	}
+	yaml_parser_delete(&parser);
+	return false;
+}
+
+static void drop_behind(const unsigned char *p, const unsigned char **dropped)
+{
+	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+	const unsigned char *upto = (const unsigned char *)((uintptr_t)p & ~(page - 1));
+	if (upto - *dropped < DROP_BEHIND)
+		return;
+	madvise((void *)*dropped, (size_t)(upto - *dropped), MADV_DONTNEED);   /* a file's pages: read again if need be */
+	*dropped = upto;
+}
+
+static size_t each_document(const unsigned char *buf, size_t len, const struct mark *file, struct diags *d,
+			    ydoc_fn fn, void *ctx, const struct ytree_scan *mapped, enum yaml_readers readers)
+{
+	struct builder b = { .file = file, .d = d };
+	size_t docs = 0;
+	struct ytree_scan scan = { .plain = true, .nul = SIZE_MAX };
+	if (mapped) {
+		scan = *mapped;   /* read from the file, not through the mapping: its pages are faulted in once */
+	} else {
+		for (size_t used; scan.scanned < len;)
+			ytree_scan_bytes(&scan, buf + scan.scanned, len - scan.scanned, true, &used);
+	}
+	if (refuse_binary(&b, buf, &scan))
+		return 0;
+	if (!scan.plain && readers == YAML_FAST_ONLY)
+		return SIZE_MAX;
+	if (!scan.plain)
+		readers = YAML_LIBYAML_ONLY;
+	struct fast f = { .b = &b, .p = buf, .end = buf + len, .ls = buf, .line = 1 };
+	const unsigned char *dropped = buf;
+	for (;;) {
+		const unsigned char *start = f.p;
+		uint32_t start_line = f.line;
+		size_t errors = d->n;
+		enum fast_result r = readers == YAML_LIBYAML_ONLY ? FAST_DECLINE : fast_document(&f);
+		if (r == FAST_DECLINE && readers == YAML_FAST_ONLY) {
+			docs = SIZE_MAX;
+			break;
+		}
+		if (r == FAST_DOC && b.root && !b.failed && !ynode_is_null(b.root)) {
+			docs++;
+			fn(ctx, file, b.root);
+		}
+		reset_document(&b);
+		b.failed = false;
+		arena_reset(&f.scratch);
+		if (r == FAST_END)
+			break;
+		if (r == FAST_DECLINE) {   /* what the fast reader said of it is taken back */
+			diags_truncate(d, errors);
+			f.p = f.ls = start;
+			f.line = start_line;
+			if (!slow_document(&f, fn, ctx, &docs))
+				break;
+		}
+		if (mapped)
+			drop_behind(f.p, &dropped);   /* the pages read are given back: read again if need be */
+	}
 	reset_document(&b);
 	arena_free(&b.arena);
+	arena_free(&f.scratch);
 	free_frames(&b);
-	yaml_parser_delete(&parser);
 	return docs;
+}
+
+size_t yaml_each_document(const unsigned char *buf, size_t len, const struct mark *file, struct diags *d,
+			  ydoc_fn fn, void *ctx)
+{
+	return each_document(buf, len, file, d, fn, ctx, NULL, YAML_BOTH);
+}
+
+size_t yaml_each_document_mapped(const unsigned char *buf, size_t len, const struct ytree_scan *scan,
+				 const struct mark *file, struct diags *d, ydoc_fn fn, void *ctx)
+{
+	return each_document(buf, len, file, d, fn, ctx, scan, YAML_BOTH);
+}
+
+size_t yaml_each_document_with(const unsigned char *buf, size_t len, const struct mark *file, struct diags *d,
+			       ydoc_fn fn, void *ctx, enum yaml_readers readers)
+{
+	return each_document(buf, len, file, d, fn, ctx, NULL, readers);
 }
 
 static void write_json(json_writer_t *w, const struct ynode *n, ytree_json_hook hook, void *ctx, int depth)

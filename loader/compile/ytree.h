@@ -30,6 +30,26 @@ typedef void (*ydoc_fn)(void *ctx, const struct mark *file, struct ynode *root);
 /* Parses every document of buf. Returns how many non-empty documents there were. */
 size_t yaml_each_document(const unsigned char *buf, size_t len, const struct mark *file,
 			  struct diags *d, ydoc_fn fn, void *ctx);
+/* What a first look at an input finds, before any document is read: whether it holds only what
+ * libyaml's reader takes as it is (else libyaml reads it whole: ytree.c's plain_text) and where its
+ * first NUL is (SIZE_MAX: none). ytree_scan_bytes looks at bytes in memory, piece by piece (used:
+ * how many it took, short of a character the piece's end cuts unless last); ytree_scan_fd at a
+ * file through pread, so that its pages need not be mapped for it. 0 or -errno. */
+struct ytree_scan {
+	bool plain;
+	size_t nul, scanned;
+};
+void ytree_scan_bytes(struct ytree_scan *sc, const unsigned char *s, size_t n, bool last, size_t *used);
+int ytree_scan_fd(int fd, size_t len, struct ytree_scan *sc);
+/* yaml_each_document over a file mmap'd read-only (sources.c) that ytree_scan_fd looked at: the
+ * pages read are given back as it goes, so that a large input is never resident whole. */
+size_t yaml_each_document_mapped(const unsigned char *buf, size_t len, const struct ytree_scan *scan,
+				 const struct mark *file, struct diags *d, ydoc_fn fn, void *ctx);
+/* For tests (ytree_fast_test.c), which hold the two readers to the same trees and errors: libyaml
+ * alone, or the fast reader alone (SIZE_MAX at the first document it would leave to libyaml). */
+enum yaml_readers { YAML_BOTH, YAML_LIBYAML_ONLY, YAML_FAST_ONLY };
+size_t yaml_each_document_with(const unsigned char *buf, size_t len, const struct mark *file,
+			       struct diags *d, ydoc_fn fn, void *ctx, enum yaml_readers readers);
 
 /*
  * A tree read from JSON, written back as JSON (plain scalars as JSON's numbers, true, false and

@@ -89,6 +89,9 @@ extern const char *const connect_failure_names[SLUICE_CONNECT_FAILURE_REASONS]; 
 /* state.c: 0, or -errno with why in why (saves); restore_state logs what it did */
 int save_plan(struct daemon *dm, char *why, size_t len);
 int journal_append(struct daemon *dm, const struct weight_change *wc, char *why, size_t len);
+/* the journal's size after the line, or -errno */
+long long journal_append_services(struct daemon *dm, const struct plan_service *const *svcs, size_t n, char *why,
+				  size_t len);
 int restore_state(struct daemon *dm);
 
 /* follow.c: sluiced --kubernetes; all do nothing without it */

@@ -6,7 +6,8 @@
  * arriving for a short window, compiles the store with the same compiler `sluice apply` uses and
  * switches the data plane to the result in one generation. An object the compiler refuses keeps
  * its last good version (or stays out), so one bad object never blocks the rest; while the API is
- * away the last plan keeps serving.
+ * away the last plan keeps serving. A batch of pods alone takes a quick path (quick_batch): only
+ * what it touched is read, built, written and journaled.
  */
 #include <errno.h>
 #include <malloc.h>
@@ -30,6 +31,9 @@
 #define MAX_REFLECTORS 64
 #define FALLBACK_ROUNDS 4       /* compiles with refused objects at their last good version */
 #define STORE_BUCKETS 65536
+#define QUICK_MAX 1024          /* objects a batch changes, beyond which it is built the usual way */
+#define JOURNAL_MAX (4 << 20)   /* a journal past this: the whole plan saved instead, the journal emptied */
+#define PATCHES_MAX (32 << 20)  /* entries the quick path put in dm->plan: past this, dm->plan copied whole */
 
 /* One object of the API as the store keeps it. */
 struct kobj {
@@ -43,6 +47,7 @@ struct kobj {
 	char *logged;               /* the errors last logged: a refusal is logged once, not at every batch */
 	const char *fed;            /* json or good: the text the last compile was given */
 	struct compile_read *read;  /* that text read into records: read again only when it changes */
+	bool touched;               /* in follower.touched */
 };
 
 /* Durations in ms, as a Prometheus histogram's buckets (le 1 ms ... 30 s, +Inf). */
@@ -95,6 +100,13 @@ struct follower {
 	struct compile_memo *memo;  /* what dm->plan was built from; NULL: the next batch builds all */
 	struct compile_memo *pending;   /* the memo of the plan being applied */
 	size_t vs_built, vs_total;  /* VirtualServices built by the last batch, of how many */
+	/* the quick path (compile_pods_update): the objects the batch added or changed (touched_all:
+	 * too many to list), objects refused now, the entries it put in dm->plan */
+	struct compile_opts opts;   /* what objects are read with */
+	struct ptrvec touched;
+	bool touched_all;
+	size_t refused_now;
+	struct arena patches;
 	bool verify;                /* SLUICE_VERIFY_INCREMENTAL: every partial build checked against a whole one */
 	char last_result[256];
 };
@@ -182,6 +194,29 @@ static struct kobj **slot(struct follower *f, const char *key)
 	return p;
 }
 
+/* The batch is over: no object is new to the next. */
+static void untouch_all(struct follower *f)
+{
+	for (size_t i = 0; i < f->touched.n; i++)
+		((struct kobj *)f->touched.v[i])->touched = false;
+	f->touched.n = 0;
+	f->touched_all = false;
+}
+
+/* An object added or changed: the quick path reads these alone. */
+static void touch(struct follower *f, struct kobj *o)
+{
+	if (o->touched || f->touched_all)
+		return;
+	if (f->touched.n == QUICK_MAX) {   /* a list, a relist: built the usual way */
+		untouch_all(f);
+		f->touched_all = true;
+		return;
+	}
+	o->touched = true;
+	ptrvec_push(&f->touched, o);
+}
+
 /* A text replaced or dropped: its read is retired, for the batch to know what it was. */
 static void forget_read(struct follower *f, struct kobj *o, const char *text)
 {
@@ -194,6 +229,11 @@ static void forget_read(struct follower *f, struct kobj *o, const char *text)
 
 static void kobj_free(struct follower *f, struct kobj *o)
 {
+	for (size_t i = 0; o->touched && i < f->touched.n; i++)
+		if (f->touched.v[i] == o) {
+			f->touched.v[i] = f->touched.v[--f->touched.n];
+			break;
+		}
 	if (o->read) {   /* the batch still needs to know what the object was */
 		ptrvec_push(&f->retired, o->read);
 		ptrvec_push(&f->retired_keys, o->key);
@@ -244,6 +284,7 @@ static void store_put(struct follower *f, struct qitem *q)
 	o->refl = q->refl;
 	o->gen = f->gen[q->refl];
 	f->dirty = true;
+	touch(f, o);
 }
 
 /* A list ended: what it did not hold was deleted while the watch was away. */
@@ -273,6 +314,26 @@ static const char *json_rv(const char *json, char *buf, size_t len)
 		snprintf(buf, len, "%.*s", (int)strcspn(p, "\""), p);
 	}
 	return buf;
+}
+
+/* An object's input: its current version, or its last good one if refused (NULL: left out). Only
+ * a text not read before is read; the rest is the records kept from earlier batches. */
+static struct compile_read *feed(struct follower *f, struct kobj *o, const struct compile_opts *opts)
+{
+	const char *text = o->errors ? o->good : o->json;
+	if (o->fed != text) {
+		if (o->read)
+			ptrvec_push(&f->retired, o->read);
+		o->read = NULL;
+		o->fed = text;
+	}
+	if (text && !o->read) {
+		struct compile_input in = { .name = o->key, .buf = (const unsigned char *)text, .len = strlen(text) };
+		o->read = compile_read(opts, &in);
+		ptrvec_push(&f->fresh, o->read);
+		f->reads++;
+	}
+	return o->read;
 }
 
 static void drain(struct follower *f)
@@ -306,31 +367,14 @@ static void drain(struct follower *f)
 
 /* ---- compiling the store ---- */
 
-/* The inputs: every object, at its current version, or its last good one if refused (or left out);
- * only a text not read before is read, the rest is the records kept from earlier batches. */
+/* The inputs: every object's. */
 static size_t gather(struct follower *f, const struct compile_opts *opts, struct compile_read **reads)
 {
 	size_t n = 0;
 	for (size_t b = 0; b < STORE_BUCKETS; b++)
-		for (struct kobj *o = f->buckets[b]; o; o = o->next) {
-			const char *text = o->errors ? o->good : o->json;
-			if (o->fed != text) {
-				if (o->read)
-					ptrvec_push(&f->retired, o->read);
-				o->read = NULL;
-				o->fed = text;
-			}
-			if (!text)
-				continue;
-			if (!o->read) {
-				struct compile_input in = { .name = o->key, .buf = (const unsigned char *)text,
-							    .len = strlen(text) };
-				o->read = compile_read(opts, &in);
-				ptrvec_push(&f->fresh, o->read);
-				f->reads++;
-			}
-			reads[n++] = o->read;
-		}
+		for (struct kobj *o = f->buckets[b]; o; o = o->next)
+			if (feed(f, o, opts))
+				reads[n++] = o->read;
 	return n;
 }
 
@@ -393,8 +437,10 @@ static size_t refuse(struct follower *f, const struct diags *d)
 
 static void log_refused(struct follower *f)
 {
+	f->refused_now = 0;
 	for (size_t b = 0; b < STORE_BUCKETS; b++)
 		for (struct kobj *o = f->buckets[b]; o; o = o->next) {
+			f->refused_now += o->errors != NULL;
 			if (o->errors && (!o->logged || strcmp(o->logged, o->errors)))
 				log_warn("refused, %s: %s", o->good ? "its last good version stays" : "left out", o->errors);
 			free(o->logged);
@@ -447,7 +493,7 @@ static void verify_partial(struct follower *f, const struct compile_opts *o, str
 static int compile_store(struct daemon *dm, struct follower *f, struct plan *plan, size_t *refused)
 {
 	struct compile_read **in = calloc(f->n_objects + 1, sizeof(*in));
-	struct compile_opts o = { .gateway_address = dm->gateway_address };
+	const struct compile_opts *o = &f->opts;
 	int rc = -1;
 	*refused = 0;
 	if (!in)
@@ -461,7 +507,7 @@ static int compile_store(struct daemon *dm, struct follower *f, struct plan *pla
 		struct diags d = { 0 };
 		struct compile_stats st;
 		struct plan compiled;
-		size_t n = gather(f, &o, in);
+		size_t n = gather(f, o, in);
 		/* the first round builds what the batch affects; a round after a refusal builds it all */
 		struct compile_read **changed = calloc(f->retired.n + f->fresh.n + 1, sizeof(*changed));
 		if (!changed)
@@ -470,14 +516,14 @@ static int compile_store(struct daemon *dm, struct follower *f, struct plan *pla
 		memcpy(changed + f->retired.n, f->fresh.v, f->fresh.n * sizeof(*changed));
 		compile_memo_free(f->pending);
 		f->pending = NULL;
-		int crc = compile_plan_update(&o, in, n, changed, f->retired.n + f->fresh.n, &dm->plan,
+		int crc = compile_plan_update(o, in, n, changed, f->retired.n + f->fresh.n, &dm->plan,
 					      round ? NULL : f->memo, &f->pending, &compiled, &d, &st);
 		free(changed);
 		if (!crc) {
 			f->vs_built = st.vs_built;
 			f->vs_total = st.vs_total;
 			if (f->verify && f->vs_built < f->vs_total)
-				verify_partial(f, &o, in, n, &compiled);
+				verify_partial(f, o, in, n, &compiled);
 			/* the plan alone, not the records behind it nor the last plan a partial build shares */
 			rc = plan_copy(&compiled, plan);
 			plan_free(&compiled);
@@ -524,6 +570,127 @@ static void histogram_metric(FILE *out, const char *name, const char *help, cons
 	fprintf(out, "%s_sum %.3f\n%s_count %llu\n", name, (double)h->sum_ms / 1000, name, (unsigned long long)h->count);
 }
 
+/* The data plane refused the batch's plan (memory short for a moment, say): the last one keeps
+ * serving, the batch is tried again, less and less often, and builds everything. */
+static void refused_by_dataplane(struct follower *f, int rc)
+{
+	f->retry_ms = f->retry_ms ? (f->retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : f->retry_ms * 2) : 1000;
+	snprintf(f->last_result, sizeof(f->last_result),
+		 "the data plane refused the plan (%s); the last one keeps serving, trying again in %u s", strerror(-rc),
+		 f->retry_ms / 1000);
+	log_error("kubernetes: %s", f->last_result);
+	forget_memo(f);
+	f->batch_failures++;
+	f->dirty = true;
+	f->due = proto_now_ms() + f->retry_ms;
+}
+
+/* What compiled is the new last good: one text, shared. */
+static void make_good(struct follower *f, struct kobj *o)
+{
+	if (!o->errors && o->good != o->json) {
+		forget_read(f, o, o->good);
+		free(o->good);
+		o->good = o->json;
+	}
+}
+
+/* The batch's plan serves: its figures, and its log line when the generation moved. */
+static void adopted(struct daemon *dm, struct follower *f, uint64_t gen, const struct dataplane_stats *st,
+		    uint64_t t0)
+{
+	bool changed = gen != dm->generation;
+	f->retry_ms = 0;
+	dm->generation = gen;
+	forget_changes(f);
+	f->last_apply = time(NULL);
+	uint64_t done = proto_now_ms();
+	f->last_apply_ms = done - t0;
+	f->batches++;
+	observe(&f->apply, f->last_apply_ms);
+	if (changed && f->changed_at)
+		observe(&f->programming, done - f->changed_at);
+	f->changed_at = 0;
+	memcpy(f->applied_rv, f->drained_rv, sizeof(f->applied_rv));
+	snprintf(f->last_result, sizeof(f->last_result),
+		 "generation %llu: %zu services, %u written, %u removed; built %zu of %zu VirtualServices",
+		 (unsigned long long)gen, dm->plan.n_services, st->services_written, st->services_removed, f->vs_built,
+		 f->vs_total);
+	if (changed)
+		log_info("kubernetes: %s in %llu ms", f->last_result, (unsigned long long)f->last_apply_ms);
+}
+
+static void save_warn(const char *why)
+{
+	log_warn("kubernetes: %s (the API server holds the truth; a restart relists it)", why);
+}
+
+/* The quick path for a batch of pods (compile_pods_update): only the objects it touched read, only
+ * the entries that changed written to the maps (dataplane_apply_services) and journaled, in
+ * proportion to the change and not to the cluster. false: the batch is built the usual way, with
+ * what was read here. */
+static bool quick_batch(struct daemon *dm, struct follower *f, uint64_t t0)
+{
+	const struct compile_opts *o = &f->opts;
+	struct compile_delta delta;
+	struct compile_stats cst;
+	if (!f->memo || f->touched_all || f->refused_now)
+		return false;
+	for (size_t i = 0; i < f->touched.n; i++)
+		feed(f, f->touched.v[i], o);
+	if (compile_pods_update(o, (struct compile_read *const *)f->retired.v, f->retired.n,
+				(struct compile_read *const *)f->fresh.v, f->fresh.n, &dm->plan, f->memo, &delta, &cst))
+		return false;
+	size_t n = delta.entries.n_services;
+	struct plan_service *was = calloc(n + 1, sizeof(*was));
+	const struct plan_service **svcs = calloc(n + 1, sizeof(*svcs));
+	if (!was || !svcs)
+		abort();
+	for (size_t i = 0; i < n; i++) {   /* dm->plan takes the new entries; the old ones are kept to put back */
+		struct plan_service *ps = &dm->plan.services[delta.at[i]];
+		was[i] = *ps;
+		plan_service_copy(&f->patches, &delta.entries.services[i], ps);
+		svcs[i] = ps;
+	}
+	compile_delta_free(&delta);
+	f->vs_built = cst.vs_built;
+	f->vs_total = cst.vs_total;
+	if (f->verify) {
+		struct compile_read **in = calloc(f->n_objects + 1, sizeof(*in));
+		if (in)
+			verify_partial(f, o, in, gather(f, o, in), &dm->plan);
+		free(in);
+	}
+	uint64_t gen = dm->generation;
+	struct dataplane_stats st = { 0 };
+	int rc = n ? dataplane_apply_services(dm->dp, svcs, n, false, &gen, &st) : 0;
+	if (rc) {
+		for (size_t i = 0; i < n; i++)
+			*(struct plan_service *)svcs[i] = was[i];
+		refused_by_dataplane(f, rc);
+	} else {
+		bool changed = gen != dm->generation;
+		for (size_t i = 0; i < f->touched.n; i++)
+			make_good(f, f->touched.v[i]);
+		adopted(dm, f, gen, &st, t0);
+		char why[512];
+		long long size = changed ? journal_append_services(dm, svcs, n, why, sizeof(why)) : 0;
+		if ((size < 0 || size > JOURNAL_MAX) && save_plan(dm, why, sizeof(why)))
+			save_warn(why);
+	}
+	if (f->patches.used > PATCHES_MAX) {   /* the replaced entries' room back: dm->plan in one piece */
+		struct plan whole;
+		if (!plan_copy(&dm->plan, &whole)) {
+			plan_free(&dm->plan);
+			dm->plan = whole;
+			arena_free(&f->patches);
+		}
+	}
+	free(was);
+	free(svcs);
+	return true;
+}
+
 /* One batch: compile the store, switch the data plane, save. */
 static void apply_batch(struct daemon *dm, struct follower *f)
 {
@@ -531,6 +698,10 @@ static void apply_batch(struct daemon *dm, struct follower *f)
 	size_t refused;
 	uint64_t t0 = proto_now_ms();
 	f->dirty = false;
+	bool quick = quick_batch(dm, f, t0);
+	untouch_all(f);
+	if (quick)
+		return;
 	if (compile_store(dm, f, &plan, &refused)) {
 		snprintf(f->last_result, sizeof(f->last_result), "no plan compiles; the last one keeps serving");
 		f->changed_at = 0;   /* not programmed: the fix, when it comes, is timed from its arrival */
@@ -545,54 +716,25 @@ static void apply_batch(struct daemon *dm, struct follower *f)
 	uint64_t gen;
 	struct dataplane_stats st;
 	int rc = dataplane_apply(dm->dp, &plan, &gen, &st);
-	bool changed = !rc && gen != dm->generation;
-	if (rc) {   /* memory short for a moment, say: the same plan is tried again, less and less often */
-		f->retry_ms = f->retry_ms ? (f->retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : f->retry_ms * 2) : 1000;
-		snprintf(f->last_result, sizeof(f->last_result),
-			 "the data plane refused the plan (%s); the last one keeps serving, trying again in %u s",
-			 strerror(-rc), f->retry_ms / 1000);
-		log_error("kubernetes: %s", f->last_result);
+	if (rc) {
 		plan_free(&plan);
-		forget_memo(f);
-		f->batch_failures++;
-		f->dirty = true;
-		f->due = proto_now_ms() + f->retry_ms;
+		refused_by_dataplane(f, rc);
 		return;
 	}
-	f->retry_ms = 0;
-	for (size_t b = 0; b < STORE_BUCKETS; b++)   /* what compiled is the new last good: one text, shared */
+	for (size_t b = 0; b < STORE_BUCKETS; b++)
 		for (struct kobj *o = f->buckets[b]; o; o = o->next)
-			if (!o->errors && o->good != o->json) {
-				forget_read(f, o, o->good);
-				free(o->good);
-				o->good = o->json;
-			}
+			make_good(f, o);
+	bool changed = gen != dm->generation;
 	plan_free(&dm->plan);
+	arena_free(&f->patches);   /* entries the quick path put in the plan gone with it */
 	dm->plan = plan;
-	dm->generation = gen;
 	compile_memo_free(f->memo);   /* the memo now describes dm->plan */
 	f->memo = f->pending;
 	f->pending = NULL;
-	forget_changes(f);
-	f->last_apply = time(NULL);
-	uint64_t done = proto_now_ms();
-	f->last_apply_ms = done - t0;
-	f->batches++;
-	observe(&f->apply, f->last_apply_ms);
-	if (changed && f->changed_at)
-		observe(&f->programming, done - f->changed_at);
-	f->changed_at = 0;
-	memcpy(f->applied_rv, f->drained_rv, sizeof(f->applied_rv));
-	snprintf(f->last_result, sizeof(f->last_result),
-		 "generation %llu: %zu services, %u written, %u removed; built %zu of %zu VirtualServices",
-		 (unsigned long long)gen, plan.n_services, st.services_written, st.services_removed, f->vs_built,
-		 f->vs_total);
-	if (changed) {
-		char why[512];
-		log_info("kubernetes: %s in %llu ms", f->last_result, (unsigned long long)f->last_apply_ms);
-		if (save_plan(dm, why, sizeof(why)))
-			log_warn("kubernetes: %s (the API server holds the truth; a restart relists it)", why);
-	}
+	adopted(dm, f, gen, &st, t0);
+	char why[512];
+	if (changed && save_plan(dm, why, sizeof(why)))
+		save_warn(why);
 	malloc_trim(0);
 }
 
@@ -631,6 +773,7 @@ int follower_start(struct daemon *dm)
 	}
 	pthread_mutex_init(&f->qlock, NULL);
 	f->coalesce_ms = dm->coalesce_ms;
+	f->opts.gateway_address = dm->gateway_address;
 	size_t n_ns = dm->n_namespaces ? dm->n_namespaces : 1;
 	for (size_t i = 0; i < sizeof(resources) / sizeof(resources[0]); i++)
 		for (size_t k = 0; k < n_ns && f->n_refl < MAX_REFLECTORS; k++) {
@@ -712,6 +855,13 @@ void follower_stop(struct daemon *dm)
 	ptrvec_free(&f->retired);
 	ptrvec_free(&f->retired_keys);
 	ptrvec_free(&f->fresh);
+	ptrvec_free(&f->touched);
+	struct plan whole;   /* dm->plan outlives the follower: in one piece of its own */
+	if (f->patches.used && !plan_copy(&dm->plan, &whole)) {
+		plan_free(&dm->plan);
+		dm->plan = whole;
+	}
+	arena_free(&f->patches);
 	compile_memo_free(f->memo);
 	compile_memo_free(f->pending);
 	close(f->efd);

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
- * The state directory: the plan (plan.json) and the weight changes made since it was saved
- * (weights.log, one JSON line each). A change is acknowledged only once one of them holds it; a
- * restart applies both to the maps, so that what sluiced believes and what the maps hold agree.
+ * The state directory: the plan (plan.json) and the changes made since it was saved (weights.log,
+ * one JSON line each: a weight change, or the follower's entries built again). A change is
+ * acknowledged only once one of them holds it; a restart applies both to the maps, so that what
+ * sluiced believes and what the maps hold agree.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -84,9 +85,57 @@ int save_plan(struct daemon *dm, char *why, size_t len)
  * the plan. The line carries the generation it made: a restart replays only lines newer than the
  * saved plan. A line cut short by a full disk is truncated away.
  */
-int journal_append(struct daemon *dm, const struct weight_change *wt, char *why, size_t len)
+/* One line at the journal's end, fdatasynced (cut away again if it could not all be written).
+ * Returns the journal's size, or -errno with why. */
+static long long journal_write(struct daemon *dm, const char *line, size_t line_len, char *why, size_t len)
 {
 	char *path = state_path(dm, "weights.log");
+	long long rc = 0;
+	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st)) {
+		rc = -errno;
+	} else {
+		ssize_t w = write(fd, line, line_len);
+		rc = w < 0 ? -errno : w != (ssize_t)line_len ? -ENOSPC : fdatasync(fd) ? -errno : 0;
+		if (rc) {
+			if (ftruncate(fd, st.st_size))
+				log_warn("cannot cut a partial line from %s: %s", path, strerror(errno));
+		}
+	}
+	if (fd >= 0)
+		close(fd);
+	if (rc)
+		snprintf(why, len, "cannot append to %s: %s", path, strerror((int)-rc));
+	else
+		dm->saved_generation = dm->generation;
+	free(path);
+	return rc ? rc : (long long)st.st_size + (long long)line_len;
+}
+
+/* The follower's entries built again (and written to the maps): {"generation":N,"services":[...]},
+ * the saved plan's own form. Returns the journal's size, or -errno with why. */
+long long journal_append_services(struct daemon *dm, const struct plan_service *const *svcs, size_t n, char *why,
+				  size_t len)
+{
+	struct plan part = { .n_services = n, .services = calloc(n + 1, sizeof(*part.services)) };
+	char *line = NULL;
+	size_t line_len = 0;
+	FILE *m = open_memstream(&line, &line_len);
+	if (!part.services || !m)
+		abort();
+	for (size_t i = 0; i < n; i++)
+		part.services[i] = *svcs[i];
+	plan_print_json_generation(&part, dm->generation, m);   /* one line: the writer is compact */
+	fclose(m);
+	long long rc = journal_write(dm, line, line_len, why, len);
+	free(part.services);
+	free(line);
+	return rc;
+}
+
+int journal_append(struct daemon *dm, const struct weight_change *wt, char *why, size_t len)
+{
 	char *line = NULL;
 	size_t line_len = 0;
 	FILE *m = open_memstream(&line, &line_len);
@@ -107,27 +156,9 @@ int journal_append(struct daemon *dm, const struct weight_change *wt, char *why,
 	jsonw_end_object(w);
 	jsonw_destroy(&w);   /* the line's newline */
 	fclose(m);
-	int rc = 0, fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-	struct stat st;
-	if (fd < 0 || fstat(fd, &st)) {
-		rc = -errno;
-	} else {
-		ssize_t w = write(fd, line, line_len);
-		rc = w < 0 ? -errno : w != (ssize_t)line_len ? -ENOSPC : fdatasync(fd) ? -errno : 0;
-		if (rc) {
-			if (ftruncate(fd, st.st_size))
-				log_warn("cannot cut a partial line from %s: %s", path, strerror(errno));
-		}
-	}
-	if (fd >= 0)
-		close(fd);
-	if (rc)
-		snprintf(why, len, "cannot append to %s: %s", path, strerror(-rc));
-	else
-		dm->saved_generation = dm->generation;
+	long long rc = journal_write(dm, line, line_len, why, len);
 	free(line);
-	free(path);
-	return rc;
+	return rc < 0 ? (int)rc : 0;
 }
 
 /* A journal line: {"generation":N,"service":S,"namespace":NS,"weights":[{"subset":X,"weight":W},...]}. */
@@ -191,12 +222,43 @@ static bool journal_line_words(char *line, struct journal_line *jl, char *msg, s
 	return !weight_change_parse(&jl->wt, words + 2, nw - 2, msg, len);
 }
 
-/* Replays onto plan the weight changes made after it was saved (generation saved_gen). */
+/* A line of the follower's entries: each takes the place of the plan's entry of the same name,
+ * namespace, port and protocol. 1: replayed (the line's plan kept in parts, which the entries now
+ * point into); 0: older than the saved plan; -1: not such a line, or an entry the plan lacks. */
+static int replay_entries(struct plan *plan, const unsigned char *line, size_t len, const struct mark *at,
+			  uint64_t saved_gen, struct ptrvec *parts)
+{
+	struct plan *part = calloc(1, sizeof(*part));
+	struct diags d = { 0 };
+	uint64_t gen = 0;
+	if (!part)
+		abort();
+	int rc = plan_read_json(line, len, at->file, part, &gen, &d) ? -1 : gen <= saved_gen ? 0 : 1;
+	diags_free(&d);
+	for (size_t i = 0; rc > 0 && i < part->n_services; i++)   /* every one held, before any is replaced */
+		if (!bsearch(&part->services[i], plan->services, plan->n_services, sizeof(*plan->services), plan_service_cmp))
+			rc = -1;
+	for (size_t i = 0; rc > 0 && i < part->n_services; i++) {
+		struct plan_service *k = bsearch(&part->services[i], plan->services, plan->n_services, sizeof(*plan->services),
+						 plan_service_cmp);
+		*k = part->services[i];
+	}
+	if (rc > 0) {
+		ptrvec_push(parts, part);
+		return 1;
+	}
+	plan_free(part);
+	free(part);
+	return rc;
+}
+
+/* Replays onto plan the changes made after it was saved (generation saved_gen). */
 static void replay_journal(struct daemon *dm, struct plan *plan, uint64_t saved_gen)
 {
+	struct ptrvec parts = { 0 };
 	char *path = state_path(dm, "weights.log"), msg[512], q[NAME_QUOTE_CAP];
 	unsigned char *buf = NULL;
-	size_t len = 0, applied = 0, older = 0, skipped = 0, lineno = 0;
+	size_t len = 0, applied = 0, older = 0, skipped = 0, lineno = 0, batches = 0;
 	int rc = fs_read_file(path, &buf, &len);
 	if (rc) {
 		if (rc != -ENOENT)
@@ -216,7 +278,17 @@ static void replay_journal(struct daemon *dm, struct plan *plan, uint64_t saved_
 		name_quote(line, strlen(line), q, sizeof(q));   /* before the words are cut apart */
 		struct journal_line jl = { 0 };
 		struct diags d = { 0 };
-		struct mark at = { .file = path, .line = 1, .col = 1 };
+		struct mark at = { .file = path, .line = lineno, .col = 1 };
+		if (!strncmp(line, "{\"generation\":", 14) && strstr(line, "\"services\":[")) {
+			int r = replay_entries(plan, (const unsigned char *)line, (size_t)(end - line), &at, saved_gen, &parts);
+			batches += r > 0;
+			older += r == 0;
+			if (r < 0) {
+				log_warn("%s:%zu: skipping %s: not entries of a plan, or entries it does not hold", path, lineno, q);
+				skipped++;
+			}
+			continue;
+		}
 		if (line[0] == '{')
 			yaml_each_document((const unsigned char *)line, (size_t)(end - line), &at, &d, on_journal_line, &jl);
 		else
@@ -239,6 +311,21 @@ static void replay_journal(struct daemon *dm, struct plan *plan, uint64_t saved_
 	if (applied || skipped)
 		log_info("replayed %zu weight change%s from %s, skipped %zu that no longer apply%s", applied,
 			applied == 1 ? "" : "s", path, skipped, older ? " (and passed over lines the plan already holds)" : "");
+	if (batches)
+		log_info("replayed the entries of %zu batch%s of the API's changes from %s", batches, batches == 1 ? "" : "es",
+			 path);
+	if (parts.n) {   /* the plan in one piece again: entries replayed point into the lines' plans */
+		struct plan whole;
+		if (plan_copy(plan, &whole))
+			abort();
+		plan_free(plan);
+		*plan = whole;
+	}
+	for (size_t i = 0; i < parts.n; i++) {
+		plan_free(parts.v[i]);
+		free(parts.v[i]);
+	}
+	ptrvec_free(&parts);
 	free(buf);
 	free(path);
 }

@@ -12,6 +12,7 @@
 
 #include "common/json.h"
 #include "common/util.h"
+#include "compile/compile.h"
 #include "compile/ytree.h"
 #include "kube/client.h"
 
@@ -70,20 +71,8 @@ static bool back_off(struct reflector *r, long *backoff_ms)
 
 /* ---- JSON text of an object, as the compiler reads it ---- */
 
-/* The API's bookkeeping sluice never reads, and the largest part of an object, is left out. */
-static bool skip_bookkeeping(void *ctx, json_writer_t *w, const struct ynode *map, const struct ynode *key,
-			     const struct ynode *val, int depth)
-{
-	(void)ctx, (void)w, (void)map;
-	if (depth != 0)   /* the members of metadata itself */
-		return false;
-	if (!strcmp(key->str, "managedFields"))
-		return true;
-	return !strcmp(key->str, "annotations") && val->type == YN_MAP && val->n == 1 &&
-	       !strcmp(ymap_key(val, 0)->str, "kubectl.kubernetes.io/last-applied-configuration");
-}
-
-/* An object as JSON text, with the apiVersion and kind a list's items leave out. */
+/* An object as JSON text, with the apiVersion and kind a list's items leave out: what the follower
+ * keeps of it (150,000 Pods as the API sends them are 200 MB). */
 static char *object_json(struct reflector *r, const struct ynode *obj, size_t *len)
 {
 	char *text = NULL, api_version[96];
@@ -98,13 +87,9 @@ static char *object_json(struct reflector *r, const struct ynode *obj, size_t *l
 		jsonw_string_field(w, "apiVersion", api_version);
 	if (!ymap_get(obj, "kind"))
 		jsonw_string_field(w, "kind", r->kind);
-	for (uint32_t i = 0; i < obj->n; i++) {
-		const struct ynode *k = ymap_key(obj, i);
-		if (k->type != YN_SCALAR)
-			continue;
-		jsonw_name(w, k->str);
-		ytree_write_json(w, ymap_val(obj, i), !strcmp(k->str, "metadata") ? skip_bookkeeping : NULL, NULL);
-	}
+	for (uint32_t i = 0; i < obj->n; i++)   /* as the compiler reads it: most of what the API sends is not */
+		if (ymap_key(obj, i)->type == YN_SCALAR)
+			compile_member_json(w, r->kind, ymap_key(obj, i), ymap_val(obj, i));
 	jsonw_end_object(w);
 	jsonw_free(&w);   /* no newline: the caller frames objects itself */
 	fclose(m);

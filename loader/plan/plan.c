@@ -35,6 +35,28 @@ bool plan_service_has_family(const struct plan_service *s, uint8_t family)
 	return false;
 }
 
+void plan_service_copy(struct arena *a, const struct plan_service *fs, struct plan_service *ts)
+{
+	*ts = *fs;
+	ts->name = copy_str(a, fs->name);
+	ts->namespace = copy_str(a, fs->namespace);
+	ts->route = copy_str(a, fs->route);
+	ts->gateway = copy_str(a, fs->gateway);
+	ts->destinations = arena_alloc(a, (fs->n_destinations + 1) * sizeof(*ts->destinations));
+	for (size_t d = 0; d < fs->n_destinations; d++) {
+		const struct plan_destination *fd = &fs->destinations[d];
+		struct plan_destination *td = &ts->destinations[d];
+		*td = *fd;
+		td->host = copy_str(a, fd->host);
+		td->subset = copy_str(a, fd->subset);
+		td->endpoints = arena_alloc(a, (fd->n_endpoints + 1) * sizeof(*td->endpoints));
+		for (size_t e = 0; e < fd->n_endpoints; e++) {
+			td->endpoints[e] = fd->endpoints[e];
+			td->endpoints[e].pod = copy_str(a, fd->endpoints[e].pod);
+		}
+	}
+}
+
 int plan_copy(const struct plan *from, struct plan *to)
 {
 	struct arena *a = calloc(1, sizeof(*a));
@@ -44,29 +66,60 @@ int plan_copy(const struct plan *from, struct plan *to)
 	to->arena = a;
 	to->n_services = from->n_services;
 	to->services = arena_alloc(a, (from->n_services + 1) * sizeof(*to->services));
-	for (size_t i = 0; i < from->n_services; i++) {
-		const struct plan_service *fs = &from->services[i];
-		struct plan_service *ts = &to->services[i];
-		*ts = *fs;
-		ts->name = copy_str(a, fs->name);
-		ts->namespace = copy_str(a, fs->namespace);
-		ts->route = copy_str(a, fs->route);
-		ts->gateway = copy_str(a, fs->gateway);
-		ts->destinations = arena_alloc(a, (fs->n_destinations + 1) * sizeof(*ts->destinations));
-		for (size_t d = 0; d < fs->n_destinations; d++) {
-			const struct plan_destination *fd = &fs->destinations[d];
-			struct plan_destination *td = &ts->destinations[d];
-			*td = *fd;
-			td->host = copy_str(a, fd->host);
-			td->subset = copy_str(a, fd->subset);
-			td->endpoints = arena_alloc(a, (fd->n_endpoints + 1) * sizeof(*td->endpoints));
-			for (size_t e = 0; e < fd->n_endpoints; e++) {
-				td->endpoints[e] = fd->endpoints[e];
-				td->endpoints[e].pod = copy_str(a, fd->endpoints[e].pod);
-			}
-		}
-	}
+	for (size_t i = 0; i < from->n_services; i++)
+		plan_service_copy(a, &from->services[i], &to->services[i]);
 	return 0;
+}
+
+int plan_service_cmp(const void *pa, const void *pb)
+{
+	const struct plan_service *a = pa, *b = pb;
+	int r = strcmp(a->namespace, b->namespace);
+	if (!r)
+		r = strcmp(a->name, b->name);
+	if (!r)
+		r = (a->port > b->port) - (a->port < b->port);
+	if (!r)
+		r = (a->protocol > b->protocol) - (a->protocol < b->protocol);
+	return r;
+}
+
+static bool same_str(const char *a, const char *b)
+{
+	return a == b || (a && b && !strcmp(a, b));
+}
+
+static bool same_addrs(const struct plan_addr *a, const struct plan_addr *b, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (a[i].family != b[i].family || memcmp(a[i].addr, b[i].addr, sizeof(a[i].addr)))
+			return false;
+	return true;
+}
+
+bool plan_service_equal(const struct plan_service *a, const struct plan_service *b)
+{
+	if (!same_str(a->name, b->name) || !same_str(a->namespace, b->namespace) || a->n_vips != b->n_vips ||
+	    !same_addrs(a->vips, b->vips, a->n_vips) || a->port != b->port || a->protocol != b->protocol ||
+	    a->lb != b->lb || !same_str(a->route, b->route) || a->n_destinations != b->n_destinations ||
+	    a->n_gateway_addrs != b->n_gateway_addrs || !same_addrs(a->gateway_addrs, b->gateway_addrs, a->n_gateway_addrs) ||
+	    a->gateway_port != b->gateway_port || !same_str(a->gateway, b->gateway))
+		return false;
+	for (size_t d = 0; d < a->n_destinations; d++) {
+		const struct plan_destination *x = &a->destinations[d], *y = &b->destinations[d];
+		const struct plan_tcp_policy *p = &x->tcp, *q = &y->tcp;
+		if (!same_str(x->host, y->host) || !same_str(x->subset, y->subset) || x->weight != y->weight ||
+		    x->percent != y->percent || x->n_endpoints != y->n_endpoints ||
+		    p->connect_timeout_ms != q->connect_timeout_ms || p->keepalive != q->keepalive ||
+		    p->keepalive_time_s != q->keepalive_time_s || p->keepalive_interval_s != q->keepalive_interval_s ||
+		    p->keepalive_probes != q->keepalive_probes)
+			return false;
+		for (size_t e = 0; e < x->n_endpoints; e++)
+			if (!same_addrs(&x->endpoints[e].addr, &y->endpoints[e].addr, 1) ||
+			    x->endpoints[e].port != y->endpoints[e].port || !same_str(x->endpoints[e].pod, y->endpoints[e].pod))
+				return false;
+	}
+	return true;
 }
 
 void plan_addr_str(const struct plan_addr *a, char *buf, size_t len)

@@ -74,7 +74,8 @@ struct plan_service {
 	const char *gateway;        /* "namespace/name" of the Gateway, for status; NULL if none */
 };
 
-/* Services are sorted by namespace, name, port. All memory belongs to the plan. */
+/* Services are sorted by namespace, name, port and protocol (plan_service_cmp, for qsort and
+ * bsearch). All memory belongs to the plan. */
 struct plan {
 	struct plan_service *services;
 	size_t n_services;
@@ -82,11 +83,16 @@ struct plan {
 };
 
 void plan_free(struct plan *plan);
+int plan_service_cmp(const void *a, const void *b);
 
 /* Whether the service has a VIP or gateway address of this family (AF_INET, AF_INET6). */
 bool plan_service_has_family(const struct plan_service *s, uint8_t family);
 
 /* A copy of the plan alone, in an arena of its own: what a compile built to reach it is not kept. 0 or -1. */
 int plan_copy(const struct plan *from, struct plan *to);
+/* One entry, copied into the arena a (common/util.h); and whether two entries say the same. */
+struct arena;
+void plan_service_copy(struct arena *a, const struct plan_service *from, struct plan_service *to);
+bool plan_service_equal(const struct plan_service *a, const struct plan_service *b);
 
 #endif

@@ -102,7 +102,7 @@ check "a restart keeps the grown sizes and the counts, and upgrades nothing" \
 
 # The limit of endpoints per subset, 4,096, reached: a service of two such subsets (8,192 slots in
 # one record), its endpoints all in the maps; the 3,000 services before it removed.
-awk -v services=1 -v form=compact -v pods_per_subset=4096 -f "$SLUICE_TOP/bench/plan-gen.awk" > "$D/extra.yaml"
+awk -v services=1 -v form=compact -v pods=8192 -f "$SLUICE_TOP/bench/plan-gen.awk" > "$D/extra.yaml"
 out=$(EXTRA=1 apply 2>&1); rc=$?
 check "a subset of 4,096 ready endpoints, twice in one service: applied" "0 true" \
 	"$rc $(sluice status svc-00000.team-00 -o json | jq -r '.services[0].in_maps')"

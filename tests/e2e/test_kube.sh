@@ -3,7 +3,8 @@
 # Istio lab's rollout driven with kubectl apply and with sluice weight --cluster, every node's
 # clients seeing each step; pods joining, leaving and turning unready; watches dropped, 410 Gone
 # and the API away under traffic; an invalid VirtualService refused with the previous weights
-# kept; a node's sluiced killed during churn.
+# kept; pods' changes journaled by the quick path and replayed by a killed node's restart; a node's
+# sluiced killed during churn.
 set -u
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/../apiserver/lib.sh"
@@ -137,6 +138,9 @@ sleep 0.5
 pod_ready ph-v1b false
 wait_for "1,1 | 1,1 | 1,1" eps
 check "an unready pod leaves every node's plan" "1,1 | 1,1 | 1,1" "$(eps)"
+check "a pod's change takes the quick path: every node journals the entries it changed, not the plan" "yes yes yes" \
+	"$(for n in $NODES; do [ "$(grep -c '^{"generation":[0-9]*,"services":\[{"name":"purchase-history"' \
+		"$D/node$n/state/weights.log")" -ge 1 ] && echo yes; done | paste -sd' ')"
 pod_ready ph-v1b true
 wait_for "2,1 | 2,1 | 2,1" eps
 before=$(sluice_on 3 status purchase-history.$NS -o json | jq '[.services[].destinations[].endpoints[] | select(.address == "'"$(pod_ip ph-v1b)"':8080") | .connections] | add')
@@ -227,6 +231,21 @@ k apply -n $NS -f tests/e2e/lab/purchase-history-vs-50-v2.yaml >/dev/null
 wait_for "n1 v1=50 v2=50 | n2 v1=50 v2=50 | n3 v1=50 v2=50" all_weights
 check "the fixed VirtualService applies on every node" "n1 v1=50 v2=50 | n2 v1=50 v2=50 | n3 v1=50 v2=50 |" \
 	"$(all_weights) |$(refused | tr -d ' |')"
+
+# 4b. A node's sluiced killed after pods' changes journaled: the restart replays them.
+for ready in false true false; do
+	pod_ready ph-v2 $ready
+	wait_for "$([ $ready = true ] && echo "1,1 | 1,1 | 1,1" || echo "1,0 | 1,0 | 1,0")" eps
+done
+sluiced_stop_node 2 KILL
+journaled=$(grep -c '^{"generation":[0-9]*,"services":\[' "$D/node2/state/weights.log" 2>/dev/null)
+sluiced_start_node 2 --kubernetes --kubeconfig "$KC" --context sluiced || exit 1
+check "killed after pods' changes: node 2's restart replays the batches its journal holds" "yes 1" \
+	"$([ "${journaled:-0}" -ge 1 ] && echo yes) $(grep -c "replayed the entries of $journaled batch\(es\)\? of the API's changes" \
+		"$D/node2/sluiced.log")"
+check "killed after pods' changes: node 2 restarts without the unready pod" "1,0 | 1,0 | 1,0" "$(eps)"
+pod_ready ph-v2 true
+wait_for "1,1 | 1,1 | 1,1" eps
 
 # 5. A node's sluiced killed during API churn, then restarted: it adopts, relists, reconciles.
 loadgen_exec client-2 -o json \

@@ -1,18 +1,61 @@
 // SPDX-License-Identifier: MIT
 /* libFuzzer target for the YAML front end: one input file through the whole compiler and both
  * printers, and every plan it compiles through sluiced's saved-plan reader, which must take it
- * back (the two hold names and addresses to the same rules). Any crash, leak, sanitizer report
- * or refused plan is a bug. */
+ * back (the two hold names and addresses to the same rules); and read by ytree's own reader and by
+ * libyaml alone, which must give the same nodes and errors. Any crash, leak, sanitizer report,
+ * refused plan or difference is a bug. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "compile/compile.h"
+#include "compile/ytree.h"
 #include "plan/read.h"
 #include "plan/print.h"
 
+static void dump(FILE *out, const struct ynode *n)
+{
+	fprintf(out, "%u:%u %d %d %zu[", n->line, n->col, n->type, n->plain, n->len);
+	if (n->type == YN_SCALAR)
+		fwrite(n->str, 1, n->len, out);
+	fprintf(out, "] %u\n", n->n);
+	for (uint32_t i = 0; n->type != YN_SCALAR && i < (n->type == YN_MAP ? 2 * n->n : n->n); i++)
+		dump(out, n->items[i]);
+}
+
+static void on_doc(void *ctx, const struct mark *file, struct ynode *root)
+{
+	(void)file;
+	dump(ctx, root);
+}
+
+/* The documents and errors of the input, read one way, as text. */
+static char *read_as(const uint8_t *data, size_t size, enum yaml_readers how)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *out = open_memstream(&text, &len);
+	struct diags d = { 0 };
+	struct mark file = { .file = "fuzz.yaml" };
+	if (!out)
+		abort();
+	fprintf(out, "%zu documents\n", yaml_each_document_with(data, size, &file, &d, on_doc, out, how));
+	diags_print(&d, out);
+	diags_free(&d);
+	fclose(out);
+	return text;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+	char *both = read_as(data, size, YAML_BOTH), *libyaml = read_as(data, size, YAML_LIBYAML_ONLY);
+	if (strcmp(both, libyaml)) {   /* the fast reader took a document and read it otherwise */
+		fprintf(stderr, "--- libyaml\n%s--- with the fast reader\n%s", libyaml, both);
+		abort();
+	}
+	free(both);
+	free(libyaml);
 	static FILE *null_out;
 	if (!null_out)
 		null_out = fopen("/dev/null", "w");

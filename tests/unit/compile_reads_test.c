@@ -2,7 +2,6 @@
 /* compile_read + compile_plan_reads (the follower's compile, which reads an object once per version)
  * against compile_plan, over every fixture of tests/unit: the same plan or the same errors, and the
  * same again from the same reads a second time (a build must not leave state in the records). */
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,29 +53,16 @@ static void one_case(const char *path)
 	sources_free(&src);
 }
 
+static void fixture(const char *path, void *ctx)
+{
+	(void)ctx;
+	one_case(path);
+}
+
 int main(void)
 {
-	static const char *const tables[] = { "tests/unit/good", "tests/unit/bad", "tests/unit/labs" };
-	for (size_t t = 0; t < sizeof(tables) / sizeof(tables[0]); t++) {
-		struct dirent **names;
-		int n = scandir(tables[t], &names, NULL, alphasort);
-		if (n < 0) {
-			printf("FAIL cannot read %s (run from the repository's top)\n", tables[t]);
-			return 1;
-		}
-		for (int i = 0; i < n; i++) {
-			const char *e = names[i]->d_name;
-			size_t l = strlen(e);
-			bool input = (l > 5 && !strcmp(e + l - 5, ".yaml")) || (l > 4 && !strcmp(e + l - 4, ".yml"));
-			if (e[0] != '.' && (input || names[i]->d_type == DT_DIR)) {
-				char path[512];
-				snprintf(path, sizeof(path), "%s/%s", tables[t], e);
-				one_case(path);
-			}
-			free(names[i]);
-		}
-		free(names);
-	}
+	if (!each_fixture(fixture, NULL))
+		return 1;
 	printf("%s compile_plan_reads gives compile_plan's plan or errors: %d compiles, %d differ\n",
 	       failures ? "FAIL" : "ok", cases, failures);
 	return failures != 0;

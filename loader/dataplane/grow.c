@@ -283,16 +283,6 @@ static int swap_programs(struct dataplane *dp)
 	return err;
 }
 
-static void set_fds(struct dataplane *dp)
-{
-	dp->fd_active = bpf_map__fd(dp->skel->maps.active);
-	dp->fd_services = bpf_map__fd(dp->skel->maps.services);
-	dp->fd_endpoints = bpf_map__fd(dp->skel->maps.endpoints);
-	dp->fd_counters = bpf_map__fd(dp->skel->maps.counters);
-	dp->fd_rr_state = bpf_map__fd(dp->skel->maps.rr_state);
-	dp->fd_barrier = bpf_map__fd(dp->skel->maps.rcu_barrier);
-}
-
 static int grow(struct dataplane *dp, const struct dataplane_caps *want)
 {
 	struct sluice_bpf *old = dp->skel, *nw = sluice_bpf__open();
@@ -341,7 +331,7 @@ static int grow(struct dataplane *dp, const struct dataplane_caps *want)
 			goto fail;
 	remove_pins(dp->dir, SLUICE_PIN_MAPS_GROW, false);
 	dp->skel = nw;
-	set_fds(dp);
+	map_fds(dp);
 	if (!dp->upgrading) {   /* in an upgrade, the hooks get the programs at its end (dataplane_finish_open) */
 		/* 4., 5. */
 		if ((err = swap_programs(dp)) || (err = wait_for_readers(dp)))

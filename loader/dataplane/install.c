@@ -166,6 +166,16 @@ int attach_programs(struct dataplane *dp, const char *dir, int cg_fd, uint64_t c
 	return 0;
 }
 
+void map_fds(struct dataplane *dp)
+{
+	dp->fd_active = bpf_map__fd(dp->skel->maps.active);
+	dp->fd_services = bpf_map__fd(dp->skel->maps.services);
+	dp->fd_endpoints = bpf_map__fd(dp->skel->maps.endpoints);
+	dp->fd_counters = bpf_map__fd(dp->skel->maps.counters);
+	dp->fd_rr_state = bpf_map__fd(dp->skel->maps.rr_state);
+	dp->fd_barrier = bpf_map__fd(dp->skel->maps.rcu_barrier);
+}
+
 /* A handle with its bookkeeping's arrays; it takes the lock on dir from *lock_fd. */
 static int handle_new(const char *dir, int *lock_fd, struct dataplane **out)
 {
@@ -223,12 +233,7 @@ static int load_socket_object(struct dataplane *dp, const struct dataplane_opts 
 			       strerror(-err));
 		return err;
 	}
-	dp->fd_active = bpf_map__fd(dp->skel->maps.active);
-	dp->fd_services = bpf_map__fd(dp->skel->maps.services);
-	dp->fd_endpoints = bpf_map__fd(dp->skel->maps.endpoints);
-	dp->fd_counters = bpf_map__fd(dp->skel->maps.counters);
-	dp->fd_rr_state = bpf_map__fd(dp->skel->maps.rr_state);
-	dp->fd_barrier = bpf_map__fd(dp->skel->maps.rcu_barrier);
+	map_fds(dp);
 	dp->fd_barrier_inner = bpf_map_create(BPF_MAP_TYPE_ARRAY, "sluice_rcu_in", sizeof(__u32), sizeof(__u32), 1, NULL);
 	if (dp->fd_barrier_inner < 0) {
 		err = -errno;

@@ -182,6 +182,7 @@ int uninstall_pins(const char *dir);
 
 /* install.c */
 int attach_programs(struct dataplane *dp, const char *dir, int cg_fd, uint64_t cg_id);
+void map_fds(struct dataplane *dp);   /* dp's descriptors of the socket object's maps */
 
 /* tc.c */
 int tc_check(const struct dataplane_opts *o, int ifindex[DATAPLANE_MAX_TC_IFACES]);

@@ -39,6 +39,18 @@ split_rules() {
 	done
 }
 
+# lab_pods [fakesvc listener options]: the single node's client (198.18.0.10) and the lab's
+# purchase-history v1 (198.18.1.1) and v2 (198.18.2.1) in istioinaction, answering (default --http 8080).
+lab_pods() {
+	local v
+	[ $# -gt 0 ] || set -- --http 8080
+	pod_add client default app=client 198.18.0.10 || return 1
+	for v in 1 2; do
+		pod_add ph-v$v istioinaction app=purchase-history,version=v$v 198.18.$v.1 || return 1
+		backend_start ph-v$v v$v "Hello From Purchase History (v$v)!" "$@" || return 1
+	done
+}
+
 e2e_cleanup() { cluster_down; }
 
 # e2e_begin: cluster up with teardown on any exit, failure included.

@@ -8,10 +8,7 @@ e2e_begin
 
 NS=istioinaction
 VIP=198.19.0.10
-pod_add client default app=client 198.18.0.10
-pod_add ph-v1 $NS app=purchase-history,version=v1 198.18.1.1
-pod_add ph-v2 $NS app=purchase-history,version=v2 198.18.2.1
-for v in 1 2; do backend_start ph-v$v v$v "Hello From Purchase History (v$v)!" --http 8080; done
+lab_pods || exit 1
 svc_add purchase-history $NS $VIP app=purchase-history 8080
 D=$CLUSTER_DIR
 cluster_objects "$D/cluster.yaml"

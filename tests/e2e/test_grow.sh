@@ -9,11 +9,7 @@ e2e_begin
 
 NS=istioinaction
 VIP=198.19.0.10
-pod_add client default app=client 198.18.0.10
-pod_add ph-v1 $NS app=purchase-history,version=v1 198.18.1.1
-pod_add ph-v2 $NS app=purchase-history,version=v2 198.18.2.1
-backend_start ph-v1 v1 "Hello From Purchase History (v1)!" --http 8080 --udp 9001
-backend_start ph-v2 v2 "Hello From Purchase History (v2)!" --http 8080 --udp 9001
+lab_pods --http 8080 --udp 9001 || exit 1
 svc_add purchase-history $NS $VIP app=purchase-history 8080
 D=$CLUSTER_DIR
 cluster_objects "$D/cluster.yaml"

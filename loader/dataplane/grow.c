@@ -327,8 +327,13 @@ static int grow(struct dataplane *dp, const struct dataplane_caps *want)
 	/* 3. */
 	for (size_t i = 0; i < N_SIZED; i++)
 		if (copies[i].key_size &&
-		    (err = repin(dp->dir, sized[i].name, bpf_map__fd(bpf_object__find_map_by_name(nw->obj, sized[i].name)))))
+		    (err = repin(dp->dir, sized[i].name, bpf_map__fd(bpf_object__find_map_by_name(nw->obj, sized[i].name))))) {
+			while (i--)   /* the pins back on the maps the hooks use: a restart adopts one whole set */
+				if (copies[i].key_size)
+					repin(dp->dir, sized[i].name, bpf_map__fd(bpf_object__find_map_by_name(old->obj, sized[i].name)));
+			log_error("growing the maps (%s): cannot pin the new maps: %s", what, strerror(-err));
 			goto fail;
+		}
 	remove_pins(dp->dir, SLUICE_PIN_MAPS_GROW, false);
 	dp->skel = nw;
 	map_fds(dp);

@@ -829,6 +829,7 @@ void follower_work(struct daemon *dm, uint64_t now, bool readable)
 				f->dirty = true;
 				f->due = now;
 				log_info("kubernetes: every resource listed (%zu objects): building the plan", f->n_objects);
+				malloc_trim(0);   /* the listing's pages, freed in the reflectors' arenas: back before the build */
 			}
 		}
 	}

@@ -302,6 +302,7 @@ void cc_get_labels(struct cctx *c, const struct ynode *n, struct labels *out)
 	if (ynode_is_null(n) || !cc_want(c, n, YN_MAP))
 		return;
 	out->v = arena_alloc(c->keep, (n->n ? n->n : 1) * sizeof(*out->v));
+	out->n = 0;
 	for (uint32_t i = 0; i < n->n; i++) {
 		const struct ynode *k = ymap_key(n, i), *v = ymap_val(n, i);
 		if (k->type != YN_SCALAR)

@@ -273,6 +273,7 @@ static void read_subset(struct cctx *c, const struct ynode *s, struct dr *d)
 {
 	cc_check_fields(c, s, subset_fields);
 	struct subset *sub = &d->subsets[d->n_subsets];
+	*sub = (struct subset){ 0 };   /* a refused subset before it left its fields in this slot */
 	sub->at = cc_node_mark(c, s);
 	const struct ynode *name = ymap_get(s, "name"), *tp = ymap_get(s, "trafficPolicy");
 	size_t old = cc_push_key(c, "name");

@@ -64,6 +64,26 @@ int map_write(int fd, const void *key, const void *value, uint64_t flags)
 	return rc;
 }
 
+int map_write_batch(int fd, const void *keys, const void *values, size_t n, size_t key_size, size_t value_size,
+		    size_t *written)
+{
+	int tries = 0;
+
+	*written = 0;
+	while (*written < n) {
+		__u32 count = (__u32)(n - *written);
+		int rc = bpf_map_update_batch(fd, (const char *)keys + *written * key_size,
+					      (const char *)values + *written * value_size, &count, NULL);   /* BPF_ANY */
+		*written += count;
+		if (!rc)
+			continue;
+		if (errno != ENOMEM || (count == 0 && ++tries == 100))
+			return -errno;
+		usleep(tries < 10 ? 100 : 2000);   /* as map_write */
+	}
+	return 0;
+}
+
 int map_update(struct dataplane *dp, enum dataplane_map m, const void *key, const void *value, uint64_t flags)
 {
 	return counted(dp, m, DP_OP_UPDATE, map_write(map_fd(dp, m), key, value, flags), flags == BPF_NOEXIST ? EEXIST : 0);
@@ -101,24 +121,11 @@ struct batch {
 
 static int batch_flush(struct dataplane *dp, struct batch *b)
 {
-	size_t done = 0;
-	int err = 0;
+	size_t written;
+	int err = map_write_batch(map_fd(dp, b->map), b->keys, b->values, b->n, b->key_size, b->value_size, &written);
 
-	while (done < b->n && !err) {
-		__u32 count = (__u32)(b->n - done);
-		int rc = bpf_map_update_batch(map_fd(dp, b->map), b->keys + done * b->key_size,
-					      b->values + done * b->value_size, &count, NULL);   /* BPF_ANY: its only mode */
-		dp->ops.ok[b->map][DP_OP_UPDATE] += count;
-		done += count;
-		if (!rc)
-			continue;
-		if (errno == ENOMEM) {
-			usleep(1000);   /* bpf_mem_alloc's caches, refilled asynchronously (map_write) */
-		} else {
-			dp->ops.failed[b->map][DP_OP_UPDATE]++;
-			err = -errno;
-		}
-	}
+	dp->ops.ok[b->map][DP_OP_UPDATE] += written;
+	dp->ops.failed[b->map][DP_OP_UPDATE] += err != 0;
 	b->n = 0;
 	return err;
 }

@@ -178,23 +178,14 @@ static int read_map(int fd, struct copy *c)
 	}
 }
 
+/* Into the new map, which no program uses yet. */
 static int copy_map(int from, int to, struct copy *c)
 {
+	size_t written;
 	int err = read_map(from, c);
 
-	for (size_t done = 0; !err && done < c->n;) {   /* into the new map, which no program uses yet */
-		__u32 count = (__u32)(c->n - done < COPY_BATCH ? c->n - done : COPY_BATCH);
-		int rc = bpf_map_update_batch(to, (char *)c->keys + done * c->key_size,
-					      (char *)c->values + done * c->value_size, &count, NULL);
-		done += count;
-		if (rc && errno != ENOMEM)
-			err = -errno;
-		else if (rc)
-			usleep(1000);   /* bpf_mem_alloc's caches, refilled asynchronously (map_write) */
-	}
-	return err;
+	return err ? err : map_write_batch(to, c->keys, c->values, c->n, c->key_size, c->value_size, &written);
 }
-
 
 /* 5. What the old map counted since the copy, added to the new one: word by word, CPU by CPU. */
 static int merge(struct dataplane *dp, int old_fd, const struct copy *c, enum sluice_merge_map which)
@@ -256,19 +247,25 @@ static int repin(const char *dir, const char *name, int fd)
 	return 0;
 }
 
-/* 4. The socket programs of the new object into the pinned links, then TC's over the new maps. */
+/*
+ * 4. The socket programs of the new object into the pinned links, then TC's object loaded again
+ * over the new pins and its programs into its links. In an upgrade the hooks get the programs at
+ * its end (dataplane_finish_open); TC's object is loaded again all the same, to name the new maps.
+ */
 static int swap_programs(struct dataplane *dp)
 {
 	struct dataplane_opts o = { .bpffs_dir = dp->dir };
 	int err;
 
-	for (size_t i = 0; i < dp->n_links; i++) {
-		bpf_link__disconnect(dp->links[i]);   /* pinned: stays attached */
-		bpf_link__destroy(dp->links[i]);
+	if (!dp->upgrading) {
+		for (size_t i = 0; i < dp->n_links; i++) {
+			bpf_link__disconnect(dp->links[i]);   /* pinned: stays attached */
+			bpf_link__destroy(dp->links[i]);
+		}
+		dp->n_links = 0;
+		if ((err = attach_programs(dp, dp->dir, dp->cg_fd, dp->cg_id)))
+			return err;
 	}
-	dp->n_links = 0;
-	if ((err = attach_programs(dp, dp->dir, dp->cg_fd, dp->cg_id)))
-		return err;
 	if (!dp->tc_skel)
 		return 0;
 	for (size_t i = 0; i < dp->n_tc_links; i++)
@@ -278,13 +275,21 @@ static int swap_programs(struct dataplane *dp)
 	dp->tc_skel = NULL;
 	if ((err = tc_load(dp, &o)))
 		return err;
-	for (size_t i = 0; i < dp->n_tc_ifaces && !err; i++)
+	for (size_t i = 0; i < dp->n_tc_ifaces && !dp->upgrading && !err; i++)
 		err = tc_attach(dp, dp->dir, dp->tc_ifnames[i], dp->tc_ifindexes[i]);
 	return err;
 }
 
+static uint64_t ms_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 static int grow(struct dataplane *dp, const struct dataplane_caps *want)
 {
+	uint64_t t0 = ms_now();
 	struct sluice_bpf *old = dp->skel, *nw = sluice_bpf__open();
 	struct copy copies[N_SIZED] = { 0 };
 	struct bpf_map *map;
@@ -337,11 +342,11 @@ static int grow(struct dataplane *dp, const struct dataplane_caps *want)
 	remove_pins(dp->dir, SLUICE_PIN_MAPS_GROW, false);
 	dp->skel = nw;
 	map_fds(dp);
-	if (!dp->upgrading) {   /* in an upgrade, the hooks get the programs at its end (dataplane_finish_open) */
-		/* 4., 5. */
-		if ((err = swap_programs(dp)) || (err = wait_for_readers(dp)))
-			log_error("growing the maps (%s): %s; the maps are grown and pinned, some hooks may still use "
-				  "the previous ones; hint: restart sluiced (it adopts the pins)", what, strerror(-err));
+	/* 4. */
+	if ((err = swap_programs(dp)) || (!dp->upgrading && (err = wait_for_readers(dp))))
+		log_error("growing the maps (%s): %s; the maps are grown and pinned, some hooks may still use "
+			  "the previous ones; hint: restart sluiced (it adopts the pins)", what, strerror(-err));
+	if (!dp->upgrading) {   /* 5.: in an upgrade no hook used the previous maps */
 		for (size_t i = 0; i < N_SIZED && !err; i++)
 			if (copies[i].key_size && (!strcmp(sized[i].name, "counters") || !strcmp(sized[i].name, "rr_state")))
 				err = merge(dp, bpf_map__fd(bpf_object__find_map_by_name(old->obj, sized[i].name)), &copies[i],
@@ -350,7 +355,8 @@ static int grow(struct dataplane *dp, const struct dataplane_caps *want)
 	sluice_bpf__destroy(old);   /* its maps go with their last reference */
 	dp->caps = *want;
 	pins_record(dp);
-	snprintf(dp->grown, sizeof(dp->grown), "%s", what);
+	if (!err)
+		log_info("maps grown in %llu ms: %s", (unsigned long long)(ms_now() - t0), what);
 	for (size_t i = 0; i < N_SIZED; i++)
 		copy_free(&copies[i]);
 	return err;
@@ -394,14 +400,8 @@ int caps_ensure(struct dataplane *dp, const struct dataplane_caps *need)
 	}
 	if (!more)
 		return 0;
-	struct timespec t0, t1;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
 	loading_capabilities(true);
 	int err = grow(dp, &want);
 	loading_capabilities(false);
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	if (!err)
-		log_info("maps grown in %lld ms: %s", (long long)((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000),
-			 dp->grown);
 	return err;
 }

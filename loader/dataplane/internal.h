@@ -118,7 +118,6 @@ struct dataplane {
 	size_t n_pins;
 	struct dataplane_map_ops ops;   /* apply.c's map writes, counted */
 	struct dataplane_caps caps;     /* the sized maps' max_entries (grow.c) */
-	char grown[256];                /* what the last growth changed, for its log line */
 	int cg_fd;                      /* the cgroup served, for a growth's swap into its links */
 	uint64_t cg_id;
 	char *tc_ifnames[DATAPLANE_MAX_TC_IFACES];   /* TC mode's interfaces, attached */
@@ -131,6 +130,9 @@ struct dataplane {
  * as done. */
 int map_update(struct dataplane *dp, enum dataplane_map m, const void *key, const void *value, uint64_t flags);
 int map_write(int fd, const void *key, const void *value, uint64_t flags);   /* retried while ENOMEM is transient */
+/* n entries BPF_MAP_UPDATE_BATCH at a time (BPF_ANY), retried as map_write; *written: how many went in */
+int map_write_batch(int fd, const void *keys, const void *values, size_t n, size_t key_size, size_t value_size,
+		    size_t *written);
 int map_delete(struct dataplane *dp, enum dataplane_map m, const void *key);
 
 /* records.c: plan -> bookkeeping, the index, records and keys */

@@ -688,7 +688,7 @@ daemonset_start_node() {
 }
 
 # daemonset_probe K readiness|liveness [SECONDS]: the manifest's probe of node K's container, from
-# the node (its podIP is the node's, host network), every period until it answers 2xx.
+# the node (its podIP is the node's, host network), every 0.1 s until it answers 2xx (SECONDS at most).
 daemonset_probe() {
 	local k=$1 which=$2 secs=${3:-0} plan url i
 	plan=$(node_dir "$k")/kubelet.json

@@ -458,7 +458,7 @@ int sluice_merge(struct sluice_merge *ctx)
 
 	__builtin_memcpy(&m, ctx, sizeof(m));   /* a context is read at constant offsets only */
 	if (m.map == SLUICE_MERGE_COUNTERS) {
-		v = bpf_map_lookup_percpu_elem(&counters, &m.key, m.cpu);
+		v = bpf_map_lookup_elem(&counters, &m.key);
 		n = sizeof(struct sluice_endpoint_stats) / 8;
 	} else {
 		v = bpf_map_lookup_elem(&rr_state, &m.key.service_id);

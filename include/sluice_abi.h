@@ -178,7 +178,7 @@ enum sluice_connect_failure {
 	SLUICE_CONNECT_FAILURE_REASONS,
 };
 
-/* Value of `counters` (per CPU): what connections to one endpoint of a service did. */
+/* Value of `counters` (one for all CPUs): what connections to one endpoint of a service did. */
 struct sluice_endpoint_stats {
 	__u64 connections;          /* socket mode connections and TC flows routed to it */
 	__u64 established;          /* sockops: TCP handshakes completed (socket mode) */
@@ -198,7 +198,7 @@ SLUICE_ASSERT_SIZE(struct sluice_rr_state, 8 + 8 * SLUICE_MAX_DESTINATIONS);
 
 /*
  * Input of the `sluice_merge` program (BPF_PROG_RUN from userspace): words added, atomically, to
- * one entry of `counters` (one CPU's value) or of `rr_state`, which the running programs may be
+ * one entry of `counters` or of `rr_state`, which the running programs may be
  * adding to at the same moment. Growing the maps merges what the previous maps counted after
  * their copy with it (loader/dataplane/grow.c); a userspace read-modify-write would lose adds.
  */
@@ -209,7 +209,7 @@ enum sluice_merge_map {
 #define SLUICE_MERGE_WORDS (sizeof(struct sluice_rr_state) / 8)   /* the larger of the two values */
 struct sluice_merge {
 	__u32 map;                          /* enum sluice_merge_map */
-	__u32 cpu;                          /* counters: whose value */
+	__u32 pad;
 	struct sluice_counter_key key;      /* counters; rr_state: key.service_id */
 	__u64 add[SLUICE_MERGE_WORDS];      /* the value's words, in order */
 };

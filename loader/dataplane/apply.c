@@ -153,23 +153,20 @@ static void batch_free(struct batch *b)
 struct writes {
 	struct batch endpoints, counters, records, rr;
 	struct sluice_service record;   /* scratch */
-	struct sluice_endpoint_stats *zero;   /* a counter's value: every CPU's */
+	struct sluice_endpoint_stats zero;    /* a new counter's value */
 };
 
-static int writes_init(struct dataplane *dp, struct writes *w)
+static void writes_init(struct writes *w)
 {
-	size_t stats = sizeof(struct sluice_endpoint_stats) * (size_t)dp->ncpus;
-
 	memset(w, 0, sizeof(*w));
 	w->endpoints = (struct batch){ .map = DP_MAP_ENDPOINTS, .key_size = sizeof(struct sluice_endpoint_key),
 				       .value_size = sizeof(struct sluice_endpoint) };
 	w->counters = (struct batch){ .map = DP_MAP_COUNTERS, .key_size = sizeof(struct sluice_counter_key),
-				      .value_size = stats };
+				      .value_size = sizeof(struct sluice_endpoint_stats) };
 	w->records = (struct batch){ .map = DP_MAP_SERVICES, .key_size = sizeof(struct sluice_service_key),
 				     .value_size = sizeof(struct sluice_service) };
 	w->rr = (struct batch){ .map = DP_MAP_RR_STATE, .key_size = sizeof(uint32_t),
 				.value_size = sizeof(struct sluice_rr_state) };
-	return (w->zero = calloc(dp->ncpus, sizeof(*w->zero))) ? 0 : -ENOMEM;
 }
 
 static int writes_flush(struct dataplane *dp, struct writes *w)
@@ -190,7 +187,6 @@ static void writes_free(struct writes *w)
 	batch_free(&w->counters);
 	batch_free(&w->records);
 	batch_free(&w->rr);
-	free(w->zero);
 }
 
 /*
@@ -211,8 +207,8 @@ static int write_service(struct dataplane *dp, struct writes *w, const struct sv
 		if ((err = batch_add(dp, &w->endpoints, &ek, &s->slots[i])))
 			break;
 		if (added)
-			err = batch_add(dp, &w->counters, &ck, w->zero);
-		else if (map_update(dp, DP_MAP_COUNTERS, &ck, w->zero, BPF_NOEXIST) && errno != EEXIST)
+			err = batch_add(dp, &w->counters, &ck, &w->zero);
+		else if (map_update(dp, DP_MAP_COUNTERS, &ck, &w->zero, BPF_NOEXIST) && errno != EEXIST)
 			err = -errno;
 	}
 	rk.side = side;
@@ -495,7 +491,9 @@ static void commit(struct dataplane *dp, struct changes *c)
 static int replay(struct dataplane *dp, const struct changes *c, unsigned side_old)
 {
 	struct writes w;
-	int err = writes_init(dp, &w);
+	int err = 0;
+
+	writes_init(&w);
 
 	for (size_t i = 0; i < c->n_next && !err; i++) {
 		struct sluice_service_key k = c->next[i]->key;
@@ -726,7 +724,9 @@ static int write_inactive(struct dataplane *dp, struct changes *c, struct datapl
 	unsigned side_new = (dp->generation + 1) & 1;
 	struct sluice_rr_state zero_rr = { 0 };
 	struct writes w;
-	int err = writes_init(dp, &w);
+	int err = 0;
+
+	writes_init(&w);
 
 	for (size_t i = 0; i < c->n_next && !err; i++) {
 		struct svc_state *s = c->next[i];

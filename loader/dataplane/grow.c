@@ -151,9 +151,7 @@ static int read_map(int fd, struct copy *c)
 	if (bpf_obj_get_info_by_fd(fd, &info, &len))
 		return -errno;
 	c->key_size = info.key_size;
-	c->value_size = info.type == BPF_MAP_TYPE_PERCPU_HASH
-				? ((info.value_size + 7) & ~7u) * (size_t)libbpf_num_possible_cpus()
-				: info.value_size;
+	c->value_size = info.value_size;   /* no sized map is per-CPU */
 	for (;;) {
 		if (c->n + COPY_BATCH > cap) {
 			void *k, *v;
@@ -187,11 +185,10 @@ static int copy_map(int from, int to, struct copy *c)
 	return err ? err : map_write_batch(to, c->keys, c->values, c->n, c->key_size, c->value_size, &written);
 }
 
-/* 5. What the old map counted since the copy, added to the new one: word by word, CPU by CPU. */
+/* 5. What the old map counted since the copy, added to the new one word by word. */
 static int merge(struct dataplane *dp, int old_fd, const struct copy *c, enum sluice_merge_map which)
 {
-	int ncpus = which == SLUICE_MERGE_COUNTERS ? libbpf_num_possible_cpus() : 1;
-	size_t per_cpu = c->value_size / (size_t)ncpus, words = per_cpu / 8;
+	size_t words = c->value_size / 8;
 	int prog = bpf_program__fd(dp->skel->progs.sluice_merge);
 	struct copy now = { 0 };
 	char *one = malloc(c->value_size ? c->value_size : 1);
@@ -207,22 +204,20 @@ static int merge(struct dataplane *dp, int old_fd, const struct copy *c, enum sl
 				continue;
 			is = one;
 		}
-		for (int cpu = 0; cpu < ncpus && !err; cpu++) {
-			struct sluice_merge m = { .map = which, .cpu = (uint32_t)cpu };
-			const uint64_t *w = (const uint64_t *)(is + cpu * per_cpu);
-			bool any = false;
-			memcpy(&m.key, k, which == SLUICE_MERGE_COUNTERS ? sizeof(m.key) : sizeof(uint32_t));
-			for (size_t j = 0; j < words && j < SLUICE_MERGE_WORDS; j++) {
-				m.add[j] = w[j] - was[cpu * words + j];
-				any = any || m.add[j];
-			}
-			if (!any)
-				continue;
-			LIBBPF_OPTS(bpf_test_run_opts, run, .ctx_in = &m, .ctx_size_in = sizeof(m));
-			if (bpf_prog_test_run_opts(prog, &run))
-				err = -errno;
-			/* retval 1: the entry is gone from the new map (an apply removed it): nothing to add to */
+		struct sluice_merge m = { .map = which };
+		const uint64_t *w = (const uint64_t *)is;
+		bool any = false;
+		memcpy(&m.key, k, which == SLUICE_MERGE_COUNTERS ? sizeof(m.key) : sizeof(uint32_t));
+		for (size_t j = 0; j < words && j < SLUICE_MERGE_WORDS; j++) {
+			m.add[j] = w[j] - was[j];
+			any = any || m.add[j];
 		}
+		if (!any)
+			continue;
+		LIBBPF_OPTS(bpf_test_run_opts, run, .ctx_in = &m, .ctx_size_in = sizeof(m));
+		if (bpf_prog_test_run_opts(prog, &run))
+			err = -errno;
+		/* retval 1: the entry is gone from the new map (an apply removed it): nothing to add to */
 	}
 	copy_free(&now);
 	free(one);

@@ -52,7 +52,7 @@ int dataplane_endpoint_stats(struct dataplane *dp, const struct plan_service *sv
 	struct sluice_service_key k;
 	struct sluice_counter_key ck;
 	struct sluice_endpoint e;
-	struct sluice_endpoint_stats *v;
+	struct sluice_endpoint_stats v;
 	int err = -ENOENT;
 
 	if (!dp || !svc || !ep || !out)
@@ -61,9 +61,6 @@ int dataplane_endpoint_stats(struct dataplane *dp, const struct plan_service *sv
 		return -EINVAL;
 	memset(out, 0, sizeof(*out));
 	endpoint_of(ep, &e);
-	v = calloc(dp->ncpus, sizeof(*v));
-	if (!v)
-		return -ENOMEM;
 	for (size_t j = 0; j < svc_n_addrs(svc); j++) {
 		uint16_t port;
 		const struct plan_addr *addr = svc_addr(svc, j, &port);
@@ -72,13 +69,11 @@ int dataplane_endpoint_stats(struct dataplane *dp, const struct plan_service *sv
 		    !(s = index_get(&dp->index, &k)))
 			continue;
 		counter_key(s->id, &e, &ck);
-		if (bpf_map_lookup_elem(dp->fd_counters, &ck, v) == 0) {
-			for (int i = 0; i < dp->ncpus; i++)
-				dataplane_stats_add(out, &v[i]);
+		if (bpf_map_lookup_elem(dp->fd_counters, &ck, &v) == 0) {
+			dataplane_stats_add(out, &v);
 			err = 0;
 		}
 	}
-	free(v);
 	return err;
 }
 

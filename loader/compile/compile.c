@@ -290,13 +290,38 @@ struct compile_read *compile_read(const struct compile_opts *o, const struct com
 	strmap_free(&c.objects);
 	r->objects = st.objects;
 	r->skipped = st.skipped;
+	r->refs = 1;
 	return r;
+}
+
+struct compile_read *compile_read_hold(struct compile_read *r)
+{
+	if (r)
+		r->refs++;
+	return r;
+}
+
+void compile_read_set_text(struct compile_read *r, char *text)
+{
+	free(r->text);
+	r->text = text;
+}
+
+const char *compile_read_text(const struct compile_read *r)
+{
+	return r ? r->text : NULL;
+}
+
+size_t compile_read_errors(const struct compile_read *r)
+{
+	return r->d.n;
 }
 
 void compile_read_free(struct compile_read *r)
 {
-	if (!r)
+	if (!r || --r->refs)
 		return;
+	free(r->text);
 	ptrvec_free(&r->services);
 	ptrvec_free(&r->pods);
 	ptrvec_free(&r->vss);

@@ -42,7 +42,13 @@ int compile_plan(const struct compile_opts *o, const struct compile_input *in, s
  * compile). The input's name must outlive the read: its records' places point at it. */
 struct compile_read;
 struct compile_read *compile_read(const struct compile_opts *o, const struct compile_input *in);
-void compile_read_free(struct compile_read *r);
+struct compile_read *compile_read_hold(struct compile_read *r);   /* one more owner; returns r */
+void compile_read_free(struct compile_read *r);                    /* one owner less: freed at the last */
+/* The text r was read from, kept with it and freed with it (an error's field path is found in it);
+ * NULL drops it. */
+void compile_read_set_text(struct compile_read *r, char *text);
+const char *compile_read_text(const struct compile_read *r);
+size_t compile_read_errors(const struct compile_read *r);   /* what reading r found wrong */
 
 /* compile_plan over inputs read before, each as compile_read left it. Reads cannot hold one object
  * twice (the API server's objects, one per kind, namespace and name): duplicates across reads are

@@ -76,6 +76,8 @@ struct compile_read {
 	struct ptrvec services, pods, vss, drs, gateways;
 	struct diags d;              /* the reading's errors, given again at every compile */
 	size_t objects, skipped;
+	unsigned refs;               /* owners: compile_read_free frees at the last (compile_read_hold) */
+	char *text;                  /* what was read, when a holder keeps it (compile_read_set_text) */
 };
 
 /* What a plan was built from (compile.h), for the next batch to build only what it affects. */

@@ -41,12 +41,14 @@ struct kobj {
 	char *key;                  /* "Kind namespace/name": the compiler's file name for it */
 	int refl;                   /* the reflector that delivered it */
 	unsigned gen;               /* the list it was last seen in */
-	char *json;                 /* as the API has it now */
-	char *good;                 /* the last version that compiled (NULL: none yet); json itself when it did */
+	uint64_t hash;              /* of the current version's text, resourceVersion included: a relist's unchanged objects */
+	char *json;                 /* the current version's text until it is read (then its read keeps it, a pod's only if refused) */
+	/* each holds a reference (compile_read_hold): */
+	struct compile_read *read;  /* the current version read into records (NULL: not yet) */
+	struct compile_read *good;  /* the last version that compiled (NULL: none yet); read itself when it did */
+	struct compile_read *fed;   /* what the last compile was given: read or good (NULL: left out) */
 	char *errors;               /* why the current version is refused; NULL: it is not */
 	char *logged;               /* the errors last logged: a refusal is logged once, not at every batch */
-	const char *fed;            /* json or good: the text the last compile was given */
-	struct compile_read *read;  /* that text read into records: read again only when it changes */
 	bool touched;               /* in follower.touched */
 };
 
@@ -94,8 +96,9 @@ struct follower {
 	char applied_rv[MAX_REFLECTORS][32];   /* ... as of the last batch applied */
 	size_t last_refused;        /* objects refused in the last batch */
 	uint64_t reads;             /* objects read into records, ever: a batch reads only what changed */
-	/* what the batch changed, for building only what it affects: reads replaced or deleted (kept,
-	 * with the keys their places name, until the batch is over) and reads made by it */
+	/* what the batch changed, for building only what it affects: reads that left the compile's
+	 * input (kept, with the keys their places name, until the batch is over) and reads that came
+	 * in; each entry holds a reference */
 	struct ptrvec retired, retired_keys, fresh;
 	struct compile_memo *memo;  /* what dm->plan was built from; NULL: the next batch builds all */
 	struct compile_memo *pending;   /* the memo of the plan being applied */
@@ -217,14 +220,25 @@ static void touch(struct follower *f, struct kobj *o)
 	ptrvec_push(&f->touched, o);
 }
 
-/* A text replaced or dropped: its read is retired, for the batch to know what it was. */
-static void forget_read(struct follower *f, struct kobj *o, const char *text)
+/* What the next compile is given of o: the batch learns what left its input and what came in. */
+static void set_fed(struct follower *f, struct kobj *o, struct compile_read *r)
 {
-	if (o->read && o->fed == text) {
-		ptrvec_push(&f->retired, o->read);
-		o->read = NULL;
-		o->fed = NULL;
-	}
+	if (o->fed == r)
+		return;
+	if (o->fed)
+		ptrvec_push(&f->retired, o->fed);   /* with fed's reference */
+	if (r)
+		ptrvec_push(&f->fresh, compile_read_hold(r));
+	o->fed = compile_read_hold(r);
+}
+
+/* FNV-1a: a relist's copy of an object is the same text, resourceVersion and all. */
+static uint64_t text_hash(const char *s)
+{
+	uint64_t h = 1469598103934665603ULL;
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+	return h;
 }
 
 static void kobj_free(struct follower *f, struct kobj *o)
@@ -234,18 +248,30 @@ static void kobj_free(struct follower *f, struct kobj *o)
 			f->touched.v[i] = f->touched.v[--f->touched.n];
 			break;
 		}
-	if (o->read) {   /* the batch still needs to know what the object was */
-		ptrvec_push(&f->retired, o->read);
-		ptrvec_push(&f->retired_keys, o->key);
-		o->key = NULL;
-	}
-	free(o->key);
-	if (o->good != o->json)
-		free(o->good);
+	set_fed(f, o, NULL);   /* the batch still needs to know what the object was */
+	ptrvec_push(&f->retired_keys, o->key);   /* the places of its reads name it */
+	compile_read_free(o->read);
+	compile_read_free(o->good);
 	free(o->json);
 	free(o->errors);
 	free(o->logged);
 	free(o);
+}
+
+/* The current version read into records, once. A pod's text goes then (150,000 pods: 55 MB): a
+ * build places the errors it finds in a pod at the pod itself, where no text is needed. */
+static void read_current(struct follower *f, struct kobj *o)
+{
+	if (o->read || !o->json)
+		return;
+	struct compile_input in = { .name = o->key, .buf = (const unsigned char *)o->json, .len = strlen(o->json) };
+	o->read = compile_read(&f->opts, &in);
+	if (!strncmp(o->key, "Pod ", 4) && !compile_read_errors(o->read))
+		free(o->json);
+	else
+		compile_read_set_text(o->read, o->json);   /* for an error's field path */
+	o->json = NULL;
+	f->reads++;
 }
 
 static void store_put(struct follower *f, struct qitem *q)
@@ -262,6 +288,7 @@ static void store_put(struct follower *f, struct qitem *q)
 		return;
 	}
 	struct kobj *o = *p;
+	uint64_t hash = text_hash(q->json);
 	if (!o) {
 		o = calloc(1, sizeof(*o));
 		if (!o)
@@ -270,21 +297,23 @@ static void store_put(struct follower *f, struct qitem *q)
 		q->key = NULL;
 		*p = o;
 		f->n_objects++;
-	} else if (!strcmp(o->json, q->json)) {
+	} else if (o->hash == hash) {
 		o->gen = f->gen[q->refl];   /* unchanged: seen, nothing to compile */
 		o->refl = q->refl;
 		return;
 	} else {
-		forget_read(f, o, o->json);
-		if (o->good != o->json)   /* else the old text lives on as the last good one */
-			free(o->json);
+		compile_read_free(o->read);   /* good and fed keep theirs */
+		o->read = NULL;
+		free(o->json);
 	}
+	o->hash = hash;
 	o->json = q->json;
 	q->json = NULL;
 	o->refl = q->refl;
 	o->gen = f->gen[q->refl];
 	f->dirty = true;
 	touch(f, o);
+	read_current(f, o);   /* now, while the list is still arriving: the first build has less to do */
 }
 
 /* A list ended: what it did not hold was deleted while the watch was away. */
@@ -316,24 +345,12 @@ static const char *json_rv(const char *json, char *buf, size_t len)
 	return buf;
 }
 
-/* An object's input: its current version, or its last good one if refused (NULL: left out). Only
- * a text not read before is read; the rest is the records kept from earlier batches. */
-static struct compile_read *feed(struct follower *f, struct kobj *o, const struct compile_opts *opts)
+/* An object's input: its current version, or its last good one if refused (NULL: left out). */
+static struct compile_read *feed(struct follower *f, struct kobj *o)
 {
-	const char *text = o->errors ? o->good : o->json;
-	if (o->fed != text) {
-		if (o->read)
-			ptrvec_push(&f->retired, o->read);
-		o->read = NULL;
-		o->fed = text;
-	}
-	if (text && !o->read) {
-		struct compile_input in = { .name = o->key, .buf = (const unsigned char *)text, .len = strlen(text) };
-		o->read = compile_read(opts, &in);
-		ptrvec_push(&f->fresh, o->read);
-		f->reads++;
-	}
-	return o->read;
+	read_current(f, o);
+	set_fed(f, o, o->errors ? o->good : o->read);
+	return o->fed;
 }
 
 static void drain(struct follower *f)
@@ -368,13 +385,13 @@ static void drain(struct follower *f)
 /* ---- compiling the store ---- */
 
 /* The inputs: every object's. */
-static size_t gather(struct follower *f, const struct compile_opts *opts, struct compile_read **reads)
+static size_t gather(struct follower *f, struct compile_read **reads)
 {
 	size_t n = 0;
 	for (size_t b = 0; b < STORE_BUCKETS; b++)
 		for (struct kobj *o = f->buckets[b]; o; o = o->next)
-			if (feed(f, o, opts))
-				reads[n++] = o->read;
+			if ((reads[n] = feed(f, o)))
+				n++;
 	return n;
 }
 
@@ -397,8 +414,9 @@ static void error_field(const struct kobj *o, const struct mark *at, struct fiel
 	struct diags d = { 0 };
 	struct mark m = { .file = o->key };
 	struct field_query q = { .line = at->line, .col = at->col };
-	if (o->fed)
-		yaml_each_document((const unsigned char *)o->fed, strlen(o->fed), &m, &d, find_field, &q);
+	const char *text = compile_read_text(o->fed);
+	if (text)   /* else a pod's, dropped: its errors are placed at the object itself */
+		yaml_each_document((const unsigned char *)text, strlen(text), &m, &d, find_field, &q);
 	diags_free(&d);
 	*p = q.path;
 }
@@ -453,6 +471,8 @@ static void forget_changes(struct follower *f)
 {
 	for (size_t i = 0; i < f->retired.n; i++)
 		compile_read_free(f->retired.v[i]);
+	for (size_t i = 0; i < f->fresh.n; i++)
+		compile_read_free(f->fresh.v[i]);
 	for (size_t i = 0; i < f->retired_keys.n; i++)
 		free(f->retired_keys.v[i]);
 	f->retired.n = f->retired_keys.n = f->fresh.n = 0;
@@ -507,7 +527,7 @@ static int compile_store(struct daemon *dm, struct follower *f, struct plan *pla
 		struct diags d = { 0 };
 		struct compile_stats st;
 		struct plan compiled;
-		size_t n = gather(f, o, in);
+		size_t n = gather(f, in);
 		/* the first round builds what the batch affects; a round after a refusal builds it all */
 		struct compile_read **changed = calloc(f->retired.n + f->fresh.n + 1, sizeof(*changed));
 		if (!changed)
@@ -585,13 +605,12 @@ static void refused_by_dataplane(struct follower *f, int rc)
 	f->due = proto_now_ms() + f->retry_ms;
 }
 
-/* What compiled is the new last good: one text, shared. */
-static void make_good(struct follower *f, struct kobj *o)
+/* What compiled is the new last good. */
+static void make_good(struct kobj *o)
 {
-	if (!o->errors && o->good != o->json) {
-		forget_read(f, o, o->good);
-		free(o->good);
-		o->good = o->json;
+	if (!o->errors && o->read && o->good != o->read) {
+		compile_read_free(o->good);
+		o->good = compile_read_hold(o->read);
 	}
 }
 
@@ -637,7 +656,7 @@ static bool quick_batch(struct daemon *dm, struct follower *f, uint64_t t0)
 	if (!f->memo || f->touched_all || f->refused_now)
 		return false;
 	for (size_t i = 0; i < f->touched.n; i++)
-		feed(f, f->touched.v[i], o);
+		feed(f, f->touched.v[i]);
 	if (compile_pods_update(o, (struct compile_read *const *)f->retired.v, f->retired.n,
 				(struct compile_read *const *)f->fresh.v, f->fresh.n, &dm->plan, f->memo, &delta, &cst))
 		return false;
@@ -658,7 +677,7 @@ static bool quick_batch(struct daemon *dm, struct follower *f, uint64_t t0)
 	if (f->verify) {
 		struct compile_read **in = calloc(f->n_objects + 1, sizeof(*in));
 		if (in)
-			verify_partial(f, o, in, gather(f, o, in), &dm->plan);
+			verify_partial(f, o, in, gather(f, in), &dm->plan);
 		free(in);
 	}
 	uint64_t gen = dm->generation;
@@ -671,7 +690,7 @@ static bool quick_batch(struct daemon *dm, struct follower *f, uint64_t t0)
 	} else {
 		bool changed = gen != dm->generation;
 		for (size_t i = 0; i < f->touched.n; i++)
-			make_good(f, f->touched.v[i]);
+			make_good(f->touched.v[i]);
 		adopted(dm, f, gen, &st, t0);
 		char why[512];
 		long long size = changed ? journal_append_services(dm, svcs, n, why, sizeof(why)) : 0;
@@ -723,7 +742,7 @@ static void apply_batch(struct daemon *dm, struct follower *f)
 	}
 	for (size_t b = 0; b < STORE_BUCKETS; b++)
 		for (struct kobj *o = f->buckets[b]; o; o = o->next)
-			make_good(f, o);
+			make_good(o);
 	bool changed = gen != dm->generation;
 	plan_free(&dm->plan);
 	arena_free(&f->patches);   /* entries the quick path put in the plan gone with it */
@@ -1036,8 +1055,10 @@ void follower_status(struct daemon *dm, json_writer_t *w, FILE *out)
 					jsonw_string_field(w, "namespace", ns);
 					jsonw_string_field(w, "name", slash + 1);
 				}
-				jsonw_string_field(w, "resourceVersion", json_rv(o->json, seen, sizeof(seen)));
-				jsonw_string_field(w, "appliedResourceVersion", json_rv(o->good, applied, sizeof(applied)));
+				const char *now = o->json ? o->json : compile_read_text(o->read);   /* a VirtualService's is kept */
+				jsonw_string_field(w, "resourceVersion", json_rv(now, seen, sizeof(seen)));
+				jsonw_string_field(w, "appliedResourceVersion",
+						   json_rv(compile_read_text(o->good), applied, sizeof(applied)));
 				jsonw_end_object(w);
 			}
 		jsonw_end_array(w);

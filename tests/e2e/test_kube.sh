@@ -177,7 +177,9 @@ api_fault reset >/dev/null
 wait_for "n1 v1=80 v2=20 | n2 v1=80 v2=20 | n3 v1=80 v2=20" all_weights
 check "dropped watches and 410 Gone: the next change still reaches every node" \
 	"n1 v1=80 v2=20 | n2 v1=80 v2=20 | n3 v1=80 v2=20" "$(all_weights)"
-check "410 Gone: the Pod reflector listed again (lists: $lists_before -> more)" yes "$([ "$(pod_lists 1)" -gt "$lists_before" ] && echo yes)"
+pod_relisted() { [ "$(pod_lists 1)" -gt "$lists_before" ] && echo yes; }
+WAIT_N=400 wait_for yes pod_relisted   # its watch may still be in its backoff when the weights arrive
+check "410 Gone: the Pod reflector listed again (lists: $lists_before -> more)" yes "$(pod_relisted)"
 # a slow API: every answer 300 ms late; the nodes follow all the same
 api_fault slow 300
 "$SLUICE_BUILD/sluice" --kubeconfig "$KC" --context rollout weight purchase-history.$NS v1=70 v2=30 >/dev/null
@@ -246,6 +248,21 @@ check "killed after pods' changes: node 2's restart replays the batches its jour
 check "killed after pods' changes: node 2 restarts without the unready pod" "1,0 | 1,0 | 1,0" "$(eps)"
 pod_ready ph-v2 true
 wait_for "1,1 | 1,1 | 1,1" eps
+
+# 4c. A pod's new version refused after a good one (whose text sluiced no longer keeps, only its
+#     records): the last good version keeps serving, and the fix is taken.
+v2_addrs() { local n out=""; for n in $NODES; do out+="${out:+ | }$(sluice_on "$n" status purchase-history.$NS -o json | jq -r '[.services[] | select(.port == 8080) | .destinations[1].endpoints[].address] | join(",")')"; done; echo "$out"; }
+good="$(pod_ip ph-v2):8080"
+api_curl admin PATCH "/api/v1/namespaces/$NS/pods/ph-v2/status" '{"status":{"podIP":"10.1.2.999","podIPs":[{"ip":"10.1.2.999"}]}}' >/dev/null
+pobj="Pod $NS/ph-v2"
+wait_for "$pobj | $pobj | $pobj" refused
+check "a pod's invalid new version: refused, why, and that its last good version serves" \
+	"true $pobj: status.podIPs[0].ip must be an IP address, got 10.1.2.999" \
+	"$(sluice_on 1 status -o json | jq -r '.kubernetes.refused[0] | "\(.lastGoodServes) \(.errors)"')"
+check "a pod's invalid new version: every node keeps its last good address" "$good | $good | $good" "$(v2_addrs)"
+api_curl admin PATCH "/api/v1/namespaces/$NS/pods/ph-v2/status" "{\"status\":{\"podIP\":\"${good%:*}\",\"podIPs\":[{\"ip\":\"${good%:*}\"}]}}" >/dev/null
+wait_for "" refused
+check "a pod's fixed version: taken on every node, nothing refused" "$good | $good | $good |" "$(v2_addrs) |$(refused | tr -d ' |')"
 
 # 5. A node's sluiced killed during API churn, then restarted: it adopts, relists, reconciles.
 loadgen_exec client-2 -o json \

@@ -431,7 +431,8 @@ enum change { SAME, ADDED, CHANGED };
 struct changes {
 	struct svc_state **next, **old_of, **removed;
 	enum change *what;
-	size_t n_next, n_removed;
+	size_t *touched;                /* the indexes of next that are not SAME: a pod's change is 1 of 10,000 */
+	size_t n_next, n_removed, n_touched;
 	size_t ids_needed;              /* services added */
 	struct svc_index nix;           /* next's index, built unless same_keys */
 	bool same_keys;                 /* none added or removed: the index is patched in place */
@@ -443,12 +444,12 @@ static void changes_free(struct changes *c)
 {
 	if (!c)
 		return;
-	for (size_t i = 0; c->next && i < c->n_next; i++)
-		if (c->what[i] != SAME)
-			svc_free(c->next[i]);
+	for (size_t t = 0; t < c->n_touched; t++)
+		svc_free(c->next[c->touched[t]]);
 	free(c->next);
 	free(c->nix.tab);
 	free(c->what);
+	free(c->touched);
 	free(c->old_of);
 	free(c->removed);
 	free(c);
@@ -461,9 +462,8 @@ static void commit(struct dataplane *dp, struct changes *c)
 		dp->by_id[c->removed[i]->id] = NULL;
 		svc_free(c->removed[i]);
 	}
-	for (size_t i = 0; i < c->n_next; i++) {
-		if (c->what[i] == SAME)
-			continue;
+	for (size_t t = 0; t < c->n_touched; t++) {
+		size_t i = c->touched[t];
 		dp->by_id[c->next[i]->id] = c->next[i];
 		if (c->same_keys) {
 			c->next[i]->pos = i;
@@ -484,6 +484,7 @@ static void commit(struct dataplane *dp, struct changes *c)
 	free(c->old_of);
 	free(c->removed);
 	free(c->what);
+	free(c->touched);
 	free(c);
 }
 
@@ -495,10 +496,9 @@ static int replay(struct dataplane *dp, const struct changes *c, unsigned side_o
 
 	writes_init(&w);
 
-	for (size_t i = 0; i < c->n_next && !err; i++) {
+	for (size_t t = 0; t < c->n_touched && !err; t++) {
+		size_t i = c->touched[t];
 		struct sluice_service_key k = c->next[i]->key;
-		if (c->what[i] == SAME)
-			continue;
 		k.side = side_old;
 		build_record(c->next[i], &w.record);
 		err = batch_add(dp, &w.records, &k, &w.record);
@@ -514,7 +514,8 @@ static int replay(struct dataplane *dp, const struct changes *c, unsigned side_o
 /* 6. Nothing references the previous records' endpoints now, nor removed services' ids. */
 static void delete_unreferenced(struct dataplane *dp, const struct changes *c)
 {
-	for (size_t i = 0; i < c->n_next; i++) {
+	for (size_t t = 0; t < c->n_touched; t++) {
+		size_t i = c->touched[t];
 		if (c->what[i] != CHANGED)
 			continue;
 		delete_endpoints(dp, c->old_of[i]);
@@ -615,6 +616,7 @@ static int diff_address(struct dataplane *dp, const struct plan_service *ps, siz
 	}
 	if (!(c->next[at] = svc_dup(scratch)))
 		return -ENOMEM;
+	c->touched[c->n_touched++] = at;
 	c->old_of[at] = old;
 	c->what[at] = old ? CHANGED : ADDED;
 	c->ids_needed += !old;
@@ -647,7 +649,8 @@ static int diff(struct dataplane *dp, const struct plan *plan, const struct plan
 	c->next = calloc(cap ? cap : 1, sizeof(*c->next));
 	c->old_of = calloc(cap ? cap : 1, sizeof(*c->old_of));
 	c->what = calloc(cap ? cap : 1, sizeof(*c->what));   /* SAME */
-	if (!scratch.slots || !c->next || !c->old_of || !c->what) {
+	c->touched = malloc((cap ? cap : 1) * sizeof(*c->touched));
+	if (!scratch.slots || !c->next || !c->old_of || !c->what || !c->touched) {
 		err = -ENOMEM;
 		goto out;
 	}
@@ -679,8 +682,7 @@ static int diff(struct dataplane *dp, const struct plan *plan, const struct plan
 	}
 	st->services_removed = c->n_removed;
 	if (only)
-		for (size_t i = 0; i < c->n_next; i++)
-			st->services_unchanged += c->what[i] == SAME;
+		st->services_unchanged = c->n_next - c->n_touched;
 out:
 	free(scratch.slots);
 	return err;
@@ -712,8 +714,8 @@ static int check_room(struct dataplane *dp, struct changes *c)
 		.counters = (uint32_t)(dp->slots_in_use + c->slots_new),
 		.ids = (uint32_t)(dp->n_svcs + c->ids_needed),
 	};
-	for (size_t i = 0; i < c->n_next && !need.udp_flows; i++)
-		if (c->next[i]->key.protocol == SLUICE_PROTO_UDP)
+	for (size_t t = 0; t < c->n_touched && !need.udp_flows; t++)   /* the others had room before */
+		if (c->next[c->touched[t]]->key.protocol == SLUICE_PROTO_UDP)
 			need.udp_flows = SLUICE_MAX_UDP_FLOWS;
 	return caps_ensure(dp, &need);
 }
@@ -728,10 +730,9 @@ static int write_inactive(struct dataplane *dp, struct changes *c, struct datapl
 
 	writes_init(&w);
 
-	for (size_t i = 0; i < c->n_next && !err; i++) {
+	for (size_t t = 0; t < c->n_touched && !err; t++) {
+		size_t i = c->touched[t];
 		struct svc_state *s = c->next[i];
-		if (c->what[i] == SAME)
-			continue;
 		if (c->what[i] == ADDED) {
 			if ((err = alloc_id(dp, &s->key, &s->id)))
 				break;
@@ -762,9 +763,11 @@ static void write_failed(struct dataplane *dp, struct changes *c, int err)
 	       strerror(-err), err == -E2BIG || err == -ENOMEM || err == -ENOSPC
 				   ? "a map is full or memory is short, apply fewer services"
 				   : "rerun with --verbose");
-	for (size_t i = 0; i < c->n_next; i++)
+	for (size_t t = 0; t < c->n_touched; t++) {
+		size_t i = c->touched[t];
 		if (c->what[i] == ADDED && dp->by_id[c->next[i]->id] == c->next[i])
 			dp->by_id[c->next[i]->id] = NULL;
+	}
 	dp->sides_differ = true;
 	resync(dp);   /* the inactive side back to the bookkeeping; new endpoints, counters and rr state deleted */
 }

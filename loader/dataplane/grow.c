@@ -337,6 +337,7 @@ static int grow(struct dataplane *dp, const struct dataplane_caps *want)
 	remove_pins(dp->dir, SLUICE_PIN_MAPS_GROW, false);
 	dp->skel = nw;
 	map_fds(dp);
+	dp->caps = *want;   /* what is pinned now: TC's object is loaded over these pins */
 	/* 4. */
 	if ((err = swap_programs(dp)) || (!dp->upgrading && (err = wait_for_readers(dp))))
 		log_error("growing the maps (%s): %s; the maps are grown and pinned, some hooks may still use "
@@ -348,7 +349,6 @@ static int grow(struct dataplane *dp, const struct dataplane_caps *want)
 					    strcmp(sized[i].name, "counters") ? SLUICE_MERGE_RR_STATE : SLUICE_MERGE_COUNTERS);
 	}
 	sluice_bpf__destroy(old);   /* its maps go with their last reference */
-	dp->caps = *want;
 	pins_record(dp);
 	if (!err)
 		log_info("maps grown in %llu ms: %s", (unsigned long long)(ms_now() - t0), what);

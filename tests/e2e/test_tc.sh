@@ -320,6 +320,24 @@ check "weight by the VirtualService's name: the service it routes is named" "1 E
 out=$(out_lg --target $GW:81 -n 3 --timeout 500)
 check "the gateway address on another port is not translated" 3 "$(jqr "$out" '.failed')"
 
+# 8b. The maps grow under TC's flows: 300 more Services applied while the outside connects through
+#     the gateway, so TC's object is loaded again over the grown maps' pins (below 1,303 gateway
+#     connections so far and 1,500 here: no port of the 4,500 is used twice).
+awk -v n=300 -v ns=$NS 'BEGIN { for (i = 0; i < n; i++)
+	printf "---\napiVersion: v1\nkind: Service\nmetadata: {name: more-%d, namespace: %s}\nspec:\n  clusterIP: 198.19.%d.%d\n  selector: {app: ecadraft}\n  ports: [{name: http, port: 8080}]\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: more-%d, namespace: %s}\nspec:\n  hosts: [more-%d]\n  tcp:\n  - {match: [{port: 8080}], route: [{destination: {host: more-%d, port: {number: 8080}}}]}\n",
+		i, ns, 1 + int(i / 250), i % 250 + 1, i, ns, i, i }' > "$D/more.yaml"
+grown_before=$(grep -c "maps grown" "$D/sluiced.log")
+out_lg --target $GW:80 -n 1500 -c 2 > "$D/grow.json" &
+lg=$!
+sleep 0.2
+msg=$(sluice apply -f "$D/cluster.yaml" -f "$D/rules.yaml" -f "$D/gw.yaml" -f "$D/more.yaml" 2>&1)
+wait $lg
+check "TC mode: 300 more services grow the maps once, and every gateway connection meanwhile is answered" \
+	"1 0 1500" "$(( $(grep -c "maps grown" "$D/sluiced.log") - grown_before )) $(jq -r '"\(.failed) \(.ok)"' "$D/grow.json")"
+[ "$(grep -c "maps grown" "$D/sluiced.log")" -gt "$grown_before" ] || echo "   apply: $msg"
+out=$(out_lg --target 198.19.2.50:8080 -n 10 -c 1)
+check "TC mode after the growth: a new service is translated from outside" "0 10" "$(jqr "$out" '"\(.failed) \(.ok)"')"
+
 # 9. Uninstall detaches TC too.
 sluiced_stop TERM 2>/dev/null
 "$SLUICE_BUILD/sluiced" --uninstall --bpffs "$CLUSTER_BPFFS" --socket "$CLUSTER_SOCKET" 2>/dev/null

@@ -33,7 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import kinds                                       # noqa: E402
 import protobuf                                    # noqa: E402
 import selector as sel                             # noqa: E402
-from store import ApiError, Store, bad_request, dumps, gone, no_such_path  # noqa: E402
+from store import ApiError, Store, bad_request, bulk_load, dumps, gone, no_such_path  # noqa: E402
 
 SERVER_VERSION = "v1.32.0"
 
@@ -144,9 +144,9 @@ class Server:
         self.port = self.lsock.getsockname()[1]
         self.log = open(opts.log, "a", buffering=1) if opts.log else None
         if opts.load:
-            with open(opts.load) as f:
+            with open(opts.load) as f, bulk_load():
                 data = json.load(f)
-            self.store.load(data.get("items", []) if isinstance(data, dict) else data)
+                self.store.load(data.get("items", []) if isinstance(data, dict) else data)
 
     def _listen(self, port):
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -939,8 +939,9 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/_sluice/stats" and method == "GET":
             return self.send_bytes(200, dumps(api.stats.json()))
         if path == "/_sluice/load" and method == "POST":
-            data = self.json_body(body)
-            n, rv = api.store.load(data.get("items", []) if isinstance(data, dict) else data or [])
+            with bulk_load():
+                data = self.json_body(body)
+                n, rv = api.store.load(data.get("items", []) if isinstance(data, dict) else data or [])
             return self.send_bytes(200, dumps({"loaded": n, "resourceVersion": str(rv)}))
         if path != "/_sluice/faults":
             raise no_such_path()

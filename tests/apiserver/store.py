@@ -677,6 +677,8 @@ class Store:
                 self._insert(res, rec)
                 self._commit(res, "MODIFIED" if old else "ADDED", rec, old)
                 n += 1
+            for res in self.res.values():     # sorted now, as etcd's keyspace is: not by the first list, under the lock
+                res.keys_sorted()
             return n, self.rv
 
     # ---- CRDs ----

@@ -734,43 +734,42 @@ class Handler(BaseHTTPRequestHandler):
                                "the provided token results in an inconsistent list - objects that were created, "
                                "modified, or deleted between the time the first chunk was returned and now may "
                                "show up in the list.")
-                rv, snap = store.snapshot(res, at)
+                rv, keys, objs = store.snapshot(res, at)
             elif rv_param not in ("", "0"):
                 n = self.check_rv_not_too_large(rv_param)
                 if match == "Exact" or (limit and match != "NotOlderThan"):
-                    rv, snap = store.snapshot(res, n)
+                    rv, keys, objs = store.snapshot(res, n)
                 else:
-                    rv, snap = store.snapshot(res)
+                    rv, keys, objs = store.snapshot(res)
             else:
                 if rv_param == "0":
                     limit = 0        # the watch cache serves resourceVersion=0 whole, ignoring limit
-                rv, snap = store.snapshot(res)
-        keys, recs = snap
-        lo, hi = 0, len(keys)
-        if ns:
-            lo = bisect.bisect_left(keys, ns + "/")
-            hi = bisect.bisect_left(keys, ns + "0")      # "0" sorts right after "/"
-        if start:
-            lo = max(lo, bisect.bisect_right(keys, start))
-        nxt = None
-        filtered = bool(lsel or fsel)
-        if filtered:
-            out, i = [], lo
-            while i < hi:
-                rec = recs[i]
-                i += 1
-                if not (sel.labels_match(lsel, rec.labels) and sel.fields_match(fsel, rec.fields)):
-                    continue
-                out.append(rec)
-                if limit and len(out) >= limit:
-                    if i < hi:
-                        nxt = rec.key
-                    break
-        else:
-            i = min(hi, lo + limit) if limit else hi
-            out = recs[lo:i]
-            if i < hi:
-                nxt = out[-1].key
+                rv, keys, objs = store.snapshot(res)
+            lo, hi = 0, len(keys)
+            if ns:
+                lo = bisect.bisect_left(keys, ns + "/")
+                hi = bisect.bisect_left(keys, ns + "0")      # "0" sorts right after "/"
+            if start:
+                lo = max(lo, bisect.bisect_right(keys, start))
+            nxt = None
+            filtered = bool(lsel or fsel)
+            if filtered:
+                out, i = [], lo
+                while i < hi:
+                    rec = objs[keys[i]]
+                    i += 1
+                    if not (sel.labels_match(lsel, rec.labels) and sel.fields_match(fsel, rec.fields)):
+                        continue
+                    out.append(rec)
+                    if limit and len(out) >= limit:
+                        if i < hi:
+                            nxt = rec.key
+                        break
+            else:
+                i = min(hi, lo + limit) if limit else hi
+                out = list(map(objs.__getitem__, keys[lo:i]))
+                if i < hi:
+                    nxt = out[-1].key
         token, remaining = None, None
         if nxt is not None:
             token = base64.b64encode(json.dumps({"v": "meta.k8s.io/v1", "rv": rv, "start": nxt},

@@ -210,25 +210,18 @@ class Store:
     # ---- snapshots (lists at a resourceVersion, continue tokens) ----
 
     def snapshot(self, res, rv=None):
-        """A resource at rv (None: now) as its sorted keys and their Recs, two lists side by side (no
-        pair per object: 150,000 new tuples would cost a full pass of the garbage collector); raises 410
-        past the window."""
+        """A resource at rv (None: now) as its sorted keys and a key -> Rec mapping: now, the live objects
+        themselves (read them under the lock); an older rv, rebuilt from the log and cached. 410 past the
+        window."""
         if rv is None or rv == self.rv:
-            rv = self.rv
-            cache_key = (res.t.key, rv)
-            snap = self.snapshots.get(cache_key)
-            if snap is None:
-                keys = res.keys_sorted()
-                snap = keys, list(map(res.objs.__getitem__, keys))
-                self._cache(cache_key, snap)
-            return rv, snap
+            return self.rv, res.keys_sorted(), res.objs
         if rv < self.floor(res):
             raise gone("The resourceVersion for the provided list is too old.")
         cache_key = (res.t.key, rv)
         snap = self.snapshots.get(cache_key)
         if snap is not None:
             self.snapshots.move_to_end(cache_key)
-            return rv, snap
+            return (rv,) + snap
         state = dict(res.objs)
         for ev in reversed(res.log):
             if ev.rv <= rv:
@@ -238,10 +231,9 @@ class Store:
                 state.pop(key, None)
             else:
                 state[key] = ev.old
-        keys = sorted(state)
-        snap = keys, list(map(state.__getitem__, keys))
+        snap = sorted(state), state
         self._cache(cache_key, snap)
-        return rv, snap
+        return (rv,) + snap
 
     def _cache(self, key, snap):
         self.snapshots[key] = snap

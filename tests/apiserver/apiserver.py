@@ -49,6 +49,7 @@ DEFAULT_POLICY = {
 }
 
 RAW = operator.attrgetter("raw")      # a Rec's bytes, fetched in C by map() over a page
+LIST_WRITE_ITEMS = 2000               # a list's items per write: a few MB each, not one string of the whole list
 
 PATCH_TYPES = {"application/merge-patch+json": "merge", "application/json-patch+json": "json",
                "application/strategic-merge-patch+json": "strategic"}
@@ -312,14 +313,30 @@ class Handler(BaseHTTPRequestHandler):
 
     def send_bytes(self, code, body, ctype="application/json", headers=()):
         """The whole response in one write: headers and body in one TLS record train."""
+        self.wfile.write(self.response_head(code, len(body), ctype, headers) + body)
+
+    def send_items(self, prefix, items, suffix):
+        """A JSON body whose items are bytes, written LIST_WRITE_ITEMS at a time: a whole list of
+        150,000 Pods is never one 240 MB string, nor a copy of it behind the headers."""
+        length = len(prefix) + sum(map(len, items)) + max(len(items) - 1, 0) + len(suffix)
+        parts = [self.response_head(200, length), prefix]
+        for i in range(0, len(items), LIST_WRITE_ITEMS):
+            if i:
+                self.wfile.write(b"".join(parts))
+                parts = [b","]
+            parts.append(b",".join(items[i:i + LIST_WRITE_ITEMS]))
+        parts.append(suffix)
+        self.wfile.write(b"".join(parts))
+
+    def response_head(self, code, length, ctype="application/json", headers=()):
         self.code = code
         head = ["HTTP/1.1 %d %s" % (code, self.responses.get(code, ("",))[0]),
-                "Date: " + self.date_time_string(), "Content-Type: " + ctype, "Content-Length: %d" % len(body),
+                "Date: " + self.date_time_string(), "Content-Type: " + ctype, "Content-Length: %d" % length,
                 "Cache-Control: no-cache, private"]
         head += ["%s: %s" % kv for kv in headers]
         if self.close_connection:
             head.append("Connection: close")
-        self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
+        return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
 
     def send_error_status(self, err):
         self.send_bytes(err.code, status_body(err), headers=err.headers)
@@ -687,11 +704,10 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_bytes(200, body)
         head = dumps({"kind": rtype.kind + "List", "apiVersion": rtype.api_version(version), "metadata": meta})
         if version == rtype.storage_version:
-            items = b",".join(map(RAW, recs))
+            items = list(map(RAW, recs))
         else:
-            items = b",".join(self.raw_at(rtype, version, r) for r in recs)
-        parts = [head[:-1], b',"items":[', items, b"]}"]
-        self.send_bytes(200, b"".join(parts))
+            items = [self.raw_at(rtype, version, r) for r in recs]
+        self.send_items(head[:-1] + b',"items":[', items, b"]}")
 
     # ---- list ----
 

@@ -12,8 +12,10 @@ tests/e2e/test_apiserver.sh.
 
 import argparse
 import base64
+import bisect
 import csv
 import json
+import operator
 import os
 import re
 import select
@@ -31,7 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import kinds                                       # noqa: E402
 import protobuf                                    # noqa: E402
 import selector as sel                             # noqa: E402
-from store import ApiError, Store, bad_request, dumps, gone, no_such_path  # noqa: E402
+from store import ApiError, Store, bad_request, bulk_load, dumps, gone, no_such_path  # noqa: E402
 
 SERVER_VERSION = "v1.32.0"
 
@@ -45,6 +47,9 @@ DEFAULT_POLICY = {
                 {"verbs": ["list"], "apiGroups": [""], "resources": ["pods"]}],   # sluice's pods, for --wait
     "nobody": [],
 }
+
+RAW = operator.attrgetter("raw")      # a Rec's bytes, fetched in C by map() over a page
+LIST_WRITE_ITEMS = 2000               # a list's items per write: a few MB each, not one string of the whole list
 
 PATCH_TYPES = {"application/merge-patch+json": "merge", "application/json-patch+json": "json",
                "application/strategic-merge-patch+json": "strategic"}
@@ -140,9 +145,9 @@ class Server:
         self.port = self.lsock.getsockname()[1]
         self.log = open(opts.log, "a", buffering=1) if opts.log else None
         if opts.load:
-            with open(opts.load) as f:
+            with open(opts.load) as f, bulk_load():
                 data = json.load(f)
-            self.store.load(data.get("items", []) if isinstance(data, dict) else data)
+                self.store.load(data.get("items", []) if isinstance(data, dict) else data)
 
     def _listen(self, port):
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -308,14 +313,30 @@ class Handler(BaseHTTPRequestHandler):
 
     def send_bytes(self, code, body, ctype="application/json", headers=()):
         """The whole response in one write: headers and body in one TLS record train."""
+        self.wfile.write(self.response_head(code, len(body), ctype, headers) + body)
+
+    def send_items(self, prefix, items, suffix):
+        """A JSON body whose items are bytes, written LIST_WRITE_ITEMS at a time: a whole list of
+        150,000 Pods is never one 240 MB string, nor a copy of it behind the headers."""
+        length = len(prefix) + sum(map(len, items)) + max(len(items) - 1, 0) + len(suffix)
+        parts = [self.response_head(200, length), prefix]
+        for i in range(0, len(items), LIST_WRITE_ITEMS):
+            if i:
+                self.wfile.write(b"".join(parts))
+                parts = [b","]
+            parts.append(b",".join(items[i:i + LIST_WRITE_ITEMS]))
+        parts.append(suffix)
+        self.wfile.write(b"".join(parts))
+
+    def response_head(self, code, length, ctype="application/json", headers=()):
         self.code = code
         head = ["HTTP/1.1 %d %s" % (code, self.responses.get(code, ("",))[0]),
-                "Date: " + self.date_time_string(), "Content-Type: " + ctype, "Content-Length: %d" % len(body),
+                "Date: " + self.date_time_string(), "Content-Type: " + ctype, "Content-Length: %d" % length,
                 "Cache-Control: no-cache, private"]
         head += ["%s: %s" % kv for kv in headers]
         if self.close_connection:
             head.append("Connection: close")
-        self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
+        return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
 
     def send_error_status(self, err):
         self.send_bytes(err.code, status_body(err), headers=err.headers)
@@ -682,8 +703,11 @@ class Handler(BaseHTTPRequestHandler):
                           "items": [partial_metadata(json.loads(r.raw)) for r in recs]})
             return self.send_bytes(200, body)
         head = dumps({"kind": rtype.kind + "List", "apiVersion": rtype.api_version(version), "metadata": meta})
-        parts = [head[:-1], b',"items":[', b",".join(self.raw_at(rtype, version, r) for r in recs), b"]}"]
-        self.send_bytes(200, b"".join(parts))
+        if version == rtype.storage_version:
+            items = list(map(RAW, recs))
+        else:
+            items = [self.raw_at(rtype, version, r) for r in recs]
+        self.send_items(head[:-1] + b',"items":[', items, b"]}")
 
     # ---- list ----
 
@@ -726,35 +750,42 @@ class Handler(BaseHTTPRequestHandler):
                                "the provided token results in an inconsistent list - objects that were created, "
                                "modified, or deleted between the time the first chunk was returned and now may "
                                "show up in the list.")
-                rv, snap = store.snapshot(res, at)
+                rv, keys, objs = store.snapshot(res, at)
             elif rv_param not in ("", "0"):
                 n = self.check_rv_not_too_large(rv_param)
                 if match == "Exact" or (limit and match != "NotOlderThan"):
-                    rv, snap = store.snapshot(res, n)
+                    rv, keys, objs = store.snapshot(res, n)
                 else:
-                    rv, snap = store.snapshot(res)
+                    rv, keys, objs = store.snapshot(res)
             else:
                 if rv_param == "0":
                     limit = 0        # the watch cache serves resourceVersion=0 whole, ignoring limit
-                rv, snap = store.snapshot(res)
-        lo, hi = 0, len(snap)
-        if ns:
-            lo = _bisect(snap, ns + "/")
-            hi = _bisect(snap, ns + "0")      # "0" sorts right after "/"
-        if start:
-            lo = max(lo, _bisect(snap, start + "\x00"))
-        out, nxt, i = [], None, lo
-        filtered = bool(lsel or fsel)
-        while i < hi:
-            rec = snap[i][1]
-            i += 1
-            if filtered and not (sel.labels_match(lsel, rec.labels) and sel.fields_match(fsel, rec.fields)):
-                continue
-            out.append(rec)
-            if limit and len(out) >= limit:
+                rv, keys, objs = store.snapshot(res)
+            lo, hi = 0, len(keys)
+            if ns:
+                lo = bisect.bisect_left(keys, ns + "/")
+                hi = bisect.bisect_left(keys, ns + "0")      # "0" sorts right after "/"
+            if start:
+                lo = max(lo, bisect.bisect_right(keys, start))
+            nxt = None
+            filtered = bool(lsel or fsel)
+            if filtered:
+                out, i = [], lo
+                while i < hi:
+                    rec = objs[keys[i]]
+                    i += 1
+                    if not (sel.labels_match(lsel, rec.labels) and sel.fields_match(fsel, rec.fields)):
+                        continue
+                    out.append(rec)
+                    if limit and len(out) >= limit:
+                        if i < hi:
+                            nxt = rec.key
+                        break
+            else:
+                i = min(hi, lo + limit) if limit else hi
+                out = list(map(objs.__getitem__, keys[lo:i]))
                 if i < hi:
-                    nxt = rec.key
-                break
+                    nxt = out[-1].key
         token, remaining = None, None
         if nxt is not None:
             token = base64.b64encode(json.dumps({"v": "meta.k8s.io/v1", "rv": rv, "start": nxt},
@@ -923,8 +954,9 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/_sluice/stats" and method == "GET":
             return self.send_bytes(200, dumps(api.stats.json()))
         if path == "/_sluice/load" and method == "POST":
-            data = self.json_body(body)
-            n, rv = api.store.load(data.get("items", []) if isinstance(data, dict) else data or [])
+            with bulk_load():
+                data = self.json_body(body)
+                n, rv = api.store.load(data.get("items", []) if isinstance(data, dict) else data or [])
             return self.send_bytes(200, dumps({"loaded": n, "resourceVersion": str(rv)}))
         if path != "/_sluice/faults":
             raise no_such_path()
@@ -990,17 +1022,6 @@ def injected(code):
 
 def partial_metadata(obj):
     return {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj.get("metadata", {})}
-
-
-def _bisect(snap, key):
-    lo, hi = 0, len(snap)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if snap[mid][0] < key:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
 
 
 def _bisect_rv(log, rv):

@@ -106,9 +106,9 @@ int dataplane_apply_services(struct dataplane *dp, const struct plan_service *co
 int dataplane_settle(struct dataplane *dp);
 
 /*
- * All of ep's counters for svc, on its VIPs and gateway addresses of ep's family, summed over
- * CPUs: connections (socket mode) and flows (TC mode) made, and sockops' view of their TCP
- * life. -ENOENT if not routed.
+ * All of ep's counters for svc, summed over its VIPs and gateway addresses of ep's family:
+ * connections (socket mode) and flows (TC mode) made, and sockops' view of their TCP life.
+ * -ENOENT if not routed.
  */
 int dataplane_endpoint_stats(struct dataplane *dp, const struct plan_service *svc, const struct plan_endpoint *ep,
 			     struct sluice_endpoint_stats *out);

@@ -123,7 +123,7 @@ static uint32_t pow2_at_least(uint64_t n)
 	return p;
 }
 
-/* A map's content, copied: its keys, and the values as a lookup gives them (every CPU's for a per-CPU map). */
+/* A map's content, copied: its keys and values. */
 struct copy {
 	void *keys, *values;
 	size_t n, key_size, value_size;

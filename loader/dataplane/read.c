@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * What `sluice status` reads: the generation, an endpoint's counters summed over CPUs, the
+ * What `sluice status` reads: the generation, an endpoint's counters over its addresses, the
  * live side's record of a service, TC mode's counters and live flows. Reads only.
  */
 #include <errno.h>

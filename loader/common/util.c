@@ -109,7 +109,7 @@ void arena_free(struct arena *a)
 	a->used = 0;
 }
 
-static uint64_t hash_str(const char *s)
+uint64_t hash_str(const char *s)
 {
 	uint64_t h = 1469598103934665603ULL;
 	for (; *s; s++)

@@ -25,6 +25,8 @@ char *arena_printf(struct arena *a, const char *fmt, ...) __attribute__((format(
 void arena_reset(struct arena *a);                         /* frees all but one block, for reuse */
 void arena_free(struct arena *a);
 
+uint64_t hash_str(const char *s);   /* FNV-1a, 64 bits */
+
 /* Open-addressing map from string to pointer; keys are not copied. */
 struct strmap {
 	const char **keys;

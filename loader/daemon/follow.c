@@ -41,8 +41,8 @@ struct kobj {
 	char *key;                  /* "Kind namespace/name": the compiler's file name for it */
 	int refl;                   /* the reflector that delivered it */
 	unsigned gen;               /* the list it was last seen in */
-	uint64_t hash;              /* of the current version's text, resourceVersion included: a relist's unchanged objects */
-	char *json;                 /* the current version's text until it is read (then its read keeps it, a pod's only if refused) */
+	uint64_t hash;              /* of the current version's text, resourceVersion included */
+	char *json;                 /* the current version's text until read (then its read keeps it; a pod's, if refused) */
 	/* each holds a reference (compile_read_hold): */
 	struct compile_read *read;  /* the current version read into records (NULL: not yet) */
 	struct compile_read *good;  /* the last version that compiled (NULL: none yet); read itself when it did */
@@ -232,15 +232,6 @@ static void set_fed(struct follower *f, struct kobj *o, struct compile_read *r)
 	o->fed = compile_read_hold(r);
 }
 
-/* FNV-1a: a relist's copy of an object is the same text, resourceVersion and all. */
-static uint64_t text_hash(const char *s)
-{
-	uint64_t h = 1469598103934665603ULL;
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-	return h;
-}
-
 static void kobj_free(struct follower *f, struct kobj *o)
 {
 	for (size_t i = 0; o->touched && i < f->touched.n; i++)
@@ -288,7 +279,7 @@ static void store_put(struct follower *f, struct qitem *q)
 		return;
 	}
 	struct kobj *o = *p;
-	uint64_t hash = text_hash(q->json);
+	uint64_t hash = hash_str(q->json);   /* a relist's copy of an object is the same text, resourceVersion and all */
 	if (!o) {
 		o = calloc(1, sizeof(*o));
 		if (!o)

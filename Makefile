@@ -12,7 +12,7 @@ CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Iinclude -Iloader
 SLUICE_CFLAGS := -D_GNU_SOURCE
 # The compiler, the plan and the CLI need libyaml only; what loads BPF needs the rest.
-LDLIBS_COMPILER := -lyaml -lm
+LDLIBS_COMPILER := -lyaml -lm -lpthread
 LDLIBS_KUBE := -lcurl -lpthread
 LDLIBS  := -lbpf -lelf -lz -lcap $(LDLIBS_KUBE) $(LDLIBS_COMPILER)
 
@@ -128,7 +128,7 @@ FUZZ_SECONDS ?= 60
 $(BUILD)/fuzz_yaml: tests/fuzz/fuzz_yaml.c $(COMPILER_SRCS) $(HEADERS) | $(BUILD)
 	$(CLANG) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 		-std=gnu11 -Wall -Wextra -Wno-unused-parameter -D_GNU_SOURCE -Iinclude -Iloader \
-		tests/fuzz/fuzz_yaml.c $(COMPILER_SRCS) -o $@ -lyaml -lm
+		tests/fuzz/fuzz_yaml.c $(COMPILER_SRCS) -o $@ -lyaml -lm -lpthread
 fuzz: $(BUILD)/fuzz_yaml
 	@mkdir -p $(BUILD)/fuzz-corpus
 	@echo "fuzz: $(BUILD)/fuzz_yaml for $(FUZZ_SECONDS) s, log in $(BUILD)/fuzz.log"

@@ -109,6 +109,24 @@ void arena_free(struct arena *a)
 	a->used = 0;
 }
 
+void arena_adopt(struct arena *a, struct arena *from)
+{
+	struct arena_block *tail = from->head;
+	if (!tail)
+		return;
+	while (tail->next)
+		tail = tail->next;
+	if (a->head) {   /* behind the head, whose free space is used next */
+		tail->next = a->head->next;
+		a->head->next = from->head;
+	} else {
+		a->head = from->head;
+	}
+	a->used += from->used;
+	from->head = NULL;
+	from->used = 0;
+}
+
 uint64_t hash_str(const char *s)
 {
 	uint64_t h = 1469598103934665603ULL;
@@ -159,6 +177,30 @@ void strmap_reserve(struct strmap *m, size_t n)
 {
 	while (n * 2 > m->cap)
 		strmap_grow(m);
+}
+
+void strmap_put_all(struct strmap *m, const struct strmap *from)
+{
+	strmap_reserve(m, m->len + from->len);
+	for (size_t i = 0; i < from->cap; i++) {
+		if (!from->keys[i])
+			continue;
+		size_t j = strmap_slot(m, from->keys[i], from->hashes[i]);
+		if (!m->keys[j]) {
+			m->keys[j] = from->keys[i];
+			m->hashes[j] = from->hashes[i];
+			m->len++;
+		}
+		m->vals[j] = from->vals[i];
+	}
+}
+
+bool strmap_shares(const struct strmap *a, const struct strmap *b)
+{
+	for (size_t i = 0; a->cap && i < b->cap; i++)
+		if (b->keys[i] && a->keys[strmap_slot(a, b->keys[i], b->hashes[i])])
+			return true;
+	return false;
 }
 
 void strmap_put(struct strmap *m, const char *key, void *val)

@@ -24,6 +24,7 @@ char *arena_strdup(struct arena *a, const char *s);
 char *arena_printf(struct arena *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void arena_reset(struct arena *a);                         /* frees all but one block, for reuse */
 void arena_free(struct arena *a);
+void arena_adopt(struct arena *a, struct arena *from);      /* from's blocks become a's; from is left empty */
 
 uint64_t hash_str(const char *s);   /* FNV-1a, 64 bits */
 
@@ -39,6 +40,8 @@ void *strmap_get(const struct strmap *m, const char *key);
 void strmap_put(struct strmap *m, const char *key, void *val);   /* replaces */
 void strmap_reserve(struct strmap *m, size_t n);   /* room for n keys without growing */
 void strmap_free(struct strmap *m);
+void strmap_put_all(struct strmap *m, const struct strmap *from);   /* every key of from, replacing */
+bool strmap_shares(const struct strmap *a, const struct strmap *b);   /* a key of b is in a */
 
 /* Growable array of pointers. */
 struct ptrvec {

@@ -23,6 +23,24 @@ static bool api_version_is(const char *v, const char *const *ok)
 
 static void read_object(struct cctx *c, const struct ynode *obj, bool in_list);
 
+/* kind names a list: List, or any kind ending in List (ServiceList, PodList...). */
+static bool list_kind(const char *kind)
+{
+	size_t n = strlen(kind);
+	return !strcmp(kind, "List") || (n > 4 && !strcmp(kind + n - 4, "List"));
+}
+
+/* Whether read_object reads obj, a document, as a List (read_list): its items, if streamed, were
+ * read as its. */
+static bool read_as_list(const struct ynode *obj)
+{
+	if (obj->type != YN_MAP)
+		return false;
+	const struct ynode *kn = ymap_get(obj, "kind"), *av = ymap_get(obj, "apiVersion");
+	return kn && kn->type == YN_SCALAR && !ynode_is_null(kn) && av && av->type == YN_SCALAR &&
+	       !ynode_is_null(av) && list_kind(kn->str) && !strcmp(av->str, "v1");
+}
+
 static void read_list(struct cctx *c, const struct ynode *obj)
 {
 	static const char *const list_fields[] = { "apiVersion", "items", "kind", "metadata", NULL };
@@ -62,8 +80,7 @@ static void read_object(struct cctx *c, const struct ynode *obj, bool in_list)
 	bool service = !strcmp(kind, "Service"), pod = !strcmp(kind, "Pod");
 	bool vs = !strcmp(kind, "VirtualService"), dr = !strcmp(kind, "DestinationRule");
 	bool gw = !strcmp(kind, "Gateway") && !strncmp(api, "networking.istio.io/", 20);
-	bool list = !strcmp(kind, "List") || (strlen(kind) > 4 && !strcmp(kind + strlen(kind) - 4, "List"));
-	if (list && !strcmp(api, "v1") && !in_list) {
+	if (list_kind(kind) && !strcmp(api, "v1") && !in_list) {
 		read_list(c, obj);
 		return;
 	}
@@ -109,12 +126,28 @@ static void read_object(struct cctx *c, const struct ynode *obj, bool in_list)
 	}
 }
 
-static void on_document(void *ctx, const struct mark *file, struct ynode *root)
+void cc_read_document(void *ctx, const struct mark *file, struct ynode *root)
 {
 	struct cctx *c = ctx;
 	c->file = file;
 	cc_pop(c, 0);
+	if (c->stream && c->stream->streamed && !read_as_list(root)) {
+		c->stream->spoiled = true;   /* its items were read as a List's: it is read again whole */
+		return;
+	}
 	read_object(c, root, false);
+}
+
+/* As read_list reads items[index], its tree given before the List's end. */
+void cc_read_item(void *ctx, const struct mark *file, uint32_t index, struct ynode *item)
+{
+	struct cctx *c = ctx;
+	c->file = file;
+	cc_pop(c, 0);
+	cc_push_key(c, "items");
+	cc_push_index(c, index);
+	read_object(c, item, true);
+	cc_pop(c, 0);
 }
 
 /* The options' values, which errors place at the option's name. Returns false for a -n namespace
@@ -140,15 +173,14 @@ static bool check_options(struct cctx *c, const struct compile_opts *o)
 }
 
 /* Every document of every input, read in order; files[i] is where input i's errors point. An input
- * without objects is an error unless errors since errors_before already speak of it. */
+ * without objects is an error unless errors since errors_before already speak of it. whole: each
+ * document a whole tree, on this thread (compile_read's objects are small). */
 static void read_inputs(struct cctx *c, const struct compile_input *in, size_t n_in, struct mark *files,
-			size_t errors_before)
+			size_t errors_before, bool whole)
 {
 	for (size_t i = 0; i < n_in; i++) {
 		files[i] = (struct mark){ .file = in[i].name, .file_index = (uint32_t)i, .line = 1, .col = 1 };
-		size_t docs = in[i].mapped ? yaml_each_document_mapped(in[i].buf, in[i].len, in[i].scan, &files[i], c->d,
-								       on_document, c)
-					   : yaml_each_document(in[i].buf, in[i].len, &files[i], c->d, on_document, c);
+		size_t docs = cc_read_input(c, &in[i], &files[i], whole, i + 1 == n_in);
 		if (!docs && c->d->n == errors_before)
 			diag_error(c->d, &files[i], "no objects in this file: it is empty or holds only comments");
 		errors_before = c->d->n;
@@ -219,7 +251,7 @@ int compile_plan(const struct compile_opts *o, const struct compile_input *in, s
 	struct mark *files = calloc(n_in ? n_in : 1, sizeof(*files));
 	if (!files)
 		abort();
-	read_inputs(&c, in, n_in, files, errors_before);
+	read_inputs(&c, in, n_in, files, errors_before, false);
 	c.st->files = n_in;
 	if (!n_in && ns_ok) {
 		struct mark none = { .file = "sluice", .line = 1, .col = 1 };
@@ -280,7 +312,7 @@ struct compile_read *compile_read(const struct compile_opts *o, const struct com
 	if (o->gateway_address && name_parse_addr(o->gateway_address, &c.gateway_address) &&
 	    name_vip_error(&c.gateway_address))
 		c.gateway_address.family = 0;   /* refused at every compile_plan_reads */
-	read_inputs(&c, in, 1, &file, 0);
+	read_inputs(&c, in, 1, &file, 0, true);
 	arena_free(&transient);
 	r->services = fit(c.services);
 	r->pods = fit(c.pods);

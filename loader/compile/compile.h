@@ -16,6 +16,12 @@ struct compile_opts {
 	const char *cluster_domain;  /* NULL: "cluster.local" */
 	FILE *skipped_log;           /* non-NULL (-v): one line per skipped object */
 	const char *gateway_address; /* where Gateways without spec.addresses are served; NULL: none */
+	/* How an input is read (reading.c); every way gives one outcome, as tests check. BEST: a List
+	 * item by item, a large input on two threads; SPLIT: two threads at any size, the second's part
+	 * looked for from byte split_from (0: the middle); STREAM: one thread; WHOLE: one thread, each
+	 * document a whole tree. */
+	enum compile_reading { COMPILE_READ_BEST, COMPILE_READ_SPLIT, COMPILE_READ_STREAM, COMPILE_READ_WHOLE } reading;
+	size_t split_from;
 };
 
 /* One input file, already read. */
@@ -31,6 +37,7 @@ struct compile_stats {
 	size_t files, objects, skipped;
 	size_t services, destinations, endpoints;
 	size_t vs_built, vs_total;   /* VirtualServices built (an incremental build keeps the others' entries), of all */
+	size_t inputs_split;         /* inputs read on two threads (compile_opts.reading) */
 };
 
 /* Fills plan, or reports every error in d. Returns 0 when the plan is valid. */

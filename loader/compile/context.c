@@ -396,6 +396,8 @@ static bool unique_object(struct cctx *c, const char *kind, const struct meta *m
 	struct arena *a = c->transient ? c->transient : c->keep;
 	const char *key = cc_join(a, '/', kind, m->ns, m->name);
 	const struct mark *first = strmap_get(&c->objects, key);
+	if (!first && c->outer)
+		first = strmap_get(c->outer, key);
 	if (first) {
 		cc_err(c, m->node, "duplicate %s %s/%s (first defined at %s:%u:%u)", kind, m->ns, m->name, first->file,
 		       first->line, first->col);

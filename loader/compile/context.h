@@ -27,6 +27,8 @@ struct cctx {
 	struct ptrvec services, pods, vss, drs, gateways;
 	struct plan_addr gateway_address;   /* --gateway-address; family 0 when not given */
 	struct strmap objects;       /* "Kind/ns/name" -> struct mark *, for duplicates */
+	const struct strmap *outer;  /* the objects of inputs read before, when this reads a part of one */
+	struct yaml_stream *stream;  /* non-NULL: a List's items come one by one (ytree.h) */
 	struct arena *transient;     /* objects' keys and marks when they need not outlive the reading; NULL: keep */
 	struct compile_stats *st;
 };

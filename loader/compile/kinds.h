@@ -12,6 +12,14 @@ void cc_read_virtual_service(struct cctx *c, const struct ynode *obj);  /* virtu
 void cc_read_destination_rule(struct cctx *c, const struct ynode *obj); /* destination_rule.c */
 void cc_read_gateway(struct cctx *c, const struct ynode *obj);          /* gateway.c */
 
+/* One input's documents into the records (reading.c): read as compile_opts.reading says, or whole
+ * trees on one thread (whole). last: no input follows, whose duplicates need its objects' keys.
+ * Returns how many documents it held. */
+size_t cc_read_input(struct cctx *c, const struct compile_input *in, const struct mark *file, bool whole, bool last);
+/* A document, and a streamed List's item (ytree.h), to its kind's reader (compile.c). */
+void cc_read_document(void *ctx, const struct mark *file, struct ynode *root);
+void cc_read_item(void *ctx, const struct mark *file, uint32_t index, struct ynode *item);
+
 /* What the follower keeps of an object (compile_member_json): a Pod's spec and status as pod.c
  * reads them. */
 struct json_writer;

@@ -24,6 +24,7 @@ struct frame {
 
 struct builder {
 	struct arena arena;          /* one document's nodes */
+	struct arena *nodes;         /* where nodes are made: arena, or a streamed item's own */
 	struct strmap anchors;
 	struct ptrvec stack;         /* struct frame *, reused from document to document */
 	size_t depth;                /* frames of stack in use */
@@ -115,7 +116,7 @@ static void attach(struct builder *b, struct ynode *n)
 /* A node, and room for extra bytes after it (a scalar's text): one allocation, every field set. */
 static struct ynode *new_node_extra(struct builder *b, uint8_t type, uint32_t line, uint32_t col, size_t extra)
 {
-	struct ynode *n = arena_take(&b->arena, sizeof(*n) + extra);
+	struct ynode *n = arena_take(b->nodes, sizeof(*n) + extra);
 	*n = (struct ynode){ .type = type, .line = line, .col = col };
 	return n;
 }
@@ -186,7 +187,7 @@ static void close_frame(struct builder *b)
 	struct frame *f = b->stack.v[--b->depth];
 	struct ynode *n = f->node;
 	size_t count = f->kids.n;
-	n->items = arena_alloc(&b->arena, (count ? count : 1) * sizeof(*n->items));
+	n->items = arena_alloc(b->nodes, (count ? count : 1) * sizeof(*n->items));
 	if (count)
 		memcpy(n->items, f->kids.v, count * sizeof(*n->items));
 	n->n = (uint32_t)(n->type == YN_MAP ? count / 2 : count);
@@ -244,6 +245,7 @@ static void free_frames(struct builder *b)
 
 static void reset_document(struct builder *b)
 {
+	b->nodes = &b->arena;
 	b->depth = 0;
 	strmap_free(&b->anchors);
 	arena_reset(&b->arena);
@@ -468,7 +470,15 @@ struct fast {
 	int indent;                  /* the current content line's indentation; -1 at a document's end */
 	struct arena scratch;        /* quoted scalars with escapes, unescaped */
 	bool declined;
+	struct yaml_stream *stream;  /* NULL: a List is read whole */
+	void *ctx;                   /* stream->item's */
+	bool stream_next;            /* the value read next is the root's "items": stream it */
+	bool stream_taken;           /* this document's "items" was met */
+	struct arena items;          /* a streamed item's nodes */
+	const unsigned char *dropped;   /* pages before it were given back; NULL: not a mapped file */
 };
+
+static void drop_behind(const unsigned char *p, const unsigned char **dropped);
 
 /* Marks the document as beyond the fast reader; every function then returns at once. */
 static bool decline(struct fast *f)
@@ -739,6 +749,7 @@ static const unsigned char *key_here(const struct fast *f)
 }
 
 static bool block_node(struct fast *f, bool in_map);
+static bool block_sequence(struct fast *f, bool in_map, bool stream);
 
 /* A node that starts and ends on the cursor's line (a scalar, {} or []), then the next content,
  * which may not be indented past parent (that would continue a multi-line scalar). */
@@ -774,6 +785,8 @@ static bool inline_node(struct fast *f, int parent)
  * indented than parent, or (after a key) a sequence at the key's own indentation; else empty. */
 static bool value(struct fast *f, int parent, uint32_t line, uint32_t col, bool after_key)
 {
+	bool stream = f->stream_next;
+	f->stream_next = false;
 	while (f->p < f->end && *f->p == ' ')
 		f->p++;
 	if (f->p < f->end && *f->p != '\n' && *f->p != '#')
@@ -782,7 +795,8 @@ static bool value(struct fast *f, int parent, uint32_t line, uint32_t col, bool 
 		return false;
 	bool dash = f->indent >= 0 && *f->p == '-' && at_blank(f, f->p + 1);
 	if (f->indent > parent || (after_key && f->indent == parent && dash))
-		return block_node(f, after_key && f->indent == parent);
+		return stream && dash ? block_sequence(f, after_key && f->indent == parent, true)
+				      : block_node(f, after_key && f->indent == parent);
 	attach(f->b, add_scalar(f->b, line, col, "", 0, true, false));   /* libyaml's empty value: just past the indicator */
 	return true;
 }
@@ -791,6 +805,7 @@ static bool value(struct fast *f, int parent, uint32_t line, uint32_t col, bool 
 static bool block_mapping(struct fast *f)
 {
 	int indent = f->indent;
+	bool root = f->stream && !f->b->depth;
 	open_frame(f->b, YN_MAP, f->line, fcol(f, f->p), NULL);
 	do {
 		const unsigned char *start = f->p, *colon = key_here(f);
@@ -808,7 +823,11 @@ static bool block_mapping(struct fast *f)
 			return decline(f);   /* libyaml looks for a key's ':' within 1024 characters */
 		attach(f->b, k);
 		f->p++;   /* the ':' */
-		if (!value(f, indent, f->line, fcol(f, f->p), true))
+		if (root && !f->stream_taken && k->len == 5 && !memcmp(k->str, "items", 5))
+			f->stream_next = f->stream_taken = true;
+		bool ok = value(f, indent, f->line, fcol(f, f->p), true);
+		f->stream_next = false;
+		if (!ok)
 			return false;
 	} while (f->indent == indent);
 	if (f->indent > indent)
@@ -817,13 +836,46 @@ static bool block_mapping(struct fast *f)
 	return true;
 }
 
+/* A streamed item, just read (the last of its sequence's frame): given, then its nodes dropped. */
+static void give_item(struct fast *f)
+{
+	struct frame *fr = f->b->stack.v[f->b->depth - 1];
+	struct ynode *item = fr->kids.v[--fr->kids.n];
+	f->b->nodes = &f->b->arena;
+	f->stream->item(f->ctx, f->b->file, f->stream->streamed++, item);
+	arena_reset(&f->items);
+	arena_reset(&f->scratch);
+	if (f->dropped)
+		drop_behind(f->p, &f->dropped);
+}
+
+/* At the stream's split: the items from there, if the other thread read them; the cursor then
+ * where they end. */
+static bool join_items(struct fast *f)
+{
+	struct yaml_resume r;
+	f->stream->split = NULL;   /* asked once */
+	if (!f->stream->join(f->stream->join_ctx, f->stream->streamed, &r))
+		return false;
+	f->p = r.p;
+	f->ls = r.ls;
+	f->line = r.line;
+	f->indent = r.indent;
+	f->stream->streamed += r.items;
+	return true;
+}
+
 /* A block sequence whose first '-' is at the cursor; in_map: at its mapping key's indentation,
- * where a line that is no item ends it. */
-static bool block_sequence(struct fast *f, bool in_map)
+ * where a line that is no item ends it. stream: its items are given one by one (struct yaml_stream). */
+static bool block_sequence(struct fast *f, bool in_map, bool stream)
 {
 	int indent = f->indent;
 	open_frame(f->b, YN_SEQ, f->line, fcol(f, f->p), NULL);
 	while (f->indent == indent && *f->p == '-' && at_blank(f, f->p + 1)) {
+		if (stream && !indent && f->p == f->stream->split && join_items(f))
+			continue;
+		if (stream)
+			f->b->nodes = &f->items;
 		uint32_t line = f->line, col = fcol(f, f->p) + 1;
 		f->p++;
 		while (f->p < f->end && *f->p == ' ')
@@ -840,6 +892,8 @@ static bool block_sequence(struct fast *f, bool in_map)
 		} else if (!value(f, indent, line, col, false)) {
 			return false;
 		}
+		if (stream)
+			give_item(f);
 	}
 	if (f->indent == indent && !in_map)
 		return decline(f);
@@ -852,7 +906,7 @@ static bool block_sequence(struct fast *f, bool in_map)
 static bool block_node(struct fast *f, bool in_map)
 {
 	if (*f->p == '-' && at_blank(f, f->p + 1))
-		return block_sequence(f, in_map);
+		return block_sequence(f, in_map, false);
 	return block_mapping(f);
 }
 
@@ -1030,14 +1084,33 @@ static void drop_behind(const unsigned char *p, const unsigned char **dropped)
 	*dropped = upto;
 }
 
-static size_t each_document(const unsigned char *buf, size_t len, const struct mark *file, struct diags *d,
-			    ydoc_fn fn, void *ctx, const struct ytree_scan *mapped, enum yaml_readers readers)
+/* The first page boundary at or after p: a part of a mapped file gives back whole pages only. */
+static const unsigned char *page_up(const unsigned char *p)
+{
+	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+	return (const unsigned char *)(((uintptr_t)p + page - 1) & ~(page - 1));
+}
+
+/* What a reading of an input leaves: its builder's nodes and frames, the reader's arenas. */
+static void fast_free(struct fast *f)
+{
+	reset_document(f->b);
+	arena_free(&f->b->arena);
+	arena_free(&f->scratch);
+	arena_free(&f->items);
+	free_frames(f->b);
+}
+
+static size_t each_document(const unsigned char *buf, size_t len, uint32_t line, const struct mark *file,
+			    struct diags *d, ydoc_fn fn, void *ctx, const struct ytree_scan *scanned, bool mapped,
+			    struct yaml_stream *stream, enum yaml_readers readers)
 {
 	struct builder b = { .file = file, .d = d };
+	b.nodes = &b.arena;
 	size_t docs = 0;
 	struct ytree_scan scan = { .plain = true, .nul = SIZE_MAX };
-	if (mapped) {
-		scan = *mapped;   /* read from the file, not through the mapping: its pages are faulted in once */
+	if (scanned) {
+		scan = *scanned;   /* read from the file, not through the mapping: its pages are faulted in once */
 	} else {
 		for (size_t used; scan.scanned < len;)
 			ytree_scan_bytes(&scan, buf + scan.scanned, len - scan.scanned, true, &used);
@@ -1048,12 +1121,15 @@ static size_t each_document(const unsigned char *buf, size_t len, const struct m
 		return SIZE_MAX;
 	if (!scan.plain)
 		readers = YAML_LIBYAML_ONLY;
-	struct fast f = { .b = &b, .p = buf, .end = buf + len, .ls = buf, .line = 1 };
-	const unsigned char *dropped = buf;
+	struct fast f = { .b = &b, .p = buf, .end = buf + len, .ls = buf, .line = line, .stream = stream, .ctx = ctx,
+			  .dropped = mapped ? page_up(buf) : NULL };
 	for (;;) {
 		const unsigned char *start = f.p;
 		uint32_t start_line = f.line;
 		size_t errors = d->n;
+		if (stream)
+			stream->streamed = 0;
+		f.stream_taken = false;
 		enum fast_result r = readers == YAML_LIBYAML_ONLY ? FAST_DECLINE : fast_document(&f);
 		if (r == FAST_DECLINE && readers == YAML_FAST_ONLY) {
 			docs = SIZE_MAX;
@@ -1062,10 +1138,15 @@ static size_t each_document(const unsigned char *buf, size_t len, const struct m
 		if (r == FAST_DOC && b.root && !b.failed && !ynode_is_null(b.root)) {
 			docs++;
 			fn(ctx, file, b.root);
+		} else if (stream && stream->streamed) {
+			stream->spoiled = true;   /* its items were read as objects, and it is no List read */
 		}
+		if (stream)
+			stream->streamed = 0;
 		reset_document(&b);
 		b.failed = false;
 		arena_reset(&f.scratch);
+		arena_reset(&f.items);
 		if (r == FAST_END)
 			break;
 		if (r == FAST_DECLINE) {   /* what the fast reader said of it is taken back */
@@ -1075,32 +1156,52 @@ static size_t each_document(const unsigned char *buf, size_t len, const struct m
 			if (!slow_document(&f, fn, ctx, &docs))
 				break;
 		}
-		if (mapped)
-			drop_behind(f.p, &dropped);   /* the pages read are given back: read again if need be */
+		if (f.dropped)
+			drop_behind(f.p, &f.dropped);   /* the pages read are given back: read again if need be */
 	}
-	reset_document(&b);
-	arena_free(&b.arena);
-	arena_free(&f.scratch);
-	free_frames(&b);
+	fast_free(&f);
 	return docs;
 }
 
 size_t yaml_each_document(const unsigned char *buf, size_t len, const struct mark *file, struct diags *d,
 			  ydoc_fn fn, void *ctx)
 {
-	return each_document(buf, len, file, d, fn, ctx, NULL, YAML_BOTH);
+	return each_document(buf, len, 1, file, d, fn, ctx, NULL, false, NULL, YAML_BOTH);
 }
 
 size_t yaml_each_document_mapped(const unsigned char *buf, size_t len, const struct ytree_scan *scan,
 				 const struct mark *file, struct diags *d, ydoc_fn fn, void *ctx)
 {
-	return each_document(buf, len, file, d, fn, ctx, scan, YAML_BOTH);
+	return each_document(buf, len, 1, file, d, fn, ctx, scan, true, NULL, YAML_BOTH);
+}
+
+size_t yaml_each_document_part(const unsigned char *buf, size_t len, uint32_t line, const struct ytree_scan *scan,
+			       bool mapped, const struct mark *file, struct diags *d, ydoc_fn fn, void *ctx,
+			       struct yaml_stream *stream)
+{
+	return each_document(buf, len, line, file, d, fn, ctx, scan, mapped, stream, YAML_BOTH);
+}
+
+bool yaml_stream_items(const unsigned char *buf, size_t len, uint32_t line, bool mapped, const struct mark *file,
+		       struct diags *d, void *ctx, struct yaml_stream *stream, struct yaml_resume *end)
+{
+	struct builder b = { .file = file, .d = d };
+	b.nodes = &b.arena;
+	struct fast f = { .b = &b, .p = buf, .end = buf + len, .ls = buf, .line = line, .stream = stream, .ctx = ctx,
+			  .dropped = mapped ? page_up(buf) : NULL };
+	uint32_t base = stream->streamed;
+	bool ok = next_content(&f) && f.indent == 0 && *f.p == '-' && at_blank(&f, f.p + 1) &&
+		  block_sequence(&f, true, true) && !f.declined && !b.failed && !b.depth;
+	*end = (struct yaml_resume){ .p = f.p, .ls = f.ls, .line = f.line, .indent = f.indent,
+				     .items = stream->streamed - base };
+	fast_free(&f);
+	return ok;
 }
 
 size_t yaml_each_document_with(const unsigned char *buf, size_t len, const struct mark *file, struct diags *d,
 			       ydoc_fn fn, void *ctx, enum yaml_readers readers)
 {
-	return each_document(buf, len, file, d, fn, ctx, NULL, readers);
+	return each_document(buf, len, 1, file, d, fn, ctx, NULL, false, NULL, readers);
 }
 
 static void write_json(json_writer_t *w, const struct ynode *n, ytree_json_hook hook, void *ctx, int depth)

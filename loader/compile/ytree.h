@@ -45,6 +45,41 @@ int ytree_scan_fd(int fd, size_t len, struct ytree_scan *sc);
  * pages read are given back as it goes, so that a large input is never resident whole. */
 size_t yaml_each_document_mapped(const unsigned char *buf, size_t len, const struct ytree_scan *scan,
 				 const struct mark *file, struct diags *d, ydoc_fn fn, void *ctx);
+/* A List's items read one at a time, as they are parsed: `kubectl get -o yaml` prints one List
+ * document, and 150,000 objects as one tree would take gigabytes. The fast reader gives item each
+ * item of the first "items" key of a document's root mapping (a block sequence), the item's tree
+ * living until item returns; the root then holds items empty. Whether the document was a List is
+ * known only at its end ("kind" is printed after "items"): fn sees streamed > 0 and must judge;
+ * spoiled says a document whose items were given was then left to libyaml or not read at all.
+ * Either way the caller reads the input again without a stream.
+ * split, join: at split (a line start), a streamed sequence at column 1 asks join whether another
+ * thread read the items from there (yaml_stream_items); true: the reader goes on from *at. */
+struct yaml_resume {
+	const unsigned char *p, *ls;   /* the reader's cursor and the start of its line */
+	uint32_t line;
+	int indent;
+	uint32_t items;                /* items the other thread gave */
+};
+struct yaml_stream {
+	void (*item)(void *ctx, const struct mark *file, uint32_t index, struct ynode *item);
+	uint32_t streamed;             /* the current document's items given so far */
+	bool spoiled;
+	const unsigned char *split;
+	bool (*join)(void *join_ctx, uint32_t index, struct yaml_resume *at);
+	void *join_ctx;
+};
+/* yaml_each_document over part of a larger input: len bytes from buf, which is a line start at
+ * line; scan: what ytree_scan_* found in the whole input (plain, no NUL); mapped: give its pages
+ * back as they are read; stream: NULL, or Lists streamed. */
+size_t yaml_each_document_part(const unsigned char *buf, size_t len, uint32_t line, const struct ytree_scan *scan,
+			       bool mapped, const struct mark *file, struct diags *d, ydoc_fn fn, void *ctx,
+			       struct yaml_stream *stream);
+/* Items of a block sequence at column 1 from buf (a line start at line) given to stream->item,
+ * numbered from stream->streamed, as the first thread would give them had it read so far; *end:
+ * where they end. false when the fast reader cannot read them (then what was given is worthless). */
+bool yaml_stream_items(const unsigned char *buf, size_t len, uint32_t line, bool mapped, const struct mark *file,
+		       struct diags *d, void *ctx, struct yaml_stream *stream, struct yaml_resume *end);
+
 /* For tests (ytree_fast_test.c), which hold the two readers to the same trees and errors: libyaml
  * alone, or the fast reader alone (SIZE_MAX at the first document it would leave to libyaml). */
 enum yaml_readers { YAML_BOTH, YAML_LIBYAML_ONLY, YAML_FAST_ONLY };

@@ -2,8 +2,9 @@
 /* libFuzzer target for the YAML front end: one input file through the whole compiler and both
  * printers, and every plan it compiles through sluiced's saved-plan reader, which must take it
  * back (the two hold names and addresses to the same rules); and read by ytree's own reader and by
- * libyaml alone, which must give the same nodes and errors. Any crash, leak, sanitizer report,
- * refused plan or difference is a bug. */
+ * libyaml alone, which must give the same nodes and errors; and compiled as whole trees on one
+ * thread and on two threads split where the input says, which must give the same plan or errors.
+ * Any crash, leak, sanitizer report, refused plan or difference is a bug. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +48,27 @@ static char *read_as(const uint8_t *data, size_t size, enum yaml_readers how)
 	return text;
 }
 
+/* The plan as JSON, or the errors, of data compiled with o. */
+static char *outcome_of(const struct compile_opts *o, const struct compile_input *in)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *out = open_memstream(&text, &len);
+	struct plan plan;
+	struct diags d = { 0 };
+	if (!out)
+		abort();
+	if (compile_plan(o, in, 1, &plan, &d, NULL) == 0) {
+		plan_print_json_generation(&plan, 1, out);
+		plan_free(&plan);
+	} else {
+		diags_print(&d, out);
+	}
+	diags_free(&d);
+	fclose(out);
+	return text;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	char *both = read_as(data, size, YAML_BOTH), *libyaml = read_as(data, size, YAML_LIBYAML_ONLY);
@@ -68,6 +90,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		o.namespace_forced = true;
 	}
 	struct compile_input in = { .name = "fuzz.yaml", .buf = data, .len = size };
+	/* the second thread's part looked for from the input's first byte's share of it */
+	struct compile_opts whole = { .reading = COMPILE_READ_WHOLE }, split = { .reading = COMPILE_READ_SPLIT };
+	split.split_from = size ? size * data[0] / 256 : 0;
+	char *one = outcome_of(&whole, &in), *two = outcome_of(&split, &in);
+	if (strcmp(one, two)) {
+		fprintf(stderr, "--- whole, one thread\n%s--- on two threads from byte %zu\n%s", one, split.split_from, two);
+		abort();
+	}
+	free(one);
+	free(two);
 	struct plan plan;
 	struct diags d = { 0 };
 	struct compile_stats st;

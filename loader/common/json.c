@@ -6,6 +6,12 @@
 
 #define JSONW_MAX_DEPTH 64   /* Kubernetes objects nest deeply (pod templates, CRD schemas) */
 
+/* A writer is one thread's, so stdio's lock per call is waste: a plan of 10,000 services is
+ * millions of calls (90 ms of `sluice plan -o json`'s second at the envelope, 20 unlocked). */
+#define fputc putc_unlocked
+#define fwrite fwrite_unlocked
+#define fputs fputs_unlocked
+
 /* A string as a JSON literal: quotes, backslashes and control bytes escaped; the runs between them
  * written whole (a saved plan of 10,000 services is megabytes of it, at every change). */
 static void json_string(FILE *out, const char *s)
@@ -115,8 +121,12 @@ void jsonw_string(json_writer_t *self, const char *value)
 
 void jsonw_uint(json_writer_t *self, uint64_t value)
 {
+	char buf[24], *p = buf + sizeof(buf);
+	do
+		*--p = (char)('0' + value % 10);
+	while (value /= 10);
 	sep(self);
-	fprintf(self->out, "%llu", (unsigned long long)value);
+	fwrite(p, 1, (size_t)(buf + sizeof(buf) - p), self->out);
 }
 
 void jsonw_bool(json_writer_t *self, bool value)

@@ -3,6 +3,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -87,8 +88,8 @@ bool ynode_is_null(const struct ynode *n)
 		return true;
 	if (n->type != YN_SCALAR || !n->plain)
 		return false;
-	return !n->len || !strcmp(n->str, "~") || !strcmp(n->str, "null") || !strcmp(n->str, "Null") ||
-	       !strcmp(n->str, "NULL");
+	return !n->len || (n->len == 1 && n->str[0] == '~') ||
+	       (n->len == 4 && (!strcmp(n->str, "null") || !strcmp(n->str, "Null") || !strcmp(n->str, "NULL")));
 }
 
 /* Counts the nodes a subtree stands for, so aliases cannot multiply a document unseen. */
@@ -394,16 +395,18 @@ void ytree_scan_bytes(struct ytree_scan *sc, const unsigned char *s, size_t n, b
 	sc->scanned += *used;
 }
 
-int ytree_scan_fd(int fd, size_t len, struct ytree_scan *sc)
+/* Bytes [from, to) of a file, from a character's start to the end or another's start. */
+static int scan_range(int fd, size_t from, size_t to, struct ytree_scan *sc)
 {
 	enum { CHUNK = 1 << 20 };
 	unsigned char *buf = malloc(CHUNK);
-	size_t have = 0;   /* bytes at buf's start not scanned yet: a character cut by the last read */
+	size_t have = 0, len = to - from;   /* have: bytes at buf's start not scanned yet, a character cut by the last read */
 	*sc = (struct ytree_scan){ .plain = true, .nul = SIZE_MAX };
 	if (!buf)
 		return -ENOMEM;
 	while (sc->scanned < len) {
-		ssize_t r = pread(fd, buf + have, CHUNK - have, (off_t)(sc->scanned + have));
+		size_t want = CHUNK - have < len - sc->scanned - have ? CHUNK - have : len - sc->scanned - have;
+		ssize_t r = pread(fd, buf + have, want, (off_t)(from + sc->scanned + have));
 		if (r <= 0) {
 			free(buf);
 			return r < 0 ? -errno : -EIO;   /* the file shrank */
@@ -414,6 +417,43 @@ int ytree_scan_fd(int fd, size_t len, struct ytree_scan *sc)
 		memmove(buf, buf + used, have);
 	}
 	free(buf);
+	return 0;
+}
+
+struct scan_half {
+	int fd, err;
+	size_t from, to;
+	struct ytree_scan sc;
+};
+
+static void *scan_half(void *arg)
+{
+	struct scan_half *h = arg;
+	h->err = scan_range(h->fd, h->from, h->to, &h->sc);
+	return NULL;
+}
+
+/* A large file is looked at on two threads, split after a line's end (a character's end): the
+ * envelope's 240 MiB take 70 ms on one. */
+int ytree_scan_fd(int fd, size_t len, struct ytree_scan *sc)
+{
+	char probe[4096];
+	ssize_t got = len >= (8u << 20) ? pread(fd, probe, sizeof(probe), (off_t)(len / 2)) : -1;
+	const char *nl = got > 0 ? memchr(probe, '\n', (size_t)got) : NULL;
+	if (!nl)
+		return scan_range(fd, 0, len, sc);
+	struct scan_half second = { .fd = fd, .from = len / 2 + (size_t)(nl - probe) + 1, .to = len };
+	pthread_t t;
+	if (pthread_create(&t, NULL, scan_half, &second))
+		return scan_range(fd, 0, len, sc);
+	int err = scan_range(fd, 0, second.from, sc);
+	pthread_join(t, NULL);
+	if (err || second.err)
+		return err ? err : second.err;
+	sc->plain = sc->plain && second.sc.plain;
+	if (sc->nul == SIZE_MAX && second.sc.nul != SIZE_MAX)
+		sc->nul = second.from + second.sc.nul;
+	sc->scanned += second.sc.scanned;
 	return 0;
 }
 

@@ -4,11 +4,14 @@
  * mutated line by line (indentation, comments, markers, quotes, tabs, cut lines...), read both
  * ways, must give the same documents (every node's kind, text, style, line and column) and the
  * same errors. And the fast reader must read the shapes it is there for by itself: kubectl's
- * YAML and the API's JSON. */
+ * YAML and the API's JSON. And the first look at a file (ytree_scan_fd), two threads for a large
+ * one, finds what a look at its bytes in memory finds. */
 #include <dirent.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/fs.h"
 #include "common/util.h"
@@ -278,8 +281,51 @@ static const char pretty_json[] =
 	"    }\n"
 	"}\n";
 
+/* A 9 MiB file, plain YAML but for what is put at the given places: ytree_scan_fd (which splits
+ * it in two past 8 MiB) against ytree_scan_bytes over it whole. */
+static void scan_case(const char *what, size_t n_at, const size_t *at, const char *const *bytes)
+{
+	size_t len = 9u << 20;
+	unsigned char *buf = malloc(len);
+	for (size_t i = 0; i < len; i++)
+		buf[i] = i % 32 == 31 ? '\n' : "key: value-abcdefghijklmnopqrst"[i % 32];
+	for (size_t k = 0; k < n_at; k++)
+		memcpy(buf + at[k], bytes[k], strlen(bytes[k]) + (bytes[k][0] ? 0 : 1));
+	struct ytree_scan want = { .plain = true, .nul = SIZE_MAX }, got;
+	for (size_t used; want.scanned < len;)
+		ytree_scan_bytes(&want, buf + want.scanned, len - want.scanned, true, &used);
+	char path[] = "/tmp/sluice-scan-XXXXXX";
+	int fd = mkstemp(path);
+	int err = fd < 0 || write(fd, buf, len) != (ssize_t)len ? -1 : ytree_scan_fd(fd, len, &got);
+	inputs++;
+	if (err || got.plain != want.plain || got.nul != want.nul || got.scanned != len) {
+		failures++;
+		printf("FAIL the first look at a file, %s: plain %d nul %zu, in memory plain %d nul %zu (err %d)\n", what,
+		       err ? -1 : got.plain, err ? 0 : got.nul, want.plain, want.nul, err);
+	}
+	if (fd >= 0) {
+		close(fd);
+		unlink(path);
+	}
+	free(buf);
+}
+
+static void scan_cases(void)
+{
+	size_t mid = (9u << 20) / 2, late = 7u << 20;
+	scan_case("all plain", 0, NULL, NULL);
+	scan_case("UTF-8 across the middle", 1, (size_t[]){ mid - 1 }, (const char *const[]){ "\xc3\xa9\xe2\x82\xac" });
+	scan_case("a NUL early", 1, (size_t[]){ 100 }, (const char *const[]){ "" });
+	scan_case("a NUL late", 1, (size_t[]){ late }, (const char *const[]){ "" });
+	scan_case("NULs early and late", 2, (size_t[]){ 100, late }, (const char *const[]){ "", "" });
+	scan_case("bad UTF-8 late", 1, (size_t[]){ late }, (const char *const[]){ "\xc3(" });
+	scan_case("bad UTF-8 early, a NUL late", 2, (size_t[]){ 100, late }, (const char *const[]){ "\xff", "" });
+	scan_case("a character cut at the end", 1, (size_t[]){ (9u << 20) - 1 }, (const char *const[]){ "\xc3" });
+}
+
 int main(void)
 {
+	scan_cases();
 	static const char *const dirs[] = { "tests/unit/good", "tests/unit/bad", "tests/unit/labs", "tests/e2e/lab",
 					    "tests/fuzz/seeds", "deploy" };
 	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++)

@@ -8,19 +8,13 @@
 
 #define ARENA_BLOCK (256 * 1024)
 
-struct arena_block {
-	struct arena_block *next;
-	size_t size, used;
-	char data[];
-};
-
 static void oom(void)
 {
 	fputs("sluice: error: out of memory\n", stderr);
 	abort();
 }
 
-void *arena_take(struct arena *a, size_t size)
+void *arena_take_block(struct arena *a, size_t size)
 {
 	size = (size + 15) & ~(size_t)15;
 	size_t block = !a->head && a->first ? a->first : a->block ? a->block : ARENA_BLOCK;
@@ -201,6 +195,21 @@ bool strmap_shares(const struct strmap *a, const struct strmap *b)
 		if (b->keys[i] && a->keys[strmap_slot(a, b->keys[i], b->hashes[i])])
 			return true;
 	return false;
+}
+
+void *strmap_add(struct strmap *m, const char *key, void *val)
+{
+	if ((m->len + 1) * 2 > m->cap)
+		strmap_grow(m);
+	uint32_t h = (uint32_t)hash_str(key);
+	size_t i = strmap_slot(m, key, h);
+	if (m->keys[i])
+		return m->vals[i];
+	m->keys[i] = key;
+	m->hashes[i] = h;
+	m->vals[i] = val;
+	m->len++;
+	return NULL;
 }
 
 void strmap_put(struct strmap *m, const char *key, void *val)

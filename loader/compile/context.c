@@ -395,17 +395,16 @@ static bool unique_object(struct cctx *c, const char *kind, const struct meta *m
 {
 	struct arena *a = c->transient ? c->transient : c->keep;
 	const char *key = cc_join(a, '/', kind, m->ns, m->name);
-	const struct mark *first = strmap_get(&c->objects, key);
-	if (!first && c->outer)
-		first = strmap_get(c->outer, key);
+	struct mark *at = arena_take(a, sizeof(*at));
+	*at = cc_node_mark(c, m->node);
+	const struct mark *first = c->outer && c->outer->len ? strmap_get(c->outer, key) : NULL;
+	if (!first)
+		first = strmap_add(&c->objects, key, at);   /* one look: the map holds the first */
 	if (first) {
 		cc_err(c, m->node, "duplicate %s %s/%s (first defined at %s:%u:%u)", kind, m->ns, m->name, first->file,
 		       first->line, first->col);
 		return false;
 	}
-	struct mark *at = arena_alloc(a, sizeof(*at));
-	*at = cc_node_mark(c, m->node);
-	strmap_put(&c->objects, key, at);
 	return true;
 }
 

@@ -283,7 +283,7 @@ static const char pretty_json[] =
 
 /* A 9 MiB file, plain YAML but for what is put at the given places: ytree_scan_fd (which splits
  * it in two past 8 MiB) against ytree_scan_bytes over it whole. */
-static void scan_case(const char *what, size_t n_at, const size_t *at, const char *const *bytes)
+static void scan_case(const char *what, size_t n_at, const size_t *at, const char *const *bytes, bool plain)
 {
 	size_t len = 9u << 20;
 	unsigned char *buf = malloc(len);
@@ -298,10 +298,10 @@ static void scan_case(const char *what, size_t n_at, const size_t *at, const cha
 	int fd = mkstemp(path);
 	int err = fd < 0 || write(fd, buf, len) != (ssize_t)len ? -1 : ytree_scan_fd(fd, len, &got);
 	inputs++;
-	if (err || got.plain != want.plain || got.nul != want.nul || got.scanned != len) {
+	if (err || got.plain != want.plain || got.nul != want.nul || got.scanned != len || want.plain != plain) {
 		failures++;
-		printf("FAIL the first look at a file, %s: plain %d nul %zu, in memory plain %d nul %zu (err %d)\n", what,
-		       err ? -1 : got.plain, err ? 0 : got.nul, want.plain, want.nul, err);
+		printf("FAIL the first look at a file, %s: plain %d nul %zu, in memory plain %d nul %zu (err %d), "
+		       "plain it is %d\n", what, err ? -1 : got.plain, err ? 0 : got.nul, want.plain, want.nul, err, plain);
 	}
 	if (fd >= 0) {
 		close(fd);
@@ -313,14 +313,15 @@ static void scan_case(const char *what, size_t n_at, const size_t *at, const cha
 static void scan_cases(void)
 {
 	size_t mid = (9u << 20) / 2, late = 7u << 20;
-	scan_case("all plain", 0, NULL, NULL);
-	scan_case("UTF-8 across the middle", 1, (size_t[]){ mid - 1 }, (const char *const[]){ "\xc3\xa9\xe2\x82\xac" });
-	scan_case("a NUL early", 1, (size_t[]){ 100 }, (const char *const[]){ "" });
-	scan_case("a NUL late", 1, (size_t[]){ late }, (const char *const[]){ "" });
-	scan_case("NULs early and late", 2, (size_t[]){ 100, late }, (const char *const[]){ "", "" });
-	scan_case("bad UTF-8 late", 1, (size_t[]){ late }, (const char *const[]){ "\xc3(" });
-	scan_case("bad UTF-8 early, a NUL late", 2, (size_t[]){ 100, late }, (const char *const[]){ "\xff", "" });
-	scan_case("a character cut at the end", 1, (size_t[]){ (9u << 20) - 1 }, (const char *const[]){ "\xc3" });
+	scan_case("all plain", 0, NULL, NULL, true);
+	scan_case("UTF-8 across the middle", 1, (size_t[]){ mid - 1 }, (const char *const[]){ "\xc3\xa9\xe2\x82\xac" },
+		  true);
+	scan_case("a NUL early", 1, (size_t[]){ 100 }, (const char *const[]){ "" }, false);
+	scan_case("a NUL late", 1, (size_t[]){ late }, (const char *const[]){ "" }, false);
+	scan_case("NULs early and late", 2, (size_t[]){ 100, late }, (const char *const[]){ "", "" }, false);
+	scan_case("bad UTF-8 late", 1, (size_t[]){ late }, (const char *const[]){ "\xc3(" }, false);
+	scan_case("bad UTF-8 early, a NUL late", 2, (size_t[]){ 100, late }, (const char *const[]){ "\xff", "" }, false);
+	scan_case("a character cut at the end", 1, (size_t[]){ (9u << 20) - 1 }, (const char *const[]){ "\xc3" }, false);
 }
 
 int main(void)

@@ -1138,14 +1138,19 @@ static bool slow_document(struct fast *f, ydoc_fn fn, void *ctx, size_t *docs)
 	return false;
 }
 
-static void drop_behind(const unsigned char *p, const unsigned char **dropped)
+static void drop_behind_at_least(const unsigned char *p, const unsigned char **dropped, size_t least)
 {
 	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
 	const unsigned char *upto = (const unsigned char *)((uintptr_t)p & ~(page - 1));
-	if (upto - *dropped < DROP_BEHIND)
+	if (upto <= *dropped || (size_t)(upto - *dropped) < least)
 		return;
 	madvise((void *)*dropped, (size_t)(upto - *dropped), MADV_DONTNEED);   /* a file's pages: read again if need be */
 	*dropped = upto;
+}
+
+static void drop_behind(const unsigned char *p, const unsigned char **dropped)
+{
+	drop_behind_at_least(p, dropped, DROP_BEHIND);
 }
 
 /* The first page boundary at or after p: a part of a mapped file gives back whole pages only. */
@@ -1158,6 +1163,8 @@ static const unsigned char *page_up(const unsigned char *p)
 /* What a reading of an input leaves: its builder's nodes and frames, the reader's arenas. */
 static void fast_free(struct fast *f)
 {
+	if (f->dropped)   /* a part of the input, one of many: its last pages too */
+		drop_behind_at_least(f->p, &f->dropped, 1);
 	reset_document(f->b);
 	arena_free(&f->b->arena);
 	arena_free(&f->scratch);

@@ -146,6 +146,7 @@ void cc_read_item(void *ctx, const struct mark *file, uint32_t index, struct yno
 	cc_pop(c, 0);
 	cc_push_key(c, "items");
 	cc_push_index(c, index);
+	c->st->items_streamed++;
 	read_object(c, item, true);
 	cc_pop(c, 0);
 }

@@ -38,6 +38,7 @@ struct compile_stats {
 	size_t services, destinations, endpoints;
 	size_t vs_built, vs_total;   /* VirtualServices built (an incremental build keeps the others' entries), of all */
 	size_t inputs_split;         /* inputs read on two threads (compile_opts.reading) */
+	size_t items_streamed;       /* a List's items read one by one, its tree never whole */
 };
 
 /* Fills plan, or reports every error in d. Returns 0 when the plan is valid. */

@@ -82,6 +82,7 @@ static void part_merge(struct cctx *c, struct part *p, bool keys)
 		diag_error(c->d, &p->d.v[i].at, "%s", p->d.v[i].msg);
 	c->st->objects += p->st.objects;
 	c->st->skipped += p->st.skipped;
+	c->st->items_streamed += p->st.items_streamed;
 	arena_adopt(c->keep, &p->keep);
 	part_free(p);
 }

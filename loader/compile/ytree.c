@@ -991,6 +991,45 @@ static bool json_space(struct fast *f)
 	return true;
 }
 
+static bool json_value(struct fast *f, int depth);
+
+/* The root's "items" of `kubectl get -o json`: an array's values given one by one (struct
+ * yaml_stream), as block_sequence gives a List's items; anything else read as it is. */
+static bool json_items(struct fast *f, int depth)
+{
+	if (!json_space(f) || f->p >= f->end || *f->p != '[')
+		return json_value(f, depth);
+	open_frame(f->b, YN_SEQ, f->line, fcol(f, f->p), NULL);
+	f->p++;
+	if (!json_space(f))
+		return false;
+	if (f->p < f->end && *f->p == ']') {
+		f->p++;
+		close_frame(f->b);
+		return true;
+	}
+	for (;;) {
+		f->b->nodes = &f->items;
+		if (!json_value(f, depth + 1))
+			return false;
+		give_item(f);
+		if (!json_space(f))
+			return false;
+		if (f->p < f->end && *f->p == ',') {
+			f->p++;
+			if (!json_space(f) || (f->p < f->end && (*f->p == '}' || *f->p == ']')))
+				return decline(f);
+			continue;
+		}
+		if (f->p < f->end && *f->p == ']') {
+			f->p++;
+			close_frame(f->b);
+			return true;
+		}
+		return decline(f);
+	}
+}
+
 static bool json_value(struct fast *f, int depth)
 {
 	if (!json_space(f) || f->p >= f->end || depth > 1000)
@@ -1004,7 +1043,7 @@ static bool json_value(struct fast *f, int depth)
 		return true;
 	}
 	if (c == '{' || c == '[') {
-		bool map = c == '{';
+		bool map = c == '{', root = map && !depth && f->stream;
 		open_frame(f->b, map ? YN_MAP : YN_SEQ, f->line, fcol(f, f->p), NULL);
 		f->p++;
 		if (!json_space(f))
@@ -1015,6 +1054,7 @@ static bool json_value(struct fast *f, int depth)
 			return true;
 		}
 		for (;;) {
+			bool stream = false;
 			if (map) {
 				if (!json_space(f) || f->p >= f->end || *f->p != '"')
 					return decline(f);
@@ -1026,8 +1066,10 @@ static bool json_value(struct fast *f, int depth)
 					return decline(f);   /* libyaml's keys: under 1024 characters, ':' right after */
 				attach(f->b, k);
 				f->p++;
+				stream = root && !f->stream_taken && k->len == 5 && !memcmp(k->str, "items", 5);
+				f->stream_taken = f->stream_taken || stream;
 			}
-			if (!json_value(f, depth + 1) || !json_space(f))
+			if (!(stream ? json_items(f, depth + 1) : json_value(f, depth + 1)) || !json_space(f))
 				return false;
 			if (f->p < f->end && *f->p == ',') {
 				f->p++;

@@ -47,8 +47,9 @@ size_t yaml_each_document_mapped(const unsigned char *buf, size_t len, const str
 				 const struct mark *file, struct diags *d, ydoc_fn fn, void *ctx);
 /* A List's items read one at a time, as they are parsed: `kubectl get -o yaml` prints one List
  * document, and 150,000 objects as one tree would take gigabytes. The fast reader gives item each
- * item of the first "items" key of a document's root mapping (a block sequence), the item's tree
- * living until item returns; the root then holds items empty. Whether the document was a List is
+ * item of the first "items" key of a document's root mapping (a block sequence, or a JSON array
+ * as `-o json` prints it), the item's tree living until item returns; the root then holds items
+ * empty. Whether the document was a List is
  * known only at its end ("kind" is printed after "items"): fn sees streamed > 0 and must judge;
  * spoiled says a document whose items were given was then left to libyaml or not read at all.
  * Either way the caller reads the input again without a stream.

@@ -991,46 +991,9 @@ static bool json_space(struct fast *f)
 	return true;
 }
 
-static bool json_value(struct fast *f, int depth);
-
-/* The root's "items" of `kubectl get -o json`: an array's values given one by one (struct
- * yaml_stream), as block_sequence gives a List's items; anything else read as it is. */
-static bool json_items(struct fast *f, int depth)
-{
-	if (!json_space(f) || f->p >= f->end || *f->p != '[')
-		return json_value(f, depth);
-	open_frame(f->b, YN_SEQ, f->line, fcol(f, f->p), NULL);
-	f->p++;
-	if (!json_space(f))
-		return false;
-	if (f->p < f->end && *f->p == ']') {
-		f->p++;
-		close_frame(f->b);
-		return true;
-	}
-	for (;;) {
-		f->b->nodes = &f->items;
-		if (!json_value(f, depth + 1))
-			return false;
-		give_item(f);
-		if (!json_space(f))
-			return false;
-		if (f->p < f->end && *f->p == ',') {
-			f->p++;
-			if (!json_space(f) || (f->p < f->end && (*f->p == '}' || *f->p == ']')))
-				return decline(f);
-			continue;
-		}
-		if (f->p < f->end && *f->p == ']') {
-			f->p++;
-			close_frame(f->b);
-			return true;
-		}
-		return decline(f);
-	}
-}
-
-static bool json_value(struct fast *f, int depth)
+/* stream: the value is the root's "items" of `kubectl get -o json`; if an array, its values are
+ * given one by one (struct yaml_stream), as block_sequence gives a List's items. */
+static bool json_value(struct fast *f, int depth, bool stream)
 {
 	if (!json_space(f) || f->p >= f->end || depth > 1000)
 		return decline(f);
@@ -1044,6 +1007,7 @@ static bool json_value(struct fast *f, int depth)
 	}
 	if (c == '{' || c == '[') {
 		bool map = c == '{', root = map && !depth && f->stream;
+		stream = stream && !map;
 		open_frame(f->b, map ? YN_MAP : YN_SEQ, f->line, fcol(f, f->p), NULL);
 		f->p++;
 		if (!json_space(f))
@@ -1054,7 +1018,7 @@ static bool json_value(struct fast *f, int depth)
 			return true;
 		}
 		for (;;) {
-			bool stream = false;
+			bool items = false;   /* the value read next is the root's "items" */
 			if (map) {
 				if (!json_space(f) || f->p >= f->end || *f->p != '"')
 					return decline(f);
@@ -1066,10 +1030,16 @@ static bool json_value(struct fast *f, int depth)
 					return decline(f);   /* libyaml's keys: under 1024 characters, ':' right after */
 				attach(f->b, k);
 				f->p++;
-				stream = root && !f->stream_taken && k->len == 5 && !memcmp(k->str, "items", 5);
-				f->stream_taken = f->stream_taken || stream;
+				items = root && !f->stream_taken && k->len == 5 && !memcmp(k->str, "items", 5);
+				f->stream_taken = f->stream_taken || items;
 			}
-			if (!(stream ? json_items(f, depth + 1) : json_value(f, depth + 1)) || !json_space(f))
+			if (stream)
+				f->b->nodes = &f->items;
+			if (!json_value(f, depth + 1, items))
+				return false;
+			if (stream)
+				give_item(f);
+			if (!json_space(f))
 				return false;
 			if (f->p < f->end && *f->p == ',') {
 				f->p++;
@@ -1112,7 +1082,7 @@ static enum fast_result fast_document(struct fast *f)
 		return explicit || f->p < f->end ? FAST_DOC : FAST_END;
 	bool ok;
 	if (*f->p == '{' || *f->p == '[') {
-		ok = json_value(f, 0) && end_of_line(f);
+		ok = json_value(f, 0, false) && end_of_line(f);
 	} else {
 		ok = block_node(f, false);
 	}

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "compile/compile.h"
 #include "plan/plan.h"
@@ -169,7 +170,7 @@ static void cluster(struct text *t, int services, enum defect x)
 		else if (shared && s == 1)
 			snprintf(vip, sizeof(vip), "10.0.0.%d", services * 3);
 		else
-			snprintf(vip, sizeof(vip), "198.19.0.%d", s + 1);
+			snprintf(vip, sizeof(vip), "198.19.%d.%d", s / 250, s % 250 + 1);
 		object(t, item, "apiVersion: v1\nkind: Service\nmetadata:\n  labels:\n    app: %s\n  name: %s\n"
 				"  namespace: team\nspec:\n  clusterIPs:\n  - %s\n  ports:\n  - name: http\n"
 				"    port: %d\n    protocol: TCP\n    targetPort: 8080\n  selector:\n    app: svc-%d\n"
@@ -288,6 +289,43 @@ static void json_lists(void)
 	}
 }
 
+/* A file past the size that is mapped (1 MiB) and split (4 MiB), read as `sluice plan -f` reads
+ * it: the mapped reading on two threads, its pages given back, gives whole trees' outcome. */
+static void mapped_file(const char *what, enum defect x, int services)
+{
+	char path[] = "/tmp/sluice-reading-XXXXXX";
+	int fd = mkstemp(path);
+	struct text t;
+	text_open(&t);
+	cluster(&t, services, x);
+	text_close(&t);
+	bool written = fd >= 0 && write(fd, t.s, t.len) == (ssize_t)t.len;
+	if (fd >= 0)
+		close(fd);
+	struct sources src = { 0 };
+	struct diags d = { 0 };
+	size_t split = 0;
+	char *want = NULL, *got = NULL;
+	if (written && !sources_read(&src, path, &d) && src.n == 1 && src.v[0].mapped) {
+		want = compile_as(src.v, 1, COMPILE_READ_WHOLE, 0, NULL);
+		got = compile_as(src.v, 1, COMPILE_READ_BEST, 0, &split);
+	}
+	cases += 2;
+	bool ok = want && got && !strcmp(want, got) && split == 1 && (x == DOCS || streamed > 0);
+	if (!ok)
+		failures++;
+	printf("%s %s, %.1f MiB mapped: read on %s threads%s, %zu items streamed\n", ok ? "ok" : "FAIL", what,
+	       t.len / 1048576.0, split ? "two" : "one", want && got && !strcmp(want, got) ? ", as whole trees" : ", NOT as whole trees",
+	       streamed);
+	if (fd >= 0)
+		unlink(path);
+	free(want);
+	free(got);
+	free(t.s);
+	diags_free(&d);
+	sources_free(&src);
+}
+
 int main(void)
 {
 	if (!each_fixture(fixture, NULL))
@@ -323,6 +361,8 @@ int main(void)
 		free(t.s);
 	}
 	json_lists();
+	mapped_file("a List", CLEAN, 3000);
+	mapped_file("documents", DOCS, 3000);
 	printf("%s compile_plan reads every way alike: %d compiles, %d differ\n", failures ? "FAIL" : "ok", cases,
 	       failures);
 	return failures != 0;

@@ -8,6 +8,8 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "compile/kinds.h"
 
@@ -100,8 +102,13 @@ struct split {
 	const struct mark *file;
 	struct ytree_scan scan;
 	size_t at;                   /* the second thread's part starts at in->buf + at, a line start: */
-	bool items;                  /* an item of a List at column 1, or else a "---" line */
-	uint32_t line, base;         /* at's line; the items of its sequence before it */
+	enum split_at {
+		AT_DOCUMENT,             /* a "---" line */
+		AT_ITEM,                 /* a "- " line: an item of a List at column 1 */
+		AT_VALUE,                /* "{" after "}," (at indent spaces): a value of a JSON List's items */
+	} kind;
+	size_t indent;
+	uint32_t line, base;         /* at's line; the items of its List before it */
 	struct part second, *first;
 	pthread_t thread;
 	bool joined, ok, taken, keys;   /* taken: the first took the second's items; keys: and their keys */
@@ -131,11 +138,28 @@ static uint32_t lanes(v16 v)
 #define DASH(c1, c2) (((c1) == '-') & (((c2) == ' ') | ((c2) == '\n')))
 #define TOP(c1, c2) (((c1) != ' ') & ((c1) != '#') & ((c1) != '\n') & !DASH(c1, c2))
 
-static void count_before(const unsigned char *buf, size_t at, uint32_t *line, uint32_t *items)
+/* A mapped file's pages counted through are given back every 8 MiB, so that a count ahead of the
+ * first thread's reading never holds half the file (the first thread faults them in again). */
+#define GIVE_BACK (8u << 20)
+
+static void give_back(const unsigned char *from, const unsigned char *to)
+{
+	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), a = ((uintptr_t)from + page - 1) & ~(page - 1);
+	uintptr_t b = (uintptr_t)to & ~(page - 1);
+	if (b > a)
+		madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
+static void count_before(const unsigned char *buf, size_t at, bool mapped, uint32_t *line, uint32_t *items)
 {
 	enum { STEP = 16, BLOCK = 255 * 16 };
 	uint32_t lines = 1, dashes = at && DASH(buf[0], buf[1]);
+	size_t given = 0;
 	for (size_t b = 0; b + 1 < at; b += BLOCK) {
+		if (mapped && b - given >= GIVE_BACK) {
+			give_back(buf + given, buf + b);
+			given = b;
+		}
 		size_t e = b + BLOCK < at - 1 ? b + BLOCK : at - 1;   /* newlines at i < e: their lines start before at */
 		v16 nl = { 0 }, ds = { 0 }, tops = { 0 };
 		size_t i = b;
@@ -168,9 +192,32 @@ static void count_before(const unsigned char *buf, size_t at, uint32_t *line, ui
 	}
 	*line = lines + (at && buf[at - 1] == '\n');   /* the newline that ends the line before at */
 	*items = dashes;
+	if (mapped)
+		give_back(buf + given, buf + at);
 }
 #undef TOP
 #undef DASH
+
+/* The values of a JSON List before at (a value's line, at indent): the lines that are "{" at that
+ * indent, found from the '{' bytes, which are few. */
+static uint32_t count_values(const unsigned char *buf, size_t at, size_t indent, bool mapped)
+{
+	uint32_t n = 0;
+	const unsigned char *given = buf;
+	for (const unsigned char *q = buf + indent + 1, *end = buf + at; q < end && (q = memchr(q, '{', (size_t)(end - q)));
+	     q++) {
+		const unsigned char *ls = q - indent;
+		if (q + 1 < end && q[1] == '\n' && ls[-1] == '\n' && !memcmp(ls, "                                ", indent))
+			n++;
+		if (mapped && (size_t)(ls - given) >= GIVE_BACK) {
+			give_back(given, ls - 1);
+			given = ls - 1;
+		}
+	}
+	if (mapped)
+		give_back(given, buf + at);
+	return n;
+}
 
 static void *second_thread(void *arg)
 {
@@ -178,10 +225,13 @@ static void *second_thread(void *arg)
 	struct part *p = &s->second;
 	const unsigned char *buf = s->in->buf + s->at;
 	size_t len = s->in->len - s->at;
-	count_before(s->in->buf, s->at, &s->line, &s->base);
-	if (s->items) {
+	count_before(s->in->buf, s->at, s->in->mapped, &s->line, &s->base);
+	if (s->kind == AT_VALUE)
+		s->base = count_values(s->in->buf, s->at, s->indent, s->in->mapped);
+	if (s->kind != AT_DOCUMENT) {
 		p->stream.streamed = s->base;
-		s->ok = yaml_stream_items(buf, len, s->line, s->in->mapped, s->file, &p->d, &p->c, &p->stream, &s->end);
+		s->ok = yaml_stream_items(buf, len, s->line, s->kind == AT_VALUE, s->in->mapped, s->file, &p->d, &p->c,
+					  &p->stream, &s->end);
 	} else {
 		p->docs = yaml_each_document_part(buf, len, s->line, &s->scan, s->in->mapped, s->file, &p->d,
 						  cc_read_document, &p->c, &p->stream);
@@ -206,18 +256,43 @@ static bool join_items(void *ctx, uint32_t index, struct yaml_resume *at)
 	return true;
 }
 
-/* Where the second thread's part starts: the first line from `from` on that starts a document or
- * an item at column 1. */
-static bool find_split(const struct compile_input *in, size_t from, size_t *at, bool *items)
+/* Where `kubectl get -o json` prints a List's values: a document that starts "{" on a line of
+ * its own, its members indented r spaces, has its items' values at 2r. 0: not such a document. */
+static size_t json_items_indent(const unsigned char *buf, size_t len)
+{
+	size_t r = 0;
+	if (len < 3 || buf[0] != '{' || buf[1] != '\n')
+		return 0;
+	while (2 + r < len && buf[2 + r] == ' ')
+		r++;
+	return 2 + r < len && buf[2 + r] == '"' && r && r <= 16 ? 2 * r : 0;
+}
+
+/* A line that is "{" at indent spaces after one that is "}," at the same: a JSON value after
+ * another, as `kubectl get -o json` prints a List's items. */
+static bool json_value_line(const unsigned char *buf, const unsigned char *q, const unsigned char *end, size_t indent)
+{
+	static const char spaces[] = "                                ";
+	const unsigned char *prev = q - (indent + 3);   /* the line before: indent spaces, "},", its newline */
+	return indent && end - q >= (ptrdiff_t)indent + 2 && !memcmp(q, spaces, indent) && q[indent] == '{' &&
+	       q[indent + 1] == '\n' && prev >= buf && (prev == buf || prev[-1] == '\n') && !memcmp(prev, spaces, indent) &&
+	       !memcmp(prev + indent, "},", 2);
+}
+
+/* Where the second thread's part starts: the first line from `from` on that starts a document, an
+ * item at column 1, or a JSON List's value. */
+static bool find_split(const struct compile_input *in, size_t from, size_t *at, enum split_at *kind, size_t *indent)
 {
 	const unsigned char *buf = in->buf, *end = buf + in->len, *q = buf + from;
 	const unsigned char *nl = memchr(q, '\n', (size_t)(end - q));
+	*indent = json_items_indent(buf, in->len);
 	for (q = nl ? nl + 1 : end; q < end && (size_t)(q - buf) < from + SPLIT_LOOK;) {
 		bool blank1 = q + 1 == end || q[1] == ' ' || q[1] == '\n';
 		bool marker = end - q >= 3 && !memcmp(q, "---", 3) && (q + 3 == end || q[3] == ' ' || q[3] == '\n');
-		if (marker || (*q == '-' && blank1)) {
+		bool value = *q == ' ' && json_value_line(buf, q, end, *indent);
+		if (marker || (*q == '-' && blank1) || value) {
 			*at = (size_t)(q - buf);
-			*items = !marker;
+			*kind = marker ? AT_DOCUMENT : value ? AT_VALUE : AT_ITEM;
 			return true;
 		}
 		nl = memchr(q, '\n', (size_t)(end - q));
@@ -241,11 +316,13 @@ static bool read_split(struct cctx *c, const struct compile_input *in, const str
 			ytree_scan_bytes(&s.scan, in->buf + s.scan.scanned, in->len - s.scan.scanned, true, &used);
 	}
 	size_t from = c->o->split_from ? c->o->split_from : in->len / 2;
-	if (!s.scan.plain || s.scan.nul != SIZE_MAX || from >= in->len || !find_split(in, from, &s.at, &s.items))
+	if (!s.scan.plain || s.scan.nul != SIZE_MAX || from >= in->len ||
+	    !find_split(in, from, &s.at, &s.kind, &s.indent))
 		return false;   /* libyaml reads it all, or it is refused whole: one thread */
 	part_init(&s.second, c);
-	if (s.items) {
-		first->stream.split = in->buf + s.at;
+	bool items = s.kind != AT_DOCUMENT;
+	if (items) {
+		first->stream.split = in->buf + s.at + (s.kind == AT_VALUE ? s.indent : 0);   /* a value: at its '{' */
 		first->stream.join = join_items;
 		first->stream.join_ctx = &s;
 	}
@@ -256,13 +333,13 @@ static bool read_split(struct cctx *c, const struct compile_input *in, const str
 	}
 	*tried = true;
 	/* an item split: the first thread reads on, taking the second's items or reading them itself */
-	size_t len = s.items ? in->len : s.at;
+	size_t len = items ? in->len : s.at;
 	first->docs = yaml_each_document_part(in->buf, len, 1, &s.scan, in->mapped, file, &first->d, cc_read_document,
 					      &first->c, &first->stream);
 	if (!s.joined)
 		pthread_join(s.thread, NULL);
 	bool ok = !first->stream.spoiled;
-	if (!s.items) {
+	if (!items) {
 		/* the second's documents follow the first's when the first ended cleanly at theirs */
 		ok = ok && !first->d.n && s.ok && !shared_object(first, &s.second);
 		if (ok) {
@@ -270,7 +347,7 @@ static bool read_split(struct cctx *c, const struct compile_input *in, const str
 			part_merge(&first->c, &s.second, s.keys);
 		}
 	}
-	*both = ok && (s.taken || !s.items);
+	*both = ok && (s.taken || !items);
 	part_free(&s.second);
 	return ok;
 }

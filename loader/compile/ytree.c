@@ -1033,11 +1033,13 @@ static bool json_value(struct fast *f, int depth, bool stream)
 				items = root && !f->stream_taken && k->len == 5 && !memcmp(k->str, "items", 5);
 				f->stream_taken = f->stream_taken || items;
 			}
-			if (stream)
+			/* at the split: the values from there, if the other thread read them (yaml_stream_items) */
+			bool joined = stream && f->p == f->stream->split && join_items(f);
+			if (!joined && stream)
 				f->b->nodes = &f->items;
-			if (!json_value(f, depth + 1, items))
+			if (!joined && !json_value(f, depth + 1, items))
 				return false;
-			if (stream)
+			if (!joined && stream)
 				give_item(f);
 			if (!json_space(f))
 				return false;
@@ -1265,16 +1267,43 @@ size_t yaml_each_document_part(const unsigned char *buf, size_t len, uint32_t li
 	return each_document(buf, len, line, file, d, fn, ctx, scan, mapped, stream, YAML_BOTH);
 }
 
-bool yaml_stream_items(const unsigned char *buf, size_t len, uint32_t line, bool mapped, const struct mark *file,
-		       struct diags *d, void *ctx, struct yaml_stream *stream, struct yaml_resume *end)
+/* The values of the root's "items" array from one of them (after spaces) to its ']', which is
+ * not read: as json_value reads them when it streams. */
+static bool json_values(struct fast *f)
+{
+	if (!json_space(f) || f->p >= f->end || *f->p != '{')
+		return false;
+	open_frame(f->b, YN_SEQ, f->line, fcol(f, f->p), NULL);
+	for (;;) {
+		f->b->nodes = &f->items;
+		if (!json_value(f, 2, false))
+			return false;
+		give_item(f);
+		if (!json_space(f) || f->p >= f->end || (*f->p != ',' && *f->p != ']'))
+			return false;
+		if (*f->p == ']')
+			break;
+		f->p++;
+		if (!json_space(f) || f->p >= f->end || *f->p == '}' || *f->p == ']')
+			return false;
+	}
+	close_frame(f->b);
+	return true;
+}
+
+bool yaml_stream_items(const unsigned char *buf, size_t len, uint32_t line, bool json, bool mapped,
+		       const struct mark *file, struct diags *d, void *ctx, struct yaml_stream *stream,
+		       struct yaml_resume *end)
 {
 	struct builder b = { .file = file, .d = d };
 	b.nodes = &b.arena;
 	struct fast f = { .b = &b, .p = buf, .end = buf + len, .ls = buf, .line = line, .stream = stream, .ctx = ctx,
 			  .dropped = mapped ? page_up(buf) : NULL };
 	uint32_t base = stream->streamed;
-	bool ok = next_content(&f) && f.indent == 0 && *f.p == '-' && at_blank(&f, f.p + 1) &&
-		  block_sequence(&f, true, true) && !f.declined && !b.failed && !b.depth;
+	bool ok = json ? json_values(&f)
+		       : next_content(&f) && f.indent == 0 && *f.p == '-' && at_blank(&f, f.p + 1) &&
+				 block_sequence(&f, true, true);
+	ok = ok && !f.declined && !b.failed && !b.depth;
 	*end = (struct yaml_resume){ .p = f.p, .ls = f.ls, .line = f.line, .indent = f.indent,
 				     .items = stream->streamed - base };
 	fast_free(&f);

@@ -75,11 +75,14 @@ struct yaml_stream {
 size_t yaml_each_document_part(const unsigned char *buf, size_t len, uint32_t line, const struct ytree_scan *scan,
 			       bool mapped, const struct mark *file, struct diags *d, ydoc_fn fn, void *ctx,
 			       struct yaml_stream *stream);
-/* Items of a block sequence at column 1 from buf (a line start at line) given to stream->item,
- * numbered from stream->streamed, as the first thread would give them had it read so far; *end:
- * where they end. false when the fast reader cannot read them (then what was given is worthless). */
-bool yaml_stream_items(const unsigned char *buf, size_t len, uint32_t line, bool mapped, const struct mark *file,
-		       struct diags *d, void *ctx, struct yaml_stream *stream, struct yaml_resume *end);
+/* Items of a block sequence at column 1 from buf (a line start at line) to its end, or (json)
+ * values of the root's "items" array from one of them (buf: a line start, spaces before it) to
+ * its ']' (where *end stops, the ']' not read), given to stream->item, numbered from
+ * stream->streamed, as the first thread would give them had it read so far; *end: where they
+ * end. false when the fast reader cannot read them (then what was given is worthless). */
+bool yaml_stream_items(const unsigned char *buf, size_t len, uint32_t line, bool json, bool mapped,
+		       const struct mark *file, struct diags *d, void *ctx, struct yaml_stream *stream,
+		       struct yaml_resume *end);
 
 /* For tests (ytree_fast_test.c), which hold the two readers to the same trees and errors: libyaml
  * alone, or the fast reader alone (SIZE_MAX at the first document it would leave to libyaml). */

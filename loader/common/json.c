@@ -3,6 +3,8 @@
 
 #include <stdlib.h>
 
+#include "common/util.h"
+
 
 #define JSONW_MAX_DEPTH 64   /* Kubernetes objects nest deeply (pod templates, CRD schemas) */
 
@@ -121,12 +123,9 @@ void jsonw_string(json_writer_t *self, const char *value)
 
 void jsonw_uint(json_writer_t *self, uint64_t value)
 {
-	char buf[24], *p = buf + sizeof(buf);
-	do
-		*--p = (char)('0' + value % 10);
-	while (value /= 10);
+	char buf[20];
 	sep(self);
-	fwrite(p, 1, (size_t)(buf + sizeof(buf) - p), self->out);
+	fwrite(buf, 1, (size_t)(uint_write(buf, value) - buf), self->out);
 }
 
 void jsonw_bool(json_writer_t *self, bool value)

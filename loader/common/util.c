@@ -121,6 +121,18 @@ void arena_adopt(struct arena *a, struct arena *from)
 	from->used = 0;
 }
 
+char *uint_write(char *out, uint64_t v)
+{
+	char digits[20];
+	int k = 0;
+	do
+		digits[k++] = (char)('0' + v % 10);
+	while (v /= 10);
+	while (k)
+		*out++ = digits[--k];
+	return out;
+}
+
 uint64_t hash_str(const char *s)
 {
 	uint64_t h = 1469598103934665603ULL;

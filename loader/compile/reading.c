@@ -8,8 +8,6 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include "compile/kinds.h"
 
@@ -115,6 +113,10 @@ struct split {
 	struct yaml_resume end;
 };
 
+/* A mapped file's pages counted through are given back every 8 MiB, so that a count ahead of the
+ * first thread's reading never holds half the file (the first thread faults them in again). */
+#define GIVE_BACK (8u << 20)
+
 /* Lines before at, and the lines starting "- " after the last line that starts at column 1 with
  * anything else: the items before at of the sequence it is in, if it is in one. 16 bytes at a
  * time in vectors (GCC's, any target), counted in 8-bit lanes for 255 steps: ~15 ms for 120 MiB. */
@@ -138,28 +140,14 @@ static uint32_t lanes(v16 v)
 #define DASH(c1, c2) (((c1) == '-') & (((c2) == ' ') | ((c2) == '\n')))
 #define TOP(c1, c2) (((c1) != ' ') & ((c1) != '#') & ((c1) != '\n') & !DASH(c1, c2))
 
-/* A mapped file's pages counted through are given back every 8 MiB, so that a count ahead of the
- * first thread's reading never holds half the file (the first thread faults them in again). */
-#define GIVE_BACK (8u << 20)
-
-static void give_back(const unsigned char *from, const unsigned char *to)
-{
-	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), a = ((uintptr_t)from + page - 1) & ~(page - 1);
-	uintptr_t b = (uintptr_t)to & ~(page - 1);
-	if (b > a)
-		madvise((void *)a, b - a, MADV_DONTNEED);
-}
-
 static void count_before(const unsigned char *buf, size_t at, bool mapped, uint32_t *line, uint32_t *items)
 {
 	enum { STEP = 16, BLOCK = 255 * 16 };
 	uint32_t lines = 1, dashes = at && DASH(buf[0], buf[1]);
 	size_t given = 0;
 	for (size_t b = 0; b + 1 < at; b += BLOCK) {
-		if (mapped && b - given >= GIVE_BACK) {
-			give_back(buf + given, buf + b);
-			given = b;
-		}
+		if (mapped && b - given >= GIVE_BACK)
+			given = (size_t)(ytree_give_back(buf + given, buf + b) - buf);
 		size_t e = b + BLOCK < at - 1 ? b + BLOCK : at - 1;   /* newlines at i < e: their lines start before at */
 		v16 nl = { 0 }, ds = { 0 }, tops = { 0 };
 		size_t i = b;
@@ -193,10 +181,13 @@ static void count_before(const unsigned char *buf, size_t at, bool mapped, uint3
 	*line = lines + (at && buf[at - 1] == '\n');   /* the newline that ends the line before at */
 	*items = dashes;
 	if (mapped)
-		give_back(buf + given, buf + at);
+		ytree_give_back(buf + given, buf + at);
 }
 #undef TOP
 #undef DASH
+
+/* What kubectl indents a JSON List's values by, at most: 2 x 16. */
+static const char spaces[] = "                                ";
 
 /* The values of a JSON List before at (a value's line, at indent): the lines that are "{" at that
  * indent, found from the '{' bytes, which are few. */
@@ -207,15 +198,13 @@ static uint32_t count_values(const unsigned char *buf, size_t at, size_t indent,
 	for (const unsigned char *q = buf + indent + 1, *end = buf + at; q < end && (q = memchr(q, '{', (size_t)(end - q)));
 	     q++) {
 		const unsigned char *ls = q - indent;
-		if (q + 1 < end && q[1] == '\n' && ls[-1] == '\n' && !memcmp(ls, "                                ", indent))
+		if (q + 1 < end && q[1] == '\n' && ls[-1] == '\n' && !memcmp(ls, spaces, indent))
 			n++;
-		if (mapped && (size_t)(ls - given) >= GIVE_BACK) {
-			give_back(given, ls - 1);
-			given = ls - 1;
-		}
+		if (mapped && (size_t)(ls - given) >= GIVE_BACK)
+			given = ytree_give_back(given, ls - 1);
 	}
 	if (mapped)
-		give_back(given, buf + at);
+		ytree_give_back(given, buf + at);
 	return n;
 }
 
@@ -272,7 +261,6 @@ static size_t json_items_indent(const unsigned char *buf, size_t len)
  * another, as `kubectl get -o json` prints a List's items. */
 static bool json_value_line(const unsigned char *buf, const unsigned char *q, const unsigned char *end, size_t indent)
 {
-	static const char spaces[] = "                                ";
 	const unsigned char *prev = q - (indent + 3);   /* the line before: indent spaces, "},", its newline */
 	return indent && end - q >= (ptrdiff_t)indent + 2 && !memcmp(q, spaces, indent) && q[indent] == '{' &&
 	       q[indent + 1] == '\n' && prev >= buf && (prev == buf || prev[-1] == '\n') && !memcmp(prev, spaces, indent) &&
@@ -308,13 +296,10 @@ static bool read_split(struct cctx *c, const struct compile_input *in, const str
 {
 	struct split s = { .in = in, .file = file, .first = first, .keys = keys };
 	*tried = false;
-	if (in->mapped) {
-		s.scan = *in->scan;
-	} else {
-		s.scan = (struct ytree_scan){ .plain = true, .nul = SIZE_MAX };
-		for (size_t used; s.scan.scanned < in->len;)
-			ytree_scan_bytes(&s.scan, in->buf + s.scan.scanned, in->len - s.scan.scanned, true, &used);
-	}
+	size_t used;
+	s.scan = in->mapped ? *in->scan : (struct ytree_scan){ .plain = true, .nul = SIZE_MAX };
+	if (!in->mapped)   /* the whole input as its last piece: one call looks at all of it */
+		ytree_scan_bytes(&s.scan, in->buf, in->len, true, &used);
 	size_t from = c->o->split_from ? c->o->split_from : in->len / 2;
 	if (!s.scan.plain || s.scan.nul != SIZE_MAX || from >= in->len ||
 	    !find_split(in, from, &s.at, &s.kind, &s.indent))

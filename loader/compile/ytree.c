@@ -627,8 +627,6 @@ static bool plain_start(const struct fast *f, const unsigned char *p)
 /* The bytes a plain scalar's scan stops at: all but printable ASCII, ' ', ':' and '#'. */
 static const bool plain_stop[256] = { [0 ... ' '] = true, [':'] = true, ['#'] = true, [0x7f ... 0xff] = true };
 
-/* A one-line plain scalar of block context from p: its end (trailing spaces left out), stopping at
- * ": ", ":" at the line's end, " #" or the line's end. NULL for a byte outside printable ASCII. */
 /* From p to the first byte a plain scalar's scan stops at, or end: sixteen bytes a step where the
  * lanes can be read in order (names, uids and times are tens of bytes; this was an eighth of a
  * compile byte by byte). */
@@ -654,6 +652,8 @@ static const unsigned char *skip_plain(const unsigned char *p, const unsigned ch
 	return p;
 }
 
+/* A one-line plain scalar of block context from p: its end (trailing spaces left out), stopping at
+ * ": ", ":" at the line's end, " #" or the line's end. NULL for a byte outside printable ASCII. */
 static const unsigned char *plain_end(const struct fast *f, const unsigned char *p)
 {
 	const unsigned char *last = p;
@@ -1152,26 +1152,25 @@ static bool slow_document(struct fast *f, ydoc_fn fn, void *ctx, size_t *docs)
 	return false;
 }
 
+const unsigned char *ytree_give_back(const unsigned char *from, const unsigned char *to)
+{
+	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), a = ((uintptr_t)from + page - 1) & ~(page - 1);
+	uintptr_t b = (uintptr_t)to & ~(page - 1);
+	if (b <= a)
+		return from;
+	madvise((void *)a, b - a, MADV_DONTNEED);   /* a file's pages: read again if need be */
+	return (const unsigned char *)b;
+}
+
 static void drop_behind_at_least(const unsigned char *p, const unsigned char **dropped, size_t least)
 {
-	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-	const unsigned char *upto = (const unsigned char *)((uintptr_t)p & ~(page - 1));
-	if (upto <= *dropped || (size_t)(upto - *dropped) < least)
-		return;
-	madvise((void *)*dropped, (size_t)(upto - *dropped), MADV_DONTNEED);   /* a file's pages: read again if need be */
-	*dropped = upto;
+	if (p > *dropped && (size_t)(p - *dropped) >= least)
+		*dropped = ytree_give_back(*dropped, p);
 }
 
 static void drop_behind(const unsigned char *p, const unsigned char **dropped)
 {
 	drop_behind_at_least(p, dropped, DROP_BEHIND);
-}
-
-/* The first page boundary at or after p: a part of a mapped file gives back whole pages only. */
-static const unsigned char *page_up(const unsigned char *p)
-{
-	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-	return (const unsigned char *)(((uintptr_t)p + page - 1) & ~(page - 1));
 }
 
 /* What a reading of an input leaves: its builder's nodes and frames, the reader's arenas. */
@@ -1207,7 +1206,7 @@ static size_t each_document(const unsigned char *buf, size_t len, uint32_t line,
 	if (!scan.plain)
 		readers = YAML_LIBYAML_ONLY;
 	struct fast f = { .b = &b, .p = buf, .end = buf + len, .ls = buf, .line = line, .stream = stream, .ctx = ctx,
-			  .dropped = mapped ? page_up(buf) : NULL };
+			  .dropped = mapped ? buf : NULL };
 	for (;;) {
 		const unsigned char *start = f.p;
 		uint32_t start_line = f.line;
@@ -1298,7 +1297,7 @@ bool yaml_stream_items(const unsigned char *buf, size_t len, uint32_t line, bool
 	struct builder b = { .file = file, .d = d };
 	b.nodes = &b.arena;
 	struct fast f = { .b = &b, .p = buf, .end = buf + len, .ls = buf, .line = line, .stream = stream, .ctx = ctx,
-			  .dropped = mapped ? page_up(buf) : NULL };
+			  .dropped = mapped ? buf : NULL };
 	uint32_t base = stream->streamed;
 	bool ok = json ? json_values(&f)
 		       : next_content(&f) && f.indent == 0 && *f.p == '-' && at_blank(&f, f.p + 1) &&

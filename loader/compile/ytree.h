@@ -84,6 +84,9 @@ bool yaml_stream_items(const unsigned char *buf, size_t len, uint32_t line, bool
 		       const struct mark *file, struct diags *d, void *ctx, struct yaml_stream *stream,
 		       struct yaml_resume *end);
 
+/* The whole pages of a mapped input between from and to given back, read again if need be (a
+ * large input is never resident whole); returns where the next give-back may start. */
+const unsigned char *ytree_give_back(const unsigned char *from, const unsigned char *to);
 /* For tests (ytree_fast_test.c), which hold the two readers to the same trees and errors: libyaml
  * alone, or the fast reader alone (SIZE_MAX at the first document it would leave to libyaml). */
 enum yaml_readers { YAML_BOTH, YAML_LIBYAML_ONLY, YAML_FAST_ONLY };

@@ -122,26 +122,13 @@ bool plan_service_equal(const struct plan_service *a, const struct plan_service 
 	return true;
 }
 
-/* n in decimal at p; returns the end. */
-static char *put_uint(char *p, unsigned n)
-{
-	char digits[10];
-	int k = 0;
-	do
-		digits[k++] = (char)('0' + n % 10);
-	while (n /= 10);
-	while (k)
-		*p++ = digits[--k];
-	return p;
-}
-
 /* An IPv4 address without printf (glibc's inet_ntop formats with it): plans print 150,000. */
 void plan_addr_str(const struct plan_addr *a, char *buf, size_t len)
 {
 	if (a->family == AF_INET && len >= INET_ADDRSTRLEN) {
 		char *p = buf;
 		for (int i = 0; i < 4; i++) {
-			p = put_uint(p, a->addr[i]);
+			p = uint_write(p, a->addr[i]);
 			*p++ = i < 3 ? '.' : 0;
 		}
 		return;
@@ -158,7 +145,7 @@ void plan_endpoint_str(const struct plan_addr *a, uint16_t port, char *buf, size
 	if (a->family == AF_INET && n + 7 <= len) {   /* ":65535" and the NUL */
 		memcpy(buf, ip, n);
 		buf[n] = ':';
-		*put_uint(buf + n + 1, port) = 0;
+		*uint_write(buf + n + 1, port) = 0;
 		return;
 	}
 	snprintf(buf, len, a->family == AF_INET6 ? "[%s]:%u" : "%s:%u", ip, port);
